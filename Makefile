@@ -1,0 +1,96 @@
+# The gateway: `make deps`, `make`, `make test`, `make run`, `make asan`, `make bench`.
+
+BUILD    ?= build
+CC       ?= cc
+LLHTTP_SRC ?= /usr/share/llhttp
+LLHTTP_INC ?= /usr/share/include/llhttp
+
+PKGS     := libuv luajit libpcre2-8 yaml-0.1 openssl hiredis
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+OPT      ?= -O2 -g
+SAN      ?=
+CFLAGS_GW = -std=c11 -D_GNU_SOURCE $(OPT) $(SAN) -Wall -Wextra -Werror \
+            -Wno-unused-parameter -Igateway -I$(LLHTTP_INC) $(PKG_CFLAGS)
+LDLIBS_GW = $(SAN) $(PKG_LIBS) -lm
+
+# Debian's packages the project needs (DESIGN.md section 3) plus the tools
+# the tests and the benchmark run.
+DEB_PKGS := build-essential pkg-config libuv1-dev node-llhttp libluajit2-5.1-dev \
+            libhiredis-dev libssl-dev libyaml-dev libpcre2-dev lua-cjson \
+            redis-server etcd-server etcd-client wrk nginx-extras haproxy curl \
+            perl libjson-pp-perl iproute2 util-linux procps
+
+SRCS     := $(filter-out gateway/gw_main.c,$(wildcard gateway/gw_*.c))
+OBJS     := $(patsubst gateway/%.c,$(BUILD)/obj/%.o,$(SRCS))
+LLHTTP_OBJS := $(BUILD)/obj/llhttp.o $(BUILD)/obj/llhttp_api.o $(BUILD)/obj/llhttp_http.o
+UNIT_SRCS := $(wildcard t/unit/test_*.c)
+UNIT_BINS := $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRCS))
+
+.PHONY: all deps test unit asan run bench fmt fmt-check clean
+
+all: $(BUILD)/gateway $(UNIT_BINS)
+
+deps:
+	@missing=""; for p in $(DEB_PKGS); do \
+	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	    echo "installing:$$missing"; \
+	    if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	    $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q </dev/null && \
+	    $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing </dev/null; \
+	else echo "all dependencies present"; fi
+
+$(BUILD)/obj/%.o: gateway/%.c gateway/*.h | $(BUILD)/obj
+	$(CC) $(CFLAGS_GW) -c $< -o $@
+
+# llhttp from Debian's sources, in strict mode: the loose default accepts
+# known request-smuggling forms.
+$(BUILD)/obj/llhttp.o: $(LLHTTP_SRC)/llhttp.c | $(BUILD)/obj
+	$(CC) -std=c11 $(OPT) $(SAN) -DLLHTTP_STRICT_MODE=1 -I$(LLHTTP_INC) -c $< -o $@
+$(BUILD)/obj/llhttp_api.o: $(LLHTTP_SRC)/api.c | $(BUILD)/obj
+	$(CC) -std=c11 $(OPT) $(SAN) -DLLHTTP_STRICT_MODE=1 -I$(LLHTTP_INC) -c $< -o $@
+$(BUILD)/obj/llhttp_http.o: $(LLHTTP_SRC)/http.c | $(BUILD)/obj
+	$(CC) -std=c11 $(OPT) $(SAN) -DLLHTTP_STRICT_MODE=1 -I$(LLHTTP_INC) -c $< -o $@
+
+$(BUILD)/libgw.a: $(OBJS) $(LLHTTP_OBJS)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/gateway: $(BUILD)/obj/gw_main.o $(BUILD)/libgw.a
+	$(CC) -o $@ $^ $(LDLIBS_GW)
+
+$(BUILD)/unit/%: t/unit/%.c t/unit/tap.h $(BUILD)/libgw.a | $(BUILD)/unit
+	$(CC) $(CFLAGS_GW) -It/unit -o $@ $< $(BUILD)/libgw.a $(LDLIBS_GW)
+
+$(BUILD)/obj $(BUILD)/unit:
+	mkdir -p $@
+
+unit: $(UNIT_BINS)
+	prove --exec '' $(UNIT_BINS)
+
+# C unit tests, then the integration tests against build/gateway.
+test: all
+	prove --exec '' $(UNIT_BINS)
+	GATEWAY_BIN=$(BUILD)/gateway prove -r t/
+
+# The same tests on an AddressSanitizer + UndefinedBehaviorSanitizer build.
+asan:
+	$(MAKE) BUILD=build/asan OPT="-O1 -g -fno-omit-frame-pointer" \
+	    SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined" test
+
+run: deps all
+	./conf/run-demo.sh
+
+bench: all
+	bench/bench.sh
+
+fmt:
+	clang-format -i gateway/*.c gateway/*.h t/unit/*.c t/unit/*.h
+
+fmt-check:
+	clang-format --dry-run --Werror gateway/*.c gateway/*.h t/unit/*.c t/unit/*.h
+
+clean:
+	rm -rf build

@@ -1,0 +1,270 @@
+/*
+ * The configuration, compiled once from YAML (libyaml) into plain C
+ * structures. Nothing here is parsed per request. A gw_conf_t is immutable
+ * after gw_conf_load() returns; workers build their mutable runtime state
+ * (balancer positions, keep-alive pools) from it.
+ *
+ * All strings are NUL-terminated heap copies owned by the gw_conf_t and
+ * freed by gw_conf_free(). Durations are in milliseconds, sizes in bytes.
+ */
+#ifndef GW_CONFIG_H
+#define GW_CONFIG_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "gw_core.h"
+
+typedef struct {
+    char *key;
+    char *value;
+} gw_kv_t;
+
+typedef struct {
+    char *host; /* as written: "0.0.0.0", "127.0.0.1", "::1" */
+    int port;
+    int tls;
+    struct sockaddr_storage sa;
+    socklen_t salen;
+} gw_listen_conf_t;
+
+/* Where a key for hashing or canary bucketing comes from. */
+typedef enum {
+    GW_KEY_NONE = 0,
+    GW_KEY_HEADER,   /* header:NAME */
+    GW_KEY_COOKIE,   /* cookie:NAME */
+    GW_KEY_QUERY,    /* query:NAME  */
+    GW_KEY_IP,       /* ip          */
+    GW_KEY_CONSUMER, /* consumer    */
+    GW_KEY_VAR,      /* var:NAME    */
+} gw_key_kind_t;
+
+typedef struct {
+    gw_key_kind_t kind;
+    char *name; /* NULL for ip and consumer */
+    size_t name_len;
+} gw_keyspec_t;
+
+typedef enum {
+    GW_BAL_ROUND_ROBIN = 0,
+    GW_BAL_WEIGHTED_ROUND_ROBIN,
+    GW_BAL_RANDOM,
+    GW_BAL_LEAST_CONN,
+    GW_BAL_CONSISTENT_HASH,
+    GW_BAL_P2C,
+} gw_balancer_kind_t;
+
+struct gw_node_conf_s {
+    char *addr; /* "host:port" as written */
+    char *host;
+    int port;
+    struct sockaddr_storage sa; /* resolved at load: numeric or getaddrinfo */
+    socklen_t salen;
+    int weight; /* >= 1, default 1 */
+    gw_kv_t *meta;
+    size_t nmeta;
+};
+
+typedef struct {
+    int enabled;
+    char *path;
+    uint64_t interval_ms, timeout_ms;
+    int healthy, unhealthy;
+} gw_health_active_conf_t;
+
+typedef struct {
+    int enabled;
+    int unhealthy;
+    uint64_t window_ms;
+} gw_health_passive_conf_t;
+
+typedef enum { GW_SCOPE_ROUTE = 0, GW_SCOPE_UPSTREAM, GW_SCOPE_NODE } gw_breaker_scope_t;
+
+typedef struct {
+    int enabled; /* "breaker: off" -> 0; default on */
+    uint64_t window_ms;
+    int buckets;
+    double k;
+    int protection;
+    int *failure_statuses; /* NULL -> any status >= 500 */
+    size_t nfailure_statuses;
+    gw_breaker_scope_t scope;
+} gw_breaker_conf_t;
+
+typedef enum { GW_DISC_STATIC = 0, GW_DISC_ETCD, GW_DISC_CONSUL } gw_discovery_kind_t;
+
+typedef struct {
+    gw_discovery_kind_t kind;
+    char *registry; /* name in registries */
+    char *format;   /* "go-zero" | "go-micro" (etcd) */
+    char *key;      /* go-zero key */
+    char *service;  /* go-micro / consul service */
+    int passing;    /* consul */
+} gw_discovery_conf_t;
+
+struct gw_upstream_conf_s {
+    char *name;
+    size_t index; /* position in conf->upstreams */
+    gw_node_conf_t *nodes;
+    size_t nnodes;
+    gw_discovery_conf_t discovery;
+    gw_balancer_kind_t balancer;
+    gw_keyspec_t hash_on; /* consistent_hash; kind NONE -> client ip */
+    uint64_t connect_timeout_ms, send_timeout_ms, read_timeout_ms;
+    int retries;
+    int keepalive_size;
+    uint64_t keepalive_idle_ms;
+    gw_health_active_conf_t health_active;
+    gw_health_passive_conf_t health_passive;
+    gw_breaker_conf_t breaker;
+};
+
+typedef enum {
+    GW_OP_EQUALS = 0,
+    GW_OP_NOT_EQUALS,
+    GW_OP_CONTAINS,
+    GW_OP_IN,
+    GW_OP_REGEX,
+    GW_OP_EXISTS,
+    GW_OP_ABSENT,
+} gw_match_op_t;
+
+typedef struct {
+    char *name;
+    size_t name_len;
+    gw_match_op_t op;
+    char *value; /* equals, not_equals, contains, regex (the pattern) */
+    size_t value_len;
+    char **values; /* in */
+    size_t *value_lens;
+    size_t nvalues;
+    void *re; /* pcre2_code * for regex, compiled with JIT at load */
+} gw_predicate_t;
+
+typedef enum {
+    GW_PATH_ANY = 0, /* no path given */
+    GW_PATH_EXACT,   /* /a/b */
+    GW_PATH_PREFIX,  /* /a/b/ then a final "*": matches /a/b, /a/b/ and below */
+    GW_PATH_PARAM,   /* /users/:id (may also end with "/" "*") */
+    GW_PATH_REGEX,   /* {regex: "..."} */
+} gw_path_kind_t;
+
+typedef enum {
+    GW_SPLIT_HEADER = 0, /* {header: {name, value}} */
+    GW_SPLIT_USER_HASH,  /* {user_hash: {key, percent}} */
+    GW_SPLIT_WEIGHT,     /* {weight: N}: N % of requests at random */
+} gw_split_kind_t;
+
+typedef struct {
+    gw_split_kind_t kind;
+    char *header_name; /* header rule */
+    size_t header_name_len;
+    char *header_value; /* header rule; NULL -> the header only has to exist */
+    size_t header_value_len;
+    gw_keyspec_t key; /* user_hash rule */
+    int percent;      /* user_hash and weight rules, 0..100 */
+    gw_upstream_conf_t *upstream;
+    gw_kv_t *subset; /* node meta that must all match; NULL -> all nodes */
+    size_t nsubset;
+} gw_split_rule_t;
+
+typedef struct {
+    char *name;
+    void *conf; /* opaque, owned by the plugin runtime (a later module) */
+} gw_plugin_conf_t;
+
+struct gw_route_conf_s {
+    char *name;
+    size_t index; /* position in conf->routes, also the YAML index */
+    char *host;   /* NULL -> any host; lower-case */
+    int host_wildcard; /* host was "*.suffix": host holds ".suffix" */
+    gw_path_kind_t path_kind;
+    char *path; /* as written ("/a/b/" "*", "/users/:id") or the regex source */
+    void *path_re; /* pcre2_code * for GW_PATH_REGEX */
+    unsigned methods; /* 0 -> any */
+    gw_predicate_t *headers;
+    size_t nheaders;
+    gw_predicate_t *query;
+    size_t nquery;
+    int priority;
+    gw_upstream_conf_t *upstream;
+    char *strip_prefix; /* NULL -> none */
+    size_t strip_prefix_len;
+    uint64_t timeout_ms; /* 0 -> no route budget */
+    gw_split_rule_t *split;
+    size_t nsplit;
+    gw_plugin_conf_t *plugins;
+    size_t nplugins;
+};
+
+typedef enum { GW_LOG_DEBUG = 0, GW_LOG_INFO, GW_LOG_WARN, GW_LOG_ERROR } gw_log_level_t;
+
+struct gw_conf_s {
+    char *file; /* path the config was read from */
+
+    gw_listen_conf_t *listen;
+    size_t nlisten;
+    int workers; /* resolved: "auto" -> number of CPUs */
+    gw_listen_conf_t status_listen; /* port 0 -> off */
+    int has_status_listen;
+    gw_listen_conf_t admin_listen;
+    int has_admin;
+    char *admin_key;
+
+    uint64_t client_header_timeout_ms; /* default 10s */
+    uint64_t client_body_timeout_ms;   /* default 30s */
+    uint64_t keepalive_timeout_ms;     /* default 75s */
+    uint64_t drain_timeout_ms;         /* default 30s */
+    size_t max_header_size;            /* default 16k */
+    size_t max_body_size;              /* default 8m */
+    int max_connections;               /* default 10000 */
+
+    char *access_log; /* NULL -> off */
+    char *error_log;  /* "stderr" or a path */
+    gw_log_level_t error_log_level;
+    char *pid_file;   /* gateway.pid_file, default "logs/gateway.pid" */
+    char **plugin_paths;
+    size_t nplugin_paths;
+
+    /* redis, registries, tls, consumers and plugins are accepted and
+     * validated in shape; their runtimes come with later modules. */
+    int has_redis;
+    char *redis_addr;
+    char *redis_password;
+    int redis_db;
+    uint64_t redis_timeout_ms;
+
+    gw_upstream_conf_t *upstreams;
+    size_t nupstreams;
+    gw_route_conf_t *routes;
+    size_t nroutes;
+    gw_plugin_conf_t *global_plugins;
+    size_t nglobal_plugins;
+};
+
+/* Error list: one line per problem, "yaml.path: what is wrong". */
+typedef struct {
+    char **lines;
+    size_t n;
+} gw_conf_errors_t;
+
+/*
+ * Reads and compiles FILE. On success returns the config and leaves
+ * errs empty; on failure returns NULL and fills errs (caller frees it with
+ * gw_conf_errors_free). Never exits the process.
+ */
+gw_conf_t *gw_conf_load(const char *file, gw_conf_errors_t *errs);
+/* The same from a string (tests); name is used in messages. */
+gw_conf_t *gw_conf_load_string(const char *yaml, size_t len, const char *name,
+                               gw_conf_errors_t *errs);
+void gw_conf_free(gw_conf_t *conf);
+void gw_conf_errors_free(gw_conf_errors_t *errs);
+
+/* "10s" -> 10000; returns GW_ERROR on bad input. Exposed for tests. */
+int gw_conf_parse_duration(const char *s, uint64_t *ms);
+/* "16k" -> 16384; returns GW_ERROR on bad input. */
+int gw_conf_parse_size(const char *s, size_t *bytes);
+
+gw_upstream_conf_t *gw_conf_find_upstream(const gw_conf_t *conf, const char *name);
+
+#endif

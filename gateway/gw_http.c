@@ -1,0 +1,235 @@
+/* HTTP helpers shared by both sides of the proxy. */
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "gw_http.h"
+
+void
+gw_buf_reserve(gw_buf_t *b, size_t extra)
+{
+    if (b->len + extra <= b->cap)
+        return;
+    size_t cap = b->cap ? b->cap : 1024;
+    while (cap < b->len + extra)
+        cap *= 2;
+    char *p = realloc(b->data, cap);
+    if (p == NULL)
+        abort();
+    b->data = p;
+    b->cap = cap;
+}
+
+void
+gw_buf_append(gw_buf_t *b, const void *p, size_t n)
+{
+    if (n == 0)
+        return;
+    gw_buf_reserve(b, n);
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+}
+
+void
+gw_buf_appends(gw_buf_t *b, gw_str_t s)
+{
+    gw_buf_append(b, s.data, s.len);
+}
+
+void
+gw_buf_appendf(gw_buf_t *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n <= 0)
+        return;
+    gw_buf_reserve(b, (size_t)n + 1);
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+void
+gw_buf_free(gw_buf_t *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
+
+const char *
+gw_http_reason(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 203: return "Non-Authoritative Information";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 411: return "Length Required";
+    case 412: return "Precondition Failed";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 417: return "Expectation Failed";
+    case 422: return "Unprocessable Content";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Unknown";
+    }
+}
+
+int
+gw_http_is_hop_by_hop(gw_str_t n)
+{
+    switch (n.len) {
+    case 2: return gw_str_caseeq(n, GW_STR("te"));
+    case 7: return gw_str_caseeq(n, GW_STR("trailer")) || gw_str_caseeq(n, GW_STR("upgrade"));
+    case 10: return gw_str_caseeq(n, GW_STR("connection")) || gw_str_caseeq(n, GW_STR("keep-alive"));
+    case 16: return gw_str_caseeq(n, GW_STR("proxy-connection"));
+    case 17: return gw_str_caseeq(n, GW_STR("transfer-encoding"));
+    case 19: return gw_str_caseeq(n, GW_STR("proxy-authorization"));
+    case 18: return gw_str_caseeq(n, GW_STR("proxy-authenticate"));
+    default: return 0;
+    }
+}
+
+int
+gw_http_request_id_ok(gw_str_t id)
+{
+    if (id.len == 0 || id.len > 128)
+        return 0;
+    for (size_t i = 0; i < id.len; i++) {
+        unsigned char c = (unsigned char)id.data[i];
+        if (!(isalnum(c) || c == '-' || c == '_' || c == '.' || c == ':'))
+            return 0;
+    }
+    return 1;
+}
+
+uint64_t
+gw_rng_next(uint64_t *s)
+{
+    /* splitmix64: fast, good enough for ids and weights, not for secrets */
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+void
+gw_http_random_hex(uint64_t *rng, char *out, size_t nhex)
+{
+    static const char hex[] = "0123456789abcdef";
+    uint64_t r = 0;
+    for (size_t i = 0; i < nhex; i++) {
+        if (i % 16 == 0)
+            r = gw_rng_next(rng);
+        out[i] = hex[r & 15];
+        r >>= 4;
+    }
+    if (nhex)
+        out[0] = out[0] == '0' ? '1' : out[0]; /* never all zero */
+}
+
+static int
+all_hex(const char *p, size_t n, int *nonzero)
+{
+    *nonzero = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = p[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+            return 0;
+        if (c != '0')
+            *nonzero = 1;
+    }
+    return 1;
+}
+
+int
+gw_http_traceparent_ok(gw_str_t tp)
+{
+    int nz;
+    if (tp.len < 55)
+        return 0;
+    const char *p = tp.data;
+    if (p[2] != '-' || p[35] != '-' || p[52] != '-')
+        return 0;
+    if (!all_hex(p, 2, &nz) || (p[0] == 'f' && p[1] == 'f'))
+        return 0;
+    if (tp.len != 55 && (p[0] == '0' && p[1] == '0'))
+        return 0;
+    if (!all_hex(p + 3, 32, &nz) || !nz)
+        return 0;
+    if (!all_hex(p + 36, 16, &nz) || !nz)
+        return 0;
+    return all_hex(p + 53, 2, &nz);
+}
+
+void
+gw_http_date(int64_t epoch_sec, char out[32])
+{
+    static const char *days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static const char *mons[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                 "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    time_t t = (time_t)epoch_sec;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    snprintf(out, 32, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday], tm.tm_mday,
+             mons[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+void
+gw_http_error_body(gw_buf_t *b, int status, const char *message, gw_str_t request_id)
+{
+    /* message is always one of the gateway's own constants and the id is
+     * validated or generated, so neither needs JSON escaping */
+    gw_buf_appendf(b, "{\"code\":%d,\"message\":\"%s\",\"request_id\":\"%.*s\"}", status, message,
+                   (int)request_id.len, request_id.data ? request_id.data : "");
+}
+
+int
+gw_http_has_token(gw_str_t v, gw_str_t token)
+{
+    size_t i = 0;
+    while (i < v.len) {
+        while (i < v.len && (v.data[i] == ' ' || v.data[i] == '\t' || v.data[i] == ','))
+            i++;
+        size_t s = i;
+        while (i < v.len && v.data[i] != ',')
+            i++;
+        size_t e = i;
+        while (e > s && (v.data[e - 1] == ' ' || v.data[e - 1] == '\t'))
+            e--;
+        if (gw_str_caseeq((gw_str_t){v.data + s, e - s}, token))
+            return 1;
+    }
+    return 0;
+}

@@ -1,0 +1,53 @@
+/*
+ * HTTP helpers shared by the downstream and upstream sides: reason
+ * phrases, header classification, request ids, traceparent, the cached
+ * Date and the gateway's JSON error body. Pure functions, no I/O.
+ */
+#ifndef GW_HTTP_H
+#define GW_HTTP_H
+
+#include <stdint.h>
+
+#include "gw_core.h"
+
+/* A growable output buffer; `data` is malloc'd and owned. */
+typedef struct {
+    char *data;
+    size_t len;
+    size_t cap;
+} gw_buf_t;
+
+void gw_buf_reserve(gw_buf_t *b, size_t extra);
+void gw_buf_append(gw_buf_t *b, const void *p, size_t n);
+void gw_buf_appends(gw_buf_t *b, gw_str_t s);
+void gw_buf_appendf(gw_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void gw_buf_free(gw_buf_t *b);
+
+const char *gw_http_reason(int status);
+
+/* Hop-by-hop headers (RFC 9110 7.6.1 plus the usual legacy ones). */
+int gw_http_is_hop_by_hop(gw_str_t name);
+
+/* A client-supplied X-Request-Id is kept when 1..128 chars of
+ * [A-Za-z0-9._:-]; anything else is replaced. */
+int gw_http_request_id_ok(gw_str_t id);
+
+/* Writes 32 lower-case hex chars (16 random bytes, not all zero). */
+void gw_http_random_hex(uint64_t *rng, char *out, size_t nhex);
+
+/* W3C traceparent "00-<32 hex>-<16 hex>-<2 hex>"; rejects all-zero ids
+ * and version ff. */
+int gw_http_traceparent_ok(gw_str_t tp);
+
+/* IMF-fixdate for the given epoch second into out (30 bytes incl. NUL). */
+void gw_http_date(int64_t epoch_sec, char out[32]);
+
+/* {"code":N,"message":"...","request_id":"..."} into b. */
+void gw_http_error_body(gw_buf_t *b, int status, const char *message, gw_str_t request_id);
+
+/* Case-insensitive search for a comma-separated token in a header value. */
+int gw_http_has_token(gw_str_t value, gw_str_t token);
+
+uint64_t gw_rng_next(uint64_t *state);
+
+#endif

@@ -1,0 +1,777 @@
+/*
+ * Downstream HTTP/1.1: one connection, one request at a time.
+ *
+ * llhttp runs in strict mode. It stops (HPE_PAUSED) at the end of a head
+ * that announces a body, and at the end of every message, so the bytes of
+ * a pipelined next request stay unparsed in the buffer until the current
+ * response is out. Body bytes are parsed only while the upstream side
+ * takes them; otherwise they wait in the buffer and reading stops.
+ */
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <strings.h>
+
+#include "gw_http1.h"
+#include "gw_log.h"
+#include "gw_metrics.h"
+#include "gw_request.h"
+
+static void process(gw_conn_t *c);
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void timer_arm(gw_conn_t *c);
+
+#define CONN(p) ((gw_conn_t *)((llhttp_t *)(p))->data)
+
+/* ---- llhttp callbacks: record slices, never copy ---- */
+
+static int
+on_message_begin(llhttp_t *p)
+{
+    return 0;
+}
+
+static int
+on_url(llhttp_t *p, const char *at, size_t len)
+{
+    gw_request_t *r = CONN(p)->req;
+    if (r->url.data == NULL)
+        r->url.data = at;
+    r->url.len += len;
+    return 0;
+}
+
+static int
+on_method(llhttp_t *p, const char *at, size_t len)
+{
+    gw_request_t *r = CONN(p)->req;
+    if (r->method.data == NULL)
+        r->method.data = at;
+    r->method.len += len;
+    return 0;
+}
+
+static int
+on_header_field(llhttp_t *p, const char *at, size_t len)
+{
+    gw_request_t *r = CONN(p)->req;
+    if (r->header_state != 1) {
+        if (r->nheaders == GW_MAX_HEADERS)
+            return HPE_USER;
+        gw_header_t *h = &r->headers[r->nheaders++];
+        h->name = (gw_str_t){at, 0};
+        h->value = (gw_str_t){NULL, 0};
+        r->header_state = 1;
+    }
+    r->headers[r->nheaders - 1].name.len += len;
+    return 0;
+}
+
+static int
+on_header_value(llhttp_t *p, const char *at, size_t len)
+{
+    gw_request_t *r = CONN(p)->req;
+    gw_header_t *h = &r->headers[r->nheaders - 1];
+    if (r->header_state != 2) {
+        h->value.data = at;
+        r->header_state = 2;
+    }
+    h->value.len += len;
+    return 0;
+}
+
+static int
+on_headers_complete(llhttp_t *p)
+{
+    gw_request_t *r = CONN(p)->req;
+    r->http_major = p->http_major;
+    r->http_minor = p->http_minor;
+    r->chunked = (p->flags & F_CHUNKED) != 0;
+    r->content_length = (p->flags & F_CONTENT_LENGTH) ? (int64_t)p->content_length : -1;
+    r->has_body = r->chunked || r->content_length > 0;
+    /* Stop here only when a body follows; otherwise llhttp goes on to
+     * on_message_complete, which stops. */
+    return r->has_body ? HPE_PAUSED : 0;
+}
+
+static int
+on_body(llhttp_t *p, const char *at, size_t len)
+{
+    gw_conn_t *c = CONN(p);
+    gw_request_t *r = c->req;
+    r->body_received += len;
+    if (r->body_received > c->w->conf->max_body_size)
+        return HPE_USER;
+    if (!gw_request_on_body(r, at, len))
+        c->body_paused = 1; /* stop feeding llhttp after this execute */
+    return 0;
+}
+
+static int
+on_message_complete(llhttp_t *p)
+{
+    gw_conn_t *c = CONN(p);
+    c->req->body_done = 1;
+    return HPE_PAUSED;
+}
+
+static const llhttp_settings_t request_settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_method = on_method,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+/* ---- connection lifetime ---- */
+
+static void
+on_close(uv_handle_t *h)
+{
+    gw_conn_t *c = h->data;
+    gw_worker_t *w = c->w;
+    gw_metrics_conn(w->metrics, w->slot, GW_CONN_ACTIVE, -1);
+    free(c);
+    gw_worker_conn_closed(w);
+}
+
+static void
+on_timer_close(uv_handle_t *h)
+{
+    gw_conn_t *c = h->data;
+    uv_close((uv_handle_t *)&c->tcp, on_close);
+}
+
+static void
+release_rbuf(gw_conn_t *c)
+{
+    if (c->rbuf) {
+        gw_worker_rbuf_put(c->w, c->rbuf);
+        c->rbuf = NULL;
+    }
+    c->len = c->pos = c->head_start = 0;
+}
+
+void
+gw_conn_close(gw_conn_t *c)
+{
+    if (c->closing)
+        return;
+    c->closing = 1;
+    c->state = GW_CONN_S_CLOSING;
+    if (c->req) {
+        gw_request_t *r = c->req;
+        if (!r->finished)
+            gw_request_on_client_gone(r);
+        gw_request_free(r);
+        c->req = NULL;
+    }
+    gw_list_remove(&c->link);
+    c->w->nconns--;
+    release_rbuf(c);
+    gw_buf_free(&c->out);
+    uv_timer_stop(&c->timer);
+    uv_close((uv_handle_t *)&c->timer, on_timer_close);
+}
+
+static void
+on_accept_failed_close(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+void
+gw_http1_on_connection(uv_stream_t *server, int status)
+{
+    gw_listener_t *l = server->data;
+    gw_worker_t *w = server->loop->data;
+    if (status < 0) {
+        gw_log(w->log, GW_LOG_WARN, "accept: %s", uv_strerror(status));
+        return;
+    }
+    if (w->draining)
+        return;
+    if (w->nconns >= w->max_conns) {
+        /* Not accepting makes libuv stop polling the listener: extra
+         * clients wait in the kernel backlog until a connection closes. */
+        l->paused = 1;
+        return;
+    }
+    gw_conn_t *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return;
+    c->w = w;
+    uv_tcp_init(w->loop, &c->tcp);
+    c->tcp.data = c;
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+        uv_close((uv_handle_t *)&c->tcp, on_accept_failed_close);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    uv_timer_init(w->loop, &c->timer);
+    c->timer.data = c;
+    gw_list_push(&w->conns, &c->link);
+    w->nconns++;
+    gw_metrics_conn(w->metrics, w->slot, GW_CONN_ACTIVE, 1);
+
+    struct sockaddr_storage ss;
+    int sl = sizeof(ss);
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET)
+            uv_ip4_name((struct sockaddr_in *)&ss, c->remote_ip, sizeof(c->remote_ip));
+        else
+            uv_ip6_name((struct sockaddr_in6 *)&ss, c->remote_ip, sizeof(c->remote_ip));
+        c->remote_ip_len = (unsigned char)strlen(c->remote_ip);
+    }
+    c->keepalive = 1;
+    /* the first request must arrive within client_header */
+    c->head_deadline_ms = gw_worker_now_ms(w) + w->conf->client_header_timeout_ms;
+    c->state = GW_CONN_S_HEAD;
+    timer_arm(c);
+    c->reading = 1;
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+/* ---- timers ---- */
+
+static void
+on_timer(uv_timer_t *t)
+{
+    gw_conn_t *c = t->data;
+    if (c->closing)
+        return;
+    switch (c->state) {
+    case GW_CONN_S_IDLE:
+        gw_conn_close(c);
+        return;
+    case GW_CONN_S_HEAD:
+        if (c->req == NULL || c->len == c->head_start) {
+            gw_conn_close(c); /* nothing of a request yet: just close */
+            return;
+        }
+        gw_conn_send_error(c, 408, "request timeout", 1);
+        return;
+    case GW_CONN_S_BODY:
+        if (c->req && !c->req->body_done && !c->body_paused) {
+            if (c->req->head_sent)
+                gw_conn_close(c);
+            else
+                gw_conn_send_error(c, 408, "request timeout", 1);
+        }
+        return;
+    default:
+        return;
+    }
+}
+
+static void
+timer_arm(gw_conn_t *c)
+{
+    const gw_conf_t *conf = c->w->conf;
+    uint64_t now = gw_worker_now_ms(c->w), ms;
+    switch (c->state) {
+    case GW_CONN_S_IDLE:
+        ms = conf->keepalive_timeout_ms;
+        break;
+    case GW_CONN_S_HEAD:
+        ms = c->head_deadline_ms > now ? c->head_deadline_ms - now : 1;
+        break;
+    case GW_CONN_S_BODY:
+        if (c->req && !c->req->body_done && !c->body_paused) {
+            ms = conf->client_body_timeout_ms;
+            break;
+        }
+        uv_timer_stop(&c->timer);
+        return;
+    default:
+        uv_timer_stop(&c->timer);
+        return;
+    }
+    uv_timer_start(&c->timer, on_timer, ms ? ms : 1, 0);
+}
+
+/* ---- reading ---- */
+
+static void
+on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    gw_conn_t *c = h->data;
+    if (c->rbuf == NULL)
+        c->rbuf = gw_worker_rbuf_get(c->w);
+    buf->base = c->rbuf->data + c->len;
+    buf->len = c->rbuf->cap - c->len;
+}
+
+static void
+read_stop(gw_conn_t *c)
+{
+    if (c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = 0;
+    }
+}
+
+static void
+read_start(gw_conn_t *c)
+{
+    if (!c->reading && !c->closing) {
+        c->reading = 1;
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    }
+}
+
+static void
+on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    gw_conn_t *c = s->data;
+    if (nread < 0) {
+        /* EOF or reset: a request in flight is abandoned, as a client that
+         * half-closes cannot be told apart from one that went away */
+        gw_conn_close(c);
+        return;
+    }
+    if (nread == 0) {
+        if (c->len == 0 && c->req == NULL)
+            release_rbuf(c);
+        return;
+    }
+    c->len += (size_t)nread;
+    if (c->state == GW_CONN_S_BODY && c->req && !c->req->body_done)
+        timer_arm(c); /* client_body runs between reads */
+    process(c);
+}
+
+/* ---- head checks the strict parser leaves to us ---- */
+
+static gw_str_t
+trim(gw_str_t v)
+{
+    while (v.len && (v.data[0] == ' ' || v.data[0] == '\t'))
+        v.data++, v.len--;
+    while (v.len && (v.data[v.len - 1] == ' ' || v.data[v.len - 1] == '\t'))
+        v.len--;
+    return v;
+}
+
+static int
+bad_value_bytes(gw_str_t v)
+{
+    for (size_t i = 0; i < v.len; i++) {
+        unsigned char ch = (unsigned char)v.data[i];
+        if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+            return 1;
+    }
+    return 0;
+}
+
+static int
+host_ok(gw_str_t h)
+{
+    if (h.len == 0 || h.len > 255)
+        return 0;
+    for (size_t i = 0; i < h.len; i++) {
+        unsigned char ch = (unsigned char)h.data[i];
+        if (!(ch == '.' || ch == '-' || ch == ':' || ch == '[' || ch == ']' || ch == '_' ||
+              (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z')))
+            return 0;
+    }
+    return 1;
+}
+
+/*
+ * Returns 0 when the head is acceptable, else the status to answer with;
+ * *msg gets the reason. Anything ambiguous about framing is a 400: a
+ * request two parsers could read differently must never be forwarded.
+ */
+static int
+check_head(gw_conn_t *c, gw_request_t *r, const char **msg)
+{
+    unsigned nhost = 0, ncl = 0, nte = 0;
+    *msg = "bad request";
+    if (r->http_major != 1) {
+        *msg = "http version not supported";
+        return 505;
+    }
+    for (size_t i = 0; i < r->nheaders; i++) {
+        gw_header_t *h = &r->headers[i];
+        if (bad_value_bytes(h->value))
+            return 400;
+        h->value = trim(h->value);
+        gw_str_t n = h->name;
+        if (n.len == 4 && gw_str_caseeq(n, GW_STR("host"))) {
+            nhost++;
+            r->host_header = h->value;
+        } else if (n.len == 14 && gw_str_caseeq(n, GW_STR("content-length"))) {
+            ncl++;
+        } else if (n.len == 17 && gw_str_caseeq(n, GW_STR("transfer-encoding"))) {
+            nte++;
+            if (!gw_str_caseeq(h->value, GW_STR("chunked")))
+                return 400;
+        } else if (n.len == 6 && gw_str_caseeq(n, GW_STR("expect"))) {
+            if (!gw_str_caseeq(h->value, GW_STR("100-continue"))) {
+                *msg = "expectation failed";
+                return 417;
+            }
+            r->expect_continue = 1;
+        }
+    }
+    if (nte > 1 || ncl > 1 || (nte && ncl))
+        return 400;
+    if (nte && r->http_minor == 0)
+        return 400;
+    if (nhost > 1 || (nhost == 0 && r->http_minor >= 1))
+        return 400;
+    if (nhost && !host_ok(r->host_header))
+        return 400;
+    if (r->url.len == 0 || (r->url.data[0] != '/' &&
+                            !(r->url.len == 1 && r->url.data[0] == '*')))
+        return 400;
+    if (r->content_length > 0 && (uint64_t)r->content_length > c->w->conf->max_body_size) {
+        *msg = "request body too large";
+        return 413;
+    }
+    return 0;
+}
+
+/* ---- the parse loop ---- */
+
+static void
+start_request(gw_conn_t *c)
+{
+    gw_worker_t *w = c->w;
+    if (c->requests > 0)
+        c->head_deadline_ms = gw_worker_now_ms(w) + w->conf->client_header_timeout_ms;
+    c->req = gw_request_new(w, c);
+    c->head_start = c->pos;
+    llhttp_init(&c->parser, HTTP_REQUEST, &request_settings);
+    c->parser.data = c;
+    c->state = GW_CONN_S_HEAD;
+    c->body_paused = 0;
+    timer_arm(c);
+}
+
+static int
+parse_error_status(llhttp_errno_t err, const char **msg)
+{
+    *msg = "bad request";
+    if (err == HPE_USER) {
+        *msg = "request header fields too large";
+        return 431;
+    }
+    if (err == HPE_INVALID_VERSION) {
+        *msg = "http version not supported";
+        return 505;
+    }
+    return 400;
+}
+
+/* Head state: returns 1 to continue the loop, 0 to wait for bytes. */
+static int
+parse_head(gw_conn_t *c)
+{
+    gw_request_t *r = c->req;
+    const char *base = c->rbuf->data;
+    const char *msg;
+    llhttp_errno_t err = llhttp_execute(&c->parser, base + c->pos, c->len - c->pos);
+    if (err == HPE_OK) {
+        c->pos = c->len;
+        if (c->len - c->head_start > c->w->conf->max_header_size ||
+            c->len == c->rbuf->cap) {
+            gw_conn_send_error(c, 431, "request header fields too large", 1);
+            return 0;
+        }
+        return 0;
+    }
+    if (err != HPE_PAUSED) {
+        int st = parse_error_status(err, &msg);
+        gw_conn_send_error(c, st, msg, 1);
+        return 0;
+    }
+    c->pos = (size_t)(llhttp_get_error_pos(&c->parser) - base);
+    if (c->pos - c->head_start > c->w->conf->max_header_size) {
+        gw_conn_send_error(c, 431, "request header fields too large", 1);
+        return 0;
+    }
+    int st = check_head(c, r, &msg);
+    if (st) {
+        gw_conn_send_error(c, st, msg, 1);
+        return 0;
+    }
+    r->idempotent = llhttp_get_method(&c->parser) != HTTP_POST &&
+                    llhttp_get_method(&c->parser) != HTTP_PATCH &&
+                    llhttp_get_method(&c->parser) != HTTP_CONNECT;
+    c->keepalive = llhttp_should_keep_alive(&c->parser) && c->keepalive;
+    c->state = GW_CONN_S_BODY;
+    c->body_paused = 1; /* until the upstream side asks for the body */
+    c->head_start = c->pos; /* from here on: where the body starts */
+    timer_arm(c);
+    gw_request_on_head(r);
+    return 1;
+}
+
+/* Drops body bytes llhttp consumed, keeping the head and what follows. */
+static void
+compact_body(gw_conn_t *c, size_t body_start)
+{
+    if (c->pos == body_start)
+        return;
+    size_t rest = c->len - c->pos;
+    if (rest)
+        memmove(c->rbuf->data + body_start, c->rbuf->data + c->pos, rest);
+    c->len = body_start + rest;
+    c->pos = body_start;
+}
+
+/* Body state: returns 1 to continue the loop, 0 to wait. */
+static int
+parse_body(gw_conn_t *c)
+{
+    gw_request_t *r = c->req;
+    if (r->body_done || c->body_paused || c->pos == c->len)
+        return 0;
+    size_t body_start = c->pos;
+    const char *base = c->rbuf->data;
+    llhttp_errno_t err = llhttp_execute(&c->parser, base + c->pos, c->len - c->pos);
+    if (err == HPE_OK) {
+        c->pos = c->len;
+    } else if (err == HPE_PAUSED) {
+        c->pos = (size_t)(llhttp_get_error_pos(&c->parser) - base);
+    } else {
+        if (err == HPE_USER)
+            gw_conn_send_error(c, 413, "request body too large", 1);
+        else
+            gw_conn_send_error(c, 400, "bad request", 1);
+        return 0;
+    }
+    compact_body(c, body_start);
+    if (r->body_done) {
+        timer_arm(c);
+        gw_request_on_body_done(r);
+        return 0;
+    }
+    return !c->body_paused;
+}
+
+static void
+process(gw_conn_t *c)
+{
+    if (c->in_parse)
+        return;
+    c->in_parse = 1;
+    for (;;) {
+        if (c->closing)
+            break;
+        if (c->state == GW_CONN_S_IDLE) {
+            if (c->pos == c->len)
+                break;
+            start_request(c);
+        }
+        if (c->state == GW_CONN_S_HEAD) {
+            if (c->req == NULL)
+                start_request(c);
+            if (c->pos == c->len || !parse_head(c))
+                break;
+            continue;
+        }
+        if (c->state == GW_CONN_S_BODY) {
+            if (!parse_body(c))
+                break;
+            continue;
+        }
+        break;
+    }
+    c->in_parse = 0;
+    if (c->closing)
+        return;
+    /* Back-pressure: stop reading when the buffer is full or the upstream
+     * is behind; pipelined bytes wait for the current response. */
+    if (c->rbuf && c->len == c->rbuf->cap)
+        read_stop(c);
+    else if (c->state == GW_CONN_S_BODY && c->body_paused && c->req && c->req->has_body)
+        read_stop(c);
+    else
+        read_start(c);
+    if (c->state == GW_CONN_S_IDLE && c->len == 0)
+        release_rbuf(c);
+}
+
+void
+gw_conn_resume_body(gw_conn_t *c)
+{
+    if (c->closing || c->req == NULL)
+        return;
+    gw_request_t *r = c->req;
+    if (r->expect_continue && r->body_received == 0 && !r->body_done && !r->head_sent) {
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        uv_buf_t b = uv_buf_init((char *)cont, sizeof(cont) - 1);
+        r->expect_continue = 0;
+        if (gw_conn_write(c, &b, 1) < 0)
+            return;
+    }
+    if (!c->body_paused)
+        return;
+    c->body_paused = 0;
+    if (r->body_done)
+        return;
+    if (c->parser.error == HPE_PAUSED)
+        llhttp_resume(&c->parser);
+    timer_arm(c);
+    process(c);
+}
+
+/* ---- writing ---- */
+
+static void start_write(gw_conn_t *c);
+
+static void
+on_write(uv_write_t *wr, int status)
+{
+    gw_conn_t *c = wr->data;
+    c->write_busy = 0;
+    if (c->closing)
+        return; /* the close already freed the buffers' owner state */
+    if (status < 0) {
+        gw_conn_close(c);
+        return;
+    }
+    /* bytes appended while the write was in flight sit after out_sent */
+    size_t rest = c->out.len - c->out_sent;
+    if (rest) {
+        memmove(c->out.data, c->out.data + c->out_sent, rest);
+        c->out.len = rest;
+        c->out_sent = 0;
+        start_write(c);
+        return;
+    }
+    c->out.len = c->out_sent = 0;
+    if (c->close_after && (c->req == NULL || c->req->resp_done)) {
+        gw_conn_close(c);
+        return;
+    }
+    if (c->req)
+        gw_request_on_client_drained(c->req);
+}
+
+static void
+start_write(gw_conn_t *c)
+{
+    uv_buf_t b = uv_buf_init(c->out.data, (unsigned)c->out.len);
+    c->out_sent = c->out.len;
+    c->write_busy = 1;
+    c->wreq.data = c;
+    int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write);
+    if (rc < 0) {
+        c->write_busy = 0;
+        gw_conn_close(c);
+    }
+}
+
+int
+gw_conn_write(gw_conn_t *c, const uv_buf_t *bufs, unsigned n)
+{
+    if (c->closing)
+        return -1;
+    if (c->write_busy || c->out.len) {
+        for (unsigned i = 0; i < n; i++)
+            gw_buf_append(&c->out, bufs[i].base, bufs[i].len);
+        return 0;
+    }
+    int rc = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
+    if (rc < 0 && rc != UV_EAGAIN) {
+        gw_conn_close(c);
+        return -1;
+    }
+    size_t skip = rc > 0 ? (size_t)rc : 0, queued = 0;
+    for (unsigned i = 0; i < n; i++) {
+        if (skip >= bufs[i].len) {
+            skip -= bufs[i].len;
+            continue;
+        }
+        gw_buf_append(&c->out, bufs[i].base + skip, bufs[i].len - skip);
+        queued += bufs[i].len - skip;
+        skip = 0;
+    }
+    if (queued == 0)
+        return 1;
+    start_write(c);
+    return c->closing ? -1 : 0;
+}
+
+/* ---- request end ---- */
+
+void
+gw_conn_request_done(gw_conn_t *c)
+{
+    gw_request_t *r = c->req;
+    if (c->closing || r == NULL)
+        return;
+    r->resp_done = 1;
+    gw_request_log(r);
+    c->requests++;
+    int keep = c->keepalive && !c->close_after && r->body_done && !c->w->draining;
+    gw_request_free(r);
+    c->req = NULL;
+    if (!keep) {
+        c->close_after = 1;
+        if (!c->write_busy && c->out.len == 0)
+            gw_conn_close(c);
+        else
+            read_stop(c);
+        return;
+    }
+    /* next request: its bytes (if any) move to the buffer start */
+    size_t rest = c->len - c->pos;
+    if (rest && c->pos)
+        memmove(c->rbuf->data, c->rbuf->data + c->pos, rest);
+    c->len = rest;
+    c->pos = c->head_start = 0;
+    c->state = GW_CONN_S_IDLE;
+    if (c->out.cap > 65536 && !c->write_busy && c->out.len == 0)
+        gw_buf_free(&c->out);
+    if (rest == 0) {
+        release_rbuf(c);
+        timer_arm(c);
+        read_start(c);
+        return;
+    }
+    if (!c->in_parse)
+        process(c);
+}
+
+void
+gw_conn_send_error(gw_conn_t *c, int status, const char *message, int close)
+{
+    gw_request_t *r = c->req;
+    if (c->closing)
+        return;
+    if (r == NULL) {
+        c->req = r = gw_request_new(c->w, c);
+    }
+    if (r->head_sent) {
+        /* a response is already on its way: the only honest signal left
+         * is to cut the connection */
+        gw_conn_close(c);
+        return;
+    }
+    if (close || !r->body_done)
+        c->close_after = 1;
+    gw_request_fail(r, status, message);
+}
+
+void
+gw_http1_drain(gw_worker_t *w)
+{
+    gw_link_t *l = w->conns.next;
+    while (l != &w->conns) {
+        gw_conn_t *c = GW_CONTAINER_OF(l, gw_conn_t, link);
+        l = l->next;
+        if (c->req == NULL && !c->closing)
+            gw_conn_close(c);
+        else if (c->state == GW_CONN_S_HEAD && c->len == c->head_start)
+            gw_conn_close(c);
+    }
+}

@@ -1,0 +1,84 @@
+/*
+ * Downstream HTTP/1.1 connections: accept, read, llhttp (strict) plus the
+ * gateway's own framing checks, keep-alive, pipelining (one request at a
+ * time, answers in order), limits and client timeouts, and the write path
+ * to the client with back-pressure.
+ *
+ * Buffers: a connection holds a read buffer only while it has unparsed
+ * bytes or a request in flight, so an idle keep-alive connection costs the
+ * struct below and nothing else. The current request's head stays at the
+ * start of the buffer until the request ends; its header slices point
+ * into it.
+ */
+#ifndef GW_HTTP1_H
+#define GW_HTTP1_H
+
+#include <llhttp.h>
+#include <uv.h>
+
+#include "gw_http.h"
+#include "gw_worker.h"
+
+enum {
+    GW_CONN_S_IDLE = 0, /* between requests (keep-alive) */
+    GW_CONN_S_HEAD,     /* reading a request head */
+    GW_CONN_S_BODY,     /* head done; request in flight, body maybe pending */
+    GW_CONN_S_CLOSING,
+};
+
+struct gw_conn_s {
+    uv_tcp_t tcp;
+    gw_worker_t *w;
+    gw_link_t link;
+    uv_timer_t timer; /* client_header, client_body, keepalive */
+    llhttp_t parser;
+    gw_rbuf_t *rbuf;
+    size_t len; /* bytes in rbuf */
+    size_t pos; /* bytes handed to llhttp */
+    size_t head_start;
+    gw_request_t *req;
+    int state;
+    unsigned reading : 1;      /* uv_read_start is active */
+    unsigned keepalive : 1;    /* client wants and may keep the connection */
+    unsigned write_busy : 1;   /* a uv_write is in flight */
+    unsigned closing : 1;
+    unsigned body_paused : 1;  /* llhttp paused in the body: upstream is behind */
+    unsigned close_after : 1;  /* close once the current response is written */
+    unsigned in_parse : 1;
+    gw_buf_t out;              /* bytes waiting for the socket */
+    size_t out_sent;           /* part of out already in the in-flight write */
+    uv_write_t wreq;
+    uint64_t head_deadline_ms; /* client_header: absolute, not reset by trickling */
+    unsigned requests;
+    char remote_ip[48];
+    unsigned char remote_ip_len;
+};
+
+/* The listener callback. */
+void gw_http1_on_connection(uv_stream_t *server, int status);
+
+/*
+ * Writes to the client: tries the socket at once and keeps only what it
+ * did not take (copied). Returns 1 when everything went out, 0 when some
+ * is queued (the caller should stop reading its source until
+ * gw_request_on_client_drained), -1 when the connection is closing.
+ */
+int gw_conn_write(gw_conn_t *c, const uv_buf_t *bufs, unsigned n);
+
+/* The request is over (response fully written or queued): next request,
+ * keep-alive wait or close. */
+void gw_conn_request_done(gw_conn_t *c);
+
+/* Upstream is ready for (more) request body bytes. */
+void gw_conn_resume_body(gw_conn_t *c);
+
+/* An error the gateway makes, with the JSON body; closes the connection
+ * after it when close is set or the request body was not fully read. */
+void gw_conn_send_error(gw_conn_t *c, int status, const char *message, int close);
+
+void gw_conn_close(gw_conn_t *c);
+
+/* Close idle keep-alive connections now (drain). */
+void gw_http1_drain(gw_worker_t *w);
+
+#endif

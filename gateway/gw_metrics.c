@@ -1,0 +1,674 @@
+/*
+ * Prometheus metrics in one anonymous shared mapping. Layout per slot:
+ *
+ *   slot_head_t | route_stats_t[nroutes + 1] | ups_stats_t[nupstreams]
+ *               | node_stats_t[sum of (nnodes + 1) over upstreams]
+ *
+ * The extra route is "no route"; the extra node of each upstream collects
+ * nodes that are not in the static list. Slots are padded to a cache line
+ * so that two workers never write the same line.
+ */
+#include "gw_metrics.h"
+#include "gw_config.h"
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#ifndef GW_VERSION
+#define GW_VERSION "0.1.0"
+#endif
+
+#define NCODES 16
+#define CACHE_LINE 64
+
+typedef _Atomic uint64_t counter_t;
+
+/* Distinct status codes seen, open addressing keyed by code; 0 = empty. */
+typedef struct {
+    _Atomic uint32_t code[NCODES];
+    counter_t n[NCODES];
+    counter_t other;
+} codes_t;
+
+typedef struct {
+    counter_t bucket[GW_METRICS_NBUCKETS + 1]; /* not cumulative; last is +Inf */
+    counter_t sum_bits;                        /* a double, stored as its bits */
+} hist_t;
+
+typedef struct {
+    codes_t codes;
+    hist_t hist;
+} route_stats_t;
+
+typedef struct {
+    hist_t hist;
+    counter_t breaker_drops;
+    _Atomic int64_t healthy, unhealthy;
+    _Atomic uint32_t nodes_set;
+} ups_stats_t;
+
+typedef struct {
+    codes_t codes;
+} node_stats_t;
+
+typedef struct {
+    _Atomic int64_t conns[GW_CONN_NSTATES];
+    _Atomic uint32_t running;
+} slot_head_t;
+
+typedef struct {
+    char *name; /* label value, already escaped */
+    size_t nnodes;
+    size_t node_base; /* index of its first node_stats_t in a slot */
+    char **nodes;     /* escaped addresses */
+} ups_layout_t;
+
+struct gw_metrics_s {
+    int nworkers;
+    size_t nroutes; /* without the "no route" row */
+    char **routes;  /* escaped names */
+    size_t nupstreams;
+    ups_layout_t *ups;
+    size_t nnode_rows;
+
+    size_t off_routes, off_ups, off_nodes, slot_size;
+    unsigned char *shm;
+    size_t shm_size;
+};
+
+static const double bucket_bounds[GW_METRICS_NBUCKETS] = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                                          0.25,  0.5,   1,    2.5,   5,    10};
+static const char *const bucket_labels[GW_METRICS_NBUCKETS] = {
+    "0.001", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10"};
+
+static const char *const conn_state_names[GW_CONN_NSTATES] = {"active", "reading", "writing",
+                                                              "idle"};
+
+/* The single writer of a slot adds without a locked instruction. */
+static inline void
+add(counter_t *c, uint64_t d)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + d,
+                          memory_order_relaxed);
+}
+
+static inline uint64_t
+get(counter_t *c)
+{
+    return atomic_load_explicit(c, memory_order_relaxed);
+}
+
+static size_t
+align_up(size_t n, size_t a)
+{
+    return (n + a - 1) / a * a;
+}
+
+static char *
+escape_label(const char *s)
+{
+    size_t n = 0;
+
+    if (s == NULL)
+        s = "";
+    for (const char *p = s; *p; p++)
+        n += (*p == '\\' || *p == '"' || *p == '\n') ? 2 : 1;
+
+    char *out = malloc(n + 1), *o = out;
+    if (out == NULL)
+        return NULL;
+    for (const char *p = s; *p; p++) {
+        if (*p == '\\' || *p == '"') {
+            *o++ = '\\';
+            *o++ = *p;
+        } else if (*p == '\n') {
+            *o++ = '\\';
+            *o++ = 'n';
+        } else {
+            *o++ = *p;
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+static unsigned char *
+slot_base(const gw_metrics_t *m, int slot)
+{
+    return m->shm + (size_t)slot * m->slot_size;
+}
+
+static slot_head_t *
+slot_head(const gw_metrics_t *m, int slot)
+{
+    return (slot_head_t *)slot_base(m, slot);
+}
+
+static route_stats_t *
+route_stats(const gw_metrics_t *m, int slot, size_t route)
+{
+    return (route_stats_t *)(slot_base(m, slot) + m->off_routes) + route;
+}
+
+static ups_stats_t *
+ups_stats(const gw_metrics_t *m, int slot, size_t u)
+{
+    return (ups_stats_t *)(slot_base(m, slot) + m->off_ups) + u;
+}
+
+static node_stats_t *
+node_stats(const gw_metrics_t *m, int slot, size_t row)
+{
+    return (node_stats_t *)(slot_base(m, slot) + m->off_nodes) + row;
+}
+
+static int
+slot_ok(const gw_metrics_t *m, int slot)
+{
+    return m != NULL && slot >= 0 && slot < m->nworkers;
+}
+
+void
+gw_metrics_free(gw_metrics_t *m)
+{
+    if (m == NULL)
+        return;
+    if (m->routes != NULL) {
+        for (size_t i = 0; i < m->nroutes; i++)
+            free(m->routes[i]);
+        free(m->routes);
+    }
+    if (m->ups != NULL) {
+        for (size_t u = 0; u < m->nupstreams; u++) {
+            free(m->ups[u].name);
+            if (m->ups[u].nodes != NULL) {
+                for (size_t n = 0; n < m->ups[u].nnodes; n++)
+                    free(m->ups[u].nodes[n]);
+                free(m->ups[u].nodes);
+            }
+        }
+        free(m->ups);
+    }
+    if (m->shm != NULL)
+        munmap(m->shm, m->shm_size);
+    free(m);
+}
+
+gw_metrics_t *
+gw_metrics_new(const gw_conf_t *conf, int nworkers)
+{
+    gw_metrics_t *m;
+
+    if (conf == NULL || nworkers < 1 || nworkers > 4096)
+        return NULL;
+    m = calloc(1, sizeof(*m));
+    if (m == NULL)
+        return NULL;
+    m->nworkers = nworkers;
+
+    m->nroutes = conf->routes != NULL ? conf->nroutes : 0;
+    m->routes = calloc(m->nroutes + 1, sizeof(char *));
+    if (m->routes == NULL)
+        goto failed;
+    for (size_t i = 0; i < m->nroutes; i++) {
+        m->routes[i] = escape_label(conf->routes[i].name);
+        if (m->routes[i] == NULL)
+            goto failed;
+    }
+
+    m->nupstreams = conf->upstreams != NULL ? conf->nupstreams : 0;
+    m->ups = calloc(m->nupstreams + 1, sizeof(ups_layout_t));
+    if (m->ups == NULL)
+        goto failed;
+    for (size_t u = 0; u < m->nupstreams; u++) {
+        const gw_upstream_conf_t *uc = &conf->upstreams[u];
+        ups_layout_t *ul = &m->ups[u];
+
+        ul->name = escape_label(uc->name);
+        ul->nnodes = uc->nodes != NULL ? uc->nnodes : 0;
+        ul->nodes = calloc(ul->nnodes + 1, sizeof(char *));
+        if (ul->name == NULL || ul->nodes == NULL)
+            goto failed;
+        for (size_t n = 0; n < ul->nnodes; n++) {
+            ul->nodes[n] = escape_label(uc->nodes[n].addr);
+            if (ul->nodes[n] == NULL)
+                goto failed;
+        }
+        ul->node_base = m->nnode_rows;
+        m->nnode_rows += ul->nnodes + 1;
+    }
+
+    m->off_routes = align_up(sizeof(slot_head_t), CACHE_LINE);
+    m->off_ups = align_up(m->off_routes + (m->nroutes + 1) * sizeof(route_stats_t), CACHE_LINE);
+    m->off_nodes = align_up(m->off_ups + m->nupstreams * sizeof(ups_stats_t), CACHE_LINE);
+    m->slot_size = align_up(m->off_nodes + m->nnode_rows * sizeof(node_stats_t), CACHE_LINE);
+    m->shm_size = m->slot_size * (size_t)nworkers;
+
+    /* Anonymous pages come zeroed, which is the initial value of everything. */
+    void *p = mmap(NULL, m->shm_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        goto failed;
+    m->shm = p;
+    return m;
+
+failed:
+    gw_metrics_free(m);
+    return NULL;
+}
+
+int
+gw_metrics_nworkers(const gw_metrics_t *m)
+{
+    return m != NULL ? m->nworkers : 0;
+}
+
+void
+gw_metrics_worker_start(gw_metrics_t *m, int slot)
+{
+    if (!slot_ok(m, slot))
+        return;
+    atomic_store_explicit(&slot_head(m, slot)->running, 1, memory_order_relaxed);
+}
+
+void
+gw_metrics_worker_reset(gw_metrics_t *m, int slot)
+{
+    if (!slot_ok(m, slot))
+        return;
+    slot_head_t *h = slot_head(m, slot);
+    atomic_store_explicit(&h->running, 0, memory_order_relaxed);
+    for (int s = 0; s < GW_CONN_NSTATES; s++)
+        atomic_store_explicit(&h->conns[s], 0, memory_order_relaxed);
+    for (size_t u = 0; u < m->nupstreams; u++) {
+        ups_stats_t *us = ups_stats(m, slot, u);
+        atomic_store_explicit(&us->nodes_set, 0, memory_order_relaxed);
+        atomic_store_explicit(&us->healthy, 0, memory_order_relaxed);
+        atomic_store_explicit(&us->unhealthy, 0, memory_order_relaxed);
+    }
+}
+
+static void
+count_code(codes_t *c, int code)
+{
+    if (code < 1 || code > 999) {
+        add(&c->other, 1);
+        return;
+    }
+    unsigned start = (unsigned)code % NCODES;
+    for (unsigned i = 0; i < NCODES; i++) {
+        unsigned k = (start + i) % NCODES;
+        uint32_t have = atomic_load_explicit(&c->code[k], memory_order_relaxed);
+        if (have == (uint32_t)code) {
+            add(&c->n[k], 1);
+            return;
+        }
+        if (have == 0) {
+            /* Count before publishing the code so a reader never sees a
+             * code whose row it might then miss. */
+            add(&c->n[k], 1);
+            atomic_store_explicit(&c->code[k], (uint32_t)code, memory_order_release);
+            return;
+        }
+    }
+    add(&c->other, 1);
+}
+
+static void
+observe(hist_t *h, double seconds)
+{
+    size_t b = 0;
+    double sum;
+    uint64_t bits;
+
+    if (!(seconds >= 0)) /* negative or NaN: a clock step */
+        seconds = 0;
+    while (b < GW_METRICS_NBUCKETS && seconds > bucket_bounds[b])
+        b++;
+    add(&h->bucket[b], 1);
+
+    bits = atomic_load_explicit(&h->sum_bits, memory_order_relaxed);
+    memcpy(&sum, &bits, sizeof(sum));
+    sum += seconds;
+    memcpy(&bits, &sum, sizeof(bits));
+    atomic_store_explicit(&h->sum_bits, bits, memory_order_relaxed);
+}
+
+void
+gw_metrics_request(gw_metrics_t *m, int slot, int route_index, int status, double seconds)
+{
+    if (!slot_ok(m, slot))
+        return;
+    size_t r =
+        (route_index >= 0 && (size_t)route_index < m->nroutes) ? (size_t)route_index : m->nroutes;
+    route_stats_t *rs = route_stats(m, slot, r);
+    count_code(&rs->codes, status);
+    observe(&rs->hist, seconds);
+}
+
+void
+gw_metrics_upstream(gw_metrics_t *m, int slot, int upstream_index, int node_index, int status,
+                    double seconds)
+{
+    if (!slot_ok(m, slot) || upstream_index < 0 || (size_t)upstream_index >= m->nupstreams)
+        return;
+    const ups_layout_t *ul = &m->ups[upstream_index];
+    size_t n =
+        (node_index >= 0 && (size_t)node_index < ul->nnodes) ? (size_t)node_index : ul->nnodes;
+    /* 0 is the "empty" key of the table, so "no response" is stored as 1. */
+    count_code(&node_stats(m, slot, ul->node_base + n)->codes, status == 0 ? 1 : status);
+    observe(&ups_stats(m, slot, (size_t)upstream_index)->hist, seconds);
+}
+
+void
+gw_metrics_conn(gw_metrics_t *m, int slot, int state, int delta)
+{
+    if (!slot_ok(m, slot) || state < 0 || state >= GW_CONN_NSTATES)
+        return;
+    _Atomic int64_t *g = &slot_head(m, slot)->conns[state];
+    atomic_store_explicit(g, atomic_load_explicit(g, memory_order_relaxed) + delta,
+                          memory_order_relaxed);
+}
+
+void
+gw_metrics_breaker_drop(gw_metrics_t *m, int slot, int upstream_index)
+{
+    if (!slot_ok(m, slot) || upstream_index < 0 || (size_t)upstream_index >= m->nupstreams)
+        return;
+    add(&ups_stats(m, slot, (size_t)upstream_index)->breaker_drops, 1);
+}
+
+void
+gw_metrics_nodes(gw_metrics_t *m, int slot, int upstream_index, int healthy, int unhealthy)
+{
+    if (!slot_ok(m, slot) || upstream_index < 0 || (size_t)upstream_index >= m->nupstreams)
+        return;
+    ups_stats_t *us = ups_stats(m, slot, (size_t)upstream_index);
+    atomic_store_explicit(&us->healthy, healthy, memory_order_relaxed);
+    atomic_store_explicit(&us->unhealthy, unhealthy, memory_order_relaxed);
+    atomic_store_explicit(&us->nodes_set, 1, memory_order_release);
+}
+
+/* ---- rendering ---- */
+
+typedef struct {
+    char *data;
+    size_t len, cap;
+    int failed;
+} sbuf_t;
+
+static void
+sb_reserve(sbuf_t *b, size_t more)
+{
+    if (b->failed || b->len + more + 1 <= b->cap)
+        return;
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < b->len + more + 1)
+        cap *= 2;
+    char *p = realloc(b->data, cap);
+    if (p == NULL) {
+        b->failed = 1;
+        return;
+    }
+    b->data = p;
+    b->cap = cap;
+}
+
+static void __attribute__((format(printf, 2, 3))) sb_printf(sbuf_t *b, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    if (b->failed)
+        return;
+    va_start(ap, fmt);
+    n = vsnprintf(b->data ? b->data + b->len : NULL, b->data ? b->cap - b->len : 0, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        b->failed = 1;
+        return;
+    }
+    if (b->data == NULL || b->len + (size_t)n + 1 > b->cap) {
+        sb_reserve(b, (size_t)n);
+        if (b->failed)
+            return;
+        va_start(ap, fmt);
+        vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
+        va_end(ap);
+    }
+    b->len += (size_t)n;
+}
+
+static void
+header(sbuf_t *b, const char *name, const char *type, const char *help)
+{
+    sb_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+typedef struct {
+    uint32_t code;
+    uint64_t n;
+} code_sum_t;
+
+static int
+cmp_code(const void *a, const void *b)
+{
+    uint32_t x = ((const code_sum_t *)a)->code, y = ((const code_sum_t *)b)->code;
+    return x < y ? -1 : x > y;
+}
+
+/* Merges the status tables of one row over every slot, sorted by code.
+ * out must hold NCODES * nworkers entries. */
+static size_t
+sum_codes(gw_metrics_t *m, codes_t *(*row)(gw_metrics_t *, int, size_t), size_t idx,
+          code_sum_t *out, uint64_t *other)
+{
+    size_t n = 0;
+
+    *other = 0;
+    for (int s = 0; s < m->nworkers; s++) {
+        codes_t *c = row(m, s, idx);
+        *other += get(&c->other);
+        for (int k = 0; k < NCODES; k++) {
+            uint32_t code = atomic_load_explicit(&c->code[k], memory_order_acquire);
+            if (code == 0)
+                continue;
+            uint64_t v = get(&c->n[k]);
+            size_t j;
+            for (j = 0; j < n && out[j].code != code; j++)
+                ;
+            if (j == n)
+                out[n++] = (code_sum_t){code, 0};
+            out[j].n += v;
+        }
+    }
+    qsort(out, n, sizeof(*out), cmp_code);
+    return n;
+}
+
+static codes_t *
+route_codes(gw_metrics_t *m, int slot, size_t r)
+{
+    return &route_stats(m, slot, r)->codes;
+}
+
+static codes_t *
+node_codes(gw_metrics_t *m, int slot, size_t row)
+{
+    return &node_stats(m, slot, row)->codes;
+}
+
+static hist_t *
+route_hist(gw_metrics_t *m, int slot, size_t r)
+{
+    return &route_stats(m, slot, r)->hist;
+}
+
+static hist_t *
+ups_hist(gw_metrics_t *m, int slot, size_t u)
+{
+    return &ups_stats(m, slot, u)->hist;
+}
+
+/* Series of a histogram appear with its first observation: a table of
+ * thousands of routes would otherwise render thousands of empty rows. */
+static void
+render_hist(sbuf_t *b, gw_metrics_t *m, const char *name, const char *label, const char *value,
+            hist_t *(*row)(gw_metrics_t *, int, size_t), size_t idx)
+{
+    uint64_t buckets[GW_METRICS_NBUCKETS + 1] = {0}, count = 0;
+    double sum = 0;
+
+    for (int s = 0; s < m->nworkers; s++) {
+        hist_t *h = row(m, s, idx);
+        for (int k = 0; k <= GW_METRICS_NBUCKETS; k++)
+            buckets[k] += get(&h->bucket[k]);
+        uint64_t bits = get(&h->sum_bits);
+        double v;
+        memcpy(&v, &bits, sizeof(v));
+        sum += v;
+    }
+    for (int k = 0; k <= GW_METRICS_NBUCKETS; k++)
+        count += buckets[k];
+    if (count == 0)
+        return;
+
+    uint64_t cum = 0;
+    for (int k = 0; k < GW_METRICS_NBUCKETS; k++) {
+        cum += buckets[k];
+        sb_printf(b, "%s_bucket{%s=\"%s\",le=\"%s\"} %llu\n", name, label, value, bucket_labels[k],
+                  (unsigned long long)cum);
+    }
+    sb_printf(b, "%s_bucket{%s=\"%s\",le=\"+Inf\"} %llu\n", name, label, value,
+              (unsigned long long)count);
+    sb_printf(b, "%s_sum{%s=\"%s\"} %.15g\n", name, label, value, sum);
+    sb_printf(b, "%s_count{%s=\"%s\"} %llu\n", name, label, value, (unsigned long long)count);
+}
+
+size_t
+gw_metrics_render(gw_metrics_t *m, char **out)
+{
+    sbuf_t b = {0};
+    code_sum_t *codes = NULL;
+    uint64_t other;
+
+    *out = NULL;
+    if (m == NULL)
+        return 0;
+    codes = malloc(sizeof(code_sum_t) * NCODES * (size_t)m->nworkers);
+    if (codes == NULL)
+        return 0;
+
+    header(&b, "gateway_info", "gauge", "Version of the running gateway.");
+    sb_printf(&b, "gateway_info{version=\"%s\"} 1\n", GW_VERSION);
+
+    int running = 0;
+    for (int s = 0; s < m->nworkers; s++)
+        running += atomic_load_explicit(&slot_head(m, s)->running, memory_order_relaxed) != 0;
+    header(&b, "gateway_workers", "gauge", "Worker processes running.");
+    sb_printf(&b, "gateway_workers %d\n", running);
+
+    header(&b, "gateway_connections", "gauge", "Open downstream connections by state.");
+    for (int st = 0; st < GW_CONN_NSTATES; st++) {
+        int64_t v = 0;
+        for (int s = 0; s < m->nworkers; s++)
+            v += atomic_load_explicit(&slot_head(m, s)->conns[st], memory_order_relaxed);
+        sb_printf(&b, "gateway_connections{state=\"%s\"} %lld\n", conn_state_names[st],
+                  (long long)v);
+    }
+
+    header(&b, "gateway_requests_total", "counter", "Downstream requests by route and status.");
+    for (size_t r = 0; r <= m->nroutes; r++) {
+        const char *name = r < m->nroutes ? m->routes[r] : "";
+        size_t n = sum_codes(m, route_codes, r, codes, &other);
+        for (size_t i = 0; i < n; i++)
+            sb_printf(&b, "gateway_requests_total{route=\"%s\",status=\"%u\"} %llu\n", name,
+                      (unsigned)codes[i].code, (unsigned long long)codes[i].n);
+        if (other)
+            sb_printf(&b, "gateway_requests_total{route=\"%s\",status=\"other\"} %llu\n", name,
+                      (unsigned long long)other);
+    }
+
+    header(&b, "gateway_request_duration_seconds", "histogram",
+           "Downstream request duration by route, from the first byte to the last byte sent.");
+    for (size_t r = 0; r <= m->nroutes; r++)
+        render_hist(&b, m, "gateway_request_duration_seconds", "route",
+                    r < m->nroutes ? m->routes[r] : "", route_hist, r);
+
+    header(&b, "gateway_upstream_requests_total", "counter",
+           "Attempts to upstream nodes by upstream, node and status (error: no response).");
+    for (size_t u = 0; u < m->nupstreams; u++) {
+        const ups_layout_t *ul = &m->ups[u];
+        for (size_t nd = 0; nd <= ul->nnodes; nd++) {
+            const char *node = nd < ul->nnodes ? ul->nodes[nd] : "other";
+            size_t n = sum_codes(m, node_codes, ul->node_base + nd, codes, &other);
+            for (size_t i = 0; i < n; i++) {
+                if (codes[i].code == 1)
+                    sb_printf(&b,
+                              "gateway_upstream_requests_total{upstream=\"%s\",node=\"%s\","
+                              "status=\"error\"} %llu\n",
+                              ul->name, node, (unsigned long long)codes[i].n);
+                else
+                    sb_printf(&b,
+                              "gateway_upstream_requests_total{upstream=\"%s\",node=\"%s\","
+                              "status=\"%u\"} %llu\n",
+                              ul->name, node, (unsigned)codes[i].code,
+                              (unsigned long long)codes[i].n);
+            }
+            if (other)
+                sb_printf(&b,
+                          "gateway_upstream_requests_total{upstream=\"%s\",node=\"%s\","
+                          "status=\"other\"} %llu\n",
+                          ul->name, node, (unsigned long long)other);
+        }
+    }
+
+    header(&b, "gateway_upstream_latency_seconds", "histogram",
+           "Upstream attempt latency by upstream, from connect to the end of the response.");
+    for (size_t u = 0; u < m->nupstreams; u++)
+        render_hist(&b, m, "gateway_upstream_latency_seconds", "upstream", m->ups[u].name, ups_hist,
+                    u);
+
+    header(&b, "gateway_upstream_nodes", "gauge", "Nodes of each upstream by health state.");
+    for (size_t u = 0; u < m->nupstreams; u++) {
+        int64_t healthy = (int64_t)m->ups[u].nnodes, unhealthy = 0;
+        for (int s = 0; s < m->nworkers; s++) {
+            ups_stats_t *us = ups_stats(m, s, u);
+            if (!atomic_load_explicit(&slot_head(m, s)->running, memory_order_relaxed) ||
+                !atomic_load_explicit(&us->nodes_set, memory_order_acquire))
+                continue;
+            healthy = atomic_load_explicit(&us->healthy, memory_order_relaxed);
+            unhealthy = atomic_load_explicit(&us->unhealthy, memory_order_relaxed);
+            break;
+        }
+        sb_printf(&b, "gateway_upstream_nodes{upstream=\"%s\",state=\"healthy\"} %lld\n",
+                  m->ups[u].name, (long long)healthy);
+        sb_printf(&b, "gateway_upstream_nodes{upstream=\"%s\",state=\"unhealthy\"} %lld\n",
+                  m->ups[u].name, (long long)unhealthy);
+    }
+
+    header(&b, "gateway_breaker_drops_total", "counter",
+           "Requests refused by an open circuit breaker, by upstream.");
+    for (size_t u = 0; u < m->nupstreams; u++) {
+        uint64_t v = 0;
+        for (int s = 0; s < m->nworkers; s++)
+            v += get(&ups_stats(m, s, u)->breaker_drops);
+        sb_printf(&b, "gateway_breaker_drops_total{upstream=\"%s\"} %llu\n", m->ups[u].name,
+                  (unsigned long long)v);
+    }
+
+    header(&b, "gateway_limiter_rejections_total", "counter",
+           "Requests rejected by a rate limiter, by route and plugin.");
+
+    free(codes);
+    if (b.failed) {
+        free(b.data);
+        return 0;
+    }
+    *out = b.data;
+    return b.len;
+}

@@ -1,0 +1,101 @@
+/*
+ * Metrics shared by the master and every worker, rendered in the Prometheus
+ * text format (version 0.0.4).
+ *
+ * The master creates the metrics before it forks, in an anonymous shared
+ * mapping, so every process sees the same counters. Each worker writes only
+ * its own slot (0 .. nworkers-1) with relaxed atomic stores: one writer per
+ * slot means no locks and no read-modify-write instructions on the request
+ * path. Rendering reads every slot and sums them.
+ *
+ * The layout (routes, upstreams, their static nodes) is fixed at creation
+ * from the config; a config with other routes needs a new gw_metrics_t.
+ * Every record call is array indexing: no string hashing, no malloc.
+ * Indexes out of range never crash: a bad slot or upstream is ignored, a
+ * route index outside the table counts as "no route", a node index outside
+ * the static nodes counts as node="other".
+ */
+#ifndef GW_METRICS_H
+#define GW_METRICS_H
+
+#include <stddef.h>
+
+#include "gw_core.h"
+
+/* Connection states for gateway_connections{state}. ACTIVE counts every open
+ * downstream connection; READING, WRITING and IDLE split the active ones. */
+typedef enum {
+    GW_CONN_ACTIVE = 0,
+    GW_CONN_READING,
+    GW_CONN_WRITING,
+    GW_CONN_IDLE,
+    GW_CONN_NSTATES
+} gw_metrics_conn_state_t;
+
+/* Request and upstream latency histogram buckets, in seconds (plus +Inf). */
+#define GW_METRICS_NBUCKETS 12
+
+/**
+ * Maps shared memory for nworkers slots laid out from conf. Call it in the
+ * master before fork. Returns NULL when nworkers < 1, conf is NULL or the
+ * mapping fails. conf is only read during the call: names are copied.
+ */
+gw_metrics_t *gw_metrics_new(const gw_conf_t *conf, int nworkers);
+
+/** Unmaps this process's view and frees the copy of the layout. */
+void gw_metrics_free(gw_metrics_t *m);
+
+/** Number of worker slots. */
+int gw_metrics_nworkers(const gw_metrics_t *m);
+
+/**
+ * A worker calls this once at start (after a re-spawn too): the slot counts
+ * in gateway_workers and its node gauges become eligible for rendering.
+ */
+void gw_metrics_worker_start(gw_metrics_t *m, int slot);
+
+/**
+ * The master calls this when the worker of slot died: zeroes the slot's
+ * gauges (connections, node states) and marks it not running. Counters and
+ * histograms keep their totals, so they stay monotonic when a new worker
+ * continues the slot.
+ */
+void gw_metrics_worker_reset(gw_metrics_t *m, int slot);
+
+/**
+ * One finished downstream request: gateway_requests_total{route,status} and
+ * gateway_request_duration_seconds{route}. route_index -1 means no route
+ * matched (rendered as route=""). Status codes outside 1..999, or beyond the
+ * per-route table of distinct codes, are counted as status="other".
+ */
+void gw_metrics_request(gw_metrics_t *m, int slot, int route_index, int status, double seconds);
+
+/**
+ * One attempt to an upstream node: gateway_upstream_requests_total
+ * {upstream,node,status} and gateway_upstream_latency_seconds{upstream}.
+ * status 0 means no response (connect error, reset, timeout) and is
+ * rendered as status="error".
+ */
+void gw_metrics_upstream(gw_metrics_t *m, int slot, int upstream_index, int node_index, int status,
+                         double seconds);
+
+/** Adds delta to the gauge gateway_connections{state} of slot. */
+void gw_metrics_conn(gw_metrics_t *m, int slot, int state, int delta);
+
+/** One request refused by an open breaker: gateway_breaker_drops_total. */
+void gw_metrics_breaker_drop(gw_metrics_t *m, int slot, int upstream_index);
+
+/**
+ * Sets the node-state gauges of an upstream as slot sees them. The rendered
+ * gateway_upstream_nodes comes from the lowest running slot that has set
+ * them; until one has, every static node counts as healthy.
+ */
+void gw_metrics_nodes(gw_metrics_t *m, int slot, int upstream_index, int healthy, int unhealthy);
+
+/**
+ * Renders every metric into *out (malloc'd, NUL-terminated, caller frees)
+ * and returns its length. On allocation failure returns 0 with *out NULL.
+ */
+size_t gw_metrics_render(gw_metrics_t *m, char **out);
+
+#endif

@@ -1,0 +1,26 @@
+/*
+ * A node of an upstream as one worker sees it: its config, its load and
+ * latency figures (read by the balancers) and its keep-alive pool (owned by
+ * gw_upstream.c). One gw_node_t per node per worker; never shared between
+ * processes, so nothing here needs a lock.
+ */
+#ifndef GW_NODE_H
+#define GW_NODE_H
+
+#include <stdint.h>
+
+#include "gw_core.h"
+
+struct gw_node_s {
+    const gw_node_conf_t *conf;
+    unsigned index;       /* position in its upstream's node list */
+    int weight;           /* effective weight, >= 1 */
+    int healthy;          /* 0 -> balancers skip it */
+    unsigned inflight;    /* requests currently sent to it */
+    double ewma_latency_us; /* p2c: decayed latency, 0 until the first answer */
+    uint64_t ewma_stamp_ms; /* time of the last EWMA update */
+    uint64_t picks;       /* total picks, for tests and /metrics */
+    void *pool;           /* gw_upstream.c's keep-alive pool */
+};
+
+#endif

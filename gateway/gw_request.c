@@ -1,0 +1,767 @@
+/*
+ * The request phase machine. gw_request_on_head() runs the phases that
+ * need only the head; the rest is driven by upstream and client events.
+ * Any function here that can end the request (fail, done) is the last
+ * thing its caller does with the request.
+ */
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "gw_balancer.h"
+#include "gw_http1.h"
+#include "gw_log.h"
+#include "gw_metrics.h"
+#include "gw_request.h"
+#include "gw_router.h"
+#include "gw_split.h"
+#include "gw_upstream.h"
+
+/* ---- object pool ---- */
+
+gw_request_t *
+gw_request_new(gw_worker_t *w, gw_conn_t *c)
+{
+    gw_request_t *r = w->free_reqs;
+    if (r) {
+        w->free_reqs = r->next_free;
+    } else {
+        r = calloc(1, sizeof(*r));
+        if (r == NULL)
+            abort();
+        uv_timer_init(w->loop, &r->budget);
+        r->budget.data = r;
+    }
+    /* everything before headers[] is per-request state */
+    memset(&r->conn, 0, offsetof(gw_request_t, headers) - offsetof(gw_request_t, conn));
+    r->w = w;
+    r->conn = c;
+    r->content_length = -1;
+    r->arena_used = 0;
+    r->start_ns = uv_hrtime();
+    r->view.remote_ip = (gw_str_t){c->remote_ip, c->remote_ip_len};
+    return r;
+}
+
+void
+gw_request_free(gw_request_t *r)
+{
+    gw_worker_t *w = r->w;
+    if (r->budget_active) {
+        uv_timer_stop(&r->budget);
+        r->budget_active = 0;
+    }
+    if (r->up) {
+        gw_upconn_release(r->up, 0);
+        r->up = NULL;
+    }
+    if (r->uphead.cap > 65536)
+        gw_buf_free(&r->uphead);
+    r->conn = NULL;
+    r->next_free = w->free_reqs;
+    w->free_reqs = r;
+}
+
+static void
+on_req_timer_closed(uv_handle_t *h)
+{
+    gw_request_t *r = h->data;
+    gw_buf_free(&r->uphead);
+    free(r);
+}
+
+void
+gw_request_pool_close(gw_worker_t *w)
+{
+    while (w->free_reqs) {
+        gw_request_t *r = w->free_reqs;
+        w->free_reqs = r->next_free;
+        uv_close((uv_handle_t *)&r->budget, on_req_timer_closed);
+    }
+}
+
+void *
+gw_request_alloc(gw_request_t *r, size_t n)
+{
+    n = (n + 7) & ~(size_t)7;
+    if (r->arena_used + n > GW_ARENA_SIZE)
+        return NULL;
+    void *p = r->arena + r->arena_used;
+    r->arena_used += n;
+    return p;
+}
+
+/* ---- head phases ---- */
+
+static unsigned
+method_bit(gw_str_t m)
+{
+    switch (m.len) {
+    case 3:
+        if (gw_str_eq(m, GW_STR("GET")))
+            return GW_M_GET;
+        if (gw_str_eq(m, GW_STR("PUT")))
+            return GW_M_PUT;
+        break;
+    case 4:
+        if (gw_str_eq(m, GW_STR("POST")))
+            return GW_M_POST;
+        if (gw_str_eq(m, GW_STR("HEAD")))
+            return GW_M_HEAD;
+        break;
+    case 5:
+        if (gw_str_eq(m, GW_STR("PATCH")))
+            return GW_M_PATCH;
+        if (gw_str_eq(m, GW_STR("TRACE")))
+            return GW_M_TRACE;
+        break;
+    case 6:
+        if (gw_str_eq(m, GW_STR("DELETE")))
+            return GW_M_DELETE;
+        break;
+    case 7:
+        if (gw_str_eq(m, GW_STR("OPTIONS")))
+            return GW_M_OPTIONS;
+        if (gw_str_eq(m, GW_STR("CONNECT")))
+            return GW_M_CONNECT;
+        break;
+    }
+    return GW_M_OTHER;
+}
+
+static int
+hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+static int
+unreserved(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '-' || c == '.' || c == '_' || c == '~';
+}
+
+/*
+ * Routes must see one spelling of a path, or "/admin/../public" and
+ * "/%61dmin" walk around prefix rules: decode %XX of unreserved bytes,
+ * merge slashes, resolve dot segments. Other escapes stay as sent. Returns
+ * 0 and the (possibly unchanged) path, or -1 for a path that escapes the
+ * root or has a bad escape.
+ */
+static int
+normalize_path(gw_request_t *r, gw_str_t in, gw_str_t *out)
+{
+    int simple = 1;
+    for (size_t i = 0; i < in.len && simple; i++) {
+        char ch = in.data[i];
+        if (ch == '%' || (ch == '/' && i + 1 < in.len && (in.data[i + 1] == '/' ||
+                                                         in.data[i + 1] == '.')))
+            simple = 0;
+    }
+    if (simple) {
+        *out = in;
+        return 0;
+    }
+    char *buf = gw_request_alloc(r, in.len + 1);
+    if (buf == NULL)
+        return -1;
+    size_t n = 0;
+    for (size_t i = 0; i < in.len; i++) {
+        unsigned char ch = (unsigned char)in.data[i];
+        if (ch == '%') {
+            if (i + 2 >= in.len + 0 && i + 2 > in.len - 1 + 0 && i + 2 >= in.len)
+                return -1;
+            int hi = hexval(in.data[i + 1]), lo = hexval(in.data[i + 2]);
+            if (hi < 0 || lo < 0)
+                return -1;
+            unsigned char d = (unsigned char)(hi * 16 + lo);
+            if (d == 0)
+                return -1;
+            if (unreserved(d)) {
+                buf[n++] = (char)d;
+            } else {
+                buf[n++] = '%';
+                buf[n++] = in.data[i + 1];
+                buf[n++] = in.data[i + 2];
+            }
+            i += 2;
+            continue;
+        }
+        if (ch == '/' && n > 0 && buf[n - 1] == '/')
+            continue;
+        buf[n++] = (char)ch;
+        /* resolve "/." and "/.." once the segment is complete */
+        int at_end = i + 1 == in.len || in.data[i + 1] == '/';
+        if (!at_end)
+            continue;
+        if (n >= 2 && buf[n - 1] == '.' && buf[n - 2] == '/') {
+            n -= 1; /* "/." -> "/" */
+        } else if (n >= 3 && buf[n - 1] == '.' && buf[n - 2] == '.' && buf[n - 3] == '/') {
+            n -= 3;
+            if (n == 0)
+                return -1; /* above the root */
+            while (n > 0 && buf[n - 1] != '/')
+                n--;
+        }
+    }
+    if (n == 0)
+        buf[n++] = '/';
+    *out = (gw_str_t){buf, n};
+    return 0;
+}
+
+static gw_str_t
+lower_host(gw_request_t *r, gw_str_t h)
+{
+    /* drop the port; keep IPv6 brackets */
+    size_t end = h.len;
+    if (h.len && h.data[0] == '[') {
+        const char *rb = memchr(h.data, ']', h.len);
+        if (rb)
+            end = (size_t)(rb - h.data) + 1;
+    } else {
+        const char *colon = memchr(h.data, ':', h.len);
+        if (colon)
+            end = (size_t)(colon - h.data);
+    }
+    char *p = gw_request_alloc(r, end + 1);
+    if (p == NULL)
+        return (gw_str_t){h.data, end};
+    for (size_t i = 0; i < end; i++) {
+        char c = h.data[i];
+        p[i] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+    }
+    return (gw_str_t){p, end};
+}
+
+/* Header names the gateway rewrites itself; everything else passes. */
+enum { H_PASS = 0, H_DROP, H_XFF, H_REQUEST_ID, H_TRACEPARENT };
+
+static int
+classify_header(gw_str_t n)
+{
+    if (gw_http_is_hop_by_hop(n))
+        return H_DROP;
+    switch (n.len) {
+    case 6:
+        return gw_str_caseeq(n, GW_STR("expect")) ? H_DROP : H_PASS;
+    case 11:
+        return gw_str_caseeq(n, GW_STR("traceparent")) ? H_TRACEPARENT : H_PASS;
+    case 12:
+        return gw_str_caseeq(n, GW_STR("x-request-id")) ? H_REQUEST_ID : H_PASS;
+    case 14:
+        return gw_str_caseeq(n, GW_STR("content-length")) ? H_DROP : H_PASS;
+    case 15:
+        return gw_str_caseeq(n, GW_STR("x-forwarded-for")) ? H_XFF : H_PASS;
+    case 16:
+        if (gw_str_caseeq(n, GW_STR("x-forwarded-host")))
+            return H_DROP;
+        return H_PASS;
+    case 17:
+        return gw_str_caseeq(n, GW_STR("x-forwarded-proto")) ? H_DROP : H_PASS;
+    default:
+        return H_PASS;
+    }
+}
+
+static void
+ids_init(gw_request_t *r)
+{
+    gw_worker_t *w = r->w;
+    gw_str_t rid = GW_NULL_STR, tp = GW_NULL_STR;
+    for (size_t i = 0; i < r->nheaders; i++) {
+        gw_str_t n = r->headers[i].name;
+        if (n.len == 12 && gw_str_caseeq(n, GW_STR("x-request-id")) && rid.data == NULL)
+            rid = r->headers[i].value;
+        else if (n.len == 11 && gw_str_caseeq(n, GW_STR("traceparent")) && tp.data == NULL)
+            tp = r->headers[i].value;
+    }
+    if (gw_http_request_id_ok(rid)) {
+        r->request_id = rid;
+    } else {
+        char *p = gw_request_alloc(r, 32);
+        gw_http_random_hex(&w->rng, p, 32);
+        r->request_id = (gw_str_t){p, 32};
+    }
+    if (gw_http_traceparent_ok(tp)) {
+        /* a new span id for the hop through the gateway, same trace */
+        char *p = gw_request_alloc(r, 56);
+        memcpy(p, tp.data, 36);
+        gw_http_random_hex(&w->rng, p + 36, 16);
+        memcpy(p + 52, tp.data + 52, 3);
+        r->traceparent = (gw_str_t){p, 55};
+    } else {
+        char *p = gw_request_alloc(r, 56);
+        memcpy(p, "00-", 3);
+        gw_http_random_hex(&w->rng, p + 3, 32);
+        p[35] = '-';
+        gw_http_random_hex(&w->rng, p + 36, 16);
+        memcpy(p + 52, "-01", 3);
+        r->traceparent = (gw_str_t){p, 55};
+    }
+}
+
+static void
+build_upstream_head(gw_request_t *r, gw_str_t path)
+{
+    gw_buf_t *b = &r->uphead;
+    gw_str_t conn_tokens = GW_NULL_STR, xff = GW_NULL_STR;
+    b->len = 0;
+    gw_buf_reserve(b, 512);
+    gw_buf_appends(b, r->method);
+    gw_buf_append(b, " ", 1);
+    gw_buf_appends(b, path);
+    if (r->view.query.data) {
+        gw_buf_append(b, "?", 1);
+        gw_buf_appends(b, r->view.query);
+    }
+    gw_buf_append(b, " HTTP/1.1\r\n", 11);
+    for (size_t i = 0; i < r->nheaders; i++) {
+        gw_str_t n = r->headers[i].name;
+        if (n.len == 10 && gw_str_caseeq(n, GW_STR("connection")))
+            conn_tokens = r->headers[i].value;
+    }
+    for (size_t i = 0; i < r->nheaders; i++) {
+        gw_header_t *h = &r->headers[i];
+        int k = classify_header(h->name);
+        if (k == H_XFF && xff.data == NULL)
+            xff = h->value;
+        if (k != H_PASS)
+            continue;
+        if (conn_tokens.len && gw_http_has_token(conn_tokens, h->name))
+            continue;
+        gw_buf_reserve(b, h->name.len + h->value.len + 4);
+        gw_buf_appends(b, h->name);
+        gw_buf_append(b, ": ", 2);
+        gw_buf_appends(b, h->value);
+        gw_buf_append(b, "\r\n", 2);
+    }
+    if (r->host_header.data == NULL)
+        gw_buf_appendf(b, "Host: %s\r\n", r->node ? r->node->conf->addr : "localhost");
+    gw_buf_append(b, "X-Forwarded-For: ", 17);
+    if (xff.len) {
+        gw_buf_appends(b, xff);
+        gw_buf_append(b, ", ", 2);
+    }
+    gw_buf_appends(b, r->view.remote_ip);
+    gw_buf_append(b, "\r\nX-Forwarded-Proto: http\r\n", 27);
+    if (r->host_header.len) {
+        gw_buf_append(b, "X-Forwarded-Host: ", 18);
+        gw_buf_appends(b, r->host_header);
+        gw_buf_append(b, "\r\n", 2);
+    }
+    gw_buf_append(b, "X-Request-Id: ", 14);
+    gw_buf_appends(b, r->request_id);
+    gw_buf_append(b, "\r\ntraceparent: ", 15);
+    gw_buf_appends(b, r->traceparent);
+    gw_buf_append(b, "\r\n", 2);
+    if (r->chunked)
+        gw_buf_append(b, "Transfer-Encoding: chunked\r\n", 28);
+    else if (r->content_length >= 0)
+        gw_buf_appendf(b, "Content-Length: %lld\r\n", (long long)r->content_length);
+    gw_buf_append(b, "\r\n", 2);
+}
+
+static void pick_and_connect(gw_request_t *r);
+
+static void
+on_budget(uv_timer_t *t)
+{
+    gw_request_t *r = t->data;
+    r->budget_active = 0;
+    r->err = GW_ERR_TIMEOUT;
+    if (r->up) {
+        gw_metrics_upstream(r->w->metrics, r->w->slot, (int)r->target->up->conf->index,
+                            (int)r->node->index, 0, (uv_hrtime() - r->up_start_ns) / 1e9);
+        gw_upconn_release(r->up, 0);
+        r->up = NULL;
+    }
+    if (r->head_sent)
+        gw_conn_close(r->conn);
+    else
+        gw_conn_send_error(r->conn, 504, "gateway timeout", 0);
+}
+
+void
+gw_request_on_head(gw_request_t *r)
+{
+    gw_worker_t *w = r->w;
+    gw_str_t raw_path = r->url, path;
+    const char *q = memchr(r->url.data, '?', r->url.len);
+    if (q) {
+        raw_path.len = (size_t)(q - r->url.data);
+        r->view.query = (gw_str_t){q + 1, r->url.len - raw_path.len - 1};
+    }
+    ids_init(r);
+    r->view.method_name = r->method;
+    r->view.method = method_bit(r->method);
+    r->view.headers = r->headers;
+    r->view.nheaders = r->nheaders;
+    if (r->host_header.len)
+        r->view.host = lower_host(r, r->host_header);
+    if (normalize_path(r, raw_path, &path) != 0) {
+        gw_conn_send_error(r->conn, 400, "bad request", 1);
+        return;
+    }
+    r->view.path = path;
+
+    r->route = gw_router_match(w->router, &r->view, NULL, NULL);
+    if (r->route == NULL) {
+        r->err = GW_ERR_NOT_FOUND;
+        gw_conn_send_error(r->conn, 404, "no route matched", 0);
+        return;
+    }
+    int split = r->route->nsplit
+                    ? gw_split_choose(r->route, &r->view, (uint32_t)(gw_rng_next(&w->rng) % 100))
+                    : -1;
+    r->target = gw_upstreams_target(w->upstreams, r->route, split);
+    if (r->route->timeout_ms) {
+        r->budget_active = 1;
+        uv_timer_start(&r->budget, on_budget, r->route->timeout_ms, 0);
+    }
+    gw_str_t up_path = path;
+    if (r->route->strip_prefix)
+        gw_router_strip_prefix(r->route, path, &up_path);
+    build_upstream_head(r, up_path);
+    pick_and_connect(r);
+}
+
+/* ---- upstream side ---- */
+
+static void
+fail_upstream(gw_request_t *r, int status)
+{
+    const char *msg = status == 503   ? "no healthy node"
+                      : status == 504 ? "gateway timeout"
+                                      : "bad gateway";
+    r->err = status == 503 ? GW_ERR_NO_NODE : status == 504 ? GW_ERR_TIMEOUT : GW_ERR_UPSTREAM;
+    gw_conn_send_error(r->conn, status, msg, 0);
+}
+
+static void
+send_request(gw_request_t *r)
+{
+    uv_buf_t b = uv_buf_init(r->uphead.data, (unsigned)r->uphead.len);
+    r->upstream_started = 1;
+    int rc = gw_upconn_write(r->up, &b, 1);
+    if (rc < 0)
+        return; /* the error callback follows */
+    if (r->body_done) {
+        if (rc == 1)
+            gw_upconn_request_sent(r->up);
+        return;
+    }
+    gw_conn_resume_body(r->conn);
+}
+
+static void
+pick_and_connect(gw_request_t *r)
+{
+    gw_worker_t *w = r->w;
+    gw_target_t *t = r->target;
+    for (;;) {
+        gw_str_t key = GW_NULL_STR;
+        if (t->up->conf->balancer == GW_BAL_CONSISTENT_HASH) {
+            if (t->up->conf->hash_on.kind == GW_KEY_NONE)
+                key = r->view.remote_ip;
+            else
+                gw_keyspec_extract(&t->up->conf->hash_on, &r->view, &key);
+        }
+        gw_node_t *node = r->ntried < GW_MAX_TRIES
+                              ? gw_balancer_pick(t->bal, &key, r->tried, r->ntried,
+                                                 gw_worker_now_ms(w))
+                              : NULL;
+        if (node == NULL) {
+            fail_upstream(r, r->ntried == 0 ? 503 : (r->err == GW_ERR_TIMEOUT ? 504 : 502));
+            return;
+        }
+        r->tried[r->ntried++] = node;
+        r->node = node;
+        r->up_start_ns = uv_hrtime();
+        int ready = 0;
+        r->up = gw_upconn_acquire(w, t->up, node, r, &ready);
+        if (r->up == NULL) {
+            r->err = GW_ERR_UPSTREAM;
+            if ((int)r->ntried <= t->up->conf->retries)
+                continue;
+            fail_upstream(r, 502);
+            return;
+        }
+        if (ready)
+            send_request(r);
+        return;
+    }
+}
+
+void
+gw_request_on_upstream_ready(gw_request_t *r)
+{
+    send_request(r);
+}
+
+void
+gw_request_on_upstream_drained(gw_request_t *r)
+{
+    if (r->up == NULL)
+        return;
+    if (r->body_done)
+        gw_upconn_request_sent(r->up);
+    else
+        gw_conn_resume_body(r->conn);
+}
+
+int
+gw_request_on_body(gw_request_t *r, const char *data, size_t len)
+{
+    if (r->up == NULL || len == 0)
+        return 1;
+    r->body_bytes_sent = 1;
+    if (r->chunked) {
+        char size[24];
+        int n = snprintf(size, sizeof(size), "%zx\r\n", len);
+        uv_buf_t b[3] = {uv_buf_init(size, (unsigned)n), uv_buf_init((char *)data, (unsigned)len),
+                         uv_buf_init("\r\n", 2)};
+        return gw_upconn_write(r->up, b, 3) == 1;
+    }
+    uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+    return gw_upconn_write(r->up, &b, 1) == 1;
+}
+
+void
+gw_request_on_body_done(gw_request_t *r)
+{
+    if (r->up == NULL)
+        return;
+    int rc = 1;
+    if (r->chunked) {
+        uv_buf_t b = uv_buf_init("0\r\n\r\n", 5);
+        rc = gw_upconn_write(r->up, &b, 1);
+    }
+    if (rc == 1)
+        gw_upconn_request_sent(r->up);
+}
+
+static void
+upstream_feedback(gw_request_t *r, int status)
+{
+    gw_worker_t *w = r->w;
+    uint64_t ns = uv_hrtime() - r->up_start_ns;
+    gw_metrics_upstream(w->metrics, w->slot, (int)r->target->up->conf->index, (int)r->node->index,
+                        status, ns / 1e9);
+    gw_balancer_feedback(r->target->bal, r->node, ns / 1000, status > 0 && status < 500,
+                         gw_worker_now_ms(w));
+}
+
+void
+gw_request_on_upstream_error(gw_request_t *r, gw_up_error_t e)
+{
+    upstream_feedback(r, 0);
+    int never_sent = e == GW_UP_CONNECT_FAILED || e == GW_UP_CONNECT_TIMEOUT;
+    int timeout = e == GW_UP_TIMEOUT || e == GW_UP_CONNECT_TIMEOUT;
+    const char *what = e == GW_UP_CONNECT_FAILED    ? "connect failed"
+                       : e == GW_UP_CONNECT_TIMEOUT ? "connect timed out"
+                       : e == GW_UP_TIMEOUT         ? "timed out"
+                       : e == GW_UP_BAD_RESPONSE    ? "invalid response"
+                       : e == GW_UP_RESET           ? "closed before responding"
+                                                    : "closed mid-response";
+    gw_log(r->w->log, GW_LOG_WARN, "upstream %s node %s: %s (request %.*s)",
+           r->target->up->conf->name, r->node->conf->addr, what, (int)r->request_id.len,
+           r->request_id.data);
+    r->err = timeout ? GW_ERR_TIMEOUT : GW_ERR_UPSTREAM;
+    if (r->head_sent) {
+        gw_conn_close(r->conn); /* the response is cut: so must the connection be */
+        return;
+    }
+    /* A retry must not send a request twice that may have had effects:
+     * only what never left, or idempotent requests whose body we still
+     * hold (none), go to another node. */
+    int may_retry = never_sent || (r->idempotent && !r->has_body && e != GW_UP_BAD_RESPONSE);
+    if (may_retry && (int)r->ntried <= r->target->up->conf->retries) {
+        pick_and_connect(r);
+        return;
+    }
+    fail_upstream(r, timeout ? 504 : 502);
+}
+
+void
+gw_request_on_response_head(gw_request_t *r, gw_upconn_t *u)
+{
+    gw_conn_t *c = r->conn;
+    gw_buf_t *b = &r->uphead; /* the request head is sent: reuse its buffer */
+    gw_str_t conn_tokens = GW_NULL_STR;
+    int has_date = 0, client10 = r->http_minor == 0;
+    r->up_status = u->status;
+    r->status = u->status;
+    if (u->needs_eof)
+        c->close_after = 1;
+    if (client10 && u->is_chunked) {
+        u->decode_body = 1;
+        c->close_after = 1;
+    }
+    if (!r->body_done || r->w->draining)
+        c->close_after = 1;
+    b->len = 0;
+    gw_buf_appendf(b, "HTTP/1.1 %d %s\r\n", u->status, gw_http_reason(u->status));
+    for (size_t i = 0; i < u->nheaders; i++) {
+        gw_str_t n = u->headers[i].name;
+        if (n.len == 10 && gw_str_caseeq(n, GW_STR("connection")))
+            conn_tokens = u->headers[i].value;
+    }
+    for (size_t i = 0; i < u->nheaders; i++) {
+        gw_header_t *h = &u->headers[i];
+        if (gw_http_is_hop_by_hop(h->name))
+            continue;
+        if (h->name.len == 12 && gw_str_caseeq(h->name, GW_STR("x-request-id")))
+            continue;
+        if (h->name.len == 4 && gw_str_caseeq(h->name, GW_STR("date")))
+            has_date = 1;
+        if (conn_tokens.len && gw_http_has_token(conn_tokens, h->name))
+            continue;
+        gw_buf_reserve(b, h->name.len + h->value.len + 4);
+        gw_buf_appends(b, h->name);
+        gw_buf_append(b, ": ", 2);
+        gw_buf_appends(b, h->value);
+        gw_buf_append(b, "\r\n", 2);
+    }
+    if (!has_date)
+        gw_buf_appendf(b, "Date: %s\r\n", gw_worker_date(r->w));
+    gw_buf_append(b, "X-Request-Id: ", 14);
+    gw_buf_appends(b, r->request_id);
+    gw_buf_append(b, "\r\n", 2);
+    if (u->is_chunked && !u->decode_body && !u->head_request)
+        gw_buf_append(b, "Transfer-Encoding: chunked\r\n", 28);
+    if (c->close_after || !c->keepalive)
+        gw_buf_append(b, "Connection: close\r\n", 19);
+    else if (client10)
+        gw_buf_append(b, "Connection: keep-alive\r\n", 24);
+    gw_buf_append(b, "\r\n", 2);
+    r->head_sent = 1;
+    r->bytes_sent += b->len;
+    uv_buf_t ub = uv_buf_init(b->data, (unsigned)b->len);
+    if (gw_conn_write(c, &ub, 1) == 0)
+        gw_upconn_pause(u);
+}
+
+int
+gw_request_on_response_body(gw_request_t *r, const char *data, size_t len)
+{
+    uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+    r->bytes_sent += len;
+    return gw_conn_write(r->conn, &b, 1) == 1;
+}
+
+void
+gw_request_on_response_done(gw_request_t *r)
+{
+    gw_upconn_t *u = r->up;
+    upstream_feedback(r, r->up_status);
+    r->up = NULL;
+    if (u)
+        gw_upconn_release(u, r->body_done);
+    gw_conn_request_done(r->conn);
+}
+
+void
+gw_request_on_client_drained(gw_request_t *r)
+{
+    if (r->up)
+        gw_upconn_resume(r->up);
+}
+
+void
+gw_request_on_client_gone(gw_request_t *r)
+{
+    r->client_gone = 1;
+    if (r->up) {
+        gw_upconn_release(r->up, 0);
+        r->up = NULL;
+    }
+    if (!r->head_sent && r->status == 0)
+        r->status = 499; /* nginx's "client closed request", for logs only */
+    if (r->method.len)
+        gw_request_log(r);
+    r->finished = 1;
+}
+
+/* ---- gateway-made responses ---- */
+
+void
+gw_request_fail(gw_request_t *r, int status, const char *message)
+{
+    gw_conn_t *c = r->conn;
+    gw_buf_t *b = &r->uphead;
+    char body[256];
+    gw_buf_t bb = {body, 0, sizeof(body)};
+    if (r->request_id.len == 0) {
+        char *p = gw_request_alloc(r, 32);
+        gw_http_random_hex(&r->w->rng, p, 32);
+        r->request_id = (gw_str_t){p, 32};
+    }
+    if (r->up) {
+        gw_upconn_release(r->up, 0);
+        r->up = NULL;
+    }
+    gw_http_error_body(&bb, status, message, r->request_id);
+    if (r->w->draining)
+        c->close_after = 1;
+    b->len = 0;
+    gw_buf_appendf(b,
+                   "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: application/json\r\n"
+                   "Content-Length: %zu\r\nX-Request-Id: %.*s\r\n%s\r\n",
+                   status, gw_http_reason(status), gw_worker_date(r->w), bb.len,
+                   (int)r->request_id.len, r->request_id.data,
+                   c->close_after || !c->keepalive ? "Connection: close\r\n" : "");
+    if (!(r->method.len == 4 && gw_str_eq(r->method, GW_STR("HEAD"))))
+        gw_buf_append(b, bb.data, bb.len);
+    r->status = status;
+    r->head_sent = 1;
+    r->bytes_sent += b->len;
+    uv_buf_t ub = uv_buf_init(b->data, (unsigned)b->len);
+    if (gw_conn_write(c, &ub, 1) < 0)
+        return;
+    gw_conn_request_done(c);
+}
+
+void
+gw_request_log(gw_request_t *r)
+{
+    gw_worker_t *w = r->w;
+    if (r->finished)
+        return;
+    r->finished = 1;
+    double secs = (uv_hrtime() - r->start_ns) / 1e9;
+    gw_metrics_request(w->metrics, w->slot, r->route ? (int)r->route->index : -1, r->status, secs);
+    if (w->access_log == NULL)
+        return;
+    gw_access_entry_t e = {0};
+    uv_timeval64_t tv;
+    uv_gettimeofday(&tv);
+    e.time_ms = (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000 - (uint64_t)(secs * 1000);
+    e.request_id = r->request_id;
+    e.remote_addr = r->view.remote_ip;
+    e.method = r->method;
+    e.uri = r->url;
+    e.host = r->host_header;
+    e.status = r->status;
+    e.bytes_sent = r->bytes_sent;
+    e.duration_ms = secs * 1000;
+    if (r->route) {
+        e.route = (gw_str_t){r->route->name, strlen(r->route->name)};
+        e.upstream = (gw_str_t){r->target->up->conf->name, strlen(r->target->up->conf->name)};
+    }
+    if (r->node)
+        e.node = (gw_str_t){r->node->conf->addr, strlen(r->node->conf->addr)};
+    e.upstream_status = r->up_status;
+    for (size_t i = 0; i < r->nheaders; i++)
+        if (r->headers[i].name.len == 10 &&
+            gw_str_caseeq(r->headers[i].name, GW_STR("user-agent")))
+            e.user_agent = r->headers[i].value;
+    gw_access_log_write(w->access_log, &e);
+}

@@ -1,0 +1,662 @@
+/* Upstream nodes, keep-alive pools and upstream connections. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+
+#include "gw_balancer.h"
+#include "gw_log.h"
+#include "gw_split.h"
+#include "gw_upstream.h"
+
+enum { UP_CONNECTING = 1, UP_ACTIVE, UP_IDLE };
+
+typedef struct {
+    gw_link_t idle;
+    unsigned nidle;
+} node_pool_t;
+
+/* ---- runtime construction ---- */
+
+static int
+target_init(gw_target_t *t, gw_upstream_rt_t *up, const gw_kv_t *subset, size_t nsubset,
+            uint64_t seed)
+{
+    t->up = up;
+    t->nodes = calloc(up->nnodes ? up->nnodes : 1, sizeof(gw_node_t *));
+    if (t->nodes == NULL)
+        return GW_ERROR;
+    for (size_t i = 0; i < up->nnodes; i++) {
+        if (subset == NULL || gw_subset_match(up->nodes[i].conf, subset, nsubset))
+            t->nodes[t->nnodes++] = &up->nodes[i];
+    }
+    t->bal = gw_balancer_new(up->conf->balancer, t->nodes, t->nnodes, seed);
+    return t->bal ? GW_OK : GW_ERROR;
+}
+
+static void
+target_close(gw_target_t *t)
+{
+    if (t->bal)
+        gw_balancer_free(t->bal);
+    free(t->nodes);
+    t->bal = NULL;
+    t->nodes = NULL;
+}
+
+gw_upstreams_t *
+gw_upstreams_new(gw_worker_t *w, char *err, size_t errlen)
+{
+    const gw_conf_t *conf = w->conf;
+    gw_upstreams_t *u = calloc(1, sizeof(*u));
+    if (u == NULL)
+        goto failed;
+    u->n = conf->nupstreams;
+    u->ups = calloc(u->n ? u->n : 1, sizeof(gw_upstream_rt_t));
+    u->nroutes = conf->nroutes;
+    u->route_targets = calloc(conf->nroutes ? conf->nroutes : 1, sizeof(gw_target_t *));
+    u->nsplits = calloc(conf->nroutes ? conf->nroutes : 1, sizeof(size_t));
+    if (u->ups == NULL || u->route_targets == NULL || u->nsplits == NULL)
+        goto failed;
+    for (size_t i = 0; i < u->n; i++) {
+        gw_upstream_rt_t *up = &u->ups[i];
+        up->conf = &conf->upstreams[i];
+        up->nnodes = up->conf->nnodes;
+        up->nodes = calloc(up->nnodes ? up->nnodes : 1, sizeof(gw_node_t));
+        if (up->nodes == NULL)
+            goto failed;
+        for (size_t n = 0; n < up->nnodes; n++) {
+            gw_node_t *node = &up->nodes[n];
+            node_pool_t *pool = calloc(1, sizeof(*pool));
+            if (pool == NULL)
+                goto failed;
+            gw_list_init(&pool->idle);
+            node->conf = &up->conf->nodes[n];
+            node->index = (unsigned)n;
+            node->weight = node->conf->weight > 0 ? node->conf->weight : 1;
+            node->healthy = 1;
+            node->pool = pool;
+        }
+        if (target_init(&up->all, up, NULL, 0, w->rng + i) != GW_OK)
+            goto failed;
+    }
+    for (size_t r = 0; r < conf->nroutes; r++) {
+        const gw_route_conf_t *rc = &conf->routes[r];
+        gw_target_t *ts = calloc(rc->nsplit + 1, sizeof(gw_target_t));
+        if (ts == NULL)
+            goto failed;
+        u->route_targets[r] = ts;
+        u->nsplits[r] = rc->nsplit;
+        ts[0] = u->ups[rc->upstream->index].all;
+        ts[0].bal = NULL; /* marks a borrowed target: see gw_upstreams_target */
+        for (size_t s = 0; s < rc->nsplit; s++) {
+            const gw_split_rule_t *rule = &rc->split[s];
+            gw_upstream_rt_t *up = &u->ups[rule->upstream->index];
+            if (rule->nsubset == 0) {
+                ts[s + 1] = up->all;
+                ts[s + 1].bal = NULL;
+            } else if (target_init(&ts[s + 1], up, rule->subset, rule->nsubset,
+                                   w->rng + r * 131 + s) != GW_OK) {
+                goto failed;
+            }
+        }
+    }
+    return u;
+failed:
+    snprintf(err, errlen, "out of memory building upstreams");
+    gw_upstreams_free(u);
+    return NULL;
+}
+
+gw_target_t *
+gw_upstreams_target(gw_upstreams_t *u, const gw_route_conf_t *route, int split)
+{
+    gw_target_t *t = &u->route_targets[route->index][split + 1];
+    /* a target without its own balancer is the whole upstream */
+    return t->bal ? t : &t->up->all;
+}
+
+void
+gw_upstreams_free(gw_upstreams_t *u)
+{
+    if (u == NULL)
+        return;
+    for (size_t r = 0; u->route_targets && r < u->nroutes; r++) {
+        gw_target_t *ts = u->route_targets[r];
+        for (size_t s = 1; ts && s < u->nsplits[r] + 1; s++)
+            if (ts[s].bal)
+                target_close(&ts[s]);
+        free(ts);
+    }
+    for (size_t i = 0; u->ups && i < u->n; i++) {
+        gw_upstream_rt_t *up = &u->ups[i];
+        target_close(&up->all);
+        for (size_t n = 0; up->nodes && n < up->nnodes; n++)
+            free(up->nodes[n].pool);
+        free(up->nodes);
+    }
+    free(u->nsplits);
+    free(u->route_targets);
+    free(u->ups);
+    free(u);
+}
+
+/* ---- connections ---- */
+
+static void up_read_start(gw_upconn_t *u);
+static void on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+static void
+on_up_closed(uv_handle_t *h)
+{
+    gw_upconn_t *u = h->data;
+    free(u);
+}
+
+static void
+on_up_tcp_closed(uv_handle_t *h)
+{
+    gw_upconn_t *u = h->data;
+    uv_close((uv_handle_t *)&u->timer, on_up_closed);
+}
+
+static void
+up_close(gw_upconn_t *u)
+{
+    if (u->closing)
+        return;
+    u->closing = 1;
+    if (u->state == UP_IDLE) {
+        node_pool_t *pool = u->node->pool;
+        gw_list_remove(&u->link);
+        pool->nidle--;
+    }
+    if (u->rbuf) {
+        gw_worker_rbuf_put(u->w, u->rbuf);
+        u->rbuf = NULL;
+    }
+    gw_buf_free(&u->out);
+    uv_timer_stop(&u->timer);
+    uv_close((uv_handle_t *)&u->tcp, on_up_tcp_closed);
+}
+
+/* Tells the request and forgets it; the connection is never reused. */
+static void
+up_fail(gw_upconn_t *u, gw_up_error_t e)
+{
+    gw_request_t *r = u->req;
+    u->req = NULL;
+    if (u->node->inflight)
+        u->node->inflight--;
+    up_close(u);
+    if (r) {
+        r->up = NULL;
+        gw_request_on_upstream_error(r, e);
+    }
+}
+
+static void
+on_up_timer(uv_timer_t *t)
+{
+    gw_upconn_t *u = t->data;
+    if (u->state == UP_IDLE) {
+        up_close(u);
+        return;
+    }
+    up_fail(u, u->state == UP_CONNECTING ? GW_UP_CONNECT_TIMEOUT : GW_UP_TIMEOUT);
+}
+
+static void
+timer_start(gw_upconn_t *u, uint64_t ms)
+{
+    uv_timer_start(&u->timer, on_up_timer, ms ? ms : 1, 0);
+}
+
+static void
+on_connect(uv_connect_t *cr, int status)
+{
+    gw_upconn_t *u = cr->data;
+    if (u->closing)
+        return;
+    if (status < 0) {
+        up_fail(u, GW_UP_CONNECT_FAILED);
+        return;
+    }
+    uv_tcp_nodelay(&u->tcp, 1);
+    u->state = UP_ACTIVE;
+    uv_timer_stop(&u->timer);
+    up_read_start(u);
+    gw_request_on_upstream_ready(u->req);
+}
+
+/* A pooled connection that the peer already closed must not take a
+ * request that cannot be retried: peek at the socket first. */
+static int
+idle_conn_alive(gw_upconn_t *u)
+{
+    uv_os_fd_t fd;
+    char c;
+    if (uv_fileno((uv_handle_t *)&u->tcp, &fd) != 0)
+        return 0;
+    ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+gw_upconn_t *
+gw_upconn_acquire(gw_worker_t *w, gw_upstream_rt_t *up, gw_node_t *node, gw_request_t *r,
+                  int *ready)
+{
+    node_pool_t *pool = node->pool;
+    while (!gw_list_empty(&pool->idle)) {
+        gw_link_t *l = pool->idle.prev; /* most recently used: warmest */
+        gw_upconn_t *u = GW_CONTAINER_OF(l, gw_upconn_t, link);
+        gw_list_remove(l);
+        pool->nidle--;
+        u->state = UP_ACTIVE;
+        if (!r->idempotent && !idle_conn_alive(u)) {
+            u->state = UP_ACTIVE;
+            up_close(u);
+            continue;
+        }
+        uv_timer_stop(&u->timer);
+        u->req = r;
+        u->reused = 1;
+        u->head_done = u->resp_done = u->got_bytes = 0;
+        u->header_state = 0;
+        u->nheaders = 0;
+        u->len = u->pos = 0;
+        node->inflight++;
+        *ready = 1;
+        return u;
+    }
+    gw_upconn_t *u = calloc(1, sizeof(*u));
+    if (u == NULL)
+        return NULL;
+    u->w = w;
+    u->node = node;
+    u->up = up;
+    u->req = r;
+    u->state = UP_CONNECTING;
+    uv_tcp_init(w->loop, &u->tcp);
+    uv_timer_init(w->loop, &u->timer);
+    u->tcp.data = u->timer.data = u->creq.data = u;
+    gw_list_init(&u->link);
+    int rc = uv_tcp_connect(&u->creq, &u->tcp, (const struct sockaddr *)&node->conf->sa,
+                            on_connect);
+    if (rc < 0) {
+        gw_log(w->log, GW_LOG_WARN, "connect to %s: %s", node->conf->addr, uv_strerror(rc));
+        u->req = NULL;
+        up_close(u);
+        return NULL;
+    }
+    node->inflight++;
+    timer_start(u, up->conf->connect_timeout_ms);
+    *ready = 0;
+    return u;
+}
+
+/* ---- writing ---- */
+
+static void up_start_write(gw_upconn_t *u);
+
+static void
+on_up_write(uv_write_t *wr, int status)
+{
+    gw_upconn_t *u = wr->data;
+    u->write_busy = 0;
+    if (u->closing)
+        return;
+    if (status < 0) {
+        up_fail(u, u->got_bytes ? GW_UP_TRUNCATED : GW_UP_RESET);
+        return;
+    }
+    size_t rest = u->out.len - u->out_sent;
+    if (rest) {
+        memmove(u->out.data, u->out.data + u->out_sent, rest);
+        u->out.len = rest;
+        u->out_sent = 0;
+        up_start_write(u);
+        return;
+    }
+    u->out.len = u->out_sent = 0;
+    if (!u->resp_done && u->req) {
+        uv_timer_stop(&u->timer);
+        gw_request_on_upstream_drained(u->req);
+    }
+}
+
+static void
+up_start_write(gw_upconn_t *u)
+{
+    uv_buf_t b = uv_buf_init(u->out.data, (unsigned)u->out.len);
+    u->out_sent = u->out.len;
+    u->write_busy = 1;
+    u->wreq.data = u;
+    if (uv_write(&u->wreq, (uv_stream_t *)&u->tcp, &b, 1, on_up_write) < 0) {
+        u->write_busy = 0;
+        up_fail(u, GW_UP_RESET);
+        return;
+    }
+    timer_start(u, u->up->conf->send_timeout_ms);
+}
+
+int
+gw_upconn_write(gw_upconn_t *u, const uv_buf_t *bufs, unsigned n)
+{
+    if (u->closing)
+        return -1;
+    if (u->write_busy || u->out.len) {
+        for (unsigned i = 0; i < n; i++)
+            gw_buf_append(&u->out, bufs[i].base, bufs[i].len);
+        return 0;
+    }
+    int rc = uv_try_write((uv_stream_t *)&u->tcp, bufs, n);
+    if (rc < 0 && rc != UV_EAGAIN) {
+        up_fail(u, u->got_bytes ? GW_UP_TRUNCATED : GW_UP_RESET);
+        return -1;
+    }
+    size_t skip = rc > 0 ? (size_t)rc : 0, queued = 0;
+    for (unsigned i = 0; i < n; i++) {
+        if (skip >= bufs[i].len) {
+            skip -= bufs[i].len;
+            continue;
+        }
+        gw_buf_append(&u->out, bufs[i].base + skip, bufs[i].len - skip);
+        queued += bufs[i].len - skip;
+        skip = 0;
+    }
+    if (queued == 0)
+        return 1;
+    up_start_write(u);
+    return u->closing ? -1 : 0;
+}
+
+void
+gw_upconn_request_sent(gw_upconn_t *u)
+{
+    if (!u->write_busy && !u->resp_done)
+        timer_start(u, u->up->conf->read_timeout_ms);
+}
+
+/* ---- reading and parsing the response ---- */
+
+#define UPCONN(p) ((gw_upconn_t *)((llhttp_t *)(p))->data)
+
+static int
+on_resp_header_field(llhttp_t *p, const char *at, size_t len)
+{
+    gw_upconn_t *u = UPCONN(p);
+    if (u->header_state != 1) {
+        if (u->nheaders == GW_MAX_HEADERS)
+            return HPE_USER;
+        u->headers[u->nheaders++] = (gw_header_t){{at, 0}, {NULL, 0}};
+        u->header_state = 1;
+    }
+    u->headers[u->nheaders - 1].name.len += len;
+    return 0;
+}
+
+static int
+on_resp_header_value(llhttp_t *p, const char *at, size_t len)
+{
+    gw_upconn_t *u = UPCONN(p);
+    gw_header_t *h = &u->headers[u->nheaders - 1];
+    if (u->header_state != 2) {
+        h->value.data = at;
+        u->header_state = 2;
+    }
+    h->value.len += len;
+    return 0;
+}
+
+static int
+on_resp_headers_complete(llhttp_t *p)
+{
+    gw_upconn_t *u = UPCONN(p);
+    u->status = p->status_code;
+    if (u->status >= 100 && u->status < 200)
+        return 0; /* interim: llhttp completes it without a body */
+    u->is_chunked = (p->flags & F_CHUNKED) != 0;
+    u->content_length = (p->flags & F_CONTENT_LENGTH) ? (int64_t)p->content_length : -1;
+    if (u->head_request)
+        return 1;
+    u->needs_eof = llhttp_message_needs_eof(p);
+    return HPE_PAUSED;
+}
+
+static int
+on_resp_body(llhttp_t *p, const char *at, size_t len)
+{
+    gw_upconn_t *u = UPCONN(p);
+    if (u->decode_body && u->req) {
+        if (!gw_request_on_response_body(u->req, at, len))
+            u->paused = 1;
+    }
+    return 0;
+}
+
+static int
+on_resp_message_complete(llhttp_t *p)
+{
+    gw_upconn_t *u = UPCONN(p);
+    if (u->status >= 100 && u->status < 200 && u->status != 101) {
+        /* drop the interim response; the final one follows */
+        u->nheaders = 0;
+        u->header_state = 0;
+        return 0;
+    }
+    u->resp_done = 1;
+    return HPE_PAUSED;
+}
+
+static const llhttp_settings_t response_settings = {
+    .on_header_field = on_resp_header_field,
+    .on_header_value = on_resp_header_value,
+    .on_headers_complete = on_resp_headers_complete,
+    .on_body = on_resp_body,
+    .on_message_complete = on_resp_message_complete,
+};
+
+static void
+on_up_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    gw_upconn_t *u = h->data;
+    if (u->rbuf == NULL)
+        u->rbuf = gw_worker_rbuf_get(u->w);
+    buf->base = u->rbuf->data + u->len;
+    buf->len = u->rbuf->cap - u->len;
+}
+
+static void
+up_read_start(gw_upconn_t *u)
+{
+    if (!u->reading && !u->closing) {
+        u->reading = 1;
+        uv_read_start((uv_stream_t *)&u->tcp, on_up_alloc, on_up_read);
+    }
+}
+
+static void
+up_read_stop(gw_upconn_t *u)
+{
+    if (u->reading) {
+        u->reading = 0;
+        uv_read_stop((uv_stream_t *)&u->tcp);
+    }
+}
+
+static void
+response_finished(gw_upconn_t *u)
+{
+    gw_request_t *r = u->req;
+    /* bytes after the end of the response mean the upstream and we
+     * disagree about framing: never reuse that connection */
+    if (u->pos != u->len)
+        u->reusable = 0;
+    else
+        u->reusable = llhttp_should_keep_alive(&u->parser) && !u->needs_eof;
+    uv_timer_stop(&u->timer);
+    gw_request_on_response_done(r);
+}
+
+static void
+up_parse(gw_upconn_t *u)
+{
+    if (u->in_parse || u->req == NULL)
+        return;
+    u->in_parse = 1;
+    while (u->req && !u->resp_done && !u->closing && u->pos < u->len) {
+        const char *base = u->rbuf->data;
+        size_t start = u->pos;
+        llhttp_errno_t err = llhttp_execute(&u->parser, base + u->pos, u->len - u->pos);
+        size_t end = err == HPE_OK ? u->len : (size_t)(llhttp_get_error_pos(&u->parser) - base);
+        if (err != HPE_OK && err != HPE_PAUSED) {
+            gw_log(u->w->log, GW_LOG_WARN, "upstream %s: invalid response: %s",
+                   u->node->conf->addr, llhttp_get_error_reason(&u->parser));
+            up_fail(u, u->head_done ? GW_UP_TRUNCATED : GW_UP_BAD_RESPONSE);
+            break;
+        }
+        u->pos = end;
+        if (!u->head_done) {
+            if (err == HPE_OK) {
+                if (u->len == u->rbuf->cap) {
+                    gw_log(u->w->log, GW_LOG_WARN, "upstream %s: response head too large",
+                           u->node->conf->addr);
+                    up_fail(u, GW_UP_BAD_RESPONSE);
+                }
+                break;
+            }
+            u->head_done = 1;
+            gw_request_on_response_head(u->req, u);
+            if (u->req == NULL || u->closing)
+                break;
+            /* the head was copied into the client's response: reuse space */
+            size_t rest = u->len - u->pos;
+            memmove(u->rbuf->data, u->rbuf->data + u->pos, rest);
+            u->len = rest;
+            u->pos = 0;
+            if (u->resp_done) {
+                response_finished(u);
+                break;
+            }
+            llhttp_resume(&u->parser);
+            continue;
+        }
+        if (!u->decode_body && end > start) {
+            if (!gw_request_on_response_body(u->req, base + start, end - start))
+                u->paused = 1;
+        }
+        if (u->resp_done) {
+            response_finished(u);
+            break;
+        }
+        u->len = u->pos = 0;
+    }
+    u->in_parse = 0;
+    if (u->req && !u->closing) {
+        if (u->paused)
+            up_read_stop(u);
+        else if (u->pos == u->len && !u->resp_done) {
+            u->len = u->pos = 0;
+        }
+    }
+}
+
+static void
+on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    gw_upconn_t *u = s->data;
+    if (u->state == UP_IDLE || u->req == NULL) {
+        /* an idle connection that speaks or closes is done */
+        if (nread != 0)
+            up_close(u);
+        return;
+    }
+    if (nread == 0)
+        return;
+    if (nread < 0) {
+        if (nread == UV_EOF && u->head_done && u->needs_eof) {
+            llhttp_finish(&u->parser);
+            u->resp_done = 1;
+            u->reusable = 0;
+            uv_timer_stop(&u->timer);
+            gw_request_on_response_done(u->req);
+            return;
+        }
+        up_fail(u, u->got_bytes ? GW_UP_TRUNCATED : GW_UP_RESET);
+        return;
+    }
+    if (!u->got_bytes) {
+        u->got_bytes = 1;
+        llhttp_init(&u->parser, HTTP_RESPONSE, &response_settings);
+        u->parser.data = u;
+    }
+    u->len += (size_t)nread;
+    if (!u->resp_done && !u->write_busy)
+        timer_start(u, u->up->conf->read_timeout_ms);
+    up_parse(u);
+}
+
+void
+gw_upconn_pause(gw_upconn_t *u)
+{
+    u->paused = 1;
+    up_read_stop(u);
+}
+
+void
+gw_upconn_resume(gw_upconn_t *u)
+{
+    if (!u->paused)
+        return;
+    u->paused = 0;
+    up_read_start(u);
+    if (u->pos < u->len)
+        up_parse(u);
+}
+
+void
+gw_upconn_release(gw_upconn_t *u, int reuse)
+{
+    gw_worker_t *w = u->w;
+    node_pool_t *pool = u->node->pool;
+    if (u->node->inflight)
+        u->node->inflight--;
+    u->req = NULL;
+    u->requests++;
+    if (!reuse || !u->reusable || !u->resp_done || u->write_busy || u->out.len ||
+        u->closing || w->draining || pool->nidle >= (unsigned)u->up->conf->keepalive_size) {
+        up_close(u);
+        return;
+    }
+    if (u->rbuf) {
+        gw_worker_rbuf_put(w, u->rbuf);
+        u->rbuf = NULL;
+    }
+    u->len = u->pos = 0;
+    u->paused = 0;
+    if (u->out.cap > 16384)
+        gw_buf_free(&u->out);
+    u->state = UP_IDLE;
+    gw_list_push(&pool->idle, &u->link);
+    pool->nidle++;
+    timer_start(u, u->up->conf->keepalive_idle_ms);
+    up_read_start(u);
+}
+
+void
+gw_upstreams_close_idle(gw_upstreams_t *ups)
+{
+    if (ups == NULL)
+        return;
+    for (size_t i = 0; i < ups->n; i++) {
+        gw_upstream_rt_t *up = &ups->ups[i];
+        for (size_t n = 0; n < up->nnodes; n++) {
+            node_pool_t *pool = up->nodes[n].pool;
+            while (pool && !gw_list_empty(&pool->idle)) {
+                gw_upconn_t *u = GW_CONTAINER_OF(pool->idle.next, gw_upconn_t, link);
+                up_close(u);
+            }
+        }
+    }
+}

@@ -1,0 +1,283 @@
+/* One worker process: set-up, the loop, graceful drain, tear-down. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "gw_http.h"
+#include "gw_http1.h"
+#include "gw_log.h"
+#include "gw_metrics.h"
+#include "gw_request.h"
+#include "gw_router.h"
+#include "gw_status.h"
+#include "gw_upstream.h"
+
+const char *
+gw_worker_date(gw_worker_t *w)
+{
+    time_t now = time(NULL); /* vDSO: no syscall */
+    if (now != w->date_sec) {
+        w->date_sec = now;
+        gw_http_date(now, w->date);
+    }
+    return w->date;
+}
+
+uint64_t
+gw_worker_now_ms(gw_worker_t *w)
+{
+    return uv_now(w->loop);
+}
+
+gw_rbuf_t *
+gw_worker_rbuf_get(gw_worker_t *w)
+{
+    gw_rbuf_t *b = w->free_rbufs;
+    if (b) {
+        w->free_rbufs = b->next;
+        w->nfree_rbufs--;
+        return b;
+    }
+    b = malloc(sizeof(*b) + w->rbuf_size);
+    if (b == NULL)
+        abort();
+    b->cap = w->rbuf_size;
+    return b;
+}
+
+void
+gw_worker_rbuf_put(gw_worker_t *w, gw_rbuf_t *b)
+{
+    /* keep a bounded reserve; idle memory goes back to the allocator */
+    if (w->nfree_rbufs >= 256) {
+        free(b);
+        return;
+    }
+    b->next = w->free_rbufs;
+    w->free_rbufs = b;
+    w->nfree_rbufs++;
+}
+
+static void
+on_handle_closed(uv_handle_t *h)
+{
+}
+
+static void
+finish(gw_worker_t *w)
+{
+    if (w->draining == 2)
+        return;
+    w->draining = 2;
+    gw_upstreams_close_idle(w->upstreams);
+    if (w->status) {
+        gw_status_close(w->status, NULL, NULL);
+        w->status = NULL;
+    }
+    uv_timer_stop(&w->drain_timer);
+    uv_close((uv_handle_t *)&w->drain_timer, on_handle_closed);
+    uv_close((uv_handle_t *)&w->tick, on_handle_closed);
+    uv_close((uv_handle_t *)&w->sig_term, on_handle_closed);
+    uv_close((uv_handle_t *)&w->sig_quit, on_handle_closed);
+    uv_close((uv_handle_t *)&w->sig_usr1, on_handle_closed);
+    gw_request_pool_close(w);
+}
+
+void
+gw_worker_conn_closed(gw_worker_t *w)
+{
+    if (w->draining) {
+        if (w->nconns == 0)
+            finish(w);
+        return;
+    }
+    for (size_t i = 0; i < w->nlisteners && w->nconns < w->max_conns; i++) {
+        gw_listener_t *l = &w->listeners[i];
+        if (l->paused) {
+            l->paused = 0;
+            gw_http1_on_connection((uv_stream_t *)&l->handle, 0);
+        }
+    }
+}
+
+static void
+on_drain_timeout(uv_timer_t *t)
+{
+    gw_worker_t *w = t->data;
+    gw_log(w->log, GW_LOG_WARN, "drain timeout: closing %u connection(s)", w->nconns);
+    gw_link_t *l = w->conns.next;
+    while (l != &w->conns) {
+        gw_conn_t *c = GW_CONTAINER_OF(l, gw_conn_t, link);
+        l = l->next;
+        gw_conn_close(c);
+    }
+}
+
+static void
+begin_drain(gw_worker_t *w)
+{
+    if (w->draining)
+        return;
+    w->draining = 1;
+    gw_log(w->log, GW_LOG_INFO, "draining %u connection(s)", w->nconns);
+    for (size_t i = 0; i < w->nlisteners; i++) {
+        if (w->listeners[i].active) {
+            w->listeners[i].active = 0;
+            uv_close((uv_handle_t *)&w->listeners[i].handle, on_handle_closed);
+        }
+    }
+    if (w->status)
+        gw_status_set_draining(w->status, 1);
+    gw_http1_drain(w);
+    if (w->nconns == 0) {
+        finish(w);
+        return;
+    }
+    uv_timer_start(&w->drain_timer, on_drain_timeout, w->conf->drain_timeout_ms + 1, 0);
+}
+
+static void
+on_signal(uv_signal_t *s, int signum)
+{
+    gw_worker_t *w = s->data;
+    if (signum == SIGUSR1) {
+        gw_log_reopen(w->log);
+        if (w->access_log)
+            gw_access_log_reopen(w->access_log);
+        return;
+    }
+    begin_drain(w);
+}
+
+static void
+on_tick(uv_timer_t *t)
+{
+    gw_worker_t *w = t->data;
+    if (w->access_log)
+        gw_access_log_flush(w->access_log);
+}
+
+static int
+setup(gw_worker_t *w, const int *fds, size_t nfds)
+{
+    char err[256];
+    const gw_conf_t *conf = w->conf;
+    w->router = gw_router_new(conf->routes, conf->nroutes, err, sizeof(err));
+    if (w->router == NULL) {
+        gw_log(w->log, GW_LOG_ERROR, "router: %s", err);
+        return GW_ERROR;
+    }
+    w->upstreams = gw_upstreams_new(w, err, sizeof(err));
+    if (w->upstreams == NULL) {
+        gw_log(w->log, GW_LOG_ERROR, "upstreams: %s", err);
+        return GW_ERROR;
+    }
+    if (conf->access_log) {
+        w->access_log = gw_access_log_open(conf->access_log, err, sizeof(err));
+        if (w->access_log == NULL) {
+            gw_log(w->log, GW_LOG_ERROR, "access log: %s", err);
+            return GW_ERROR;
+        }
+    }
+    w->listeners = calloc(nfds ? nfds : 1, sizeof(gw_listener_t));
+    if (w->listeners == NULL)
+        return GW_ERROR;
+    w->nlisteners = nfds;
+    for (size_t i = 0; i < nfds; i++) {
+        gw_listener_t *l = &w->listeners[i];
+        l->fd = fds[i];
+        uv_tcp_init(w->loop, &l->handle);
+        l->handle.data = l;
+        int rc = uv_tcp_open(&l->handle, fds[i]);
+        if (rc == 0)
+            rc = uv_listen((uv_stream_t *)&l->handle, 511, gw_http1_on_connection);
+        if (rc != 0) {
+            gw_log(w->log, GW_LOG_ERROR, "listener: %s", uv_strerror(rc));
+            return GW_ERROR;
+        }
+        l->active = 1;
+    }
+    if (w->status_fd >= 0) {
+        w->status = gw_status_start(w->loop, w->status_fd, w->metrics, w->log, err, sizeof(err));
+        if (w->status == NULL) {
+            gw_log(w->log, GW_LOG_ERROR, "status listener: %s", err);
+            return GW_ERROR;
+        }
+    }
+    return GW_OK;
+}
+
+int
+gw_worker_run(const gw_conf_t *conf, int slot, int nworkers, const int *listen_fds,
+              size_t nlisten, int status_fd, gw_metrics_t *metrics, gw_log_t *log)
+{
+    gw_worker_t w;
+    uv_loop_t loop;
+    char tag[32];
+    memset(&w, 0, sizeof(w));
+    snprintf(tag, sizeof(tag), "worker %d", slot);
+    gw_log_set_tag(log, tag);
+    /* a worker must not outlive its master */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGINT, SIG_IGN); /* Ctrl-C reaches the master, which drains us */
+    signal(SIGHUP, SIG_IGN);
+    if (uv_loop_init(&loop) != 0)
+        return 1;
+    loop.data = &w;
+    w.loop = &loop;
+    w.conf = conf;
+    w.slot = slot;
+    w.nworkers = nworkers;
+    w.log = log;
+    w.metrics = metrics;
+    w.status_fd = status_fd;
+    w.rng = uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)slot;
+    w.rbuf_size = conf->max_header_size + 4096 > 16384 ? conf->max_header_size + 4096 : 16384;
+    w.max_conns = (unsigned)(conf->max_connections / nworkers);
+    if (w.max_conns == 0)
+        w.max_conns = 1;
+    gw_list_init(&w.conns);
+    uv_timer_init(&loop, &w.drain_timer);
+    uv_timer_init(&loop, &w.tick);
+    w.drain_timer.data = w.tick.data = &w;
+    uv_signal_init(&loop, &w.sig_term);
+    uv_signal_init(&loop, &w.sig_quit);
+    uv_signal_init(&loop, &w.sig_usr1);
+    w.sig_term.data = w.sig_quit.data = w.sig_usr1.data = &w;
+    uv_signal_start(&w.sig_term, on_signal, SIGTERM);
+    uv_signal_start(&w.sig_quit, on_signal, SIGQUIT);
+    uv_signal_start(&w.sig_usr1, on_signal, SIGUSR1);
+    uv_timer_start(&w.tick, on_tick, 1000, 1000);
+    uv_unref((uv_handle_t *)&w.tick);
+
+    int rc = 0;
+    if (setup(&w, listen_fds, nlisten) != GW_OK) {
+        rc = 1;
+        begin_drain(&w);
+    } else {
+        gw_metrics_worker_start(metrics, slot);
+        gw_log(log, GW_LOG_INFO, "started (pid %d)", (int)getpid());
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    if (w.access_log) {
+        gw_access_log_flush(w.access_log);
+        gw_access_log_close(w.access_log);
+    }
+    if (w.router)
+        gw_router_free(w.router);
+    gw_upstreams_free(w.upstreams);
+    while (w.free_rbufs) {
+        gw_rbuf_t *b = w.free_rbufs;
+        w.free_rbufs = b->next;
+        free(b);
+    }
+    free(w.listeners);
+    uv_loop_close(&loop);
+    if (rc == 0)
+        gw_log(log, GW_LOG_INFO, "exited");
+    return rc;
+}

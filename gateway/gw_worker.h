@@ -1,0 +1,124 @@
+/*
+ * One worker process: its libuv loop, the listeners it accepts on, the
+ * per-worker runtime built from the config (router, upstream pools), the
+ * free lists that keep the request path free of malloc, and the drain
+ * logic for graceful stop. Everything mutable lives here; nothing is
+ * shared with other workers except the metrics segment.
+ */
+#ifndef GW_WORKER_H
+#define GW_WORKER_H
+
+#include <uv.h>
+
+#include "gw_config.h"
+#include "gw_core.h"
+
+typedef struct gw_log_s gw_log_t;
+typedef struct gw_access_log_s gw_access_log_t;
+typedef struct gw_status_s gw_status_t;
+typedef struct gw_conn_s gw_conn_t;
+typedef struct gw_request_s gw_request_t;
+typedef struct gw_upstreams_s gw_upstreams_t;
+
+/* Read buffers for both sides come from one free list: connections hold a
+ * buffer only while they have unparsed bytes or a request in flight. */
+typedef struct gw_rbuf_s {
+    struct gw_rbuf_s *next;
+    size_t cap;
+    char data[];
+} gw_rbuf_t;
+
+/* Intrusive doubly-linked list. */
+typedef struct gw_link_s {
+    struct gw_link_s *prev, *next;
+} gw_link_t;
+
+static inline void
+gw_list_init(gw_link_t *h)
+{
+    h->prev = h->next = h;
+}
+
+static inline int
+gw_list_empty(const gw_link_t *h)
+{
+    return h->next == h;
+}
+
+static inline void
+gw_list_push(gw_link_t *h, gw_link_t *l)
+{
+    l->next = h;
+    l->prev = h->prev;
+    h->prev->next = l;
+    h->prev = l;
+}
+
+static inline void
+gw_list_remove(gw_link_t *l)
+{
+    l->prev->next = l->next;
+    l->next->prev = l->prev;
+    l->prev = l->next = l;
+}
+
+#define GW_CONTAINER_OF(p, type, field) ((type *)((char *)(p)-offsetof(type, field)))
+
+typedef struct {
+    int fd;
+    uv_tcp_t handle;
+    int active;
+    int paused; /* a connection is waiting in accept: max_connections hit */
+} gw_listener_t;
+
+struct gw_worker_s {
+    uv_loop_t *loop;
+    const gw_conf_t *conf;
+    int slot; /* 0..workers-1, stable across re-spawns */
+    int nworkers;
+    gw_log_t *log;
+    gw_access_log_t *access_log;
+    gw_metrics_t *metrics;
+    gw_status_t *status;
+    gw_router_t *router;
+    gw_upstreams_t *upstreams;
+
+    gw_listener_t *listeners;
+    size_t nlisteners;
+    int status_fd;
+
+    gw_link_t conns; /* every downstream connection */
+    unsigned nconns;
+    unsigned max_conns; /* this worker's share of limits.max_connections */
+
+    gw_rbuf_t *free_rbufs;
+    size_t rbuf_size;
+    unsigned nfree_rbufs;
+    gw_request_t *free_reqs;
+
+    uv_signal_t sig_term, sig_quit, sig_usr1;
+    uv_timer_t drain_timer;
+    uv_timer_t tick; /* 1 s: access-log flush */
+    int draining;
+
+    int64_t date_sec;
+    char date[32];
+    uint64_t rng;
+};
+
+/* Runs the worker until it has drained; returns the process exit code. */
+int gw_worker_run(const gw_conf_t *conf, int slot, int nworkers, const int *listen_fds,
+                  size_t nlisten, int status_fd, gw_metrics_t *metrics, gw_log_t *log);
+
+/* IMF-fixdate of the current second, cached. */
+const char *gw_worker_date(gw_worker_t *w);
+
+gw_rbuf_t *gw_worker_rbuf_get(gw_worker_t *w);
+void gw_worker_rbuf_put(gw_worker_t *w, gw_rbuf_t *b);
+
+/* A connection closed: may resume a paused accept, or end the drain. */
+void gw_worker_conn_closed(gw_worker_t *w);
+
+uint64_t gw_worker_now_ms(gw_worker_t *w);
+
+#endif

@@ -1,0 +1,155 @@
+# `gateway -t -c FILE`: "configuration OK" and exit 0 for a valid file;
+# exit 1 and one line per error, each naming its YAML path, otherwise.
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use GwTest;
+
+plan skip_all => 'gateway binary ' . gw_bin() . ' not built' unless -x gw_bin();
+
+my $base = <<'YAML';
+gateway:
+  listen: ["127.0.0.1:%PORT%"]
+  workers: 1
+  status_listen: "127.0.0.1:%STATUS_PORT%"
+  pid_file: "%DIR%/gateway.pid"
+  error_log: {path: "%DIR%/error.log", level: info}
+  access_log: off
+  timeouts: {client_header: 10s, client_body: 30s, keepalive: 75s, drain: 5s}
+  limits: {max_header_size: 16k, max_body_size: 8m, max_connections: 100}
+upstreams:
+  - name: svc
+    nodes: ["127.0.0.1:9001", {addr: "127.0.0.1:9002", weight: 3, meta: {version: v2}}]
+    balancer: round_robin
+    timeouts: {connect: 1s, send: 5s, read: 5s}
+    retries: 1
+    keepalive: {size: 16, idle_timeout: 60s}
+routes:
+  - name: users
+    match:
+      host: api.example.com
+      path: /api/v1/users/*
+      methods: [GET, POST]
+      headers: [{name: X-Env, op: equals, value: prod}]
+      query: [{name: debug, op: absent}]
+    priority: 10
+    upstream: svc
+    strip_prefix: /api/v1
+    timeout: 3s
+  - name: by-regex
+    match: {path: {regex: "^/v[0-9]+/"}}
+    upstream: svc
+YAML
+
+my ($code, $out) = check_config(yaml => $base);
+is($code, 0, 'valid config: exit 0') or diag($out);
+like($out, qr/configuration OK/, 'valid config: "configuration OK"');
+
+# Each case: a name, an edit of the base text, and the YAML path the error
+# line must name.
+my @bad = (
+    ['unknown top-level key', sub { "bogus: 1\n" . $_[0] }, qr/\bbogus\b/],
+    ['unknown key in gateway',
+     sub { $_[0] =~ s/  workers: 1\n/  workers: 1\n  wrokers: 2\n/r },
+     qr/gateway\.wrokers/],
+    ['unknown key in a route',
+     sub { $_[0] =~ s/    priority: 10\n/    priority: 10\n    prio: 3\n/r },
+     qr/routes\[0\]\.prio\b/],
+    ['bad duration',
+     sub { $_[0] =~ s/client_header: 10s/client_header: 10 parsecs/r },
+     qr/gateway\.timeouts\.client_header/],
+    ['bad duration unit',
+     sub { $_[0] =~ s/read: 5s/read: 5x/r },
+     qr/upstreams\[0\]\.timeouts\.read/],
+    ['bad size',
+     sub { $_[0] =~ s/max_body_size: 8m/max_body_size: 8q/r },
+     qr/gateway\.limits\.max_body_size/],
+    ['route to a missing upstream',
+     sub { $_[0] =~ s/    upstream: svc\n    strip_prefix/    upstream: nope\n    strip_prefix/r },
+     qr/routes\[0\]\.upstream: no upstream named "nope"/],
+    ['bad regex',
+     sub { $_[0] =~ s/\^\/v\[0-9\]\+\//^\/(unclosed/r },
+     qr/routes\[1\]\.match\.path/],
+    ['unknown balancer',
+     sub { $_[0] =~ s/balancer: round_robin/balancer: fastest/r },
+     qr/upstreams\[0\]\.balancer/],
+    ['unknown predicate op',
+     sub { $_[0] =~ s/op: equals/op: sounds_like/r },
+     qr/routes\[0\]\.match\.headers\[0\]\.op/],
+    ['bad listen address',
+     sub { $_[0] =~ s/listen: \["127\.0\.0\.1:%PORT%"\]/listen: ["127.0.0.1:notaport"]/r },
+     qr/gateway\.listen/],
+);
+
+for my $c (@bad) {
+    my ($name, $edit, $path_re) = @$c;
+    my $text = $edit->($base);
+    isnt($text, $base, "$name: the edit applies");
+    my ($code, $out) = check_config(yaml => $text);
+    is($code, 1, "$name: exit 1");
+    like($out, $path_re, "$name: names the path") or diag($out);
+    unlike($out, qr/configuration OK/, "$name: no OK line");
+}
+
+# Two independent errors: one line each.
+{
+    my $text = "bogus: 1\n" . ($base =~ s/    upstream: svc\n    strip_prefix/    upstream: nope\n    strip_prefix/r);
+    my ($code, $out) = check_config(yaml => $text);
+    is($code, 1, 'two errors: exit 1');
+    like($out, qr/bogus/, 'two errors: the first is named');
+    like($out, qr/routes\[0\]\.upstream: no upstream named "nope"/,
+        'two errors: the second is named');
+    my @lines = grep { /\S/ } split /\n/, $out;
+    cmp_ok(scalar(@lines), '>=', 2, 'two errors: one line each') or diag($out);
+}
+
+# YAML syntax error: exit 1, a message (no crash).
+{
+    my $text = $base . "routes: [unclosed\n  - {\n";
+    my ($code, $out) = check_config(yaml => $text);
+    is($code, 1, 'YAML syntax error: exit 1');
+    like($out, qr/\S/, 'YAML syntax error: says something') or diag($out);
+    unlike($out, qr/configuration OK/, 'YAML syntax error: no OK line');
+}
+
+# A tab-indented file is a syntax error too.
+{
+    my ($code, $out) = check_config(yaml => "gateway:\n\tworkers: 1\n");
+    is($code, 1, 'tab indentation: exit 1') or diag($out);
+}
+
+# Wrong shapes: a list where a mapping belongs, a string where a number
+# belongs.
+{
+    my ($code, $out) = check_config(yaml => $base =~ s/retries: 1/retries: [1]/r);
+    is($code, 1, 'list for a number: exit 1');
+    like($out, qr/upstreams\[0\]\.retries/, 'list for a number: names the path')
+      or diag($out);
+    ($code, $out) = check_config(yaml => $base =~ s/workers: 1/workers: lots/r);
+    is($code, 1, 'bad workers: exit 1');
+    like($out, qr/gateway\.workers/, 'bad workers: names the path') or diag($out);
+}
+
+# An empty file and a missing file.
+{
+    my ($code, $out) = check_config(yaml => '');
+    is($code, 1, 'empty file: exit 1') or diag($out);
+    my $missing = tmpdir() . '/does-not-exist.yaml';
+    ($code, $out) = check_config(file => $missing);
+    is($code, 1, 'missing file: exit 1');
+    like($out, qr/does-not-exist\.yaml/, 'missing file: names the file')
+      or diag($out);
+}
+
+SKIP: {
+    skip 'conf/gateway.yaml not written yet', 2 unless -f 'conf/gateway.yaml';
+    my ($code, $out) = check_config(file => 'conf/gateway.yaml');
+    is($code, 0, 'conf/gateway.yaml passes -t') or diag($out);
+    like($out, qr/configuration OK/, 'conf/gateway.yaml: "configuration OK"');
+}
+
+stop_all();
+done_testing();

@@ -1,0 +1,798 @@
+package GwTest;
+
+# Integration-test harness: starts build/gateway and echo upstreams on free
+# loopback ports, talks HTTP/1.1 to them at the byte level, and stops every
+# process it started, by PID, at the end. Perl core modules only.
+#
+# See t/README.md for a walk-through.
+
+use strict;
+use warnings;
+
+use Exporter 'import';
+use Test::More ();
+use IO::Socket::INET;
+use IO::Select;
+use POSIX qw(:sys_wait_h);
+use Errno qw(EINTR EAGAIN EWOULDBLOCK ECONNRESET EPIPE);
+use File::Temp ();
+use File::Spec;
+use File::Basename qw(dirname);
+use Cwd qw(abs_path);
+use Time::HiRes qw(time sleep);
+use JSON::PP;
+
+our @EXPORT = qw(
+  free_port tmpdir mult gw_bin
+  start_upstream stop_upstream upstream_requests clear_upstream_log
+  start_gateway stop_gateway stop_all check_config gateway_log
+  http_request gw_connect raw_exchange trickle
+  parse_responses build_request json_body
+  wait_for gw_error_ok rejects_ok yaml_dump
+);
+
+$SIG{PIPE} = 'IGNORE';
+
+my $LIBDIR = dirname(abs_path(__FILE__));
+my $JSON   = JSON::PP->new->ascii->canonical;
+
+my (@gateways, @upstreams, $tmpdir_obj, $told_dir);
+
+# --- basics ----------------------------------------------------------------
+
+sub mult {
+    my $m = $ENV{GW_TEST_TIMEOUT_MULT};
+    return (defined $m && $m =~ /^\d+(\.\d+)?$/ && $m > 0) ? $m : 1;
+}
+
+sub gw_bin {
+    return $ENV{GATEWAY_BIN} // 'build/gateway';
+}
+
+# A port that was free a moment ago (bind 127.0.0.1:0, read, close).
+sub free_port {
+    my $s = IO::Socket::INET->new(
+        LocalAddr => '127.0.0.1',
+        LocalPort => 0,
+        Proto     => 'tcp',
+        Listen    => 1,
+        ReuseAddr => 1,
+    ) or die "free_port: $!";
+    my $p = $s->sockport;
+    close $s;
+    return $p;
+}
+
+# One temporary directory per test file, removed at exit unless
+# GW_TEST_KEEP is set.
+sub tmpdir {
+    $tmpdir_obj //= File::Temp->newdir('gwtest-XXXXXX', TMPDIR => 1,
+        CLEANUP => !$ENV{GW_TEST_KEEP});
+    if ($ENV{GW_TEST_KEEP} && !$told_dir++) {
+        Test::More::diag("test files kept in " . $tmpdir_obj->dirname);
+    }
+    return $tmpdir_obj->dirname;
+}
+
+my $dir_seq = 0;
+sub subdir {
+    my ($prefix) = @_;
+    my $d = File::Spec->catdir(tmpdir(), $prefix . ++$dir_seq);
+    mkdir $d or die "mkdir $d: $!";
+    return $d;
+}
+
+sub slurp {
+    my ($f) = @_;
+    open my $fh, '<:raw', $f or return '';
+    local $/;
+    my $s = <$fh>;
+    return $s // '';
+}
+
+sub spew {
+    my ($f, $s) = @_;
+    open my $fh, '>:raw', $f or die "write $f: $!";
+    print $fh $s;
+    close $fh or die "write $f: $!";
+}
+
+# Polls $cond every 20 ms until it is true or $timeout seconds (times the
+# multiplier) pass. Returns the last value of $cond.
+sub wait_for {
+    my ($cond, $timeout) = @_;
+    my $deadline = time + ($timeout // 5) * mult();
+    while (1) {
+        my $v = $cond->();
+        return $v if $v || time > $deadline;
+        sleep 0.02;
+    }
+}
+
+sub port_open {
+    my ($port) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
+        Proto => 'tcp', Timeout => 1);
+    return 0 unless $s;
+    close $s;
+    return 1;
+}
+
+# fork + exec with stdin from /dev/null and stdout/stderr to files.
+sub spawn {
+    my ($argv, $stdout, $stderr) = @_;
+    my $pid = fork;
+    die "fork: $!" unless defined $pid;
+    if ($pid == 0) {
+        open STDIN, '<', '/dev/null';
+        open STDOUT, '>>', $stdout or POSIX::_exit(126);
+        open STDERR, '>>', $stderr or POSIX::_exit(126);
+        $SIG{PIPE} = 'DEFAULT';
+        exec @$argv or POSIX::_exit(127);
+    }
+    return $pid;
+}
+
+# Child PIDs of $pid, from /proc (so that workers of a master we had to
+# SIGKILL do not outlive the test).
+sub children_of {
+    my ($pid) = @_;
+    my @kids;
+    opendir my $d, '/proc' or return ();
+    for my $p (grep { /^\d+$/ } readdir $d) {
+        my $st = slurp("/proc/$p/stat");
+        push @kids, $p if $st =~ /^\d+ \(.*\) \S (\d+)/s && $1 == $pid;
+    }
+    return @kids;
+}
+
+# Waits for $pid with a deadline; SIGKILL (it and its children) after.
+# Returns the exit code, or 128 + signal number when killed by a signal.
+sub reap {
+    my ($pid, $timeout) = @_;
+    my $deadline = time + $timeout;
+    while (time < $deadline) {
+        my $r = waitpid($pid, WNOHANG);
+        return decode_status($?) if $r == $pid;
+        return -1 if $r < 0;
+        sleep 0.02;
+    }
+    my @kids = children_of($pid);
+    kill 'KILL', $pid, @kids;
+    waitpid($pid, 0);
+    my $st = decode_status($?);
+    Test::More::diag("pid $pid did not exit in ${timeout}s; killed");
+    return $st;
+}
+
+sub decode_status {
+    my ($st) = @_;
+    return $st & 127 ? 128 + ($st & 127) : $st >> 8;
+}
+
+# --- YAML ------------------------------------------------------------------
+
+# A small block-style emitter for the config hashes tests build. Numbers
+# are plain, other scalars double-quoted (JSON escapes are valid YAML),
+# JSON::PP booleans become true/false.
+sub yaml_dump {
+    my ($v) = @_;
+    return emit($v, 0) . "\n";
+}
+
+sub yaml_scalar {
+    my ($v) = @_;
+    return 'null' unless defined $v;
+    if (JSON::PP::is_bool($v)) { return $v ? 'true' : 'false' }
+    return $v if !ref $v && $v =~ /^-?(0|[1-9]\d*)$/;
+    return $JSON->encode([$v]) =~ s/^\[(.*)\]$/$1/sr;
+}
+
+sub emit {
+    my ($v, $ind) = @_;
+    my $pad = '  ' x $ind;
+    if (ref $v eq 'HASH') {
+        return '{}' unless %$v;
+        my @k = sort { ($a ne 'name') <=> ($b ne 'name') || $a cmp $b } keys %$v;
+        return join "\n", map {
+            my $x = $v->{$_};
+            my $key = $_ =~ /^[A-Za-z_][A-Za-z0-9_-]*$/ ? $_ : yaml_scalar($_);
+            (ref $x eq 'HASH' && %$x) || (ref $x eq 'ARRAY' && @$x)
+              ? "$pad$key:\n" . emit($x, $ind + 1)
+              : "$pad$key: " . emit($x, 0)
+        } @k;
+    }
+    if (ref $v eq 'ARRAY') {
+        return '[]' unless @$v;
+        return join "\n", map {
+            my $x = $_;
+            if ((ref $x eq 'HASH' && %$x) || (ref $x eq 'ARRAY' && @$x)) {
+                my $s = emit($x, $ind + 1);
+                # the first line of the nested block goes after the dash
+                $s =~ s/^\s+//;
+                "$pad- $s";
+            }
+            else {
+                "$pad- " . emit($x, 0);
+            }
+        } @$v;
+    }
+    return yaml_scalar($v);
+}
+
+sub merge {
+    my ($base, $over) = @_;
+    my %r = %$base;
+    for my $k (keys %$over) {
+        if (ref $r{$k} eq 'HASH' && ref $over->{$k} eq 'HASH') {
+            $r{$k} = merge($r{$k}, $over->{$k});
+        }
+        else {
+            $r{$k} = $over->{$k};
+        }
+    }
+    return \%r;
+}
+
+# Builds the config text for $gw (a hash with port, status_port, dir) from
+# either yaml => TEXT (placeholders %PORT% %STATUS_PORT% %DIR%) or
+# config => HASH (merged over the defaults below).
+sub config_text {
+    my ($gw, %o) = @_;
+    if (defined $o{yaml}) {
+        my $t = $o{yaml};
+        $t =~ s/%PORT%/$gw->{port}/g;
+        $t =~ s/%STATUS_PORT%/$gw->{status_port}/g;
+        $t =~ s/%DIR%/$gw->{dir}/g;
+        return $t;
+    }
+    my $defaults = {
+        gateway => {
+            listen        => ["127.0.0.1:$gw->{port}"],
+            workers       => 1,
+            status_listen => "127.0.0.1:$gw->{status_port}",
+            pid_file      => "$gw->{dir}/gateway.pid",
+            error_log     => { path => "$gw->{dir}/error.log", level => 'info' },
+            access_log    => "$gw->{dir}/access.log",
+        },
+    };
+    return yaml_dump(merge($defaults, $o{config} // {}));
+}
+
+# --- upstreams -------------------------------------------------------------
+
+# start_upstream(name => 'a') -> {name, port, pid, log}
+sub start_upstream {
+    my (%o) = @_;
+    my $name = $o{name} // 'echo';
+    my $dir  = subdir("up-$name-");
+    my $port = $o{port} // free_port();
+    my $up = {
+        name => $name,
+        port => $port,
+        dir  => $dir,
+        log  => "$dir/requests.log",
+    };
+    spew($up->{log}, '');
+    $up->{pid} = spawn([$^X, "$LIBDIR/echo-upstream.pl", '--port', $port,
+        '--name', $name, '--log', $up->{log}], "$dir/stdout", "$dir/stderr");
+    push @upstreams, $up;
+    my $ok = wait_for(sub {
+        return -1 if waitpid($up->{pid}, WNOHANG) == $up->{pid};
+        port_open($port);
+    }, 10);
+    if (!$ok || $ok < 0) {
+        die "echo upstream '$name' did not start on $port: "
+          . slurp("$dir/stderr");
+    }
+    return $up;
+}
+
+sub stop_upstream {
+    my ($up) = @_;
+    return if $up->{stopped}++;
+    kill 'TERM', $up->{pid};
+    return reap($up->{pid}, 5 * mult());
+}
+
+# The requests the upstream received so far: decoded log lines, in order.
+sub upstream_requests {
+    my ($up) = @_;
+    my $s = slurp($up->{log});
+    my @r;
+    while ($s =~ /([^\n]*)\n/g) {
+        my $l = $1;
+        next unless length $l;
+        push @r, eval { $JSON->decode($l) } // { bad_log_line => $l };
+    }
+    return @r;
+}
+
+sub clear_upstream_log {
+    my ($up) = @_;
+    truncate $up->{log}, 0;
+}
+
+# --- gateway ---------------------------------------------------------------
+
+# start_gateway(config => HASH | yaml => TEXT, [wait => 0])
+#   -> {port, status_port, pid, dir, conf, error_log, stderr}
+# Dies with the logs when the gateway exits or does not accept within 10 s.
+sub start_gateway {
+    my (%o) = @_;
+    my $gw = {
+        port        => $o{port} // free_port(),
+        status_port => $o{status_port} // free_port(),
+        dir         => subdir('gw-'),
+    };
+    $gw->{conf}      = "$gw->{dir}/gateway.yaml";
+    $gw->{error_log} = "$gw->{dir}/error.log";
+    $gw->{stderr}    = "$gw->{dir}/stderr";
+    spew($gw->{conf}, config_text($gw, %o));
+    my $bin = gw_bin();
+    die "gateway binary $bin not found or not executable\n" unless -x $bin;
+    $gw->{pid} = spawn([$bin, '-c', $gw->{conf}], "$gw->{dir}/stdout",
+        $gw->{stderr});
+    push @gateways, $gw;
+    return $gw if defined $o{wait} && !$o{wait};
+
+    my $ok = wait_for(sub {
+        if (waitpid($gw->{pid}, WNOHANG) == $gw->{pid}) {
+            $gw->{exit} = decode_status($?);
+            $gw->{stopped} = 1;
+            return -1;
+        }
+        port_open($gw->{port});
+    }, 10);
+    if (!$ok || $ok < 0) {
+        my $why = defined $gw->{exit} ? "exited with $gw->{exit}"
+                                      : "did not accept on $gw->{port}";
+        die "gateway $why\n--- config\n" . slurp($gw->{conf})
+          . "--- log\n" . gateway_log($gw);
+    }
+    return $gw;
+}
+
+sub gateway_log {
+    my ($gw) = @_;
+    return slurp($gw->{error_log}) . slurp($gw->{stderr})
+      . slurp("$gw->{dir}/stdout");
+}
+
+# stop_gateway($gw, signal => 'TERM', timeout => s) -> exit code
+# (128 + signal when killed by one). Also fails a test when a sanitizer
+# wrote a report.
+sub stop_gateway {
+    my ($gw, %o) = @_;
+    return $gw->{exit} if $gw->{stopped}++;
+    kill($o{signal} // 'TERM', $gw->{pid});
+    $gw->{exit} = reap($gw->{pid}, ($o{timeout} // 15) * mult());
+    sanitizer_check($gw) unless $o{no_check};
+    return $gw->{exit};
+}
+
+sub sanitizer_check {
+    my ($gw) = @_;
+    my $err = slurp($gw->{stderr}) . slurp($gw->{error_log});
+    my @rep = $err =~ /^(.*(?:ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:).*)$/mg;
+    Test::More::ok(!@rep, "gateway $gw->{port}: no sanitizer report")
+      or Test::More::diag($err);
+}
+
+# Stops every gateway and upstream started so far; call before
+# done_testing so sanitizer findings count as failures.
+sub stop_all {
+    stop_gateway($_) for @gateways;
+    stop_upstream($_) for @upstreams;
+}
+
+END {
+    my $st = $?;
+    my $failing = eval { !Test::More->builder->is_passing };
+    for my $gw (@gateways) {
+        next if $gw->{stopped};
+        if ($failing) {
+            my $l = gateway_log($gw);
+            $l = substr($l, -4000) if length $l > 4000;
+            Test::More::diag("gateway $gw->{port} log tail:\n$l") if length $l;
+        }
+        $gw->{stopped} = 1;
+        kill 'TERM', $gw->{pid};
+        reap($gw->{pid}, 10 * mult());
+    }
+    for my $up (@upstreams) {
+        next if $up->{stopped}++;
+        kill 'TERM', $up->{pid};
+        reap($up->{pid}, 5 * mult());
+    }
+    $? = $st;
+}
+
+# check_config(yaml => TEXT | config => HASH | file => PATH)
+#   -> (exit code, output of stdout and stderr)
+sub check_config {
+    my (%o) = @_;
+    my $dir = subdir('check-');
+    my $file = $o{file};
+    unless (defined $file) {
+        my $gw = { port => free_port(), status_port => free_port(),
+                   dir => $dir };
+        $file = "$dir/gateway.yaml";
+        spew($file, config_text($gw, %o));
+    }
+    my $out = "$dir/output";
+    my $pid = spawn([gw_bin(), '-t', '-c', $file], $out, $out);
+    my $code = reap($pid, 10 * mult());
+    return ($code, slurp($out));
+}
+
+# --- client side -----------------------------------------------------------
+
+sub build_request {
+    my ($method, $path, %o) = @_;
+    my $version = $o{version} // '1.1';
+    my $r = "$method $path HTTP/$version\r\n";
+    my @h = @{ $o{headers} // [] };
+    my %have;
+    for (my $i = 0; $i < @h; $i += 2) { $have{ lc $h[$i] } = 1 }
+    $r .= "Host: " . ($o{host} // 'localhost') . "\r\n"
+      unless $have{host} || (exists $o{host} && !defined $o{host});
+    for (my $i = 0; $i < @h; $i += 2) { $r .= "$h[$i]: $h[$i + 1]\r\n" }
+    if (defined $o{body} && !$have{'content-length'}
+        && !$have{'transfer-encoding'}) {
+        $r .= "Content-Length: " . length($o{body}) . "\r\n";
+    }
+    $r .= "\r\n";
+    $r .= $o{body} if defined $o{body};
+    return $r;
+}
+
+# Parses one response at the start of $$buf. Returns undef when more bytes
+# are needed (or, with $eof, a partial response with complete => 0), else
+# the response, removing it from $$buf.
+#   {status, reason, version, headers => {lc name => value (repeats joined
+#    with ", ")}, header_list => [[name, value], ...], body, chunked,
+#    trailers, raw_head, complete}
+sub parse_one {
+    my ($buf, $eof, $head_only) = @_;
+    my $end = index($$buf, "\r\n\r\n");
+    if ($end < 0) {
+        return undef unless $eof && length $$buf;
+        my $r = { complete => 0, raw => $$buf, status => 0, headers => {},
+                  header_list => [], body => '' };
+        $$buf = '';
+        return $r;
+    }
+    my $raw_head = substr($$buf, 0, $end + 4);
+    my @lines = split /\r\n/, substr($raw_head, 0, $end);
+    my $sl = shift @lines;
+    my %r = (raw_head => $raw_head, headers => {}, header_list => [],
+             body => '', chunked => 0, trailers => [], complete => 1);
+    if ($sl =~ m{^(HTTP/\d\.\d) (\d{3})(?: (.*))?$}) {
+        @r{qw(version status reason)} = ($1, $2, $3 // '');
+    }
+    else {
+        @r{qw(version status reason)} = ('', 0, $sl);
+    }
+    for (@lines) {
+        my ($n, $v) = /^([^:]+):[ \t]*(.*?)[ \t]*$/ or next;
+        push @{ $r{header_list} }, [$n, $v];
+        my $k = lc $n;
+        $r{headers}{$k} = exists $r{headers}{$k} ? "$r{headers}{$k}, $v" : $v;
+    }
+    my $pos = $end + 4;
+    my $h = $r{headers};
+    my $st = $r{status};
+    if ($head_only || ($st >= 100 && $st < 200) || $st == 204 || $st == 304) {
+        # no body
+    }
+    elsif (($h->{'transfer-encoding'} // '') =~ /chunked/i) {
+        $r{chunked} = 1;
+        my $body = '';
+        while (1) {
+            my $e = index($$buf, "\r\n", $pos);
+            if ($e < 0) { return partial(\%r, $buf, $eof, $body) }
+            my ($size) = substr($$buf, $pos, $e - $pos) =~ /^([0-9a-fA-F]+)/;
+            return partial(\%r, $buf, 1, $body) unless defined $size;
+            $size = hex $size;
+            $pos = $e + 2;
+            if ($size == 0) {
+                while (1) {
+                    my $t = index($$buf, "\r\n", $pos);
+                    if ($t < 0) { return partial(\%r, $buf, $eof, $body) }
+                    my $line = substr($$buf, $pos, $t - $pos);
+                    $pos = $t + 2;
+                    last if $line eq '';
+                    push @{ $r{trailers} }, [$1, $2]
+                      if $line =~ /^([^:]+):[ \t]*(.*?)[ \t]*$/;
+                }
+                last;
+            }
+            if (length($$buf) < $pos + $size + 2) {
+                return partial(\%r, $buf, $eof, $body);
+            }
+            $body .= substr($$buf, $pos, $size);
+            $pos += $size + 2;
+        }
+        $r{body} = $body;
+    }
+    elsif (defined $h->{'content-length'}) {
+        my ($len) = $h->{'content-length'} =~ /^(\d+)/;
+        $len //= 0;
+        if (length($$buf) < $pos + $len) {
+            return partial(\%r, $buf, $eof, substr($$buf, $pos));
+        }
+        $r{body} = substr($$buf, $pos, $len);
+        $pos += $len;
+    }
+    else {
+        # delimited by close
+        return undef unless $eof;
+        $r{body} = substr($$buf, $pos);
+        $pos = length $$buf;
+    }
+    substr($$buf, 0, $pos, '');
+    return \%r;
+}
+
+sub partial {
+    my ($r, $buf, $eof, $body) = @_;
+    return undef unless $eof;
+    $r->{complete} = 0;
+    $r->{body} = $body;
+    $$buf = '';
+    return $r;
+}
+
+# parse_responses($raw, head => [indexes of HEAD requests]) -> responses
+sub parse_responses {
+    my ($raw, %o) = @_;
+    my %head = map { $_ => 1 } @{ $o{head} // [] };
+    my @r;
+    my $i = 0;
+    while (length $raw) {
+        my $r = parse_one(\$raw, 1, $head{$i}) or last;
+        push @r, $r;
+        $i++ if $r->{status} >= 200 || !$r->{status};
+    }
+    return @r;
+}
+
+sub json_body {
+    my ($r) = @_;
+    return eval { $JSON->decode($r->{body}) };
+}
+
+sub gw_connect {
+    my ($port, %o) = @_;
+    return GwTest::Conn->new($port, %o);
+}
+
+# http_request($port, $method, $path, headers => [n => v, ...], body => B,
+#   host => H, version => '1.1', timeout => s) -> response (see parse_one)
+#   plus closed => whether the server closed the connection after it.
+sub http_request {
+    my ($port, $method, $path, %o) = @_;
+    my $c = gw_connect($port, timeout => $o{timeout});
+    $c->write(build_request($method, $path, %o));
+    my $r = $c->read_response(head => $method eq 'HEAD') // {
+        status => 0, headers => {}, header_list => [], body => '',
+        complete => 0 };
+    my $wants_close = ($r->{headers}{connection} // '') =~ /close/i;
+    $r->{closed} = $c->wait_closed($wants_close ? 2 : 0.1);
+    $c->close;
+    return $r;
+}
+
+# raw_exchange($port, $bytes, timeout => s) -> raw bytes read until the
+# server closes or the timeout; in list context (raw, closed).
+sub raw_exchange {
+    my ($port, $bytes, %o) = @_;
+    my $c = gw_connect($port);
+    $c->write($bytes);
+    my $closed = $c->wait_closed($o{timeout} // 2);
+    my $raw = $c->{buf};
+    $c->close;
+    return wantarray ? ($raw, $closed) : $raw;
+}
+
+# trickle($port, $bytes, delay => s, step => n, timeout => s)
+# Sends $bytes $step at a time with $delay between, stopping when the server
+# closes. -> {closed, elapsed (seconds from connect to the close seen),
+#             sent (bytes), raw (bytes received)}
+sub trickle {
+    my ($port, $bytes, %o) = @_;
+    my $delay = $o{delay} // 0.3;
+    my $step  = $o{step} // 1;
+    my $c = gw_connect($port);
+    my $t0 = time;
+    my $sent = 0;
+    while ($sent < length $bytes) {
+        last if $c->poll(0) && $c->{eof};
+        my $ok = $c->write(substr($bytes, $sent, $step));
+        last unless $ok;
+        $sent += $step;
+        my $until = time + $delay;
+        while (time < $until) {
+            $c->poll($until - time);
+            last if $c->{eof};
+        }
+        last if $c->{eof};
+    }
+    my $closed = $c->{eof} || $c->wait_closed($o{timeout} // 5);
+    my $res = { closed => $closed ? 1 : 0, elapsed => time - $t0,
+                sent => $sent > length $bytes ? length $bytes : $sent,
+                raw => $c->{buf} };
+    $res->{elapsed} = $c->{eof_at} - $t0 if $c->{eof_at};
+    $c->close;
+    return $res;
+}
+
+# --- assertions --------------------------------------------------------------
+
+# gw_error_ok($r, $status, $name): checks a gateway-made error: status
+# (a number or a list of acceptable ones), JSON envelope, X-Request-Id, Date.
+sub gw_error_ok {
+    my ($r, $status, $name) = @_;
+    local $Test::Builder::Level = $Test::Builder::Level + 1;
+    # $status may be a list of acceptable statuses: [400, 505]
+    my @want = ref $status ? @$status : ($status);
+    my $ok;
+    if (@want == 1) {
+        $ok = Test::More::is($r->{status}, $want[0], "$name: status $want[0]");
+    }
+    else {
+        $ok = Test::More::ok((grep { $_ == $r->{status} } @want),
+            "$name: status one of @want")
+          or Test::More::diag("got status $r->{status}");
+    }
+    $status = $r->{status};
+    $ok &= Test::More::like($r->{headers}{'content-type'} // '',
+        qr{^application/json}, "$name: JSON content type");
+    my $j = json_body($r);
+    $ok &= Test::More::ok(ref $j eq 'HASH', "$name: JSON body")
+      or Test::More::diag("body: $r->{body}");
+    $j = {} unless ref $j eq 'HASH';
+    $ok &= Test::More::is($j->{code}, $status, "$name: body code");
+    $ok &= Test::More::ok(defined $j->{message} && length $j->{message},
+        "$name: body message");
+    $ok &= Test::More::ok(defined $j->{request_id} && length $j->{request_id}
+        && $j->{request_id} eq ($r->{headers}{'x-request-id'} // ''),
+        "$name: request_id matches X-Request-Id");
+    $ok &= Test::More::ok(defined $r->{headers}{date}, "$name: Date header");
+    return $ok;
+}
+
+# rejects_ok($port, $raw, $status, $name, upstreams => [...])
+# Sends $raw on a fresh connection and checks: the first answer is a gateway
+# error with $status, says Connection: close, the socket is closed, and no
+# upstream logged anything.
+sub rejects_ok {
+    my ($port, $raw, $status, $name, %o) = @_;
+    local $Test::Builder::Level = $Test::Builder::Level + 1;
+    my @ups = @{ $o{upstreams} // [] };
+    my @before = map { scalar upstream_requests($_) } @ups;
+    my ($resp, $closed) = raw_exchange($port, $raw, timeout => $o{timeout} // 3);
+    my ($r) = parse_responses($resp);
+    $r //= { status => 0, headers => {}, header_list => [], body => '' };
+    my $ok = gw_error_ok($r, $status, $name);
+    if ($o{close} // 1) {
+        $ok &= Test::More::like($r->{headers}{connection} // '', qr/close/i,
+            "$name: Connection: close");
+        $ok &= Test::More::ok($closed, "$name: connection closed");
+    }
+    sleep 0.1;
+    for my $i (0 .. $#ups) {
+        my @now = upstream_requests($ups[$i]);
+        $ok &= Test::More::is(scalar(@now) - $before[$i], 0,
+            "$name: nothing reached upstream $ups[$i]{name}");
+    }
+    Test::More::diag("sent: " . JSON::PP->new->ascii->allow_nonref->encode($raw)
+        . "\nreceived: " . JSON::PP->new->ascii->allow_nonref->encode($resp))
+      unless $ok;
+    return $ok;
+}
+
+# --- a client connection ---------------------------------------------------
+
+package GwTest::Conn;
+
+use strict;
+use warnings;
+use IO::Socket::INET;
+use IO::Select;
+use Errno qw(EINTR EAGAIN EWOULDBLOCK);
+use Time::HiRes qw(time);
+
+sub new {
+    my ($class, $port, %o) = @_;
+    my $sock = IO::Socket::INET->new(
+        PeerAddr => '127.0.0.1',
+        PeerPort => $port,
+        Proto    => 'tcp',
+        Timeout  => 5 * GwTest::mult(),
+    ) or die "connect 127.0.0.1:$port: $!\n";
+    binmode $sock;
+    $sock->autoflush(1);
+    return bless {
+        sock    => $sock,
+        sel     => IO::Select->new($sock),
+        buf     => '',
+        eof     => 0,
+        timeout => ($o{timeout} // 5) * GwTest::mult(),
+    }, $class;
+}
+
+# Writes all of $bytes; false when the peer has gone.
+sub write {
+    my ($self, $bytes) = @_;
+    while (length $bytes) {
+        my $n = syswrite($self->{sock}, $bytes);
+        if (!defined $n) {
+            next if $! == EINTR;
+            return 0;
+        }
+        substr($bytes, 0, $n, '');
+    }
+    return 1;
+}
+
+# Reads what is available within $timeout seconds into the buffer.
+# Returns the number of bytes read (0 on EOF or timeout).
+sub poll {
+    my ($self, $timeout) = @_;
+    return 0 if $self->{eof};
+    return 0 unless $self->{sel}->can_read($timeout);
+    my $n = sysread($self->{sock}, $self->{buf}, 65536, length $self->{buf});
+    if (!$n) {
+        return 0 if !defined $n && ($! == EINTR || $! == EAGAIN);
+        $self->{eof} = 1; # EOF or reset
+        $self->{eof_at} = time;
+        return 0;
+    }
+    return $n;
+}
+
+# Reads the next response (an interim 1xx is returned on its own).
+# Options: head => 1 for the answer to a HEAD, timeout => s.
+# Returns undef on timeout or when the server closed before any byte.
+sub read_response {
+    my ($self, %o) = @_;
+    my $deadline = time + ($o{timeout} ? $o{timeout} * GwTest::mult()
+                                       : $self->{timeout});
+    while (1) {
+        my $r = GwTest::parse_one(\$self->{buf}, $self->{eof}, $o{head});
+        return $r if $r;
+        return undef if $self->{eof};
+        my $left = $deadline - time;
+        return undef if $left <= 0;
+        $self->poll($left);
+    }
+}
+
+sub request {
+    my ($self, $method, $path, %o) = @_;
+    $self->write(GwTest::build_request($method, $path, %o)) or return undef;
+    return $self->read_response(head => $method eq 'HEAD');
+}
+
+# True when the server closes the connection within $timeout seconds
+# (times the multiplier); bytes that arrive meanwhile stay in the buffer.
+sub wait_closed {
+    my ($self, $timeout) = @_;
+    my $deadline = time + $timeout * GwTest::mult();
+    while (!$self->{eof}) {
+        my $left = $deadline - time;
+        last if $left <= 0;
+        $self->poll($left);
+    }
+    return $self->{eof} ? 1 : 0;
+}
+
+sub close {
+    my ($self) = @_;
+    close $self->{sock} if $self->{sock};
+    $self->{sock} = undef;
+}
+
+1;
