@@ -7,7 +7,8 @@
 # Environment:
 #   GATEWAY_BIN=build/gateway
 #   IDLE_CONNS=10000         idle client connections
-#   IDLE_BASE_PORT=18100     origin; the gateway on the next port
+#   IDLE_BASE_PORT           origin; the gateway on the next port (default:
+#                            the first of 18200, 18210, ... with both free)
 #   PROXY_CPU=0 LOAD_CPU=1   gateway / client and origin
 #   KEEP_TMP=1               keep the temp directory
 set -euo pipefail
@@ -18,12 +19,10 @@ cd "$ROOT"
 
 GATEWAY_BIN=${GATEWAY_BIN:-build/gateway}
 CONNS=${IDLE_CONNS:-10000}
-BASE_PORT=${IDLE_BASE_PORT:-18100}
+BASE_PORT=${IDLE_BASE_PORT:-}
 PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 KEEP_TMP=${KEEP_TMP:-0}
-ORIGIN_PORT=$BASE_PORT
-GW_PORT=$((BASE_PORT + 1))
 
 die() { echo "idle-conns.sh: $*" >&2; exit 1; }
 log() { echo "[$(date +%H:%M:%S)] idle-conns: $*" >&2; }
@@ -32,9 +31,22 @@ for tool in nginx cc curl taskset setsid ss awk; do
     command -v "$tool" >/dev/null || die "missing tool: $tool"
 done
 [ -x "$GATEWAY_BIN" ] || die "$GATEWAY_BIN not found; run make first"
-for p in "$ORIGIN_PORT" "$GW_PORT"; do
-    [ -z "$(ss -Hltn "sport = :$p")" ] || die "port $p is already in use; set IDLE_BASE_PORT"
-done
+# ports_free BASE COUNT : whether BASE .. BASE+COUNT-1 all have no listener.
+ports_free() {
+    local p
+    for p in $(seq "$1" $(($1 + $2 - 1))); do
+        [ -z "$(ss -Hltn "sport = :$p")" ] || return 1
+    done
+}
+if [ -z "$BASE_PORT" ]; then
+    for b in $(seq 18200 10 18690); do
+        if ports_free "$b" 2; then BASE_PORT=$b; break; fi
+    done
+    [ -n "$BASE_PORT" ] || die "no 2 free ports between 18200 and 18699; set IDLE_BASE_PORT"
+fi
+ports_free "$BASE_PORT" 2 || die "port $BASE_PORT or $((BASE_PORT + 1)) is in use; set IDLE_BASE_PORT"
+ORIGIN_PORT=$BASE_PORT
+GW_PORT=$((BASE_PORT + 1))
 
 # Both the client and the gateway (which inherits this limit) hold one
 # descriptor per connection.
@@ -271,6 +283,8 @@ wait_ready gateway "http://127.0.0.1:$GW_PORT/hello"
 for i in 1 2 3 4 5; do curl -s -o /dev/null "http://127.0.0.1:$GW_PORT/hello"; done
 sleep 1
 read -r pss0 rss0 nproc0 <<<"$(group_mem "${PGID[gateway]}")"
+pids_start=$(cat /proc/[0-9]*/stat 2>/dev/null |
+    awk -v pg="${PGID[gateway]}" '{ pid = $1; sub(/^.*\) /, ""); if ($3 == pg) print pid }' | sort -n | paste -sd' ' -)
 log "before: Pss $pss0 KiB, VmRSS $rss0 KiB over $nproc0 processes"
 
 t0=${EPOCHREALTIME/./}
@@ -291,8 +305,13 @@ stop_one client
 sleep 2
 read -r pss2 rss2 nproc2 <<<"$(group_mem "${PGID[gateway]}")"
 log "after the clients closed: Pss $pss2 KiB, VmRSS $rss2 KiB"
-alive=yes
-kill -0 -- "-${PGID[gateway]}" 2>/dev/null || alive=no
+pids_end=$(cat /proc/[0-9]*/stat 2>/dev/null |
+    awk -v pg="${PGID[gateway]}" '{ pid = $1; sub(/^.*\) /, ""); if ($3 == pg) print pid }' | sort -n | paste -sd' ' -)
+if [ "$pids_end" = "$pids_start" ]; then
+    alive="yes, same processes"
+else
+    alive="**no: its PIDs went from $pids_start to ${pids_end:-none}**"
+fi
 issues=$(head -n 5 "$TMP/gw.err" 2>/dev/null || true)
 stop_all
 

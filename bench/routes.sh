@@ -11,7 +11,8 @@
 #   ROUTES_DURATION=5s       wrk -d per measured run
 #   ROUTES_REPS=3            measured runs per size, sizes alternate
 #   ROUTES_CONNS=50          wrk -c
-#   ROUTES_BASE_PORT=18090   origin; the gateways on the next ports
+#   ROUTES_BASE_PORT         origin; the gateways on the next ports (default:
+#                            the first of 18090, 18100, ... with all of them free)
 #   PROXY_CPU=0 LOAD_CPU=1   gateway / wrk and origin
 #   KEEP_TMP=1               keep the temp directory
 set -euo pipefail
@@ -25,7 +26,7 @@ SIZES=${ROUTES_SIZES:-"10 5000"}
 DURATION=${ROUTES_DURATION:-5s}
 REPS=${ROUTES_REPS:-3}
 CONNS=${ROUTES_CONNS:-50}
-BASE_PORT=${ROUTES_BASE_PORT:-18090}
+BASE_PORT=${ROUTES_BASE_PORT:-}
 PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 KEEP_TMP=${KEEP_TMP:-0}
@@ -44,13 +45,25 @@ for n in $SIZES; do
     [ "$n" -ge 2 ] && [ $((5000 % n)) = 0 ] || die "table size $n must divide 5000"
 done
 
+# ports_free BASE COUNT : whether BASE .. BASE+COUNT-1 all have no listener.
+ports_free() {
+    local p
+    for p in $(seq "$1" $(($1 + $2 - 1))); do
+        [ -z "$(ss -Hltn "sport = :$p")" ] || return 1
+    done
+}
+nports=$((1 + $(echo $SIZES | wc -w)))
+if [ -z "$BASE_PORT" ]; then
+    for b in $(seq 18090 10 18590); do
+        if ports_free "$b" "$nports"; then BASE_PORT=$b; break; fi
+    done
+    [ -n "$BASE_PORT" ] || die "no $nports free ports between 18090 and 18599; set ROUTES_BASE_PORT"
+fi
+ports_free "$BASE_PORT" "$nports" || die "a port in $BASE_PORT..$((BASE_PORT + nports - 1)) is in use; set ROUTES_BASE_PORT"
 ORIGIN_PORT=$BASE_PORT
 declare -A PORT=()
 i=1
 for n in $SIZES; do PORT[$n]=$((BASE_PORT + i)); i=$((i + 1)); done
-for p in "$ORIGIN_PORT" "${PORT[@]}"; do
-    [ -z "$(ss -Hltn "sport = :$p")" ] || die "port $p is already in use; set ROUTES_BASE_PORT"
-done
 
 TMP=$(mktemp -d /tmp/gw-bench-routes.XXXXXX)
 mkdir -p "$TMP/logs" "$TMP/wrk"
@@ -105,10 +118,18 @@ wait_ready() { # NAME URL
     die "$1 did not answer at $2"
 }
 
-# group_ticks PGID : user+system ticks of every process of the group.
+# group_ticks PGID : user+system ticks of every process of the group, with
+# those of the children they reaped (a re-spawned worker's predecessor).
 group_ticks() {
     cat /proc/[0-9]*/stat 2>/dev/null |
-        awk -v pg="$1" '{ sub(/^.*\) /, ""); if ($3 == pg) s += $12 + $13 } END { print s + 0 }'
+        awk -v pg="$1" '{ sub(/^.*\) /, ""); if ($3 == pg) s += $12 + $13 + $14 + $15 } END { print s + 0 }'
+}
+
+# group_pids PGID : the group's PIDs on one line; a change means a process
+# died or was re-spawned.
+group_pids() {
+    cat /proc/[0-9]*/stat 2>/dev/null |
+        awk -v pg="$1" '{ pid = $1; sub(/^.*\) /, ""); if ($3 == pg) print pid }' | sort -n | paste -sd' ' -
 }
 
 # The origin answers /hello only, so a request that reaches it unstripped
@@ -214,6 +235,9 @@ for n in $SIZES; do
     [ "$got" = 404 ] || die "gw-$n: GET /no-such-route/hello gave $got, want 404 (a catch-all route?)"
 done
 
+declare -A PIDS0=()
+for n in $SIZES; do PIDS0[$n]=$(group_pids "${PGID[gw-$n]}"); done
+
 RAW=$TMP/raw.tsv
 : >"$RAW"
 measure() { # N REP DURATION ; REP 0 is a warm-up
@@ -248,9 +272,11 @@ for rep in $(seq "$REPS"); do
 done
 
 issues=$(cat "$TMP"/gw-*.err 2>/dev/null | head -n 5 || true)
+sleep 1
 crashed=""
 for n in $SIZES; do
-    kill -0 -- "-${PGID[gw-$n]}" 2>/dev/null || crashed="$crashed gw-$n"
+    now=$(group_pids "${PGID[gw-$n]}")
+    [ "$now" = "${PIDS0[$n]}" ] || crashed="$crashed $n routes (PIDs ${PIDS0[$n]} -> ${now:-none});"
 done
 stop_all
 
@@ -269,7 +295,7 @@ if [ -n "$issues" ]; then
 else
     echo "- gateway error log: empty."
 fi
-[ -z "$crashed" ] || echo "- **not running at the end:**$crashed"
+[ -z "$crashed" ] || echo "- **gateway processes died or were re-spawned during the runs:**${crashed%;}"
 echo
 echo "| routes | req/s | req/s per run | p50 ms | p99 ms | gateway CPU us/req | us/req per run | req/s vs $ref | us/req vs $ref | errors |"
 echo "|---:|---:|---|---:|---:|---:|---|---:|---:|---:|"

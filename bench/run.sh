@@ -165,10 +165,12 @@ wait_ready() {
 }
 
 # group_ticks PGID : user+system clock ticks used so far by every process of
-# the group (field 5 of /proc/PID/stat is the process group).
+# the group (field 5 of /proc/PID/stat is the process group), including the
+# children they have reaped (cutime, cstime): a worker that dies mid-run and
+# is replaced by its master keeps its CPU time in the sum.
 group_ticks() {
     cat /proc/[0-9]*/stat 2>/dev/null |
-        awk -v pg="$1" '{ sub(/^.*\) /, ""); if ($3 == pg) s += $12 + $13 } END { print s + 0 }'
+        awk -v pg="$1" '{ sub(/^.*\) /, ""); if ($3 == pg) s += $12 + $13 + $14 + $15 } END { print s + 0 }'
 }
 
 # group_pids PGID : the sorted PIDs of the group, on one line. Compared before
@@ -424,8 +426,22 @@ for t in "${active[@]}"; do
     *) wait_ready "$t" "${PORT[$t]}" 10 ;;
     esac
 done
-declare -A PIDS_BEFORE=()
-for t in "${started[@]}"; do PIDS_BEFORE[$t]=$(group_pids "${PGID[$t]}"); done
+# The PIDs of each group, checked around every run: a process that died or
+# was re-spawned (a crashed worker replaced by its master) gets a line in the
+# report naming the run.
+declare -A LAST_PIDS=()
+for t in "${started[@]}"; do LAST_PIDS[$t]=$(group_pids "${PGID[$t]}"); done
+LAST_RUN="the start"
+proc_notes=()
+check_pids() { # NAME WHEN
+    local now
+    now=$(group_pids "${PGID[$1]}")
+    if [ "$now" != "${LAST_PIDS[$1]}" ]; then
+        proc_notes+=("$1: processes changed $2 (PIDs ${LAST_PIDS[$1]:-none} -> ${now:-none})")
+        log "$1: processes changed $2 (PIDs ${LAST_PIDS[$1]:-none} -> ${now:-none})"
+        LAST_PIDS[$1]=$now
+    fi
+}
 
 # Every target must return the origin's bytes before it is measured.
 check_body() { # NAME PORT PATH EXPECTED_BYTES
@@ -458,12 +474,16 @@ measure() {
     local out="$TMP/wrk/$scen-$t-$rep.txt"
     local pg="" t0=0 t1=0 c0 c1
     [ "$t" != direct ] && pg=${PGID[$t]}
+    local name
+    for name in "${started[@]}"; do check_pids "$name" "between runs, after $LAST_RUN"; done
+    LAST_RUN="$scen $t $([ "$rep" = 0 ] && echo warm-up || echo "run $rep")"
     [ -n "$pg" ] && t0=$(group_ticks "$pg")
     c0=$(cpu_snapshot)
     taskset -c "$LOAD_CPU" wrk -t"$THREADS" -c"$conns" -d"$dur" --timeout "$WRK_TIMEOUT" \
         -s "$TMP/report.lua" "$url" >"$out" 2>&1 || true
     c1=$(cpu_snapshot)
     [ -n "$pg" ] && t1=$(group_ticks "$pg")
+    [ "$t" = direct ] || check_pids "$t" "during $LAST_RUN"
     [ "$rep" = 0 ] && return 0
     local line
     line=$(grep '^BENCHRESULT' "$out" || true)
@@ -646,16 +666,8 @@ report() {
     echo '```'
 }
 
-# Processes that died or changed during the measurements, before stopping them.
-proc_notes=()
-for t in "${started[@]}"; do
-    now=$(group_pids "${PGID[$t]}")
-    if [ -z "$now" ]; then
-        proc_notes+=("$t: its process group was gone at the end of the measurements")
-    elif [ "$now" != "${PIDS_BEFORE[$t]}" ]; then
-        proc_notes+=("$t: process group changed during the measurements (PIDs ${PIDS_BEFORE[$t]} -> $now)")
-    fi
-done
+# Processes that died or changed after the last run, before stopping them.
+for t in "${started[@]}"; do check_pids "$t" "after $LAST_RUN"; done
 
 stop_all
 report | tee "$TMP/report.md"

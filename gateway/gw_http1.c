@@ -53,12 +53,19 @@ on_method(llhttp_t *p, const char *at, size_t len)
 }
 
 static int
+user_error(gw_conn_t *c, int status)
+{
+    c->user_status = status;
+    return HPE_USER;
+}
+
+static int
 on_header_field(llhttp_t *p, const char *at, size_t len)
 {
     gw_request_t *r = CONN(p)->req;
     if (r->header_state != 1) {
         if (r->nheaders == GW_MAX_HEADERS)
-            return HPE_USER;
+            return user_error(CONN(p), 431);
         gw_header_t *h = &r->headers[r->nheaders++];
         h->name = (gw_str_t){at, 0};
         h->value = (gw_str_t){NULL, 0};
@@ -69,9 +76,28 @@ on_header_field(llhttp_t *p, const char *at, size_t len)
 }
 
 static int
+on_header_field_complete(llhttp_t *p)
+{
+    gw_request_t *r = CONN(p)->req;
+    /* a line that starts with ':' has an empty name: llhttp lets it by */
+    if (r->header_state != 1 || r->headers[r->nheaders - 1].name.len == 0)
+        return user_error(CONN(p), 400);
+    return 0;
+}
+
+static int
+on_header_value_complete(llhttp_t *p)
+{
+    CONN(p)->req->header_state = 3;
+    return 0;
+}
+
+static int
 on_header_value(llhttp_t *p, const char *at, size_t len)
 {
     gw_request_t *r = CONN(p)->req;
+    if (r->header_state != 1 && r->header_state != 2)
+        return user_error(CONN(p), 400); /* a value without a name */
     gw_header_t *h = &r->headers[r->nheaders - 1];
     if (r->header_state != 2) {
         h->value.data = at;
@@ -100,11 +126,45 @@ on_body(llhttp_t *p, const char *at, size_t len)
 {
     gw_conn_t *c = CONN(p);
     gw_request_t *r = c->req;
+    if (c->dry_run) {
+        c->dry_received += len;
+        return c->dry_received > c->w->conf->max_body_size ? user_error(c, 413) : 0;
+    }
     r->body_received += len;
     if (r->body_received > c->w->conf->max_body_size)
-        return HPE_USER;
+        return user_error(c, 413);
     if (!gw_request_on_body(r, at, len))
         c->body_paused = 1; /* stop feeding llhttp after this execute */
+    return 0;
+}
+
+static int
+on_chunk_header(llhttp_t *p)
+{
+    gw_conn_t *c = CONN(p);
+    size_t seen = c->dry_run ? c->dry_received : c->req->body_received;
+    c->ext_name_seen = 0;
+    /* refuse a chunk that cannot fit before waiting for its bytes */
+    if (p->content_length > c->w->conf->max_body_size - seen)
+        return user_error(c, 413);
+    return 0;
+}
+
+static int
+on_chunk_ext_name(llhttp_t *p, const char *at, size_t len)
+{
+    if (len)
+        CONN(p)->ext_name_seen = 1;
+    return 0;
+}
+
+static int
+on_chunk_ext_name_complete(llhttp_t *p)
+{
+    gw_conn_t *c = CONN(p);
+    if (!c->ext_name_seen)
+        return user_error(c, 400); /* ";=v": an extension without a name */
+    c->ext_name_seen = 0;
     return 0;
 }
 
@@ -112,7 +172,10 @@ static int
 on_message_complete(llhttp_t *p)
 {
     gw_conn_t *c = CONN(p);
-    c->req->body_done = 1;
+    if (c->dry_run)
+        c->dry_complete = 1;
+    else
+        c->req->body_done = 1;
     return HPE_PAUSED;
 }
 
@@ -122,8 +185,13 @@ static const llhttp_settings_t request_settings = {
     .on_method = on_method,
     .on_header_field = on_header_field,
     .on_header_value = on_header_value,
+    .on_header_field_complete = on_header_field_complete,
+    .on_header_value_complete = on_header_value_complete,
     .on_headers_complete = on_headers_complete,
     .on_body = on_body,
+    .on_chunk_header = on_chunk_header,
+    .on_chunk_extension_name = on_chunk_ext_name,
+    .on_chunk_extension_name_complete = on_chunk_ext_name_complete,
     .on_message_complete = on_message_complete,
 };
 
@@ -256,7 +324,7 @@ on_timer(uv_timer_t *t)
         gw_conn_send_error(c, 408, "request timeout", 1);
         return;
     case GW_CONN_S_BODY:
-        if (c->req && !c->req->body_done && !c->body_paused) {
+        if (c->req && !c->req->body_done && (c->buffering || !c->body_paused)) {
             if (c->req->head_sent)
                 gw_conn_close(c);
             else
@@ -281,7 +349,7 @@ timer_arm(gw_conn_t *c)
         ms = c->head_deadline_ms > now ? c->head_deadline_ms - now : 1;
         break;
     case GW_CONN_S_BODY:
-        if (c->req && !c->req->body_done && !c->body_paused) {
+        if (c->req && !c->req->body_done && (c->buffering || !c->body_paused)) {
             ms = conf->client_body_timeout_ms;
             break;
         }
@@ -393,12 +461,19 @@ check_head(gw_conn_t *c, gw_request_t *r, const char **msg)
     unsigned nhost = 0, ncl = 0, nte = 0;
     *msg = "bad request";
     if (r->http_major != 1) {
+        if (r->http_major == 0)
+            return 400; /* HTTP/0.9 or no version at all */
         *msg = "http version not supported";
         return 505;
     }
+    /* a bare LF ends a line for some parsers and not for others */
+    const char *head = c->rbuf->data + c->head_start, *end = c->rbuf->data + c->pos;
+    for (const char *lf = head; (lf = memchr(lf, '\n', (size_t)(end - lf))) != NULL; lf++)
+        if (lf == head || lf[-1] != '\r')
+            return 400;
     for (size_t i = 0; i < r->nheaders; i++) {
         gw_header_t *h = &r->headers[i];
-        if (bad_value_bytes(h->value))
+        if (h->name.len == 0 || bad_value_bytes(h->value))
             return 400;
         h->value = trim(h->value);
         gw_str_t n = h->name;
@@ -446,6 +521,7 @@ start_request(gw_conn_t *c)
     if (c->requests > 0)
         c->head_deadline_ms = gw_worker_now_ms(w) + w->conf->client_header_timeout_ms;
     c->req = gw_request_new(w, c);
+    c->user_status = 0;
     c->head_start = c->pos;
     llhttp_init(&c->parser, HTTP_REQUEST, &request_settings);
     c->parser.data = c;
@@ -455,18 +531,65 @@ start_request(gw_conn_t *c)
 }
 
 static int
-parse_error_status(llhttp_errno_t err, const char **msg)
+parse_error_status(gw_conn_t *c, llhttp_errno_t err, const char **msg)
 {
     *msg = "bad request";
-    if (err == HPE_USER) {
+    /* callbacks report through user_status; llhttp wraps their return
+     * in an error code of its own (HPE_USER, HPE_CB_...) */
+    if (c->user_status == 431) {
         *msg = "request header fields too large";
         return 431;
+    }
+    if (c->user_status == 413) {
+        *msg = "request body too large";
+        return 413;
     }
     if (err == HPE_INVALID_VERSION) {
         *msg = "http version not supported";
         return 505;
     }
     return 400;
+}
+
+static int
+send_continue(gw_conn_t *c)
+{
+    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    uv_buf_t b = uv_buf_init((char *)cont, sizeof(cont) - 1);
+    c->req->expect_continue = 0;
+    return gw_conn_write(c, &b, 1) >= 0;
+}
+
+/*
+ * Nothing of a request goes upstream until its body is known to be well
+ * framed, as far as the buffer can hold it: llhttp checks the buffered
+ * bytes on a copy of the parser first. A body that is complete (most are)
+ * is thus never half-sent; one larger than the buffer is streamed, and a
+ * framing error later cuts the upstream connection mid-request.
+ * Returns 1 when the request went on to its phases, 0 to wait.
+ */
+static int
+buffer_body(gw_conn_t *c)
+{
+    const char *msg;
+    llhttp_t p = c->body_parser;
+    llhttp_resume(&p);
+    c->dry_run = 1;
+    c->dry_received = 0;
+    c->dry_complete = 0;
+    llhttp_errno_t err = llhttp_execute(&p, c->rbuf->data + c->pos, c->len - c->pos);
+    c->dry_run = 0;
+    if (err != HPE_OK && err != HPE_PAUSED) {
+        int st = parse_error_status(c, err, &msg);
+        gw_conn_send_error(c, st, msg, 1);
+        return 0;
+    }
+    if (!c->dry_complete && c->len < c->rbuf->cap)
+        return 0; /* wait for more of the body */
+    c->buffering = 0;
+    timer_arm(c);
+    gw_request_on_head(c->req);
+    return 1;
 }
 
 /* Head state: returns 1 to continue the loop, 0 to wait for bytes. */
@@ -487,7 +610,7 @@ parse_head(gw_conn_t *c)
         return 0;
     }
     if (err != HPE_PAUSED) {
-        int st = parse_error_status(err, &msg);
+        int st = parse_error_status(c, err, &msg);
         gw_conn_send_error(c, st, msg, 1);
         return 0;
     }
@@ -508,6 +631,14 @@ parse_head(gw_conn_t *c)
     c->state = GW_CONN_S_BODY;
     c->body_paused = 1; /* until the upstream side asks for the body */
     c->head_start = c->pos; /* from here on: where the body starts */
+    if (r->has_body) {
+        c->body_parser = c->parser;
+        c->buffering = 1;
+        if (r->expect_continue && c->pos == c->len && !send_continue(c))
+            return 0;
+        timer_arm(c);
+        return buffer_body(c);
+    }
     timer_arm(c);
     gw_request_on_head(r);
     return 1;
@@ -531,6 +662,8 @@ static int
 parse_body(gw_conn_t *c)
 {
     gw_request_t *r = c->req;
+    if (c->buffering)
+        return buffer_body(c);
     if (r->body_done || c->body_paused || c->pos == c->len)
         return 0;
     size_t body_start = c->pos;
@@ -541,10 +674,9 @@ parse_body(gw_conn_t *c)
     } else if (err == HPE_PAUSED) {
         c->pos = (size_t)(llhttp_get_error_pos(&c->parser) - base);
     } else {
-        if (err == HPE_USER)
-            gw_conn_send_error(c, 413, "request body too large", 1);
-        else
-            gw_conn_send_error(c, 400, "bad request", 1);
+        const char *msg;
+        int st = parse_error_status(c, err, &msg);
+        gw_conn_send_error(c, st, msg, 1);
         return 0;
     }
     compact_body(c, body_start);
@@ -591,7 +723,8 @@ process(gw_conn_t *c)
      * is behind; pipelined bytes wait for the current response. */
     if (c->rbuf && c->len == c->rbuf->cap)
         read_stop(c);
-    else if (c->state == GW_CONN_S_BODY && c->body_paused && c->req && c->req->has_body)
+    else if (c->state == GW_CONN_S_BODY && c->body_paused && !c->buffering && c->req &&
+             c->req->has_body)
         read_stop(c);
     else
         read_start(c);
@@ -605,13 +738,9 @@ gw_conn_resume_body(gw_conn_t *c)
     if (c->closing || c->req == NULL)
         return;
     gw_request_t *r = c->req;
-    if (r->expect_continue && r->body_received == 0 && !r->body_done && !r->head_sent) {
-        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-        uv_buf_t b = uv_buf_init((char *)cont, sizeof(cont) - 1);
-        r->expect_continue = 0;
-        if (gw_conn_write(c, &b, 1) < 0)
-            return;
-    }
+    if (r->expect_continue && r->body_received == 0 && !r->body_done && !r->head_sent &&
+        !send_continue(c))
+        return;
     if (!c->body_paused)
         return;
     c->body_paused = 0;

@@ -45,6 +45,13 @@ struct gw_conn_s {
     unsigned body_paused : 1;  /* llhttp paused in the body: upstream is behind */
     unsigned close_after : 1;  /* close once the current response is written */
     unsigned in_parse : 1;
+    unsigned buffering : 1;    /* holding the body until it is whole or fills the buffer */
+    unsigned dry_run : 1;      /* llhttp is only validating buffered body bytes */
+    unsigned dry_complete : 1;
+    unsigned ext_name_seen : 1;
+    int user_status;           /* what an HPE_USER from a callback means */
+    size_t dry_received;
+    llhttp_t body_parser;      /* the parser as it stood at the end of the head */
     gw_buf_t out;              /* bytes waiting for the socket */
     size_t out_sent;           /* part of out already in the in-flight write */
     uv_write_t wreq;

@@ -265,6 +265,8 @@ gw_upconn_acquire(gw_worker_t *w, gw_upstream_rt_t *up, gw_node_t *node, gw_requ
         u->header_state = 0;
         u->nheaders = 0;
         u->len = u->pos = 0;
+        u->head_request = r->view.method == GW_M_HEAD;
+        u->needs_eof = u->is_chunked = u->decode_body = 0;
         node->inflight++;
         *ready = 1;
         return u;
@@ -276,6 +278,7 @@ gw_upconn_acquire(gw_worker_t *w, gw_upstream_rt_t *up, gw_node_t *node, gw_requ
     u->node = node;
     u->up = up;
     u->req = r;
+    u->head_request = r->view.method == GW_M_HEAD;
     u->state = UP_CONNECTING;
     uv_tcp_init(w->loop, &u->tcp);
     uv_timer_init(w->loop, &u->timer);
@@ -421,6 +424,11 @@ on_resp_headers_complete(llhttp_t *p)
     if (u->head_request)
         return 1;
     u->needs_eof = llhttp_message_needs_eof(p);
+    /* Stop at the head only when a body follows; a bodiless response
+     * (204, 304, Content-Length: 0) stops at its end instead. */
+    if (u->status == 204 || u->status == 304 ||
+        (!u->is_chunked && !u->needs_eof && u->content_length <= 0))
+        return 0;
     return HPE_PAUSED;
 }
 

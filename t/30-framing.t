@@ -97,7 +97,6 @@ my @bad = (
     ['invalid method token', "G(T /f HTTP/1.1\r\n$H\r\n"],
     ['space inside the target', "GET /a b HTTP/1.1\r\n$H\r\n"],
     ['lower-case protocol', "GET /f http/1.1\r\n$H\r\n"],
-    ['no version', "GET /f\r\n$H\r\n"],
     ['garbage', "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n"],
 );
 
@@ -111,6 +110,8 @@ for my $v ('HTTP/2.0', 'HTTP/1.2', 'HTTP/3.0', 'HTTP/0.9') {
     rejects_ok($port, "GET /f $v\r\n$H\r\n", [505, 400], "version $v",
         upstreams => [$up]);
 }
+rejects_ok($port, "GET /f\r\n$H\r\n", [505, 400], 'no version (HTTP/0.9 form)',
+    upstreams => [$up]);
 rejects_ok($port, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", [505, 400],
     'HTTP/2 connection preface', upstreams => [$up]);
 

@@ -24,6 +24,8 @@
 #    "complete" (0 when the connection ended inside the body), "conn" (an id
 #    of the connection), "seq" (1 for the first request on the connection),
 #    "peer" ("ip:port" of the client)}
+# A head it cannot parse is logged as {"name", "malformed": 1, "raw_head",
+# "complete": 0, ...} and answered 400.
 #
 # Default answer: 200, Content-Type: application/json, X-Upstream: NAME,
 # body {"name", "method", "uri", "headers": {lower-case name: value}, "body"}.
@@ -153,12 +155,12 @@ sub serve {
         my $reqline = shift @lines // '';
         my ($method, $uri, $version) =
           $reqline =~ m{^(\S+) (\S+) (HTTP/\d\.\d)$}
-          or return bad_request($sock);
+          or return malformed($sock, $raw_head, $conn_id, $peer);
 
         my @headers;
         for my $l (@lines) {
-            my ($n, $v) = $l =~ /^([^:\s]+):[ \t]*(.*?)[ \t]*$/
-              or return bad_request($sock);
+            my ($n, $v) = $l =~ /^([!#\$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*(.*?)[ \t]*$/
+              or return malformed($sock, $raw_head, $conn_id, $peer);
             push @headers, [$n, $v];
         }
         my %h;
@@ -252,6 +254,15 @@ sub write_log {
     binmode $fh;
     syswrite($fh, $JSON->encode($rec) . "\n");
     close $fh;
+}
+
+# A head this server cannot parse is still logged (with "malformed": 1), so
+# a test can see that it reached the upstream at all.
+sub malformed {
+    my ($sock, $raw_head, $conn_id, $peer) = @_;
+    write_log({ name => $name, malformed => 1, raw_head => $raw_head,
+                complete => 0, conn => $conn_id, peer => $peer });
+    return bad_request($sock);
 }
 
 sub bad_request {

@@ -1,0 +1,279 @@
+# Routing: host (exact, wildcard, any), path kinds (exact, prefix,
+# parameters, regex), methods, header and query predicates (every op),
+# priority, specificity, file order, strip_prefix, the 404 envelope, path
+# normalisation, and the route timeout budget.
+#
+# Each route sends to an echo upstream whose name tells which route won
+# (the X-Upstream response header).
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use GwTest;
+
+plan skip_all => 'gateway binary ' . gw_bin() . ' not built' unless -x gw_bin();
+
+my @names = qw(u1 u2 u3 u4 u5 u6);
+my %up = map { $_ => start_upstream(name => $_) } @names;
+
+sub upstream_def {
+    my ($name, %o) = @_;
+    my $node = delete $o{node} // $name;
+    return { name => $name, nodes => ["127.0.0.1:$up{$node}{port}"],
+             retries => 0, %o };
+}
+
+sub pred_route {
+    my ($kind, $op, %p) = @_;
+    return { name => "$kind-$op",
+             match => { path => "/$kind/$op",
+                        ($kind eq 'hp' ? 'headers' : 'query')
+                          => [{ name => ($kind eq 'hp' ? 'X-T' : 'q'),
+                                op => $op, %p }] },
+             upstream => 'u1' };
+}
+
+my @ops = (
+    [equals     => (value => 'prod')],
+    [not_equals => (value => 'prod')],
+    [contains   => (value => 'bc')],
+    [in         => (values => ['a', 'b'])],
+    [regex      => (value => '^v[0-9]+$')],
+    [exists     => ()],
+    [absent     => ()],
+);
+
+my $gw = start_gateway(config => {
+    upstreams => [
+        (map { upstream_def($_) } @names),
+        upstream_def('slow', node => 'u1', timeouts => { connect => '1s', send => '5s', read => '5s' }),
+    ],
+    routes => [
+        # host: same path and priority, so file order decides among them
+        { name => 'host-exact', match => { host => 'api.example.com', path => '/h/*' }, upstream => 'u1' },
+        { name => 'host-wild',  match => { host => '*.example.com',   path => '/h/*' }, upstream => 'u2' },
+        { name => 'host-any',   match => { path => '/h/*' },                          upstream => 'u3' },
+
+        # path kinds; the regex route is written first to show kind beats order
+        { name => 'p-regex',  match => { path => { regex => '^/rx/v[0-9]+/' } }, upstream => 'u4' },
+        { name => 'p-prefix', match => { path => '/p/*' },         upstream => 'u2' },
+        { name => 'p-param',  match => { path => '/p/users/:id' }, upstream => 'u3' },
+        { name => 'p-exact',  match => { path => '/p/exact' },     upstream => 'u1' },
+        { name => 'p-regex-any', match => { path => { regex => 'zz[0-9]' } }, upstream => 'u5' },
+
+        # methods
+        { name => 'm-getpost', match => { path => '/m/*', methods => ['GET', 'POST'] }, upstream => 'u1' },
+        { name => 'm-delete',  match => { path => '/m/*', methods => ['delete'] },      upstream => 'u2' },
+
+        # predicates, one route per op, no fallback (404 when it fails)
+        (map { pred_route('hp', @$_) } @ops),
+        (map { pred_route('qp', @$_) } @ops),
+        { name => 'hp-multi', match => { path => '/hp/multi',
+            headers => [{ name => 'x-a', op => 'exists' }, { name => 'X-B', value => 'y' }] },
+          upstream => 'u1' },
+
+        # priority: the catch-all with priority 5 beats the exact path
+        { name => 'pr-exact', match => { path => '/pr/exact' }, upstream => 'u1' },
+        { name => 'pr-all',   match => { path => '/pr/*' }, priority => 5, upstream => 'u2' },
+        { name => 'pr-neg',   match => { path => '/pn/exact' }, priority => -1, upstream => 'u1' },
+        { name => 'pr-zero',  match => { path => '/pn/*' }, upstream => 'u2' },
+
+        # filters skip to the next best route
+        { name => 'beta', match => { path => '/app/*', headers => [{ name => 'X-Beta', op => 'exists' }] }, upstream => 'u3' },
+        { name => 'app',  match => { path => '/app/*' }, upstream => 'u4' },
+
+        # specificity
+        { name => 's-short',  match => { path => '/s/api/*' },             upstream => 'u1' },
+        { name => 's-long',   match => { path => '/s/api/v1/*' },          upstream => 'u2' },
+        { name => 's-params', match => { path => '/s/users/:id/:tab' },    upstream => 'u3' },
+        { name => 's-lit',    match => { path => '/s/users/me/:tab' },     upstream => 'u4' },
+        { name => 's-first',  match => { path => '/s/same' },              upstream => 'u5' },
+        { name => 's-second', match => { path => '/s/same' },              upstream => 'u6' },
+
+        # strip_prefix
+        { name => 'strip', match => { path => '/strip/*' }, upstream => 'u5', strip_prefix => '/strip' },
+        { name => 'strip-slash', match => { path => '/ss/*' }, upstream => 'u5', strip_prefix => '/ss/' },
+        { name => 'strip-noboundary', match => { path => { regex => '^/sp' } }, upstream => 'u6', strip_prefix => '/sp' },
+
+        # normalisation target
+        { name => 'api', match => { path => '/api/*' }, upstream => 'u6' },
+
+        # route timeout budget
+        { name => 'budget', match => { path => '/to/*' }, upstream => 'slow',
+          strip_prefix => '/to', timeout => '300ms' },
+    ],
+});
+my $port = $gw->{port};
+
+# -> the name of the upstream that answered, or "404" etc. for gateway errors
+sub via {
+    my ($method, $path, %o) = @_;
+    my $r = http_request($port, $method, $path, %o);
+    return $r->{status} == 200 ? ($r->{headers}{'x-upstream'} // 'none')
+                               : "$r->{status}";
+}
+
+sub last_uri {
+    my ($name) = @_;
+    return ((upstream_requests($up{$name}))[-1] // {})->{uri};
+}
+
+# --- host --------------------------------------------------------------------
+is(via('GET', '/h/x', host => 'api.example.com'), 'u1', 'host: exact');
+is(via('GET', '/h/x', host => 'API.Example.COM'), 'u1', 'host: exact, any case');
+is(via('GET', '/h/x', host => 'api.example.com:8080'), 'u1', 'host: port ignored');
+is(via('GET', '/h/x', host => 'www.api.example.com'), 'u2', 'host: exact does not match a subdomain (wildcard does)');
+is(via('GET', '/h/x', host => 'a.example.com'), 'u2', 'host: *.example.com matches a.example.com');
+is(via('GET', '/h/x', host => 'a.b.example.com'), 'u2', 'host: *.example.com matches a.b.example.com');
+is(via('GET', '/h/x', host => 'example.com'), 'u3', 'host: *.example.com does not match example.com');
+is(via('GET', '/h/x', host => 'xexample.com'), 'u3', 'host: *.example.com does not match xexample.com');
+is(via('GET', '/h/x', host => 'other.org'), 'u3', 'host: other host -> route without host');
+
+# --- path kinds ----------------------------------------------------------------
+is(via('GET', '/p/exact'), 'u1', 'path: exact');
+is(via('GET', '/p/exact?a=1'), 'u1', 'path: exact, query ignored');
+is(via('GET', '/p/exact/'), 'u2', 'path: exact is slash-sensitive (prefix takes /p/exact/)');
+is(via('GET', '/p/exact/more'), 'u2', 'path: below an exact path -> prefix');
+is(via('GET', '/p'), 'u2', 'path: prefix /p/* matches /p');
+is(via('GET', '/p/'), 'u2', 'path: prefix /p/* matches /p/');
+is(via('GET', '/p/a/b/c'), 'u2', 'path: prefix matches deep paths');
+is(via('GET', '/pq'), '404', 'path: prefix only on a segment boundary');
+is(via('GET', '/p/users/42'), 'u3', 'path: parameter beats prefix');
+is(via('GET', '/p/users/42/orders'), 'u2', 'path: parameter is one segment');
+is(via('GET', '/p/users/'), 'u2', 'path: empty parameter does not match');
+is(via('GET', '/rx/v2/users'), 'u4', 'path: regex');
+is(via('GET', '/rx/vx/users'), '404', 'path: regex not matching');
+is(via('GET', '/a/rx/v2/'), '404', 'path: anchored regex does not match inside');
+is(via('GET', '/a/zz7/b'), 'u5', 'path: unanchored regex matches anywhere');
+
+# --- methods -------------------------------------------------------------------
+is(via('GET', '/m/x'), 'u1', 'methods: GET');
+is(via('POST', '/m/x', body => 'b'), 'u1', 'methods: POST');
+is(via('DELETE', '/m/x'), 'u2', 'methods: DELETE (written lower case)');
+is(via('PUT', '/m/x', body => 'b'), '404', 'methods: PUT matches no route');
+is(via('HEAD', '/m/x'), '404', 'methods: HEAD is not implied by GET');
+
+# --- header predicates -----------------------------------------------------------
+{
+    my @cases = (
+        # op, header value (undef = absent), expected match
+        [equals => 'prod', 1], [equals => 'Prod', 0], [equals => 'prod2', 0], [equals => undef, 0],
+        [not_equals => 'dev', 1], [not_equals => undef, 1], [not_equals => 'prod', 0],
+        [contains => 'abcd', 1], [contains => 'bc', 1], [contains => 'acb', 0], [contains => undef, 0],
+        [in => 'a', 1], [in => 'b', 1], [in => 'c', 0], [in => 'ab', 0], [in => undef, 0],
+        [regex => 'v12', 1], [regex => 'v', 0], [regex => 'xv1', 0], [regex => undef, 0],
+        [exists => 'x', 1], [exists => '', 1], [exists => undef, 0],
+        [absent => undef, 1], [absent => 'x', 0], [absent => '', 0],
+    );
+    for my $c (@cases) {
+        my ($op, $v, $want) = @$c;
+        my @h = defined $v ? ('X-T' => $v) : ();
+        my $desc = defined $v ? "X-T: '$v'" : 'no X-T';
+        is(via('GET', "/hp/$op", headers => \@h), $want ? 'u1' : '404',
+            "header $op, $desc: " . ($want ? 'match' : 'no match'));
+    }
+    is(via('GET', '/hp/equals', headers => ['x-t' => 'prod']), 'u1',
+        'header names are case-insensitive');
+    is(via('GET', '/hp/equals', headers => ['X-T' => 'prod', 'X-T' => 'dev']), 'u1',
+        'header: the first of repeated headers counts (first matches)');
+    is(via('GET', '/hp/equals', headers => ['X-T' => 'dev', 'X-T' => 'prod']), '404',
+        'header: the first of repeated headers counts (second ignored)');
+    is(via('GET', '/hp/multi', headers => ['X-A' => '1', 'X-B' => 'y']), 'u1',
+        'header: all predicates hold');
+    is(via('GET', '/hp/multi', headers => ['X-A' => '1', 'X-B' => 'n']), '404',
+        'header: one predicate fails');
+    is(via('GET', '/hp/multi', headers => ['X-B' => 'y']), '404',
+        'header: the other predicate fails');
+}
+
+# --- query predicates ------------------------------------------------------------
+{
+    my @cases = (
+        [equals => '?q=prod', 1], [equals => '?q=prod2', 0], [equals => '?x=prod', 0], [equals => '', 0],
+        [equals => '?a=1&q=prod&b=2', 1],
+        [not_equals => '?q=dev', 1], [not_equals => '', 1], [not_equals => '?q=prod', 0],
+        [contains => '?q=abc', 1], [contains => '?q=ac', 0],
+        [in => '?q=b', 1], [in => '?q=c', 0],
+        [regex => '?q=v3', 1], [regex => '?q=v3x', 0],
+        [exists => '?q', 1], [exists => '?q=', 1], [exists => '?qq=1', 0], [exists => '', 0],
+        [absent => '', 1], [absent => '?x=1', 1], [absent => '?q', 0], [absent => '?q=1', 0],
+    );
+    for my $c (@cases) {
+        my ($op, $qs, $want) = @$c;
+        is(via('GET', "/qp/$op$qs"), $want ? 'u1' : '404',
+            "query $op, '$qs': " . ($want ? 'match' : 'no match'));
+    }
+    is(via('GET', '/qp/equals?q=pro%64'), '404', 'query: values are not %-decoded');
+    is(via('GET', '/qp/equals?q=prod&q=dev'), 'u1', 'query: the first of repeated parameters counts');
+    is(via('GET', '/qp/equals?q=dev&q=prod'), '404', 'query: later repeats are ignored');
+}
+
+# --- priority, filters, specificity, order -----------------------------------------
+is(via('GET', '/pr/exact'), 'u2', 'priority: a priority 5 catch-all beats an exact path');
+is(via('GET', '/pn/exact'), 'u2', 'priority: a negative priority loses to a prefix with 0');
+is(via('GET', '/app/x', headers => ['X-Beta' => '1']), 'u3', 'filters: header present -> beta');
+is(via('GET', '/app/x'), 'u4', 'filters: header absent -> next best route');
+is(via('GET', '/s/api/v1/x'), 'u2', 'specificity: longer prefix wins (written second)');
+is(via('GET', '/s/api/v2/x'), 'u1', 'specificity: shorter prefix still serves the rest');
+is(via('GET', '/s/users/me/t'), 'u4', 'specificity: more literal segments win');
+is(via('GET', '/s/users/42/t'), 'u3', 'specificity: the parameter route serves other ids');
+is(via('GET', '/s/same'), 'u5', 'order: the route written first wins');
+
+# --- strip_prefix ------------------------------------------------------------------
+{
+    my @cases = (
+        ['/strip/users/42?x=1&y=%20', '/users/42?x=1&y=%20', 'prefix removed, query kept'],
+        ['/strip', '/', 'the bare prefix -> /'],
+        ['/strip/', '/', 'the prefix and slash -> /'],
+        ['/strip?a=b', '/?a=b', 'the bare prefix with a query'],
+        ['/ss/a', '/a', 'a trailing / in the prefix is ignored'],
+        ['/sp/a?z=1', '/a?z=1', 'regex route with strip'],
+        ['/sp10/users', '/sp10/users', 'not on a segment boundary: unchanged'],
+    );
+    for my $c (@cases) {
+        my ($path, $want, $desc) = @$c;
+        my $r = http_request($port, 'GET', $path);
+        is($r->{status}, 200, "strip_prefix $path: 200");
+        is((json_body($r) // {})->{uri}, $want, "strip_prefix $path: upstream sees $want ($desc)");
+    }
+}
+
+# --- 404 ---------------------------------------------------------------------------
+{
+    my $r = http_request($port, 'GET', '/nothing/here');
+    gw_error_ok($r, 404, 'no route');
+    ok(!$r->{closed}, 'no route: connection kept alive');
+    my $j = json_body($r) // {};
+    is_deeply([sort keys %$j], [qw(code message request_id)], '404 body: exactly code, message, request_id');
+    like($r->{headers}{'content-type'} // '', qr{^application/json\b}, '404: Content-Type application/json');
+    my $r2 = http_request($port, 'GET', '/nothing/here', headers => ['X-Request-Id' => 'my-req-1']);
+    is((json_body($r2) // {})->{request_id}, 'my-req-1', '404: a sane client request id is kept');
+}
+
+# --- path normalisation ---------------------------------------------------------------
+is(via('GET', '/x/../p/exact'), 'u1', 'normalise: /x/../p/exact routes as /p/exact');
+is(via('GET', '/p/./exact'), 'u1', 'normalise: /p/./exact routes as /p/exact');
+is(via('GET', '/%61pi/x'), 'u6', 'normalise: /%61pi/x matches /api/*');
+{
+    my @before = map { scalar upstream_requests($up{$_}) } @names;
+    my $r = http_request($port, 'GET', '/../etc/passwd');
+    gw_error_ok($r, 400, 'path escaping the root');
+    $r = http_request($port, 'GET', '/api/../../x');
+    gw_error_ok($r, 400, 'path escaping the root via a segment');
+    my @after  = map { scalar upstream_requests($up{$_}) } @names;
+    is_deeply(\@after, \@before, 'escaping paths reached no upstream');
+}
+
+# --- route timeout --------------------------------------------------------------------
+{
+    my $r = http_request($port, 'GET', '/to/sleep/1500');
+    gw_error_ok($r, 504, 'route timeout: upstream slower than the 300ms budget');
+    $r = http_request($port, 'GET', '/to/sleep/10');
+    is($r->{status}, 200, 'route timeout: a fast answer within the budget -> 200');
+    is((json_body($r) // {})->{uri}, '/sleep/10', 'route timeout route: prefix stripped');
+}
+
+stop_all();
+done_testing();
