@@ -77,7 +77,7 @@ test: all
 
 # The same tests on an AddressSanitizer + UndefinedBehaviorSanitizer build.
 asan:
-	$(MAKE) BUILD=build/asan OPT="-O1 -g -fno-omit-frame-pointer" \
+	GW_TEST_TIMEOUT_MULT=3 $(MAKE) BUILD=build/asan OPT="-O1 -g -fno-omit-frame-pointer" \
 	    SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined" test
 
 run: deps all

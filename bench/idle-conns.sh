@@ -283,7 +283,7 @@ wait_ready gateway "http://127.0.0.1:$GW_PORT/hello"
 for i in 1 2 3 4 5; do curl -s -o /dev/null "http://127.0.0.1:$GW_PORT/hello"; done
 sleep 1
 read -r pss0 rss0 nproc0 <<<"$(group_mem "${PGID[gateway]}")"
-pids_start=$(cat /proc/[0-9]*/stat 2>/dev/null |
+pids_start=$({ cat /proc/[0-9]*/stat 2>/dev/null || true; } |
     awk -v pg="${PGID[gateway]}" '{ pid = $1; sub(/^.*\) /, ""); if ($3 == pg) print pid }' | sort -n | paste -sd' ' -)
 log "before: Pss $pss0 KiB, VmRSS $rss0 KiB over $nproc0 processes"
 
@@ -305,7 +305,7 @@ stop_one client
 sleep 2
 read -r pss2 rss2 nproc2 <<<"$(group_mem "${PGID[gateway]}")"
 log "after the clients closed: Pss $pss2 KiB, VmRSS $rss2 KiB"
-pids_end=$(cat /proc/[0-9]*/stat 2>/dev/null |
+pids_end=$({ cat /proc/[0-9]*/stat 2>/dev/null || true; } |
     awk -v pg="${PGID[gateway]}" '{ pid = $1; sub(/^.*\) /, ""); if ($3 == pg) print pid }' | sort -n | paste -sd' ' -)
 if [ "$pids_end" = "$pids_start" ]; then
     alive="yes, same processes"

@@ -121,14 +121,14 @@ wait_ready() { # NAME URL
 # group_ticks PGID : user+system ticks of every process of the group, with
 # those of the children they reaped (a re-spawned worker's predecessor).
 group_ticks() {
-    cat /proc/[0-9]*/stat 2>/dev/null |
+    { cat /proc/[0-9]*/stat 2>/dev/null || true; } |
         awk -v pg="$1" '{ sub(/^.*\) /, ""); if ($3 == pg) s += $12 + $13 + $14 + $15 } END { print s + 0 }'
 }
 
 # group_pids PGID : the group's PIDs on one line; a change means a process
 # died or was re-spawned.
 group_pids() {
-    cat /proc/[0-9]*/stat 2>/dev/null |
+    { cat /proc/[0-9]*/stat 2>/dev/null || true; } |
         awk -v pg="$1" '{ pid = $1; sub(/^.*\) /, ""); if ($3 == pg) print pid }' | sort -n | paste -sd' ' -
 }
 

@@ -169,7 +169,7 @@ wait_ready() {
 # children they have reaped (cutime, cstime): a worker that dies mid-run and
 # is replaced by its master keeps its CPU time in the sum.
 group_ticks() {
-    cat /proc/[0-9]*/stat 2>/dev/null |
+    { cat /proc/[0-9]*/stat 2>/dev/null || true; } |
         awk -v pg="$1" '{ sub(/^.*\) /, ""); if ($3 == pg) s += $12 + $13 + $14 + $15 } END { print s + 0 }'
 }
 
@@ -177,7 +177,7 @@ group_ticks() {
 # and after the measurements: a process that died or was re-spawned (a
 # crashed worker replaced by its master) shows up as a changed list.
 group_pids() {
-    cat /proc/[0-9]*/stat 2>/dev/null |
+    { cat /proc/[0-9]*/stat 2>/dev/null || true; } |
         awk -v pg="$1" '{ pid = $1; sub(/^.*\) /, ""); if ($3 == pg) print pid }' | sort -n | paste -sd' ' -
 }
 
@@ -638,7 +638,7 @@ report() {
         grep -h -E '\[(emerg|alert|crit|error)\]|\[(ALERT|WARNING)\]' "$TMP"/logs/* 2>/dev/null || true
         grep -h -i -E 'error|warn|crit|alert|fatal|abort|sanitizer|segmentation' "$TMP"/logs/gateway.out 2>/dev/null || true
         cat "$TMP"/*.err 2>/dev/null || true
-    } | sed "s#$TMP#\$TMP#g" | head -n 5)
+    } | sed "s#$TMP#\$TMP#g" | head -n 5 || true)
     if [ -z "$issues" ]; then
         echo "- server logs: no errors or warnings."
     else

@@ -202,6 +202,7 @@ on_close(uv_handle_t *h)
 {
     gw_conn_t *c = h->data;
     gw_worker_t *w = c->w;
+    gw_wqueue_free(&c->out); /* write callbacks have all run by now */
     gw_metrics_conn(w->metrics, w->slot, GW_CONN_ACTIVE, -1);
     free(c);
     gw_worker_conn_closed(w);
@@ -241,7 +242,6 @@ gw_conn_close(gw_conn_t *c)
     gw_list_remove(&c->link);
     c->w->nconns--;
     release_rbuf(c);
-    gw_buf_free(&c->out);
     uv_timer_stop(&c->timer);
     uv_close((uv_handle_t *)&c->timer, on_timer_close);
 }
@@ -312,6 +312,10 @@ on_timer(uv_timer_t *t)
     gw_conn_t *c = t->data;
     if (c->closing)
         return;
+    if (c->failed || c->out.busy) {
+        gw_conn_close(c); /* a client that stopped reading its response */
+        return;
+    }
     switch (c->state) {
     case GW_CONN_S_IDLE:
         gw_conn_close(c);
@@ -336,10 +340,24 @@ on_timer(uv_timer_t *t)
     }
 }
 
+/* Closes from the next loop turn: a failed write can happen deep inside
+ * the request's code, which must not see its request freed under it. */
+static int
+fail_later(gw_conn_t *c)
+{
+    if (!c->failed) {
+        c->failed = 1;
+        uv_timer_start(&c->timer, on_timer, 0, 0);
+    }
+    return -1;
+}
+
 static void
 timer_arm(gw_conn_t *c)
 {
     const gw_conf_t *conf = c->w->conf;
+    if (c->failed)
+        return;
     uint64_t now = gw_worker_now_ms(c->w), ms;
     switch (c->state) {
     case GW_CONN_S_IDLE:
@@ -754,80 +772,45 @@ gw_conn_resume_body(gw_conn_t *c)
 
 /* ---- writing ---- */
 
-static void start_write(gw_conn_t *c);
-
 static void
 on_write(uv_write_t *wr, int status)
 {
     gw_conn_t *c = wr->data;
-    c->write_busy = 0;
     if (c->closing)
-        return; /* the close already freed the buffers' owner state */
+        return;
     if (status < 0) {
         gw_conn_close(c);
         return;
     }
-    /* bytes appended while the write was in flight sit after out_sent */
-    size_t rest = c->out.len - c->out_sent;
-    if (rest) {
-        memmove(c->out.data, c->out.data + c->out_sent, rest);
-        c->out.len = rest;
-        c->out_sent = 0;
-        start_write(c);
+    int rc = gw_wqueue_written(&c->out, (uv_stream_t *)&c->tcp, on_write);
+    if (rc < 0) {
+        gw_conn_close(c);
         return;
     }
-    c->out.len = c->out_sent = 0;
+    if (rc > 0)
+        return; /* more went out; this callback comes again */
     if (c->close_after && (c->req == NULL || c->req->resp_done)) {
         gw_conn_close(c);
         return;
     }
+    timer_arm(c);
     if (c->req)
         gw_request_on_client_drained(c->req);
-}
-
-static void
-start_write(gw_conn_t *c)
-{
-    uv_buf_t b = uv_buf_init(c->out.data, (unsigned)c->out.len);
-    c->out_sent = c->out.len;
-    c->write_busy = 1;
-    c->wreq.data = c;
-    int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write);
-    if (rc < 0) {
-        c->write_busy = 0;
-        gw_conn_close(c);
-    }
 }
 
 int
 gw_conn_write(gw_conn_t *c, const uv_buf_t *bufs, unsigned n)
 {
-    if (c->closing)
+    if (c->closing || c->failed)
         return -1;
-    if (c->write_busy || c->out.len) {
-        for (unsigned i = 0; i < n; i++)
-            gw_buf_append(&c->out, bufs[i].base, bufs[i].len);
-        return 0;
-    }
-    int rc = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
-    if (rc < 0 && rc != UV_EAGAIN) {
-        gw_conn_close(c);
-        return -1;
-    }
-    size_t skip = rc > 0 ? (size_t)rc : 0, queued = 0;
-    for (unsigned i = 0; i < n; i++) {
-        if (skip >= bufs[i].len) {
-            skip -= bufs[i].len;
-            continue;
-        }
-        gw_buf_append(&c->out, bufs[i].base + skip, bufs[i].len - skip);
-        queued += bufs[i].len - skip;
-        skip = 0;
-    }
-    if (queued == 0)
-        return 1;
-    start_write(c);
-    return c->closing ? -1 : 0;
+    int busy = c->out.busy;
+    c->out.req.data = c;
+    int rc = gw_wqueue_write(&c->out, (uv_stream_t *)&c->tcp, bufs, n, on_write);
+    if (rc < 0)
+        return fail_later(c);
+    if (rc == 0 && !busy) /* client_body also bounds a client that stalls its response */
+        uv_timer_start(&c->timer, on_timer, c->w->conf->client_body_timeout_ms, 0);
+    return rc;
 }
 
 /* ---- request end ---- */
@@ -846,7 +829,7 @@ gw_conn_request_done(gw_conn_t *c)
     c->req = NULL;
     if (!keep) {
         c->close_after = 1;
-        if (!c->write_busy && c->out.len == 0)
+        if (!gw_wqueue_pending(&c->out))
             gw_conn_close(c);
         else
             read_stop(c);
@@ -859,8 +842,7 @@ gw_conn_request_done(gw_conn_t *c)
     c->len = rest;
     c->pos = c->head_start = 0;
     c->state = GW_CONN_S_IDLE;
-    if (c->out.cap > 65536 && !c->write_busy && c->out.len == 0)
-        gw_buf_free(&c->out);
+    gw_wqueue_trim(&c->out, 65536);
     if (rest == 0) {
         release_rbuf(c);
         timer_arm(c);

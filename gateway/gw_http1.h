@@ -18,6 +18,7 @@
 
 #include "gw_http.h"
 #include "gw_worker.h"
+#include "gw_wqueue.h"
 
 enum {
     GW_CONN_S_IDLE = 0, /* between requests (keep-alive) */
@@ -40,7 +41,6 @@ struct gw_conn_s {
     int state;
     unsigned reading : 1;      /* uv_read_start is active */
     unsigned keepalive : 1;    /* client wants and may keep the connection */
-    unsigned write_busy : 1;   /* a uv_write is in flight */
     unsigned closing : 1;
     unsigned body_paused : 1;  /* llhttp paused in the body: upstream is behind */
     unsigned close_after : 1;  /* close once the current response is written */
@@ -49,12 +49,11 @@ struct gw_conn_s {
     unsigned dry_run : 1;      /* llhttp is only validating buffered body bytes */
     unsigned dry_complete : 1;
     unsigned ext_name_seen : 1;
-    int user_status;           /* what an HPE_USER from a callback means */
+    int user_status;
+    unsigned failed : 1;       /* a write failed: close from the next loop turn */           /* what an HPE_USER from a callback means */
     size_t dry_received;
     llhttp_t body_parser;      /* the parser as it stood at the end of the head */
-    gw_buf_t out;              /* bytes waiting for the socket */
-    size_t out_sent;           /* part of out already in the in-flight write */
-    uv_write_t wreq;
+    gw_wqueue_t out;           /* bytes waiting for the socket */
     uint64_t head_deadline_ms; /* client_header: absolute, not reset by trickling */
     unsigned requests;
     char remote_ip[48];

@@ -644,23 +644,34 @@ gw_request_on_response_head(gw_request_t *r, gw_upconn_t *u)
     gw_buf_append(b, "\r\n", 2);
     r->head_sent = 1;
     r->bytes_sent += b->len;
-    uv_buf_t ub = uv_buf_init(b->data, (unsigned)b->len);
-    if (gw_conn_write(c, &ub, 1) == 0)
-        gw_upconn_pause(u);
+    /* sent with the first body bytes, in one write */
+    r->head_pending = 1;
 }
 
 int
 gw_request_on_response_body(gw_request_t *r, const char *data, size_t len)
 {
-    uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+    uv_buf_t b[2];
+    unsigned n = 0;
+    if (r->head_pending) {
+        r->head_pending = 0;
+        b[n++] = uv_buf_init(r->uphead.data, (unsigned)r->uphead.len);
+    }
+    b[n++] = uv_buf_init((char *)data, (unsigned)len);
     r->bytes_sent += len;
-    return gw_conn_write(r->conn, &b, 1) == 1;
+    return gw_conn_write(r->conn, b, n) == 1;
 }
 
 void
 gw_request_on_response_done(gw_request_t *r)
 {
     gw_upconn_t *u = r->up;
+    if (r->head_pending) {
+        uv_buf_t b = uv_buf_init(r->uphead.data, (unsigned)r->uphead.len);
+        r->head_pending = 0;
+        if (gw_conn_write(r->conn, &b, 1) < 0)
+            return;
+    }
     upstream_feedback(r, r->up_status);
     r->up = NULL;
     if (u)

@@ -56,6 +56,7 @@ struct gw_request_s {
     unsigned finished : 1;
     unsigned client_gone : 1;
     unsigned body_bytes_sent : 1;  /* upstream got at least one body byte */
+    unsigned head_pending : 1;     /* response head built, waiting to go out with body bytes */
     size_t body_received;
 
     gw_req_view_t view;

@@ -150,6 +150,9 @@ static void
 on_up_closed(uv_handle_t *h)
 {
     gw_upconn_t *u = h->data;
+    if (u->rbuf)
+        gw_worker_rbuf_put(u->w, u->rbuf);
+    gw_wqueue_free(&u->out);
     free(u);
 }
 
@@ -171,11 +174,11 @@ up_close(gw_upconn_t *u)
         gw_list_remove(&u->link);
         pool->nidle--;
     }
-    if (u->rbuf) {
+    /* llhttp may still be walking the buffer: it goes back after the close */
+    if (u->rbuf && !u->in_parse) {
         gw_worker_rbuf_put(u->w, u->rbuf);
         u->rbuf = NULL;
     }
-    gw_buf_free(&u->out);
     uv_timer_stop(&u->timer);
     uv_close((uv_handle_t *)&u->tcp, on_up_tcp_closed);
 }
@@ -199,6 +202,10 @@ static void
 on_up_timer(uv_timer_t *t)
 {
     gw_upconn_t *u = t->data;
+    if (u->failed) {
+        up_fail(u, (gw_up_error_t)u->failed);
+        return;
+    }
     if (u->state == UP_IDLE) {
         up_close(u);
         return;
@@ -209,7 +216,20 @@ on_up_timer(uv_timer_t *t)
 static void
 timer_start(gw_upconn_t *u, uint64_t ms)
 {
-    uv_timer_start(&u->timer, on_up_timer, ms ? ms : 1, 0);
+    if (!u->failed)
+        uv_timer_start(&u->timer, on_up_timer, ms ? ms : 1, 0);
+}
+
+/* Reports a failure from the next loop turn: the caller may be deep in
+ * the request's own code (a body callback inside llhttp). */
+static int
+fail_later(gw_upconn_t *u, gw_up_error_t e)
+{
+    if (!u->failed) {
+        u->failed = (int)e;
+        uv_timer_start(&u->timer, on_up_timer, 0, 0);
+    }
+    return -1;
 }
 
 static void
@@ -300,84 +320,44 @@ gw_upconn_acquire(gw_worker_t *w, gw_upstream_rt_t *up, gw_node_t *node, gw_requ
 
 /* ---- writing ---- */
 
-static void up_start_write(gw_upconn_t *u);
-
 static void
 on_up_write(uv_write_t *wr, int status)
 {
     gw_upconn_t *u = wr->data;
-    u->write_busy = 0;
     if (u->closing)
         return;
-    if (status < 0) {
+    int rc = status < 0 ? status : gw_wqueue_written(&u->out, (uv_stream_t *)&u->tcp, on_up_write);
+    if (rc < 0) {
         up_fail(u, u->got_bytes ? GW_UP_TRUNCATED : GW_UP_RESET);
         return;
     }
-    size_t rest = u->out.len - u->out_sent;
-    if (rest) {
-        memmove(u->out.data, u->out.data + u->out_sent, rest);
-        u->out.len = rest;
-        u->out_sent = 0;
-        up_start_write(u);
+    if (rc > 0)
         return;
-    }
-    u->out.len = u->out_sent = 0;
     if (!u->resp_done && u->req) {
         uv_timer_stop(&u->timer);
         gw_request_on_upstream_drained(u->req);
     }
 }
 
-static void
-up_start_write(gw_upconn_t *u)
-{
-    uv_buf_t b = uv_buf_init(u->out.data, (unsigned)u->out.len);
-    u->out_sent = u->out.len;
-    u->write_busy = 1;
-    u->wreq.data = u;
-    if (uv_write(&u->wreq, (uv_stream_t *)&u->tcp, &b, 1, on_up_write) < 0) {
-        u->write_busy = 0;
-        up_fail(u, GW_UP_RESET);
-        return;
-    }
-    timer_start(u, u->up->conf->send_timeout_ms);
-}
-
 int
 gw_upconn_write(gw_upconn_t *u, const uv_buf_t *bufs, unsigned n)
 {
-    if (u->closing)
+    if (u->closing || u->failed)
         return -1;
-    if (u->write_busy || u->out.len) {
-        for (unsigned i = 0; i < n; i++)
-            gw_buf_append(&u->out, bufs[i].base, bufs[i].len);
-        return 0;
-    }
-    int rc = uv_try_write((uv_stream_t *)&u->tcp, bufs, n);
-    if (rc < 0 && rc != UV_EAGAIN) {
-        up_fail(u, u->got_bytes ? GW_UP_TRUNCATED : GW_UP_RESET);
-        return -1;
-    }
-    size_t skip = rc > 0 ? (size_t)rc : 0, queued = 0;
-    for (unsigned i = 0; i < n; i++) {
-        if (skip >= bufs[i].len) {
-            skip -= bufs[i].len;
-            continue;
-        }
-        gw_buf_append(&u->out, bufs[i].base + skip, bufs[i].len - skip);
-        queued += bufs[i].len - skip;
-        skip = 0;
-    }
-    if (queued == 0)
-        return 1;
-    up_start_write(u);
-    return u->closing ? -1 : 0;
+    int busy = u->out.busy;
+    u->out.req.data = u;
+    int rc = gw_wqueue_write(&u->out, (uv_stream_t *)&u->tcp, bufs, n, on_up_write);
+    if (rc < 0)
+        return fail_later(u, u->got_bytes ? GW_UP_TRUNCATED : GW_UP_RESET);
+    if (rc == 0 && !busy)
+        timer_start(u, u->up->conf->send_timeout_ms);
+    return rc;
 }
 
 void
 gw_upconn_request_sent(gw_upconn_t *u)
 {
-    if (!u->write_busy && !u->resp_done)
+    if (!u->out.busy && !u->resp_done)
         timer_start(u, u->up->conf->read_timeout_ms);
 }
 
@@ -563,7 +543,7 @@ up_parse(gw_upconn_t *u)
     u->in_parse = 0;
     if (u->req && !u->closing) {
         if (u->paused)
-            up_read_stop(u);
+            gw_upconn_pause(u);
         else if (u->pos == u->len && !u->resp_done) {
             u->len = u->pos = 0;
         }
@@ -600,7 +580,7 @@ on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         u->parser.data = u;
     }
     u->len += (size_t)nread;
-    if (!u->resp_done && !u->write_busy)
+    if (!u->resp_done && !u->out.busy)
         timer_start(u, u->up->conf->read_timeout_ms);
     up_parse(u);
 }
@@ -610,6 +590,9 @@ gw_upconn_pause(gw_upconn_t *u)
 {
     u->paused = 1;
     up_read_stop(u);
+    /* the upstream is not slow: the client is; its own timer runs now */
+    if (!u->out.busy)
+        uv_timer_stop(&u->timer);
 }
 
 void
@@ -619,6 +602,8 @@ gw_upconn_resume(gw_upconn_t *u)
         return;
     u->paused = 0;
     up_read_start(u);
+    if (!u->resp_done && !u->out.busy)
+        timer_start(u, u->up->conf->read_timeout_ms);
     if (u->pos < u->len)
         up_parse(u);
 }
@@ -632,7 +617,7 @@ gw_upconn_release(gw_upconn_t *u, int reuse)
         u->node->inflight--;
     u->req = NULL;
     u->requests++;
-    if (!reuse || !u->reusable || !u->resp_done || u->write_busy || u->out.len ||
+    if (!reuse || !u->reusable || !u->resp_done || gw_wqueue_pending(&u->out) ||
         u->closing || w->draining || pool->nidle >= (unsigned)u->up->conf->keepalive_size) {
         up_close(u);
         return;
@@ -643,8 +628,7 @@ gw_upconn_release(gw_upconn_t *u, int reuse)
     }
     u->len = u->pos = 0;
     u->paused = 0;
-    if (u->out.cap > 16384)
-        gw_buf_free(&u->out);
+    gw_wqueue_trim(&u->out, 16384);
     u->state = UP_IDLE;
     gw_list_push(&pool->idle, &u->link);
     pool->nidle++;

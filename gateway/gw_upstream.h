@@ -19,6 +19,7 @@
 #include "gw_node.h"
 #include "gw_request.h"
 #include "gw_worker.h"
+#include "gw_wqueue.h"
 
 typedef struct gw_upstream_rt_s gw_upstream_rt_t;
 
@@ -57,7 +58,6 @@ struct gw_upconn_s {
     uv_tcp_t tcp;
     uv_connect_t creq;
     uv_timer_t timer;
-    uv_write_t wreq;
     gw_worker_t *w;
     gw_node_t *node;
     gw_upstream_rt_t *up;
@@ -66,11 +66,9 @@ struct gw_upconn_s {
     llhttp_t parser;
     gw_rbuf_t *rbuf;
     size_t len, pos;
-    gw_buf_t out;
-    size_t out_sent;
+    gw_wqueue_t out;
     int state;
     unsigned reused : 1;
-    unsigned write_busy : 1;
     unsigned reading : 1;
     unsigned head_done : 1;
     unsigned resp_done : 1;
@@ -84,6 +82,7 @@ struct gw_upconn_s {
     unsigned is_chunked : 1;
     unsigned closing : 1;
     int header_state;
+    int failed; /* a gw_up_error_t waiting to be reported from the loop */
     int status;
     int64_t content_length;
     gw_header_t headers[GW_MAX_HEADERS];

@@ -53,7 +53,7 @@ sub hdr {
 # --- GET ---------------------------------------------------------------
 {
     clear_upstream_log($up);
-    my $r = http_request($port, 'GET', '/api/hello?x=1&y=2');
+    my $r = http_request($port, 'GET', '/api/hello?x=1&y=2', close_wait => 0.2);
     is($r->{status}, 200, 'GET: 200');
     is($r->{headers}{'x-upstream'}, 'a', 'GET: answered by upstream a');
     my $j = json_body($r) // {};
@@ -213,7 +213,7 @@ for my $bad ('garbage',
     clear_upstream_log($up);
     my $r = http_request($port, 'GET', '/api/x', host => 'nowhere.example');
     gw_error_ok($r, 404, 'no route (host)');
-    $r = http_request($port, 'GET', '/not-routed');
+    $r = http_request($port, 'GET', '/not-routed', close_wait => 0.2);
     gw_error_ok($r, 404, 'no route (path)');
     ok(!$r->{closed}, 'no route: connection kept');
     is(scalar(upstream_requests($up)), 0, 'no route: nothing upstream');

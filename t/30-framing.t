@@ -199,6 +199,26 @@ for my $c (
     }
 }
 
+# Whatever the gateway answers to an upgrade request, the upstream never sees
+# the upgrade: Upgrade and Connection are hop-by-hop.
+{
+    clear_upstream_log($up);
+    raw_exchange($port, "GET /ws HTTP/1.1\r\n${H}Connection: Upgrade\r\n"
+        . "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+        . "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n", timeout => 1);
+    for my $rec (upstream_requests($up)) {
+        ok(!defined hdr($rec, 'Upgrade'), 'upgrade request: no Upgrade upstream');
+        ok(!defined hdr($rec, 'Connection'), 'upgrade request: no Connection upstream');
+    }
+    clear_upstream_log($up);
+    raw_exchange($port, "GET /h2c HTTP/1.1\r\n${H}Connection: Upgrade, HTTP2-Settings\r\n"
+        . "Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n", timeout => 1);
+    for my $rec (upstream_requests($up)) {
+        ok(!defined hdr($rec, 'Upgrade'), 'h2c upgrade: no Upgrade upstream');
+        ok(!defined hdr($rec, 'HTTP2-Settings'), 'h2c upgrade: HTTP2-Settings (named in Connection) removed');
+    }
+}
+
 my $r = http_request($port, 'GET', '/alive');
 is($r->{status}, 200, 'gateway still serving after all that');
 is(stop_gateway($gw), 0, 'SIGTERM: exit 0');

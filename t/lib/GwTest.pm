@@ -12,9 +12,7 @@ use warnings;
 use Exporter 'import';
 use Test::More ();
 use IO::Socket::INET;
-use IO::Select;
 use POSIX qw(:sys_wait_h);
-use Errno qw(EINTR EAGAIN EWOULDBLOCK ECONNRESET EPIPE);
 use File::Temp ();
 use File::Spec;
 use File::Basename qw(dirname);
@@ -569,8 +567,9 @@ sub gw_connect {
 }
 
 # http_request($port, $method, $path, headers => [n => v, ...], body => B,
-#   host => H, version => '1.1', timeout => s) -> response (see parse_one)
-#   plus closed => whether the server closed the connection after it.
+#   host => H, version => '1.1', timeout => s, close_wait => s)
+#   -> response (see parse_one) plus closed => whether the server closed
+#   the connection after it.
 sub http_request {
     my ($port, $method, $path, %o) = @_;
     my $c = gw_connect($port, timeout => $o{timeout});
@@ -578,8 +577,11 @@ sub http_request {
     my $r = $c->read_response(head => $method eq 'HEAD') // {
         status => 0, headers => {}, header_list => [], body => '',
         complete => 0 };
-    my $wants_close = ($r->{headers}{connection} // '') =~ /close/i;
-    $r->{closed} = $c->wait_closed($wants_close ? 2 : 0.1);
+    # A response that announces the close waits for it; otherwise only a
+    # close that has already happened counts (close_wait => s waits longer).
+    my $wants_close = ($r->{headers}{connection} // '') =~ /close/i
+      || ($r->{version} // '') eq 'HTTP/1.0';
+    $r->{closed} = $c->wait_closed($o{close_wait} // ($wants_close ? 2 : 0));
     $c->close;
     return $r;
 }
@@ -608,7 +610,8 @@ sub trickle {
     my $t0 = time;
     my $sent = 0;
     while ($sent < length $bytes) {
-        last if $c->poll(0) && $c->{eof};
+        $c->poll(0);
+        last if $c->{eof};
         my $ok = $c->write(substr($bytes, $sent, $step));
         last unless $ok;
         $sent += $step;
@@ -708,7 +711,7 @@ use strict;
 use warnings;
 use IO::Socket::INET;
 use IO::Select;
-use Errno qw(EINTR EAGAIN EWOULDBLOCK);
+use Errno qw(EINTR EAGAIN);
 use Time::HiRes qw(time);
 
 sub new {
@@ -790,8 +793,8 @@ sub wait_closed {
     my $deadline = time + $timeout * GwTest::mult();
     while (!$self->{eof}) {
         my $left = $deadline - time;
-        last if $left <= 0;
-        $self->poll($left);
+        $self->poll($left > 0 ? $left : 0);
+        last if time >= $deadline;
     }
     return $self->{eof} ? 1 : 0;
 }
