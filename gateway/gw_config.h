@@ -175,12 +175,12 @@ typedef struct {
 
 struct gw_route_conf_s {
     char *name;
-    size_t index; /* position in conf->routes, also the YAML index */
-    char *host;   /* NULL -> any host; lower-case */
+    size_t index;      /* position in conf->routes, also the YAML index */
+    char *host;        /* NULL -> any host; lower-case */
     int host_wildcard; /* host was "*.suffix": host holds ".suffix" */
     gw_path_kind_t path_kind;
-    char *path; /* as written ("/a/b/" "*", "/users/:id") or the regex source */
-    void *path_re; /* pcre2_code * for GW_PATH_REGEX */
+    char *path;       /* as written ("/a/b/" "*", "/users/:id") or the regex source */
+    void *path_re;    /* pcre2_code * for GW_PATH_REGEX */
     unsigned methods; /* 0 -> any */
     gw_predicate_t *headers;
     size_t nheaders;
@@ -204,7 +204,7 @@ struct gw_conf_s {
 
     gw_listen_conf_t *listen;
     size_t nlisten;
-    int workers; /* resolved: "auto" -> number of CPUs */
+    int workers;                    /* resolved: "auto" -> number of CPUs */
     gw_listen_conf_t status_listen; /* port 0 -> off */
     int has_status_listen;
     gw_listen_conf_t admin_listen;
@@ -222,7 +222,7 @@ struct gw_conf_s {
     char *access_log; /* NULL -> off */
     char *error_log;  /* "stderr" or a path */
     gw_log_level_t error_log_level;
-    char *pid_file;   /* gateway.pid_file, default "logs/gateway.pid" */
+    char *pid_file; /* gateway.pid_file, default "logs/gateway.pid" */
     char **plugin_paths;
     size_t nplugin_paths;
 

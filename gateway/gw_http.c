@@ -66,43 +66,80 @@ const char *
 gw_http_reason(int status)
 {
     switch (status) {
-    case 100: return "Continue";
-    case 101: return "Switching Protocols";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 203: return "Non-Authoritative Information";
-    case 204: return "No Content";
-    case 206: return "Partial Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 303: return "See Other";
-    case 304: return "Not Modified";
-    case 307: return "Temporary Redirect";
-    case 308: return "Permanent Redirect";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 411: return "Length Required";
-    case 412: return "Precondition Failed";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 415: return "Unsupported Media Type";
-    case 417: return "Expectation Failed";
-    case 422: return "Unprocessable Content";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Unknown";
+    case 100:
+        return "Continue";
+    case 101:
+        return "Switching Protocols";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 203:
+        return "Non-Authoritative Information";
+    case 204:
+        return "No Content";
+    case 206:
+        return "Partial Content";
+    case 301:
+        return "Moved Permanently";
+    case 302:
+        return "Found";
+    case 303:
+        return "See Other";
+    case 304:
+        return "Not Modified";
+    case 307:
+        return "Temporary Redirect";
+    case 308:
+        return "Permanent Redirect";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 411:
+        return "Length Required";
+    case 412:
+        return "Precondition Failed";
+    case 413:
+        return "Content Too Large";
+    case 414:
+        return "URI Too Long";
+    case 415:
+        return "Unsupported Media Type";
+    case 417:
+        return "Expectation Failed";
+    case 422:
+        return "Unprocessable Content";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    case 505:
+        return "HTTP Version Not Supported";
+    default:
+        return "Unknown";
     }
 }
 
@@ -110,14 +147,22 @@ int
 gw_http_is_hop_by_hop(gw_str_t n)
 {
     switch (n.len) {
-    case 2: return gw_str_caseeq(n, GW_STR("te"));
-    case 7: return gw_str_caseeq(n, GW_STR("trailer")) || gw_str_caseeq(n, GW_STR("upgrade"));
-    case 10: return gw_str_caseeq(n, GW_STR("connection")) || gw_str_caseeq(n, GW_STR("keep-alive"));
-    case 16: return gw_str_caseeq(n, GW_STR("proxy-connection"));
-    case 17: return gw_str_caseeq(n, GW_STR("transfer-encoding"));
-    case 19: return gw_str_caseeq(n, GW_STR("proxy-authorization"));
-    case 18: return gw_str_caseeq(n, GW_STR("proxy-authenticate"));
-    default: return 0;
+    case 2:
+        return gw_str_caseeq(n, GW_STR("te"));
+    case 7:
+        return gw_str_caseeq(n, GW_STR("trailer")) || gw_str_caseeq(n, GW_STR("upgrade"));
+    case 10:
+        return gw_str_caseeq(n, GW_STR("connection")) || gw_str_caseeq(n, GW_STR("keep-alive"));
+    case 16:
+        return gw_str_caseeq(n, GW_STR("proxy-connection"));
+    case 17:
+        return gw_str_caseeq(n, GW_STR("transfer-encoding"));
+    case 19:
+        return gw_str_caseeq(n, GW_STR("proxy-authorization"));
+    case 18:
+        return gw_str_caseeq(n, GW_STR("proxy-authenticate"));
+    default:
+        return 0;
     }
 }
 
@@ -148,15 +193,14 @@ void
 gw_http_random_hex(uint64_t *rng, char *out, size_t nhex)
 {
     static const char hex[] = "0123456789abcdef";
-    uint64_t r = 0;
-    for (size_t i = 0; i < nhex; i++) {
-        if (i % 16 == 0)
-            r = gw_rng_next(rng);
-        out[i] = hex[r & 15];
-        r >>= 4;
+    for (size_t i = 0; i < nhex; i += 16) {
+        uint64_t r = gw_rng_next(rng);
+        size_t n = nhex - i < 16 ? nhex - i : 16;
+        for (size_t k = 0; k < n; k++)
+            out[i + k] = hex[(r >> (4 * k)) & 15];
     }
-    if (nhex)
-        out[0] = out[0] == '0' ? '1' : out[0]; /* never all zero */
+    if (nhex && out[0] == '0')
+        out[0] = '1'; /* never all zero */
 }
 
 static int

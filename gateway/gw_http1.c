@@ -198,12 +198,23 @@ static const llhttp_settings_t request_settings = {
 /* ---- connection lifetime ---- */
 
 static void
+conn_state(gw_conn_t *c, int st)
+{
+    if (c->mstate == st)
+        return;
+    gw_metrics_conn(c->w->metrics, c->w->slot, c->mstate, -1);
+    gw_metrics_conn(c->w->metrics, c->w->slot, st, 1);
+    c->mstate = st;
+}
+
+static void
 on_close(uv_handle_t *h)
 {
     gw_conn_t *c = h->data;
     gw_worker_t *w = c->w;
     gw_wqueue_free(&c->out); /* write callbacks have all run by now */
     gw_metrics_conn(w->metrics, w->slot, GW_CONN_ACTIVE, -1);
+    gw_metrics_conn(w->metrics, w->slot, c->mstate, -1);
     free(c);
     gw_worker_conn_closed(w);
 }
@@ -285,6 +296,8 @@ gw_http1_on_connection(uv_stream_t *server, int status)
     gw_list_push(&w->conns, &c->link);
     w->nconns++;
     gw_metrics_conn(w->metrics, w->slot, GW_CONN_ACTIVE, 1);
+    gw_metrics_conn(w->metrics, w->slot, GW_CONN_READING, 1);
+    c->mstate = GW_CONN_READING;
 
     struct sockaddr_storage ss;
     int sl = sizeof(ss);
@@ -520,8 +533,7 @@ check_head(gw_conn_t *c, gw_request_t *r, const char **msg)
         return 400;
     if (nhost && !host_ok(r->host_header))
         return 400;
-    if (r->url.len == 0 || (r->url.data[0] != '/' &&
-                            !(r->url.len == 1 && r->url.data[0] == '*')))
+    if (r->url.len == 0 || (r->url.data[0] != '/' && !(r->url.len == 1 && r->url.data[0] == '*')))
         return 400;
     if (r->content_length > 0 && (uint64_t)r->content_length > c->w->conf->max_body_size) {
         *msg = "request body too large";
@@ -540,12 +552,15 @@ start_request(gw_conn_t *c)
         c->head_deadline_ms = gw_worker_now_ms(w) + w->conf->client_header_timeout_ms;
     c->req = gw_request_new(w, c);
     c->user_status = 0;
+    conn_state(c, GW_CONN_READING);
     c->head_start = c->pos;
     llhttp_init(&c->parser, HTTP_REQUEST, &request_settings);
     c->parser.data = c;
     c->state = GW_CONN_S_HEAD;
     c->body_paused = 0;
-    timer_arm(c);
+    /* The header timer is armed only if the head does not arrive whole in
+     * this read (parse_head): most heads do, and a timer op per request
+     * is measurable. */
 }
 
 static int
@@ -620,11 +635,11 @@ parse_head(gw_conn_t *c)
     llhttp_errno_t err = llhttp_execute(&c->parser, base + c->pos, c->len - c->pos);
     if (err == HPE_OK) {
         c->pos = c->len;
-        if (c->len - c->head_start > c->w->conf->max_header_size ||
-            c->len == c->rbuf->cap) {
+        if (c->len - c->head_start > c->w->conf->max_header_size || c->len == c->rbuf->cap) {
             gw_conn_send_error(c, 431, "request header fields too large", 1);
             return 0;
         }
+        timer_arm(c); /* client_header, from the first byte, not reset by later ones */
         return 0;
     }
     if (err != HPE_PAUSED) {
@@ -647,8 +662,9 @@ parse_head(gw_conn_t *c)
                     llhttp_get_method(&c->parser) != HTTP_CONNECT;
     c->keepalive = llhttp_should_keep_alive(&c->parser) && c->keepalive;
     c->state = GW_CONN_S_BODY;
-    c->body_paused = 1; /* until the upstream side asks for the body */
+    c->body_paused = 1;     /* until the upstream side asks for the body */
     c->head_start = c->pos; /* from here on: where the body starts */
+    conn_state(c, GW_CONN_WRITING);
     if (r->has_body) {
         c->body_parser = c->parser;
         c->buffering = 1;
@@ -657,7 +673,9 @@ parse_head(gw_conn_t *c)
         timer_arm(c);
         return buffer_body(c);
     }
-    timer_arm(c);
+    /* No body: whatever timer runs (keep-alive, header) may fire during
+     * the request and is ignored then (on_timer); the next state arms its
+     * own. */
     gw_request_on_head(r);
     return 1;
 }
@@ -842,6 +860,7 @@ gw_conn_request_done(gw_conn_t *c)
     c->len = rest;
     c->pos = c->head_start = 0;
     c->state = GW_CONN_S_IDLE;
+    conn_state(c, GW_CONN_IDLE);
     gw_wqueue_trim(&c->out, 65536);
     if (rest == 0) {
         release_rbuf(c);
@@ -871,18 +890,4 @@ gw_conn_send_error(gw_conn_t *c, int status, const char *message, int close)
     if (close || !r->body_done)
         c->close_after = 1;
     gw_request_fail(r, status, message);
-}
-
-void
-gw_http1_drain(gw_worker_t *w)
-{
-    gw_link_t *l = w->conns.next;
-    while (l != &w->conns) {
-        gw_conn_t *c = GW_CONTAINER_OF(l, gw_conn_t, link);
-        l = l->next;
-        if (c->req == NULL && !c->closing)
-            gw_conn_close(c);
-        else if (c->state == GW_CONN_S_HEAD && c->len == c->head_start)
-            gw_conn_close(c);
-    }
 }

@@ -39,18 +39,21 @@ struct gw_conn_s {
     size_t head_start;
     gw_request_t *req;
     int state;
-    unsigned reading : 1;      /* uv_read_start is active */
-    unsigned keepalive : 1;    /* client wants and may keep the connection */
+    unsigned reading : 1;   /* uv_read_start is active */
+    unsigned keepalive : 1; /* client wants and may keep the connection */
     unsigned closing : 1;
-    unsigned body_paused : 1;  /* llhttp paused in the body: upstream is behind */
-    unsigned close_after : 1;  /* close once the current response is written */
+    unsigned body_paused : 1; /* llhttp paused in the body: upstream is behind */
+    unsigned close_after : 1; /* close once the current response is written */
     unsigned in_parse : 1;
-    unsigned buffering : 1;    /* holding the body until it is whole or fills the buffer */
-    unsigned dry_run : 1;      /* llhttp is only validating buffered body bytes */
+    unsigned buffering : 1; /* holding the body until it is whole or fills the buffer */
+    unsigned dry_run : 1;   /* llhttp is only validating buffered body bytes */
     unsigned dry_complete : 1;
     unsigned ext_name_seen : 1;
     int user_status;
-    unsigned failed : 1;       /* a write failed: close from the next loop turn */           /* what an HPE_USER from a callback means */
+    int mstate; /* gateway_connections{state}: reading, writing or idle */
+    unsigned failed : 1;
+        /* a write failed: close from the next loop turn */ /* what an HPE_USER from a callback
+                                                               means */
     size_t dry_received;
     llhttp_t body_parser;      /* the parser as it stood at the end of the head */
     gw_wqueue_t out;           /* bytes waiting for the socket */
@@ -83,8 +86,5 @@ void gw_conn_resume_body(gw_conn_t *c);
 void gw_conn_send_error(gw_conn_t *c, int status, const char *message, int close);
 
 void gw_conn_close(gw_conn_t *c);
-
-/* Close idle keep-alive connections now (drain). */
-void gw_http1_drain(gw_worker_t *w);
 
 #endif

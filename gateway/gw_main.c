@@ -164,8 +164,8 @@ write_pid_file(master_t *m)
 static int
 signal_master(const gw_conf_t *conf, const char *what)
 {
-    int sig = strcmp(what, "reload") == 0 ? SIGHUP
-              : strcmp(what, "stop") == 0 ? SIGTERM
+    int sig = strcmp(what, "reload") == 0   ? SIGHUP
+              : strcmp(what, "stop") == 0   ? SIGTERM
               : strcmp(what, "reopen") == 0 ? SIGUSR1
                                             : 0;
     if (sig == 0) {
@@ -186,6 +186,42 @@ signal_master(const gw_conf_t *conf, const char *what)
         return 1;
     }
     return 0;
+}
+
+/*
+ * Parts of the config format that later modules implement. Refusing them
+ * beats a silent downgrade: a "tls: true" listener must never serve
+ * plaintext, an upstream fed by a registry must never look empty by
+ * accident. Health checks only change which nodes are picked, so they are
+ * a warning. Returns the number of errors printed.
+ */
+static int
+check_supported(const gw_conf_t *conf, FILE *out)
+{
+    int errors = 0;
+    for (size_t i = 0; i < conf->nlisten; i++) {
+        if (conf->listen[i].tls) {
+            fprintf(out,
+                    "gateway.listen[%zu].tls: TLS termination is not available in this build\n", i);
+            errors++;
+        }
+    }
+    for (size_t i = 0; i < conf->nupstreams; i++) {
+        const gw_upstream_conf_t *u = &conf->upstreams[i];
+        if (u->discovery.kind != GW_DISC_STATIC) {
+            fprintf(out,
+                    "upstreams[%zu].discovery: registry discovery is not available in this "
+                    "build\n",
+                    i);
+            errors++;
+        }
+        if (u->health_active.enabled || u->health_passive.enabled)
+            fprintf(out,
+                    "warning: upstreams[%zu].health: health checks are not implemented yet; "
+                    "every node is used\n",
+                    i);
+    }
+    return errors;
 }
 
 static int
@@ -224,8 +260,8 @@ reap(master_t *m)
         if (m->stopping)
             continue;
         if (WIFSIGNALED(status))
-            gw_log(m->log, GW_LOG_ERROR, "worker %d (pid %d) killed by signal %d; restarting",
-                   slot, (int)pid, WTERMSIG(status));
+            gw_log(m->log, GW_LOG_ERROR, "worker %d (pid %d) killed by signal %d; restarting", slot,
+                   (int)pid, WTERMSIG(status));
         else
             gw_log(m->log, GW_LOG_ERROR, "worker %d (pid %d) exited with status %d; restarting",
                    slot, (int)pid, WEXITSTATUS(status));
@@ -257,14 +293,22 @@ reload(master_t *m)
         gw_conf_errors_free(&errs);
         return;
     }
+    if (check_supported(nc, stderr) > 0) {
+        gw_log(m->log, GW_LOG_ERROR,
+               "reload failed (see above), keeping the running "
+               "configuration");
+        gw_conf_free(nc);
+        return;
+    }
     int same = nc->workers == m->nworkers && (int)nc->nlisten == m->nlisten &&
                nc->has_status_listen == m->conf->has_status_listen;
     for (size_t i = 0; same && i < nc->nlisten; i++)
         same = nc->listen[i].salen == m->conf->listen[i].salen &&
                memcmp(&nc->listen[i].sa, &m->conf->listen[i].sa, nc->listen[i].salen) == 0;
     if (!same) {
-        gw_log(m->log, GW_LOG_ERROR, "reload refused: listen addresses and workers can only "
-                                     "change with a restart; keeping the running configuration");
+        gw_log(m->log, GW_LOG_ERROR,
+               "reload refused: listen addresses and workers can only "
+               "change with a restart; keeping the running configuration");
         gw_conf_free(nc);
         return;
     }
@@ -359,12 +403,24 @@ main(int argc, char **argv)
     int test = 0, opt;
     while ((opt = getopt(argc, argv, "c:ts:vh")) != -1) {
         switch (opt) {
-        case 'c': file = optarg; break;
-        case 't': test = 1; break;
-        case 's': sigarg = optarg; break;
-        case 'v': printf("gateway %s\n", GW_VERSION_STR); return 0;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 1;
+        case 'c':
+            file = optarg;
+            break;
+        case 't':
+            test = 1;
+            break;
+        case 's':
+            sigarg = optarg;
+            break;
+        case 'v':
+            printf("gateway %s\n", GW_VERSION_STR);
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 1;
         }
     }
     if (optind < argc) {
@@ -379,6 +435,12 @@ main(int argc, char **argv)
         if (test)
             fprintf(stderr, "configuration test failed\n");
         gw_conf_errors_free(&errs);
+        return 1;
+    }
+    if (check_supported(conf, stderr) > 0) {
+        if (test)
+            fprintf(stderr, "configuration test failed\n");
+        gw_conf_free(conf);
         return 1;
     }
     if (test) {

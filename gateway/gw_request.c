@@ -144,8 +144,8 @@ hexval(char c)
 static int
 unreserved(unsigned char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '.' || c == '_' || c == '~';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.' || c == '_' || c == '~';
 }
 
 /*
@@ -161,8 +161,8 @@ normalize_path(gw_request_t *r, gw_str_t in, gw_str_t *out)
     int simple = 1;
     for (size_t i = 0; i < in.len && simple; i++) {
         char ch = in.data[i];
-        if (ch == '%' || (ch == '/' && i + 1 < in.len && (in.data[i + 1] == '/' ||
-                                                         in.data[i + 1] == '.')))
+        if (ch == '%' ||
+            (ch == '/' && i + 1 < in.len && (in.data[i + 1] == '/' || in.data[i + 1] == '.')))
             simple = 0;
     }
     if (simple) {
@@ -474,10 +474,10 @@ pick_and_connect(gw_request_t *r)
             else
                 gw_keyspec_extract(&t->up->conf->hash_on, &r->view, &key);
         }
-        gw_node_t *node = r->ntried < GW_MAX_TRIES
-                              ? gw_balancer_pick(t->bal, &key, r->tried, r->ntried,
-                                                 gw_worker_now_ms(w))
-                              : NULL;
+        gw_node_t *node =
+            r->ntried < GW_MAX_TRIES
+                ? gw_balancer_pick(t->bal, &key, r->tried, r->ntried, gw_worker_now_ms(w))
+                : NULL;
         if (node == NULL) {
             fail_upstream(r, r->ntried == 0 ? 503 : (r->err == GW_ERR_TIMEOUT ? 504 : 502));
             return;
@@ -553,6 +553,7 @@ upstream_feedback(gw_request_t *r, int status)
 {
     gw_worker_t *w = r->w;
     uint64_t ns = uv_hrtime() - r->up_start_ns;
+    r->up_latency_ns = ns;
     gw_metrics_upstream(w->metrics, w->slot, (int)r->target->up->conf->index, (int)r->node->index,
                         status, ns / 1e9);
     gw_balancer_feedback(r->target->bal, r->node, ns / 1000, status > 0 && status < 500,
@@ -590,6 +591,24 @@ gw_request_on_upstream_error(gw_request_t *r, gw_up_error_t e)
     fail_upstream(r, timeout ? 504 : 502);
 }
 
+static void
+status_line(gw_buf_t *b, int status)
+{
+    const char *reason = gw_http_reason(status);
+    size_t rl = strlen(reason);
+    char *p;
+    gw_buf_reserve(b, 16 + rl);
+    p = b->data + b->len;
+    memcpy(p, "HTTP/1.1 ", 9);
+    p[9] = (char)('0' + status / 100 % 10);
+    p[10] = (char)('0' + status / 10 % 10);
+    p[11] = (char)('0' + status % 10);
+    p[12] = ' ';
+    memcpy(p + 13, reason, rl);
+    memcpy(p + 13 + rl, "\r\n", 2);
+    b->len += 15 + rl;
+}
+
 void
 gw_request_on_response_head(gw_request_t *r, gw_upconn_t *u)
 {
@@ -608,12 +627,16 @@ gw_request_on_response_head(gw_request_t *r, gw_upconn_t *u)
     if (!r->body_done || r->w->draining)
         c->close_after = 1;
     b->len = 0;
-    gw_buf_appendf(b, "HTTP/1.1 %d %s\r\n", u->status, gw_http_reason(u->status));
+    status_line(b, u->status);
     for (size_t i = 0; i < u->nheaders; i++) {
         gw_str_t n = u->headers[i].name;
         if (n.len == 10 && gw_str_caseeq(n, GW_STR("connection")))
             conn_tokens = u->headers[i].value;
     }
+    /* the usual values name no header: skip the per-header token search */
+    if (gw_str_caseeq(conn_tokens, GW_STR("keep-alive")) ||
+        gw_str_caseeq(conn_tokens, GW_STR("close")))
+        conn_tokens = GW_NULL_STR;
     for (size_t i = 0; i < u->nheaders; i++) {
         gw_header_t *h = &u->headers[i];
         if (gw_http_is_hop_by_hop(h->name))
@@ -770,9 +793,9 @@ gw_request_log(gw_request_t *r)
     if (r->node)
         e.node = (gw_str_t){r->node->conf->addr, strlen(r->node->conf->addr)};
     e.upstream_status = r->up_status;
+    e.upstream_latency_ms = r->up_latency_ns / 1e6;
     for (size_t i = 0; i < r->nheaders; i++)
-        if (r->headers[i].name.len == 10 &&
-            gw_str_caseeq(r->headers[i].name, GW_STR("user-agent")))
+        if (r->headers[i].name.len == 10 && gw_str_caseeq(r->headers[i].name, GW_STR("user-agent")))
             e.user_agent = r->headers[i].value;
     gw_access_log_write(w->access_log, &e);
 }

@@ -48,15 +48,15 @@ struct gw_request_s {
     unsigned chunked : 1;
     unsigned expect_continue : 1;
     unsigned has_body : 1;
-    unsigned body_done : 1;      /* the whole request body was read */
+    unsigned body_done : 1; /* the whole request body was read */
     unsigned idempotent : 1;
-    unsigned head_sent : 1;      /* response head written to the client */
-    unsigned resp_done : 1;      /* response fully written */
+    unsigned head_sent : 1;        /* response head written to the client */
+    unsigned resp_done : 1;        /* response fully written */
     unsigned upstream_started : 1; /* some of the request may have reached a node */
     unsigned finished : 1;
     unsigned client_gone : 1;
-    unsigned body_bytes_sent : 1;  /* upstream got at least one body byte */
-    unsigned head_pending : 1;     /* response head built, waiting to go out with body bytes */
+    unsigned body_bytes_sent : 1; /* upstream got at least one body byte */
+    unsigned head_pending : 1;    /* response head built, waiting to go out with body bytes */
     size_t body_received;
 
     gw_req_view_t view;
@@ -72,9 +72,10 @@ struct gw_request_s {
     unsigned ntried;
     gw_upconn_t *up;
     uint64_t up_start_ns;
+    uint64_t up_latency_ns; /* connect to response end of the last attempt */
 
-    int status;      /* status sent to the client */
-    int up_status;   /* status the upstream answered, 0 if none */
+    int status;    /* status sent to the client */
+    int up_status; /* status the upstream answered, 0 if none */
     uint64_t bytes_sent;
     gw_err_kind_t err;
     int budget_active;

@@ -278,7 +278,10 @@ gw_upconn_acquire(gw_worker_t *w, gw_upstream_rt_t *up, gw_node_t *node, gw_requ
             up_close(u);
             continue;
         }
-        uv_timer_stop(&u->timer);
+        /* the idle timer stays armed for a bodiless request: the send
+         * that follows at once re-arms it as the read timeout */
+        if (!r->body_done)
+            timer_start(u, up->conf->send_timeout_ms);
         u->req = r;
         u->reused = 1;
         u->head_done = u->resp_done = u->got_bytes = 0;
@@ -304,8 +307,8 @@ gw_upconn_acquire(gw_worker_t *w, gw_upstream_rt_t *up, gw_node_t *node, gw_requ
     uv_timer_init(w->loop, &u->timer);
     u->tcp.data = u->timer.data = u->creq.data = u;
     gw_list_init(&u->link);
-    int rc = uv_tcp_connect(&u->creq, &u->tcp, (const struct sockaddr *)&node->conf->sa,
-                            on_connect);
+    int rc =
+        uv_tcp_connect(&u->creq, &u->tcp, (const struct sockaddr *)&node->conf->sa, on_connect);
     if (rc < 0) {
         gw_log(w->log, GW_LOG_WARN, "connect to %s: %s", node->conf->addr, uv_strerror(rc));
         u->req = NULL;
@@ -483,7 +486,8 @@ response_finished(gw_upconn_t *u)
         u->reusable = 0;
     else
         u->reusable = llhttp_should_keep_alive(&u->parser) && !u->needs_eof;
-    uv_timer_stop(&u->timer);
+    /* the read timer keeps running: the release that follows re-arms it as
+     * the idle timer, or closes the connection */
     gw_request_on_response_done(r);
 }
 
@@ -499,8 +503,8 @@ up_parse(gw_upconn_t *u)
         llhttp_errno_t err = llhttp_execute(&u->parser, base + u->pos, u->len - u->pos);
         size_t end = err == HPE_OK ? u->len : (size_t)(llhttp_get_error_pos(&u->parser) - base);
         if (err != HPE_OK && err != HPE_PAUSED) {
-            gw_log(u->w->log, GW_LOG_WARN, "upstream %s: invalid response: %s",
-                   u->node->conf->addr, llhttp_get_error_reason(&u->parser));
+            gw_log(u->w->log, GW_LOG_WARN, "upstream %s: invalid response: %s", u->node->conf->addr,
+                   llhttp_get_error_reason(&u->parser));
             up_fail(u, u->head_done ? GW_UP_TRUNCATED : GW_UP_BAD_RESPONSE);
             break;
         }
@@ -580,9 +584,10 @@ on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         u->parser.data = u;
     }
     u->len += (size_t)nread;
-    if (!u->resp_done && !u->out.busy)
-        timer_start(u, u->up->conf->read_timeout_ms);
     up_parse(u);
+    /* read timeout: the gap between two reads of a response still coming */
+    if (u->req && !u->closing && !u->resp_done && !u->paused && !u->out.busy)
+        timer_start(u, u->up->conf->read_timeout_ms);
 }
 
 void
@@ -617,8 +622,8 @@ gw_upconn_release(gw_upconn_t *u, int reuse)
         u->node->inflight--;
     u->req = NULL;
     u->requests++;
-    if (!reuse || !u->reusable || !u->resp_done || gw_wqueue_pending(&u->out) ||
-        u->closing || w->draining || pool->nidle >= (unsigned)u->up->conf->keepalive_size) {
+    if (!reuse || !u->reusable || !u->resp_done || gw_wqueue_pending(&u->out) || u->closing ||
+        w->draining || pool->nidle >= (unsigned)u->up->conf->keepalive_size) {
         up_close(u);
         return;
     }

@@ -50,7 +50,7 @@ typedef enum {
     GW_UP_RESET,              /* closed or reset before any response byte */
     GW_UP_TIMEOUT,
     GW_UP_BAD_RESPONSE,
-    GW_UP_TRUNCATED, /* closed in the middle of the response */
+    GW_UP_TRUNCATED,       /* closed in the middle of the response */
     GW_UP_CONNECT_TIMEOUT, /* never left the gateway either */
 } gw_up_error_t;
 

@@ -131,7 +131,9 @@ begin_drain(gw_worker_t *w)
     }
     if (w->status)
         gw_status_set_draining(w->status, 1);
-    gw_http1_drain(w);
+    /* Idle keep-alive connections stay: a client may be sending on one
+     * right now. Each gets its next response with Connection: close, or
+     * ends by its keep-alive timeout, or by the drain timeout below. */
     if (w->nconns == 0) {
         finish(w);
         return;
@@ -211,8 +213,8 @@ setup(gw_worker_t *w, const int *fds, size_t nfds)
 }
 
 int
-gw_worker_run(const gw_conf_t *conf, int slot, int nworkers, const int *listen_fds,
-              size_t nlisten, int status_fd, gw_metrics_t *metrics, gw_log_t *log)
+gw_worker_run(const gw_conf_t *conf, int slot, int nworkers, const int *listen_fds, size_t nlisten,
+              int status_fd, gw_metrics_t *metrics, gw_log_t *log)
 {
     gw_worker_t w;
     uv_loop_t loop;

@@ -61,6 +61,8 @@ my $gw = start_gateway(config => {
         { name => 'p-prefix', match => { path => '/p/*' },         upstream => 'u2' },
         { name => 'p-param',  match => { path => '/p/users/:id' }, upstream => 'u3' },
         { name => 'p-exact',  match => { path => '/p/exact' },     upstream => 'u1' },
+        { name => 'p-param-prefix', match => { path => '/pp/:id/*' }, upstream => 'u4' },
+        { name => 'p-head', match => { path => '/head', methods => ['HEAD'] }, upstream => 'u1' },
         { name => 'p-regex-any', match => { path => { regex => 'zz[0-9]' } }, upstream => 'u5' },
 
         # methods
@@ -89,6 +91,8 @@ my $gw = start_gateway(config => {
         { name => 's-long',   match => { path => '/s/api/v1/*' },          upstream => 'u2' },
         { name => 's-params', match => { path => '/s/users/:id/:tab' },    upstream => 'u3' },
         { name => 's-lit',    match => { path => '/s/users/me/:tab' },     upstream => 'u4' },
+        { name => 's-q-prefix', match => { path => '/s/q/:id/*' },        upstream => 'u5' },
+        { name => 's-q-exact',  match => { path => '/s/q/:id' },          upstream => 'u6' },
         { name => 's-first',  match => { path => '/s/same' },              upstream => 'u5' },
         { name => 's-second', match => { path => '/s/same' },              upstream => 'u6' },
 
@@ -143,6 +147,9 @@ is(via('GET', '/pq'), '404', 'path: prefix only on a segment boundary');
 is(via('GET', '/p/users/42'), 'u3', 'path: parameter beats prefix');
 is(via('GET', '/p/users/42/orders'), 'u2', 'path: parameter is one segment');
 is(via('GET', '/p/users/'), 'u2', 'path: empty parameter does not match');
+is(via('GET', '/pp/42'), 'u4', 'path: /pp/:id/* matches /pp/42');
+is(via('GET', '/pp/42/orders/7'), 'u4', 'path: /pp/:id/* matches /pp/42/orders/7');
+is(via('GET', '/pp/'), '404', 'path: /pp/:id/* does not match /pp/');
 is(via('GET', '/rx/v2/users'), 'u4', 'path: regex');
 is(via('GET', '/rx/vx/users'), '404', 'path: regex not matching');
 is(via('GET', '/a/rx/v2/'), '404', 'path: anchored regex does not match inside');
@@ -154,6 +161,8 @@ is(via('POST', '/m/x', body => 'b'), 'u1', 'methods: POST');
 is(via('DELETE', '/m/x'), 'u2', 'methods: DELETE (written lower case)');
 is(via('PUT', '/m/x', body => 'b'), '404', 'methods: PUT matches no route');
 is(via('HEAD', '/m/x'), '404', 'methods: HEAD is not implied by GET');
+is(via('HEAD', '/head'), 'u1', 'methods: HEAD listed');
+is(via('GET', '/head'), '404', 'methods: GET not implied by HEAD');
 
 # --- header predicates -----------------------------------------------------------
 {
@@ -219,6 +228,8 @@ is(via('GET', '/s/api/v1/x'), 'u2', 'specificity: longer prefix wins (written se
 is(via('GET', '/s/api/v2/x'), 'u1', 'specificity: shorter prefix still serves the rest');
 is(via('GET', '/s/users/me/t'), 'u4', 'specificity: more literal segments win');
 is(via('GET', '/s/users/42/t'), 'u3', 'specificity: the parameter route serves other ids');
+is(via('GET', '/s/q/5'), 'u6', 'specificity: a parameter path without /* beats the same with /*');
+is(via('GET', '/s/q/5/x'), 'u5', 'specificity: ... which still serves deeper paths');
 is(via('GET', '/s/same'), 'u5', 'order: the route written first wins');
 
 # --- strip_prefix ------------------------------------------------------------------

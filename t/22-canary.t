@@ -11,7 +11,7 @@ use GwTest;
 
 plan skip_all => 'gateway binary ' . gw_bin() . ' not built' unless -x gw_bin();
 
-# FNV-1a 32-bit, as docs/canary-split.md defines it.
+# FNV-1a 32-bit, as docs/routing-and-canary.md defines it.
 sub fnv1a32 {
     my ($s) = @_;
     my $h = 2166136261;
@@ -77,6 +77,8 @@ sub config {
                     upstream => 'pool', subset => { version => 'v2' } },
                   { when => { header => { name => 'X-Zone', value => 'x' } },
                     upstream => 'pool', subset => { version => 'v2', zone => 'x' } },
+                  { when => { header => { name => 'X-V3', value => 'yes' } },
+                    upstream => 'pool', subset => { version => 'v3' } },
               ] },
             { name => 'first', match => { path => '/first/*' }, upstream => 'stable',
               split => [
@@ -184,6 +186,12 @@ for my $workers (1, 2) {
         $t = tally(10, '/sub/x', 'X-Zone' => 'x');
         is_deeply([sort keys %$t], [qw(v2b)], "$tag: subset version=v2,zone=x -> the one node with both")
           or diag(explain($t));
+        # an empty subset: 503, never a fall back to the route's nodes
+        my $c = gw_connect($gw->{port});
+        my $r = $c->request('GET', '/sub/x', headers => ['X-V3' => 'yes']);
+        $c->close;
+        gw_error_ok($r // { status => 0, headers => {}, body => '' }, 503,
+            "$tag: subset matching no node");
     }
 
     # --- rule order -------------------------------------------------------------

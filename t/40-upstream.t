@@ -104,6 +104,7 @@ my @ups = (
     { name => 'p2c', balancer => 'p2c', nodes => [node('a'), node('b')] },
     { name => 'ka',  nodes => [node('a')], keepalive => { size => 8, idle_timeout => '60s' } },
     { name => 'halfdead', retries => 1, nodes => ["127.0.0.1:$dead1", node('a')] },
+    { name => 'noretry', retries => 0, nodes => ["127.0.0.1:$dead1", node('a')] },
     { name => 'alldead', retries => 1, nodes => ["127.0.0.1:$dead1", "127.0.0.1:$dead2"] },
     { name => 'slowread', retries => 1, nodes => [node('a'), node('b')],
       timeouts => { %t, read => '300ms' } },
@@ -246,6 +247,11 @@ sub count_logged {
     is(scalar @got, 4, 'retry: the live node got each POST exactly once');
     ok(!(grep { $_->{body} ne $body || !$_->{complete} } @got), 'retry: POST bodies intact');
 
+    my %nr;
+    $nr{ req('GET', '/noretry/x')->{status} }++ for 1 .. 4;
+    is_deeply(\%nr, { 200 => 2, 502 => 2 }, 'retries: 0: round robin over a dead and a live node, half fail with 502')
+      or diag(explain(\%nr));
+
     my $r = req('GET', '/alldead/x');
     gw_error_ok($r, 502, 'all nodes down: GET');
     $r = req('POST', '/alldead/x', body => $body);
@@ -315,8 +321,11 @@ sub count_logged {
     setsockopt($s, SOL_SOCKET, SO_RCVBUF, pack('i', 16384));
     connect($s, pack_sockaddr_in($port, inet_aton('127.0.0.1'))) or die "connect: $!";
     binmode $s;
-    syswrite($s, build_request('GET', "/rr/big/$n"));
-    sleep 1.5; # let every buffer between the node and us fill up
+    # through the upstream with a 300ms read timeout: while the client is
+    # the one behind, the node is not late
+    syswrite($s, build_request('GET', "/slowread/big/$n"));
+    sleep 1.5; # let every buffer between the node and us fill up, and wait
+               # well past the node's read timeout
     my $buf = '';
     my $deadline = time + 30 * mult();
     my $reads = 0;

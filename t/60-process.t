@@ -162,11 +162,23 @@ sub run_cli {
     my @w0 = workers_of($gw->{pid});
     my $text = slurp_file($gw->{conf});
     (my $to_b = $text) =~ s/upstream: "a"/upstream: "b"/ or die 'route not found in the config';
+    my $ka = gw_connect($gw->{port});
+    my $r0 = $ka->request('GET', '/ka');
+    is($r0 && $r0->{status}, 200, 'reload: a keep-alive connection opened before');
     my $loop = start_loop($gw->{port}, 2.5);
     sleep 0.7;
     write_file($gw->{conf}, $to_b);
     kill 'HUP', $gw->{pid};
     my @res = finish_loop($loop);
+    $ka->poll(0.05);
+    my $closed_idle = $ka->{eof};
+    my $r1 = $ka->request('GET', '/ka');
+    is($r1 && $r1->{status}, 200, 'reload: the keep-alive connection still gets its next answer')
+      or diag($closed_idle ? 'the gateway closed the idle keep-alive connection at the reload'
+                           : 'the connection was open, the request got no answer');
+    like($r1 ? $r1->{headers}{connection} // '' : '', qr/close/i, 'reload: ... with Connection: close');
+    ok($ka->wait_closed(2), 'reload: ... and is then closed');
+    $ka->close;
     my @bad = grep { !/^200 [ab]$/ } @res;
     ok(@res >= 20, 'reload: the loop made ' . scalar(@res) . ' requests');
     is(scalar @bad, 0, 'reload: no failed request across the reload') or diag(join ', ', @bad[0 .. ($#bad < 9 ? $#bad : 9)]);
