@@ -49,27 +49,28 @@ GATEWAY_CMD="$GATEWAY_CMD -e \"s|@BENCH_TMPDIR@|\$BENCH_TMPDIR|g\" bench/gateway
 GATEWAY_CMD="$GATEWAY_CMD && exec $GATEWAY_BIN -c \"\$BENCH_TMPDIR/gateway.yaml\""
 export GATEWAY_CMD GATEWAY_BIN
 
+# Scratch files end in .tmp (ignored by git) until the report is complete.
 partial="$RESULTS_MD.tmp"
 : >"$partial"
 status=0
 
-if ! RESULTS_MD="$partial.run" bench/run.sh; then
+if ! RESULTS_MD="$RESULTS_MD.run.tmp" bench/run.sh; then
     status=1
     echo "bench.sh: bench/run.sh failed" >&2
     echo "**bench/run.sh failed; see its output.**" >>"$partial"
 fi
-[ -f "$partial.run" ] && cat "$partial.run" >>"$partial" && rm -f "$partial.run"
+[ -f "$RESULTS_MD.run.tmp" ] && cat "$RESULTS_MD.run.tmp" >>"$partial" && rm -f "$RESULTS_MD.run.tmp"
 
 if [ "$EXTRAS" = 1 ]; then
     for extra in routes idle-conns; do
         echo >>"$partial"
-        if ! bench/$extra.sh >"$partial.$extra"; then
+        if ! bench/$extra.sh >"$RESULTS_MD.$extra.tmp"; then
             status=1
             echo "bench.sh: bench/$extra.sh failed" >&2
             echo "**bench/$extra.sh failed; see its output.**" >>"$partial"
         fi
-        cat "$partial.$extra" >>"$partial"
-        rm -f "$partial.$extra"
+        cat "$RESULTS_MD.$extra.tmp" >>"$partial"
+        rm -f "$RESULTS_MD.$extra.tmp"
     done
 fi
 

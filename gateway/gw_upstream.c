@@ -480,6 +480,8 @@ static void
 response_finished(gw_upconn_t *u)
 {
     gw_request_t *r = u->req;
+    if (r == NULL)
+        return; /* the client went away while the response was read */
     /* bytes after the end of the response mean the upstream and we
      * disagree about framing: never reuse that connection */
     if (u->pos != u->len)
@@ -537,6 +539,8 @@ up_parse(gw_upconn_t *u)
         if (!u->decode_body && end > start) {
             if (!gw_request_on_response_body(u->req, base + start, end - start))
                 u->paused = 1;
+            if (u->req == NULL || u->closing)
+                break;
         }
         if (u->resp_done) {
             response_finished(u);
