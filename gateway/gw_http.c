@@ -8,7 +8,7 @@
 #include "gw_http.h"
 
 void
-gw_buf_reserve(gw_buf_t *b, size_t extra)
+gw_buf_grow(gw_buf_t *b, size_t extra)
 {
     if (b->len + extra <= b->cap)
         return;
@@ -193,11 +193,23 @@ void
 gw_http_random_hex(uint64_t *rng, char *out, size_t nhex)
 {
     static const char hex[] = "0123456789abcdef";
-    for (size_t i = 0; i < nhex; i += 16) {
+    /* two hex digits per byte of randomness, one table per byte */
+    static const char pairs[513] =
+#define R(h) h "0" h "1" h "2" h "3" h "4" h "5" h "6" h "7" h "8" h "9" h "a" h "b" h "c" h "d" h "e" h "f"
+        R("0") R("1") R("2") R("3") R("4") R("5") R("6") R("7") R("8") R("9") R("a") R("b")
+            R("c") R("d") R("e") R("f");
+#undef R
+    size_t i = 0;
+    while (i + 16 <= nhex) {
         uint64_t r = gw_rng_next(rng);
-        size_t n = nhex - i < 16 ? nhex - i : 16;
-        for (size_t k = 0; k < n; k++)
-            out[i + k] = hex[(r >> (4 * k)) & 15];
+        for (int k = 0; k < 8; k++, r >>= 8)
+            memcpy(out + i + 2 * k, pairs + 2 * (r & 0xff), 2);
+        i += 16;
+    }
+    if (i < nhex) {
+        uint64_t r = gw_rng_next(rng);
+        for (; i < nhex; i++, r >>= 4)
+            out[i] = hex[r & 15];
     }
     if (nhex && out[0] == '0')
         out[0] = '1'; /* never all zero */

@@ -17,7 +17,30 @@ typedef struct {
     size_t cap;
 } gw_buf_t;
 
-void gw_buf_reserve(gw_buf_t *b, size_t extra);
+void gw_buf_grow(gw_buf_t *b, size_t extra);
+
+static inline void
+gw_buf_reserve(gw_buf_t *b, size_t extra)
+{
+    if (b->len + extra > b->cap)
+        gw_buf_grow(b, extra);
+}
+
+/* Appends without a capacity check: after gw_buf_reserve() covered it. */
+static inline void
+gw_buf_put(gw_buf_t *b, const void *p, size_t n)
+{
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+}
+
+static inline void
+gw_buf_puts(gw_buf_t *b, gw_str_t s)
+{
+    gw_buf_put(b, s.data, s.len);
+}
+
+#define GW_BUF_PUT_LIT(b, lit) gw_buf_put((b), (lit), sizeof(lit) - 1)
 void gw_buf_append(gw_buf_t *b, const void *p, size_t n);
 void gw_buf_appends(gw_buf_t *b, gw_str_t s);
 void gw_buf_appendf(gw_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

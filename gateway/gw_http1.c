@@ -325,7 +325,13 @@ on_timer(uv_timer_t *t)
     gw_conn_t *c = t->data;
     if (c->closing)
         return;
-    if (c->failed || c->out.busy) {
+    if (c->failed) {
+        gw_conn_close(c);
+        return;
+    }
+    if (!gw_deadline_fired(&c->dl, t, on_timer))
+        return;
+    if (c->out.busy) {
         gw_conn_close(c); /* a client that stopped reading its response */
         return;
     }
@@ -360,7 +366,7 @@ fail_later(gw_conn_t *c)
 {
     if (!c->failed) {
         c->failed = 1;
-        uv_timer_start(&c->timer, on_timer, 0, 0);
+        gw_deadline_now(&c->dl, &c->timer, on_timer);
     }
     return -1;
 }
@@ -384,13 +390,13 @@ timer_arm(gw_conn_t *c)
             ms = conf->client_body_timeout_ms;
             break;
         }
-        uv_timer_stop(&c->timer);
+        gw_deadline_clear(&c->dl);
         return;
     default:
-        uv_timer_stop(&c->timer);
+        gw_deadline_clear(&c->dl);
         return;
     }
-    uv_timer_start(&c->timer, on_timer, ms ? ms : 1, 0);
+    gw_deadline_set(&c->dl, &c->timer, on_timer, ms);
 }
 
 /* ---- reading ---- */
@@ -827,7 +833,7 @@ gw_conn_write(gw_conn_t *c, const uv_buf_t *bufs, unsigned n)
     if (rc < 0)
         return fail_later(c);
     if (rc == 0 && !busy) /* client_body also bounds a client that stalls its response */
-        uv_timer_start(&c->timer, on_timer, c->w->conf->client_body_timeout_ms, 0);
+        gw_deadline_set(&c->dl, &c->timer, on_timer, c->w->conf->client_body_timeout_ms);
     return rc;
 }
 

@@ -16,6 +16,7 @@
 #include <llhttp.h>
 #include <uv.h>
 
+#include "gw_deadline.h"
 #include "gw_http.h"
 #include "gw_worker.h"
 #include "gw_wqueue.h"
@@ -32,6 +33,7 @@ struct gw_conn_s {
     gw_worker_t *w;
     gw_link_t link;
     uv_timer_t timer; /* client_header, client_body, keepalive */
+    gw_deadline_t dl;
     llhttp_t parser;
     gw_rbuf_t *rbuf;
     size_t len; /* bytes in rbuf */

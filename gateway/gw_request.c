@@ -313,21 +313,28 @@ build_upstream_head(gw_request_t *r, gw_str_t path)
 {
     gw_buf_t *b = &r->uphead;
     gw_str_t conn_tokens = GW_NULL_STR, xff = GW_NULL_STR;
-    b->len = 0;
-    gw_buf_reserve(b, 512);
-    gw_buf_appends(b, r->method);
-    gw_buf_append(b, " ", 1);
-    gw_buf_appends(b, path);
-    if (r->view.query.data) {
-        gw_buf_append(b, "?", 1);
-        gw_buf_appends(b, r->view.query);
-    }
-    gw_buf_append(b, " HTTP/1.1\r\n", 11);
+    size_t need = r->method.len + path.len + r->view.query.len + r->host_header.len * 2 +
+                  r->view.remote_ip.len + r->request_id.len + r->traceparent.len + 256;
     for (size_t i = 0; i < r->nheaders; i++) {
         gw_str_t n = r->headers[i].name;
+        need += n.len + r->headers[i].value.len + 4;
         if (n.len == 10 && gw_str_caseeq(n, GW_STR("connection")))
             conn_tokens = r->headers[i].value;
     }
+    /* only a Connection header naming other headers needs the search */
+    if (gw_str_caseeq(conn_tokens, GW_STR("keep-alive")) ||
+        gw_str_caseeq(conn_tokens, GW_STR("close")))
+        conn_tokens = GW_NULL_STR;
+    b->len = 0;
+    gw_buf_reserve(b, need); /* one check; everything below is unchecked */
+    gw_buf_puts(b, r->method);
+    GW_BUF_PUT_LIT(b, " ");
+    gw_buf_puts(b, path);
+    if (r->view.query.data) {
+        GW_BUF_PUT_LIT(b, "?");
+        gw_buf_puts(b, r->view.query);
+    }
+    GW_BUF_PUT_LIT(b, " HTTP/1.1\r\n");
     for (size_t i = 0; i < r->nheaders; i++) {
         gw_header_t *h = &r->headers[i];
         int k = classify_header(h->name);
@@ -337,33 +344,38 @@ build_upstream_head(gw_request_t *r, gw_str_t path)
             continue;
         if (conn_tokens.len && gw_http_has_token(conn_tokens, h->name))
             continue;
-        gw_buf_reserve(b, h->name.len + h->value.len + 4);
-        gw_buf_appends(b, h->name);
-        gw_buf_append(b, ": ", 2);
-        gw_buf_appends(b, h->value);
-        gw_buf_append(b, "\r\n", 2);
+        gw_buf_puts(b, h->name);
+        GW_BUF_PUT_LIT(b, ": ");
+        gw_buf_puts(b, h->value);
+        GW_BUF_PUT_LIT(b, "\r\n");
     }
-    if (r->host_header.data == NULL)
-        gw_buf_appendf(b, "Host: %s\r\n", r->node ? r->node->conf->addr : "localhost");
-    gw_buf_append(b, "X-Forwarded-For: ", 17);
+    if (r->host_header.data == NULL) {
+        const char *addr = r->node ? r->node->conf->addr : "localhost";
+        gw_buf_reserve(b, strlen(addr) + 8);
+        GW_BUF_PUT_LIT(b, "Host: ");
+        gw_buf_put(b, addr, strlen(addr));
+        GW_BUF_PUT_LIT(b, "\r\n");
+    }
+    gw_buf_reserve(b, xff.len + 128);
+    GW_BUF_PUT_LIT(b, "X-Forwarded-For: ");
     if (xff.len) {
-        gw_buf_appends(b, xff);
-        gw_buf_append(b, ", ", 2);
+        gw_buf_puts(b, xff);
+        GW_BUF_PUT_LIT(b, ", ");
     }
-    gw_buf_appends(b, r->view.remote_ip);
-    gw_buf_append(b, "\r\nX-Forwarded-Proto: http\r\n", 27);
+    gw_buf_puts(b, r->view.remote_ip);
+    GW_BUF_PUT_LIT(b, "\r\nX-Forwarded-Proto: http\r\n");
     if (r->host_header.len) {
-        gw_buf_append(b, "X-Forwarded-Host: ", 18);
-        gw_buf_appends(b, r->host_header);
-        gw_buf_append(b, "\r\n", 2);
+        GW_BUF_PUT_LIT(b, "X-Forwarded-Host: ");
+        gw_buf_puts(b, r->host_header);
+        GW_BUF_PUT_LIT(b, "\r\n");
     }
-    gw_buf_append(b, "X-Request-Id: ", 14);
-    gw_buf_appends(b, r->request_id);
-    gw_buf_append(b, "\r\ntraceparent: ", 15);
-    gw_buf_appends(b, r->traceparent);
-    gw_buf_append(b, "\r\n", 2);
+    GW_BUF_PUT_LIT(b, "X-Request-Id: ");
+    gw_buf_puts(b, r->request_id);
+    GW_BUF_PUT_LIT(b, "\r\ntraceparent: ");
+    gw_buf_puts(b, r->traceparent);
+    GW_BUF_PUT_LIT(b, "\r\n");
     if (r->chunked)
-        gw_buf_append(b, "Transfer-Encoding: chunked\r\n", 28);
+        GW_BUF_PUT_LIT(b, "Transfer-Encoding: chunked\r\n");
     else if (r->content_length >= 0)
         gw_buf_appendf(b, "Content-Length: %lld\r\n", (long long)r->content_length);
     gw_buf_append(b, "\r\n", 2);
@@ -626,10 +638,10 @@ gw_request_on_response_head(gw_request_t *r, gw_upconn_t *u)
     }
     if (!r->body_done || r->w->draining)
         c->close_after = 1;
-    b->len = 0;
-    status_line(b, u->status);
+    size_t need = 256;
     for (size_t i = 0; i < u->nheaders; i++) {
         gw_str_t n = u->headers[i].name;
+        need += n.len + u->headers[i].value.len + 4;
         if (n.len == 10 && gw_str_caseeq(n, GW_STR("connection")))
             conn_tokens = u->headers[i].value;
     }
@@ -637,34 +649,40 @@ gw_request_on_response_head(gw_request_t *r, gw_upconn_t *u)
     if (gw_str_caseeq(conn_tokens, GW_STR("keep-alive")) ||
         gw_str_caseeq(conn_tokens, GW_STR("close")))
         conn_tokens = GW_NULL_STR;
+    b->len = 0;
+    gw_buf_reserve(b, need + r->request_id.len);
+    status_line(b, u->status);
     for (size_t i = 0; i < u->nheaders; i++) {
         gw_header_t *h = &u->headers[i];
-        if (gw_http_is_hop_by_hop(h->name))
+        gw_str_t n = h->name;
+        if (gw_http_is_hop_by_hop(n))
             continue;
-        if (h->name.len == 12 && gw_str_caseeq(h->name, GW_STR("x-request-id")))
+        if (n.len == 12 && gw_str_caseeq(n, GW_STR("x-request-id")))
             continue;
-        if (h->name.len == 4 && gw_str_caseeq(h->name, GW_STR("date")))
+        if (n.len == 4 && gw_str_caseeq(n, GW_STR("date")))
             has_date = 1;
-        if (conn_tokens.len && gw_http_has_token(conn_tokens, h->name))
+        if (conn_tokens.len && gw_http_has_token(conn_tokens, n))
             continue;
-        gw_buf_reserve(b, h->name.len + h->value.len + 4);
-        gw_buf_appends(b, h->name);
-        gw_buf_append(b, ": ", 2);
-        gw_buf_appends(b, h->value);
-        gw_buf_append(b, "\r\n", 2);
+        gw_buf_puts(b, n);
+        GW_BUF_PUT_LIT(b, ": ");
+        gw_buf_puts(b, h->value);
+        GW_BUF_PUT_LIT(b, "\r\n");
     }
-    if (!has_date)
-        gw_buf_appendf(b, "Date: %s\r\n", gw_worker_date(r->w));
-    gw_buf_append(b, "X-Request-Id: ", 14);
-    gw_buf_appends(b, r->request_id);
-    gw_buf_append(b, "\r\n", 2);
+    if (!has_date) {
+        GW_BUF_PUT_LIT(b, "Date: ");
+        gw_buf_put(b, gw_worker_date(r->w), 29);
+        GW_BUF_PUT_LIT(b, "\r\n");
+    }
+    GW_BUF_PUT_LIT(b, "X-Request-Id: ");
+    gw_buf_puts(b, r->request_id);
+    GW_BUF_PUT_LIT(b, "\r\n");
     if (u->is_chunked && !u->decode_body && !u->head_request)
-        gw_buf_append(b, "Transfer-Encoding: chunked\r\n", 28);
+        GW_BUF_PUT_LIT(b, "Transfer-Encoding: chunked\r\n");
     if (c->close_after || !c->keepalive)
-        gw_buf_append(b, "Connection: close\r\n", 19);
+        GW_BUF_PUT_LIT(b, "Connection: close\r\n");
     else if (client10)
-        gw_buf_append(b, "Connection: keep-alive\r\n", 24);
-    gw_buf_append(b, "\r\n", 2);
+        GW_BUF_PUT_LIT(b, "Connection: keep-alive\r\n");
+    GW_BUF_PUT_LIT(b, "\r\n");
     r->head_sent = 1;
     r->bytes_sent += b->len;
     /* sent with the first body bytes, in one write */

@@ -179,7 +179,6 @@ up_close(gw_upconn_t *u)
         gw_worker_rbuf_put(u->w, u->rbuf);
         u->rbuf = NULL;
     }
-    uv_timer_stop(&u->timer);
     uv_close((uv_handle_t *)&u->tcp, on_up_tcp_closed);
 }
 
@@ -206,6 +205,8 @@ on_up_timer(uv_timer_t *t)
         up_fail(u, (gw_up_error_t)u->failed);
         return;
     }
+    if (!gw_deadline_fired(&u->dl, t, on_up_timer))
+        return;
     if (u->state == UP_IDLE) {
         up_close(u);
         return;
@@ -217,7 +218,7 @@ static void
 timer_start(gw_upconn_t *u, uint64_t ms)
 {
     if (!u->failed)
-        uv_timer_start(&u->timer, on_up_timer, ms ? ms : 1, 0);
+        gw_deadline_set(&u->dl, &u->timer, on_up_timer, ms);
 }
 
 /* Reports a failure from the next loop turn: the caller may be deep in
@@ -227,7 +228,7 @@ fail_later(gw_upconn_t *u, gw_up_error_t e)
 {
     if (!u->failed) {
         u->failed = (int)e;
-        uv_timer_start(&u->timer, on_up_timer, 0, 0);
+        gw_deadline_now(&u->dl, &u->timer, on_up_timer);
     }
     return -1;
 }
@@ -244,7 +245,7 @@ on_connect(uv_connect_t *cr, int status)
     }
     uv_tcp_nodelay(&u->tcp, 1);
     u->state = UP_ACTIVE;
-    uv_timer_stop(&u->timer);
+    gw_deadline_clear(&u->dl);
     up_read_start(u);
     gw_request_on_upstream_ready(u->req);
 }
@@ -337,7 +338,7 @@ on_up_write(uv_write_t *wr, int status)
     if (rc > 0)
         return;
     if (!u->resp_done && u->req) {
-        uv_timer_stop(&u->timer);
+        gw_deadline_clear(&u->dl);
         gw_request_on_upstream_drained(u->req);
     }
 }
@@ -575,7 +576,7 @@ on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             llhttp_finish(&u->parser);
             u->resp_done = 1;
             u->reusable = 0;
-            uv_timer_stop(&u->timer);
+            gw_deadline_clear(&u->dl);
             gw_request_on_response_done(u->req);
             return;
         }
@@ -601,7 +602,7 @@ gw_upconn_pause(gw_upconn_t *u)
     up_read_stop(u);
     /* the upstream is not slow: the client is; its own timer runs now */
     if (!u->out.busy)
-        uv_timer_stop(&u->timer);
+        gw_deadline_clear(&u->dl);
 }
 
 void

@@ -15,6 +15,7 @@
 #include <llhttp.h>
 #include <uv.h>
 
+#include "gw_deadline.h"
 #include "gw_http.h"
 #include "gw_node.h"
 #include "gw_request.h"
@@ -58,6 +59,7 @@ struct gw_upconn_s {
     uv_tcp_t tcp;
     uv_connect_t creq;
     uv_timer_t timer;
+    gw_deadline_t dl;
     gw_worker_t *w;
     gw_node_t *node;
     gw_upstream_rt_t *up;
