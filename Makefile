@@ -18,7 +18,7 @@ LDLIBS_GW = $(SAN) $(PKG_LIBS) -lm
 # Debian's packages the project needs (DESIGN.md section 3) plus the tools
 # the tests and the benchmark run.
 DEB_PKGS := build-essential pkg-config libuv1-dev node-llhttp libluajit2-5.1-dev \
-            libhiredis-dev libssl-dev libyaml-dev libpcre2-dev lua-cjson \
+            libhiredis-dev libssl-dev libyaml-dev libpcre2-dev lua-cjson luajit2 \
             redis-server etcd-server etcd-client wrk nginx-extras haproxy curl \
             perl libjson-pp-perl iproute2 util-linux procps
 
@@ -28,7 +28,7 @@ LLHTTP_OBJS := $(BUILD)/obj/llhttp.o $(BUILD)/obj/llhttp_api.o $(BUILD)/obj/llht
 UNIT_SRCS := $(wildcard t/unit/test_*.c)
 UNIT_BINS := $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRCS))
 
-.PHONY: all deps test unit asan run bench fmt fmt-check clean
+.PHONY: all deps test unit asan run bench fmt fmt-check clean pkgs-present
 
 all: $(BUILD)/gateway $(UNIT_BINS)
 
@@ -64,8 +64,12 @@ $(BUILD)/gateway: $(BUILD)/obj/gw_main.o $(BUILD)/libgw.a
 $(BUILD)/unit/%: t/unit/%.c t/unit/tap.h $(BUILD)/libgw.a | $(BUILD)/unit
 	$(CC) $(CFLAGS_GW) -It/unit -o $@ $< $(BUILD)/libgw.a $(LDLIBS_GW)
 
-$(BUILD)/obj $(BUILD)/unit:
+$(BUILD)/obj $(BUILD)/unit: | pkgs-present
 	mkdir -p $@
+
+# An empty pkg-config answer would surface later as a wall of link errors.
+pkgs-present:
+	@pkg-config --exists $(PKGS) || { echo "missing libraries ($(PKGS)): run 'make deps'" >&2; exit 1; }
 
 unit: $(UNIT_BINS)
 	prove --exec '' $(UNIT_BINS)

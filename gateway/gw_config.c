@@ -24,6 +24,7 @@
 #include <yaml.h>
 
 #include "gw_config.h"
+#include "gw_http.h"
 
 #define PATHLEN 512
 /* Deeper than any sane config; bounds the recursion of the tree builder. */
@@ -1956,8 +1957,115 @@ compile_split_rule(cctx_t *c, const ynode_t *v, const char *path, gw_split_rule_
     }
 }
 
+/* ---- YAML to JSON, for the Lua runtime ----------------------------------- */
+
 static void
-compile_plugins(cctx_t *c, const ynode_t *v, const char *path)
+json_string(gw_buf_t *b, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    gw_buf_append(b, "\"", 1);
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == '"' || ch == '\\') {
+            char e[2] = {'\\', (char)ch};
+            gw_buf_append(b, e, 2);
+        } else if (ch < 0x20) {
+            char e[6] = {'\\', 'u', '0', '0', hex[ch >> 4], hex[ch & 15]};
+            gw_buf_append(b, e, 6);
+        } else {
+            gw_buf_append(b, &s[i], 1);
+        }
+    }
+    gw_buf_append(b, "\"", 1);
+}
+
+/* A plain scalar that reads as a JSON number (no "+1", "0x1", ".5", "1.") */
+static int
+json_number(const char *s)
+{
+    const char *p = s;
+    if (*p == '-')
+        p++;
+    if (*p == '0')
+        p++;
+    else if (*p >= '1' && *p <= '9')
+        while (*p >= '0' && *p <= '9')
+            p++;
+    else
+        return 0;
+    if (*p == '.') {
+        p++;
+        if (!(*p >= '0' && *p <= '9'))
+            return 0;
+        while (*p >= '0' && *p <= '9')
+            p++;
+    }
+    if (*p == 'e' || *p == 'E') {
+        p++;
+        if (*p == '+' || *p == '-')
+            p++;
+        if (!(*p >= '0' && *p <= '9'))
+            return 0;
+        while (*p >= '0' && *p <= '9')
+            p++;
+    }
+    return *p == 0;
+}
+
+/* Plain scalars take their YAML core-schema type; quoted ones are strings. */
+static void
+to_json(gw_buf_t *b, const ynode_t *n)
+{
+    if (n->kind == YN_MAP) {
+        gw_buf_append(b, "{", 1);
+        for (size_t i = 0; i < n->n; i++) {
+            if (i)
+                gw_buf_append(b, ",", 1);
+            json_string(b, n->keys[i]->str, n->keys[i]->len);
+            gw_buf_append(b, ":", 1);
+            to_json(b, n->vals[i]);
+        }
+        gw_buf_append(b, "}", 1);
+    } else if (n->kind == YN_SEQ) {
+        gw_buf_append(b, "[", 1);
+        for (size_t i = 0; i < n->n; i++) {
+            if (i)
+                gw_buf_append(b, ",", 1);
+            to_json(b, n->vals[i]);
+        }
+        gw_buf_append(b, "]", 1);
+    } else if (is_null(n)) {
+        gw_buf_append(b, "null", 4);
+    } else if (n->plain && (strcmp(n->str, "true") == 0 || strcmp(n->str, "True") == 0 ||
+                            strcmp(n->str, "TRUE") == 0)) {
+        gw_buf_append(b, "true", 4);
+    } else if (n->plain && (strcmp(n->str, "false") == 0 || strcmp(n->str, "False") == 0 ||
+                            strcmp(n->str, "FALSE") == 0)) {
+        gw_buf_append(b, "false", 5);
+    } else if (n->plain && json_number(n->str)) {
+        gw_buf_append(b, n->str, n->len);
+    } else {
+        json_string(b, n->str, n->len);
+    }
+}
+
+static char *
+node_json(const ynode_t *n)
+{
+    gw_buf_t b = {0};
+    if (n == NULL || is_null(n))
+        gw_buf_append(&b, "{}", 2);
+    else
+        to_json(&b, n);
+    gw_buf_append(&b, "", 1);
+    return b.data;
+}
+
+/* Plugin names and configs are checked by the Lua runtime against each
+ * plugin's schema (at -t, at start and at reload); here only the shape. */
+static void
+compile_plugins(cctx_t *c, const ynode_t *v, const char *path, gw_plugin_conf_t **out,
+                size_t *nout)
 {
     char p[PATHLEN];
 
@@ -1965,11 +2073,16 @@ compile_plugins(cctx_t *c, const ynode_t *v, const char *path)
         type_err(c, path, "a map of plugin name to its config", v);
         return;
     }
-    /* Skipping an auth plugin would leave its route open: refuse instead. */
+    *out = xcalloc(v->n ? v->n : 1, sizeof(gw_plugin_conf_t));
     for (size_t i = 0; i < v->n; i++) {
+        gw_plugin_conf_t *pc = &(*out)[(*nout)++];
         sub_key(p, path, v->keys[i]->str);
-        cerr(c, p, "unknown plugin \"%.100s\" (no Lua plugin runtime in this build)",
-             v->keys[i]->str);
+        pc->name = xstrdup(v->keys[i]->str);
+        pc->path = xstrdup(p);
+        if (!is_null(v->vals[i]) && v->vals[i]->kind != YN_MAP)
+            type_err(c, p, "a map (the plugin's config)", v->vals[i]);
+        pc->json = node_json(v->vals[i]);
+        c->conf->has_plugins = 1;
     }
 }
 
@@ -2022,7 +2135,7 @@ compile_route(cctx_t *c, const ynode_t *v, const char *path, gw_route_conf_t *r)
     }
     sub_key(p, path, "plugins");
     if ((s = mget(v, "plugins")) != NULL)
-        compile_plugins(c, s, p);
+        compile_plugins(c, s, p, &r->plugins, &r->nplugins);
 }
 
 static void
@@ -2131,10 +2244,15 @@ compile(cctx_t *c, const ynode_t *root)
         compile_upstreams(c, v);
     if ((v = mget(root, "routes")) != NULL)
         compile_routes(c, v);
-    if ((v = mget(root, "consumers")) != NULL)
+    if ((v = mget(root, "consumers")) != NULL) {
         compile_consumers(c, v);
+        if (v->kind == YN_SEQ) {
+            free(c->conf->consumers_json);
+            c->conf->consumers_json = node_json(v);
+        }
+    }
     if ((v = mget(root, "plugins")) != NULL)
-        compile_plugins(c, v, "plugins");
+        compile_plugins(c, v, "plugins", &c->conf->global_plugins, &c->conf->nglobal_plugins);
 }
 
 static gw_conf_t *
@@ -2154,6 +2272,7 @@ conf_new(void)
     conf->plugin_paths = xcalloc(1, sizeof(char *));
     conf->plugin_paths[0] = xstrdup("plugins");
     conf->nplugin_paths = 1;
+    conf->consumers_json = xstrdup("[]");
     conf->redis_timeout_ms = 50;
     return conf;
 }
@@ -2248,8 +2367,11 @@ free_predicates(gw_predicate_t *p, size_t n)
 static void
 free_plugins(gw_plugin_conf_t *p, size_t n)
 {
-    for (size_t i = 0; p && i < n; i++)
+    for (size_t i = 0; p && i < n; i++) {
         free(p[i].name);
+        free(p[i].json);
+        free(p[i].path);
+    }
     free(p);
 }
 
@@ -2311,6 +2433,7 @@ gw_conf_free(gw_conf_t *conf)
     }
     free(conf->routes);
     free_plugins(conf->global_plugins, conf->nglobal_plugins);
+    free(conf->consumers_json);
     free(conf);
 }
 

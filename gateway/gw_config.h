@@ -168,9 +168,12 @@ typedef struct {
     size_t nsubset;
 } gw_split_rule_t;
 
+/* A plugin's config as written, kept as JSON text: the Lua runtime decodes
+ * it and checks it against the plugin's schema (gw_lua_vm.c). */
 typedef struct {
     char *name;
-    void *conf; /* opaque, owned by the plugin runtime (a later module) */
+    char *json;
+    char *path; /* YAML path, for messages: "routes[1].plugins.key-auth" */
 } gw_plugin_conf_t;
 
 struct gw_route_conf_s {
@@ -240,6 +243,8 @@ struct gw_conf_s {
     size_t nroutes;
     gw_plugin_conf_t *global_plugins;
     size_t nglobal_plugins;
+    char *consumers_json; /* the consumers list as JSON text, "[]" when absent */
+    int has_plugins;      /* some route or the global list names a plugin */
 };
 
 /* Error list: one line per problem, "yaml.path: what is wrong". */

@@ -624,12 +624,33 @@ test_errors(void)
                "routes[0].split[0]: missing key \"when\"");
 
     /* plugins */
-    expect_err(BASE "routes: [{upstream: a, plugins: {key-auth: {header: X-API-Key}}}]\n",
-               "routes[0].plugins.key-auth: unknown plugin \"key-auth\" (no Lua plugin runtime "
-               "in this build)");
-    expect_err(BASE "plugins: {request-id: {}}\n",
-               "plugins.request-id: unknown plugin \"request-id\" (no Lua plugin runtime in this "
-               "build)");
+    expect_err(BASE "routes: [{upstream: a, plugins: {key-auth: [1]}}]\n",
+               "routes[0].plugins.key-auth: expected a map (the plugin's config), got a list");
+    expect_err(BASE "plugins: [request-id]\n",
+               "plugins: expected a map of plugin name to its config, got a list");
+    {
+        gw_conf_errors_t pe;
+        gw_conf_t *pc = load(BASE "routes: [{upstream: a, plugins: {key-auth: {header: X-Key, "
+                                  "n: 5, f: 1.5, t: true, z: ~, q: \"5\", l: [a, 2]}, cors: }}]\n"
+                                  "consumers: [{name: alice, key-auth: {key: k1}}]\n",
+                             &pe);
+        ok(pc != NULL, "plugins: accepted in shape");
+        if (pc) {
+            is_int(pc->routes[0].nplugins, 2, "plugins: two on the route");
+            is_str(pc->routes[0].plugins[0].json,
+                   "{\"header\":\"X-Key\",\"n\":5,\"f\":1.5,\"t\":true,\"z\":null,\"q\":\"5\","
+                   "\"l\":[\"a\",2]}",
+                   "plugins: config as JSON, YAML types kept");
+            is_str(pc->routes[0].plugins[1].json, "{}", "plugins: an empty config is {}");
+            is_str(pc->routes[0].plugins[0].path, "routes[0].plugins.key-auth",
+                   "plugins: YAML path kept");
+            is_str(pc->consumers_json, "[{\"name\":\"alice\",\"key-auth\":{\"key\":\"k1\"}}]",
+                   "consumers as JSON");
+            ok(pc->has_plugins, "has_plugins set");
+            gw_conf_free(pc);
+        }
+        gw_conf_errors_free(&pe);
+    }
     expect_err(BASE "consumers: [{key-auth: {key: k}}]\n", "consumers[0]: missing key \"name\"");
     expect_err(BASE "redis: {addr: localhost}\n",
                "redis.addr: bad address \"localhost\": expected host:port or [ipv6]:port");
