@@ -58,8 +58,10 @@ $(BUILD)/obj/llhttp_http.o: $(LLHTTP_SRC)/http.c | $(BUILD)/obj
 $(BUILD)/libgw.a: $(OBJS) $(LLHTTP_OBJS)
 	rm -f $@ && ar rcs $@ $^
 
+# -Wl,-E: Lua plugins reach the gw_ffi_* functions through the FFI.
 $(BUILD)/gateway: $(BUILD)/obj/gw_main.o $(BUILD)/libgw.a
-	$(CC) -o $@ $^ $(LDLIBS_GW)
+	$(CC) -Wl,-E -o $@ $(BUILD)/obj/gw_main.o -Wl,--whole-archive $(BUILD)/libgw.a \
+	    -Wl,--no-whole-archive $(LDLIBS_GW)
 
 $(BUILD)/unit/%: t/unit/%.c t/unit/tap.h $(BUILD)/libgw.a | $(BUILD)/unit
 	$(CC) $(CFLAGS_GW) -It/unit -o $@ $< $(BUILD)/libgw.a $(LDLIBS_GW)

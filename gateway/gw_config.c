@@ -2064,8 +2064,7 @@ node_json(const ynode_t *n)
 /* Plugin names and configs are checked by the Lua runtime against each
  * plugin's schema (at -t, at start and at reload); here only the shape. */
 static void
-compile_plugins(cctx_t *c, const ynode_t *v, const char *path, gw_plugin_conf_t **out,
-                size_t *nout)
+compile_plugins(cctx_t *c, const ynode_t *v, const char *path, gw_plugin_conf_t **out, size_t *nout)
 {
     char p[PATHLEN];
 

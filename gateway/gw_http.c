@@ -195,9 +195,10 @@ gw_http_random_hex(uint64_t *rng, char *out, size_t nhex)
     static const char hex[] = "0123456789abcdef";
     /* two hex digits per byte of randomness, one table per byte */
     static const char pairs[513] =
-#define R(h) h "0" h "1" h "2" h "3" h "4" h "5" h "6" h "7" h "8" h "9" h "a" h "b" h "c" h "d" h "e" h "f"
-        R("0") R("1") R("2") R("3") R("4") R("5") R("6") R("7") R("8") R("9") R("a") R("b")
-            R("c") R("d") R("e") R("f");
+#define R(h)                                                                                       \
+    h "0" h "1" h "2" h "3" h "4" h "5" h "6" h "7" h "8" h "9" h "a" h "b" h "c" h "d" h "e" h "f"
+        R("0") R("1") R("2") R("3") R("4") R("5") R("6") R("7") R("8") R("9") R("a") R("b") R("c")
+            R("d") R("e") R("f");
 #undef R
     size_t i = 0;
     while (i + 16 <= nhex) {

@@ -54,8 +54,8 @@ struct gw_conn_s {
     int user_status;
     int mstate; /* gateway_connections{state}: reading, writing or idle */
     unsigned failed : 1;
-        /* a write failed: close from the next loop turn */ /* what an HPE_USER from a callback
-                                                               means */
+    /* a write failed: close from the next loop turn */ /* what an HPE_USER from a callback
+                                                           means */
     size_t dry_received;
     llhttp_t body_parser;      /* the parser as it stood at the end of the head */
     gw_wqueue_t out;           /* bytes waiting for the socket */

@@ -58,10 +58,10 @@ typedef struct {
  * Fires exactly once per started request, always from the loop, never from
  * inside gw_httpc_request() or gw_httpc_cancel().
  *
- * ERR is 0 with RESP set (any status, 4xx and 5xx included: they are
- * answers, not errors), or one of GW_HTTPC_E* with RESP NULL and ERRMSG a
- * short human-readable reason. ERRMSG and RESP are valid only during the
- * call.
+ * ERR is 0 with RESP set and ERRMSG NULL (any status, 4xx and 5xx
+ * included: they are answers, not errors), or one of GW_HTTPC_E* with RESP
+ * NULL and ERRMSG a short human-readable reason. ERRMSG and RESP are valid
+ * only during the call.
  *
  * REQ is freed by the module when the callback returns: do not keep it, and
  * do not use it after the callback. Calling gw_httpc_cancel(REQ) inside the

@@ -26,6 +26,7 @@
 
 #include "gw_config.h"
 #include "gw_log.h"
+#include "gw_lua.h"
 #include "gw_metrics.h"
 #include "gw_worker.h"
 
@@ -206,14 +207,8 @@ check_supported(const gw_conf_t *conf, FILE *out)
             errors++;
         }
     }
-    /* Skipping an auth plugin would leave its route open: refuse instead. */
-    for (size_t i = 0; i < conf->nglobal_plugins; i++, errors++)
-        fprintf(out, "%s: unknown plugin \"%s\" (no Lua plugin runtime in this build)\n",
-                conf->global_plugins[i].path, conf->global_plugins[i].name);
-    for (size_t r = 0; r < conf->nroutes; r++)
-        for (size_t i = 0; i < conf->routes[r].nplugins; i++, errors++)
-            fprintf(out, "%s: unknown plugin \"%s\" (no Lua plugin runtime in this build)\n",
-                    conf->routes[r].plugins[i].path, conf->routes[r].plugins[i].name);
+    /* plugin names and configs, checked against each plugin's schema */
+    errors += gw_lua_check(conf, out);
     for (size_t i = 0; i < conf->nupstreams; i++) {
         const gw_upstream_conf_t *u = &conf->upstreams[i];
         if (u->discovery.kind != GW_DISC_STATIC) {

@@ -11,6 +11,7 @@
 #include "gw_balancer.h"
 #include "gw_http1.h"
 #include "gw_log.h"
+#include "gw_lua.h"
 #include "gw_metrics.h"
 #include "gw_request.h"
 #include "gw_router.h"
@@ -30,7 +31,8 @@ gw_request_new(gw_worker_t *w, gw_conn_t *c)
         if (r == NULL)
             abort();
         uv_timer_init(w->loop, &r->budget);
-        r->budget.data = r;
+        uv_timer_init(w->loop, &r->lua_timer);
+        r->budget.data = r->lua_timer.data = r;
     }
     /* everything before headers[] is per-request state */
     memset(&r->conn, 0, offsetof(gw_request_t, headers) - offsetof(gw_request_t, conn));
@@ -38,6 +40,8 @@ gw_request_new(gw_worker_t *w, gw_conn_t *c)
     r->conn = c;
     r->content_length = -1;
     r->arena_used = 0;
+    r->lua_exit_body.len = 0;
+    r->lua_exit_headers.len = 0;
     r->start_ns = uv_hrtime();
     r->view.remote_ip = (gw_str_t){c->remote_ip, c->remote_ip_len};
     return r;
@@ -55,6 +59,13 @@ gw_request_free(gw_request_t *r)
         gw_upconn_release(r->up, 0);
         r->up = NULL;
     }
+    if (r->lua_phases)
+        gw_lua_request_end(r);
+    while (r->extra) {
+        void **next = r->extra;
+        r->extra = *next;
+        free(next);
+    }
     if (r->uphead.cap > 65536)
         gw_buf_free(&r->uphead);
     r->conn = NULL;
@@ -67,7 +78,18 @@ on_req_timer_closed(uv_handle_t *h)
 {
     gw_request_t *r = h->data;
     gw_buf_free(&r->uphead);
+    gw_buf_free(&r->lua_exit_body);
+    gw_buf_free(&r->lua_exit_headers);
+    gw_buf_free(&r->lua_scratch);
+    free(r->rhdrs);
     free(r);
+}
+
+static void
+on_budget_closed(uv_handle_t *h)
+{
+    gw_request_t *r = h->data;
+    uv_close((uv_handle_t *)&r->lua_timer, on_req_timer_closed);
 }
 
 void
@@ -76,8 +98,25 @@ gw_request_pool_close(gw_worker_t *w)
     while (w->free_reqs) {
         gw_request_t *r = w->free_reqs;
         w->free_reqs = r->next_free;
-        uv_close((uv_handle_t *)&r->budget, on_req_timer_closed);
+        uv_close((uv_handle_t *)&r->budget, on_budget_closed);
     }
+}
+
+char *
+gw_request_strdup(gw_request_t *r, const char *p, size_t n)
+{
+    char *d = gw_request_alloc(r, n + 1);
+    if (d == NULL) {
+        void **chunk = malloc(sizeof(void *) + n + 1);
+        if (chunk == NULL)
+            abort();
+        *chunk = r->extra;
+        r->extra = chunk;
+        d = (char *)(chunk + 1);
+    }
+    memcpy(d, p, n);
+    d[n] = 0;
+    return d;
 }
 
 void *
@@ -337,6 +376,8 @@ build_upstream_head(gw_request_t *r, gw_str_t path)
     GW_BUF_PUT_LIT(b, " HTTP/1.1\r\n");
     for (size_t i = 0; i < r->nheaders; i++) {
         gw_header_t *h = &r->headers[i];
+        if (h->name.len == 0)
+            continue; /* removed by a plugin */
         int k = classify_header(h->name);
         if (k == H_XFF && xff.data == NULL)
             xff = h->value;
@@ -382,6 +423,9 @@ build_upstream_head(gw_request_t *r, gw_str_t path)
 }
 
 static void pick_and_connect(gw_request_t *r);
+static void on_plugins_done(gw_request_t *r, int rc);
+static void proxy(gw_request_t *r);
+static void send_exit(gw_request_t *r);
 
 static void
 on_budget(uv_timer_t *t)
@@ -425,11 +469,45 @@ gw_request_on_head(gw_request_t *r)
     r->view.path = path;
 
     r->route = gw_router_match(w->router, &r->view, NULL, NULL);
+    /* global plugins see requests that match no route too (not_found) */
+    r->lua_phases = gw_lua_route_phases(w->lua, r->route ? r->route->index : SIZE_MAX);
     if (r->route == NULL) {
         r->err = GW_ERR_NOT_FOUND;
         gw_conn_send_error(r->conn, 404, "no route matched", 0);
         return;
     }
+    unsigned early = r->lua_phases & (GW_PH_REWRITE | GW_PH_ACCESS);
+    if (early) {
+        int rc = gw_lua_run(r, early, on_plugins_done);
+        if (rc != GW_AGAIN)
+            on_plugins_done(r, rc);
+        return;
+    }
+    proxy(r);
+}
+
+/* After rewrite and access: a plugin may have answered, failed, or let
+ * the request go on. */
+static void
+on_plugins_done(gw_request_t *r, int rc)
+{
+    if (rc != GW_OK) {
+        r->err = GW_ERR_PLUGIN;
+        gw_conn_send_error(r->conn, 500, "internal error", 0);
+        return;
+    }
+    if (r->lua_exit_status) {
+        send_exit(r);
+        return;
+    }
+    proxy(r);
+}
+
+/* split -> route budget -> upstream head -> balancer and connection */
+static void
+proxy(gw_request_t *r)
+{
+    gw_worker_t *w = r->w;
     int split = r->route->nsplit
                     ? gw_split_choose(r->route, &r->view, (uint32_t)(gw_rng_next(&w->rng) % 100))
                     : -1;
@@ -438,9 +516,9 @@ gw_request_on_head(gw_request_t *r)
         r->budget_active = 1;
         uv_timer_start(&r->budget, on_budget, r->route->timeout_ms, 0);
     }
-    gw_str_t up_path = path;
-    if (r->route->strip_prefix)
-        gw_router_strip_prefix(r->route, path, &up_path);
+    gw_str_t up_path = r->view.path;
+    if (r->route->strip_prefix && !r->path_set)
+        gw_router_strip_prefix(r->route, r->view.path, &up_path);
     build_upstream_head(r, up_path);
     pick_and_connect(r);
 }
@@ -621,6 +699,21 @@ status_line(gw_buf_t *b, int status)
     b->len += 15 + rl;
 }
 
+/* header_filter works on a copy of the upstream's headers: the slices
+ * into the upstream buffer do not outlive this call. */
+static int
+run_header_filter(gw_request_t *r, gw_upconn_t *u)
+{
+    if (r->rhdrs == NULL) {
+        r->rhdrs = malloc(GW_MAX_HEADERS * sizeof(gw_header_t));
+        if (r->rhdrs == NULL)
+            abort();
+    }
+    memcpy(r->rhdrs, u->headers, u->nheaders * sizeof(gw_header_t));
+    r->nrhdrs = u->nheaders;
+    return gw_lua_run_sync(r, GW_PH_HEADER_FILTER);
+}
+
 void
 gw_request_on_response_head(gw_request_t *r, gw_upconn_t *u)
 {
@@ -628,22 +721,39 @@ gw_request_on_response_head(gw_request_t *r, gw_upconn_t *u)
     gw_buf_t *b = &r->uphead; /* the request head is sent: reuse its buffer */
     gw_str_t conn_tokens = GW_NULL_STR;
     int has_date = 0, client10 = r->http_minor == 0;
+    const gw_header_t *hs = u->headers;
+    size_t nh = u->nheaders;
+    int filtered = (r->lua_phases & GW_PH_BODY_FILTER) && !u->head_request;
     r->up_status = u->status;
     r->status = u->status;
+    if (r->lua_phases & GW_PH_HEADER_FILTER) {
+        if (run_header_filter(r, u) != GW_OK) {
+            r->err = GW_ERR_PLUGIN;
+            gw_conn_send_error(c, 500, "internal error", 1);
+            return;
+        }
+        hs = r->rhdrs;
+        nh = r->nrhdrs;
+        if (r->status_override)
+            r->status = r->status_override;
+    }
     if (u->needs_eof)
         c->close_after = 1;
-    if (client10 && u->is_chunked) {
+    /* a body filter sees decoded bytes and may change their length: the
+     * client gets them re-chunked (or close-delimited on HTTP/1.0) */
+    if ((client10 && u->is_chunked) || filtered)
         u->decode_body = 1;
+    if (client10 && (u->is_chunked || filtered))
         c->close_after = 1;
-    }
     if (!r->body_done || r->w->draining)
         c->close_after = 1;
+    r->rechunk = filtered && !client10;
     size_t need = 256;
-    for (size_t i = 0; i < u->nheaders; i++) {
-        gw_str_t n = u->headers[i].name;
-        need += n.len + u->headers[i].value.len + 4;
+    for (size_t i = 0; i < nh; i++) {
+        gw_str_t n = hs[i].name;
+        need += n.len + hs[i].value.len + 4;
         if (n.len == 10 && gw_str_caseeq(n, GW_STR("connection")))
-            conn_tokens = u->headers[i].value;
+            conn_tokens = hs[i].value;
     }
     /* the usual values name no header: skip the per-header token search */
     if (gw_str_caseeq(conn_tokens, GW_STR("keep-alive")) ||
@@ -651,13 +761,15 @@ gw_request_on_response_head(gw_request_t *r, gw_upconn_t *u)
         conn_tokens = GW_NULL_STR;
     b->len = 0;
     gw_buf_reserve(b, need + r->request_id.len);
-    status_line(b, u->status);
-    for (size_t i = 0; i < u->nheaders; i++) {
-        gw_header_t *h = &u->headers[i];
+    status_line(b, r->status);
+    for (size_t i = 0; i < nh; i++) {
+        const gw_header_t *h = &hs[i];
         gw_str_t n = h->name;
-        if (gw_http_is_hop_by_hop(n))
+        if (n.len == 0 || gw_http_is_hop_by_hop(n))
             continue;
         if (n.len == 12 && gw_str_caseeq(n, GW_STR("x-request-id")))
+            continue;
+        if (filtered && n.len == 14 && gw_str_caseeq(n, GW_STR("content-length")))
             continue;
         if (n.len == 4 && gw_str_caseeq(n, GW_STR("date")))
             has_date = 1;
@@ -676,7 +788,7 @@ gw_request_on_response_head(gw_request_t *r, gw_upconn_t *u)
     GW_BUF_PUT_LIT(b, "X-Request-Id: ");
     gw_buf_puts(b, r->request_id);
     GW_BUF_PUT_LIT(b, "\r\n");
-    if (u->is_chunked && !u->decode_body && !u->head_request)
+    if ((u->is_chunked && !u->decode_body && !u->head_request) || r->rechunk)
         GW_BUF_PUT_LIT(b, "Transfer-Encoding: chunked\r\n");
     if (c->close_after || !c->keepalive)
         GW_BUF_PUT_LIT(b, "Connection: close\r\n");
@@ -689,28 +801,58 @@ gw_request_on_response_head(gw_request_t *r, gw_upconn_t *u)
     r->head_pending = 1;
 }
 
-int
-gw_request_on_response_body(gw_request_t *r, const char *data, size_t len)
+/* Writes body bytes (and the pending head), as a chunk when re-chunking;
+ * last adds the terminating chunk. Returns gw_conn_write's answer. */
+static int
+write_body(gw_request_t *r, const char *data, size_t len, int last)
 {
-    uv_buf_t b[2];
+    uv_buf_t b[5];
     unsigned n = 0;
+    char size[24];
     if (r->head_pending) {
         r->head_pending = 0;
         b[n++] = uv_buf_init(r->uphead.data, (unsigned)r->uphead.len);
     }
-    b[n++] = uv_buf_init((char *)data, (unsigned)len);
+    if (r->rechunk && len) {
+        int k = snprintf(size, sizeof(size), "%zx\r\n", len);
+        b[n++] = uv_buf_init(size, (unsigned)k);
+    }
+    if (len)
+        b[n++] = uv_buf_init((char *)data, (unsigned)len);
+    if (r->rechunk && len)
+        b[n++] = uv_buf_init("\r\n", 2);
+    if (r->rechunk && last)
+        b[n++] = uv_buf_init("0\r\n\r\n", 5);
     r->bytes_sent += len;
-    return gw_conn_write(r->conn, b, n) == 1;
+    return n ? gw_conn_write(r->conn, b, n) : 1;
+}
+
+int
+gw_request_on_response_body(gw_request_t *r, const char *data, size_t len)
+{
+    if (r->lua_phases & GW_PH_BODY_FILTER) {
+        if (gw_lua_body_filter(r, data, len, 0, &data, &len) != GW_OK) {
+            gw_conn_close(r->conn); /* the head may be out: cut the response */
+            return 0;
+        }
+    }
+    return write_body(r, data, len, 0) == 1;
 }
 
 void
 gw_request_on_response_done(gw_request_t *r)
 {
     gw_upconn_t *u = r->up;
-    if (r->head_pending) {
-        uv_buf_t b = uv_buf_init(r->uphead.data, (unsigned)r->uphead.len);
-        r->head_pending = 0;
-        if (gw_conn_write(r->conn, &b, 1) < 0)
+    const char *tail = NULL;
+    size_t tlen = 0;
+    if ((r->lua_phases & GW_PH_BODY_FILTER) && r->up && !r->up->head_request) {
+        if (gw_lua_body_filter(r, "", 0, 1, &tail, &tlen) != GW_OK) {
+            gw_conn_close(r->conn);
+            return;
+        }
+    }
+    if (r->head_pending || tlen || r->rechunk) {
+        if (write_body(r, tail, tlen, 1) < 0)
             return;
     }
     upstream_feedback(r, r->up_status);
@@ -744,34 +886,36 @@ gw_request_on_client_gone(gw_request_t *r)
 
 /* ---- gateway-made responses ---- */
 
-void
-gw_request_fail(gw_request_t *r, int status, const char *message)
+/* Every response the gateway makes itself, errors and plugin exits. */
+static void
+respond(gw_request_t *r, int status, const char *ctype, const char *body, size_t blen,
+        const gw_buf_t *extra)
 {
     gw_conn_t *c = r->conn;
     gw_buf_t *b = &r->uphead;
-    char body[256];
-    gw_buf_t bb = {body, 0, sizeof(body)};
-    if (r->request_id.len == 0) {
-        char *p = gw_request_alloc(r, 32);
-        gw_http_random_hex(&r->w->rng, p, 32);
-        r->request_id = (gw_str_t){p, 32};
-    }
-    if (r->up) {
-        gw_upconn_release(r->up, 0);
-        r->up = NULL;
-    }
-    gw_http_error_body(&bb, status, message, r->request_id);
-    if (r->w->draining)
+    char clen[24];
+    int cl = snprintf(clen, sizeof(clen), "%zu", blen);
+    if (r->w->draining || !r->body_done)
         c->close_after = 1;
     b->len = 0;
-    gw_buf_appendf(b,
-                   "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: application/json\r\n"
-                   "Content-Length: %zu\r\nX-Request-Id: %.*s\r\n%s\r\n",
-                   status, gw_http_reason(status), gw_worker_date(r->w), bb.len,
-                   (int)r->request_id.len, r->request_id.data,
-                   c->close_after || !c->keepalive ? "Connection: close\r\n" : "");
+    gw_buf_reserve(b, 256 + strlen(ctype) + r->request_id.len + blen + (extra ? extra->len : 0));
+    status_line(b, status);
+    GW_BUF_PUT_LIT(b, "Date: ");
+    gw_buf_put(b, gw_worker_date(r->w), 29);
+    GW_BUF_PUT_LIT(b, "\r\nContent-Type: ");
+    gw_buf_put(b, ctype, strlen(ctype));
+    GW_BUF_PUT_LIT(b, "\r\nContent-Length: ");
+    gw_buf_put(b, clen, (size_t)cl);
+    GW_BUF_PUT_LIT(b, "\r\nX-Request-Id: ");
+    gw_buf_puts(b, r->request_id);
+    GW_BUF_PUT_LIT(b, "\r\n");
+    if (extra && extra->len)
+        gw_buf_put(b, extra->data, extra->len);
+    if (c->close_after || !c->keepalive)
+        GW_BUF_PUT_LIT(b, "Connection: close\r\n");
+    GW_BUF_PUT_LIT(b, "\r\n");
     if (!(r->method.len == 4 && gw_str_eq(r->method, GW_STR("HEAD"))))
-        gw_buf_append(b, bb.data, bb.len);
+        gw_buf_put(b, body, blen);
     r->status = status;
     r->head_sent = 1;
     r->bytes_sent += b->len;
@@ -781,6 +925,64 @@ gw_request_fail(gw_request_t *r, int status, const char *message)
     gw_conn_request_done(c);
 }
 
+static void
+send_exit(gw_request_t *r)
+{
+    respond(r, r->lua_exit_status, r->lua_exit_ctype ? r->lua_exit_ctype : "application/json",
+            r->lua_exit_body.data ? r->lua_exit_body.data : "", r->lua_exit_body.len,
+            &r->lua_exit_headers);
+}
+
+static const char *
+err_kind(const gw_request_t *r, int status)
+{
+    switch (r->err) {
+    case GW_ERR_NOT_FOUND:
+        return "not_found";
+    case GW_ERR_NO_NODE:
+        return "no_node";
+    case GW_ERR_TIMEOUT:
+        return "timeout";
+    case GW_ERR_UPSTREAM:
+        return "upstream_error";
+    case GW_ERR_PLUGIN:
+        return "plugin_error";
+    default:
+        return status == 429 ? "limited" : NULL;
+    }
+}
+
+void
+gw_request_fail(gw_request_t *r, int status, const char *message)
+{
+    char body[320];
+    gw_buf_t bb = {0};
+    if (r->request_id.len == 0) {
+        char *p = gw_request_alloc(r, 32);
+        gw_http_random_hex(&r->w->rng, p, 32);
+        r->request_id = (gw_str_t){p, 32};
+    }
+    if (r->up) {
+        gw_upconn_release(r->up, 0);
+        r->up = NULL;
+    }
+    /* the error phase may answer instead (degradation, error mapping) */
+    const char *kind = err_kind(r, status);
+    if (kind && (r->lua_phases & GW_PH_ERROR) && !r->in_error_phase) {
+        r->in_error_phase = 1;
+        r->lua_exit_status = 0;
+        if (gw_lua_error(r, kind, status, message)) {
+            send_exit(r);
+            return;
+        }
+    }
+    gw_http_error_body(&bb, status, message, r->request_id);
+    size_t n = bb.len < sizeof(body) ? bb.len : sizeof(body);
+    memcpy(body, bb.data, n);
+    gw_buf_free(&bb);
+    respond(r, status, "application/json", body, n, NULL);
+}
+
 void
 gw_request_log(gw_request_t *r)
 {
@@ -788,6 +990,8 @@ gw_request_log(gw_request_t *r)
     if (r->finished)
         return;
     r->finished = 1;
+    if (r->lua_phases & GW_PH_LOG)
+        gw_lua_run_sync(r, GW_PH_LOG);
     double secs = (uv_hrtime() - r->start_ns) / 1e9;
     gw_metrics_request(w->metrics, w->slot, r->route ? (int)r->route->index : -1, r->status, secs);
     if (w->access_log == NULL)

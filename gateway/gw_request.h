@@ -30,6 +30,7 @@ typedef enum {
     GW_ERR_NO_NODE,
     GW_ERR_TIMEOUT,
     GW_ERR_UPSTREAM,
+    GW_ERR_PLUGIN,
 } gw_err_kind_t;
 
 struct gw_request_s {
@@ -80,9 +81,34 @@ struct gw_request_s {
     gw_err_kind_t err;
     int budget_active;
 
+    /* Lua plugins (gw_lua.c); lua_phases 0: this request never enters the VM */
+    unsigned lua_phases;
+    int lua_co_ref; /* the running coroutine, 0 when none */
+    int lua_ctx_ref;
+    void (*lua_done)(gw_request_t *r, int status);
+    int lua_exit_status; /* a plugin ended the request with this status */
+    const char *lua_exit_ctype;
+    unsigned lua_waiting : 1; /* the coroutine waits for a timer or a response */
+    unsigned path_set : 1;    /* a plugin set the upstream path */
+    unsigned in_error_phase : 1;
+    unsigned rechunk : 1; /* the client gets the (filtered) body as chunks */
+    void *lua_http;       /* gw.http.request: the wait, then its result */
+    void *lua_http_req;   /* the gw_httpc_req_t being waited for */
+    unsigned lua_http_done : 1;
+    size_t nvars;
+    size_t nrhdrs; /* response headers copied for header_filter */
+    int status_override;
+    void *extra; /* allocations the arena could not hold */
+
     /* not cleared between requests: only [0, nheaders) is meaningful */
     gw_header_t headers[GW_MAX_HEADERS];
-    uv_timer_t budget; /* route timeout */
+    gw_header_t vars[16]; /* variables plugins set: var:NAME */
+    gw_header_t *rhdrs;   /* GW_MAX_HEADERS slots, allocated on first use */
+    uv_timer_t budget;    /* route timeout */
+    uv_timer_t lua_timer; /* gw.sleep */
+    gw_buf_t lua_exit_body;
+    gw_buf_t lua_exit_headers; /* "Name: value\r\n" lines */
+    gw_buf_t lua_scratch;      /* body_filter output */
 
     gw_buf_t uphead; /* the head sent upstream; reused across requests */
     char arena[GW_ARENA_SIZE];
@@ -96,6 +122,8 @@ void gw_request_pool_close(gw_worker_t *w);
 
 /* Arena allocation; falls back to NULL when full (callers answer 431/500). */
 void *gw_request_alloc(gw_request_t *r, size_t n);
+/* A copy that lives as long as the request: the arena, else the heap. */
+char *gw_request_strdup(gw_request_t *r, const char *p, size_t n);
 
 /* Phase entry points called by the downstream side. */
 void gw_request_on_head(gw_request_t *r);

@@ -9,6 +9,7 @@
 #include "gw_http.h"
 #include "gw_http1.h"
 #include "gw_log.h"
+#include "gw_lua.h"
 #include "gw_metrics.h"
 #include "gw_request.h"
 #include "gw_router.h"
@@ -172,6 +173,15 @@ setup(gw_worker_t *w, const int *fds, size_t nfds)
         gw_log(w->log, GW_LOG_ERROR, "router: %s", err);
         return GW_ERROR;
     }
+    if (conf->has_plugins) {
+        gw_conf_errors_t errs = {0};
+        w->lua = gw_lua_new(conf, w->loop, w->slot, &errs);
+        for (size_t i = 0; i < errs.n; i++)
+            gw_log(w->log, GW_LOG_ERROR, "%s", errs.lines[i]);
+        gw_conf_errors_free(&errs);
+        if (w->lua == NULL)
+            return GW_ERROR;
+    }
     w->upstreams = gw_upstreams_new(w, err, sizeof(err));
     if (w->upstreams == NULL) {
         gw_log(w->log, GW_LOG_ERROR, "upstreams: %s", err);
@@ -272,6 +282,7 @@ gw_worker_run(const gw_conf_t *conf, int slot, int nworkers, const int *listen_f
     if (w.router)
         gw_router_free(w.router);
     gw_upstreams_free(w.upstreams);
+    gw_lua_free(w.lua);
     while (w.free_rbufs) {
         gw_rbuf_t *b = w.free_rbufs;
         w.free_rbufs = b->next;

@@ -82,6 +82,7 @@ struct gw_worker_s {
     gw_status_t *status;
     gw_router_t *router;
     gw_upstreams_t *upstreams;
+    struct gw_lua_s *lua; /* NULL when no route or global list names a plugin */
 
     gw_listener_t *listeners;
     size_t nlisteners;

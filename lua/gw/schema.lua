@@ -97,6 +97,8 @@ local function type_name(v)
             return "empty array/object"
         end
         return n and "array" or "object"
+    elseif t == "number" and v ~= v then
+        return "NaN"
     end
     return t
 end
@@ -244,6 +246,19 @@ local function types_text(t)
         return t[1]
     end
     return concat(t, ", ", 1, #t - 1) .. " or " .. t[#t]
+end
+
+-- Whether s names `name` among its types (false when s has no type).
+local function accepts(s, name)
+    if type(s.type) == "table" then
+        for _, n in ipairs(s.type) do
+            if n == name then
+                return true
+            end
+        end
+        return false
+    end
+    return s.type == name
 end
 
 local validate
@@ -407,8 +422,12 @@ validate = function(s, v, path)
         elseif n > 0 then
             as_array = true
         else
-            as_array = s.type == "array"
-                or (s.items ~= nil or s.minItems ~= nil) and not s.properties
+            if s.type then
+                as_array = not accepts(s, "object")
+            else
+                as_array = (s.items ~= nil or s.minItems ~= nil)
+                    and s.properties == nil
+            end
         end
         if as_array then
             return check_array(s, v, path)
@@ -418,24 +437,12 @@ validate = function(s, v, path)
     return v
 end
 
-local function accepts_object(s)
-    if type(s.type) == "table" then
-        for _, name in ipairs(s.type) do
-            if name == "object" then
-                return true
-            end
-        end
-        return false
-    end
-    return s.type == "object"
-end
-
 function _M.validate(s, value, path)
     path = path or ""
     if is_absent(value) then
         if s.default ~= nil then
             value = deep_copy(s.default)
-        elseif accepts_object(s) then
+        elseif accepts(s, "object") then
             value = {}
         end
     end
@@ -618,7 +625,7 @@ check = function(s, path, active)
     -- could have written.
     if s.default ~= nil then
         ok, err = validate(s, deep_copy(s.default), key_path(path, "default"))
-        if not ok then
+        if ok == nil then -- a valid default may be false
             return nil, err
         end
     end
@@ -627,7 +634,7 @@ check = function(s, path, active)
             local probe = { type = s.type }
             ok, err = validate(probe, e, key_path(path, "enum") .. "[" .. i
                 .. "]")
-            if not ok then
+            if ok == nil then
                 return nil, err
             end
         end

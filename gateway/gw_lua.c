@@ -1,0 +1,408 @@
+/* The LuaJIT VM of a worker, its plugin chains and request coroutines. */
+#include <lauxlib.h>
+#include <limits.h>
+#include <lua.h>
+#include <lualib.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "gw_http.h"
+#include "gw_http1.h"
+#include "gw_log.h"
+#include "gw_lua.h"
+#include "gw_lua_api.h"
+#include "gw_request.h"
+
+struct gw_lua_s {
+    lua_State *L;
+    void *loop;
+    int runner_ref;
+    unsigned *phases; /* [0]: requests that match no route; [1 + i]: route i */
+    size_t nroutes;
+};
+
+static void
+add_err(gw_conf_errors_t *errs, const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    char **l = realloc(errs->lines, (errs->n + 1) * sizeof(char *));
+    if (l == NULL)
+        abort();
+    errs->lines = l;
+    errs->lines[errs->n++] = strdup(line);
+}
+
+/* lua/ and plugins/ sit next to build/ in a checkout; GW_LUA_DIR and
+ * GW_PLUGINS_DIR override. Falls back to the working directory. */
+static void
+find_dir(const char *leaf, const char *env, const char *probe, char *out, size_t outlen)
+{
+    const char *e = getenv(env);
+    if (e && *e) {
+        snprintf(out, outlen, "%s", e);
+        return;
+    }
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n > 0) {
+        exe[n] = 0;
+        for (int up = 0; up < 3; up++) {
+            char *slash = strrchr(exe, '/');
+            if (slash == NULL)
+                break;
+            *slash = 0;
+            char p[PATH_MAX + 64];
+            int k = snprintf(p, sizeof(p), "%s/%s/%s", exe, leaf, probe);
+            if (k > 0 && (size_t)k < sizeof(p) && access(p, R_OK) == 0) {
+                k = snprintf(out, outlen, "%s/%s", exe, leaf);
+                if (k > 0 && (size_t)k < outlen)
+                    return;
+            }
+        }
+    }
+    snprintf(out, outlen, "%s", leaf);
+}
+
+static void
+push_plugins(lua_State *L, const gw_plugin_conf_t *p, size_t n)
+{
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 0; i < n; i++) {
+        lua_createtable(L, 0, 3);
+        lua_pushstring(L, p[i].name);
+        lua_setfield(L, -2, "name");
+        lua_pushstring(L, p[i].json);
+        lua_setfield(L, -2, "json");
+        lua_pushstring(L, p[i].path);
+        lua_setfield(L, -2, "path");
+        lua_rawseti(L, -2, (int)i + 1);
+    }
+}
+
+static void
+push_spec(lua_State *L, const gw_conf_t *conf, int slot, int check_only)
+{
+    char dir[PATH_MAX];
+    lua_createtable(L, 0, 8);
+    lua_createtable(L, (int)conf->nplugin_paths + 1, 0);
+    for (size_t i = 0; i < conf->nplugin_paths; i++) {
+        lua_pushstring(L, conf->plugin_paths[i]);
+        lua_rawseti(L, -2, (int)i + 1);
+    }
+    find_dir("plugins", "GW_PLUGINS_DIR", "key-auth.lua", dir, sizeof(dir));
+    lua_pushstring(L, dir); /* the built-in plugins come last */
+    lua_rawseti(L, -2, (int)conf->nplugin_paths + 1);
+    lua_setfield(L, -2, "plugin_paths");
+    push_plugins(L, conf->global_plugins, conf->nglobal_plugins);
+    lua_setfield(L, -2, "global");
+    lua_createtable(L, (int)conf->nroutes, 0);
+    for (size_t r = 0; r < conf->nroutes; r++) {
+        push_plugins(L, conf->routes[r].plugins, conf->routes[r].nplugins);
+        lua_pushstring(L, conf->routes[r].name);
+        lua_setfield(L, -2, "name");
+        lua_rawseti(L, -2, (int)r + 1);
+    }
+    lua_setfield(L, -2, "routes");
+    lua_pushstring(L, conf->consumers_json ? conf->consumers_json : "[]");
+    lua_setfield(L, -2, "consumers");
+    lua_pushinteger(L, slot);
+    lua_setfield(L, -2, "worker");
+    lua_pushboolean(L, check_only);
+    lua_setfield(L, -2, "check_only");
+}
+
+gw_lua_t *
+gw_lua_new(const gw_conf_t *conf, void *loop, int slot, gw_conf_errors_t *errs)
+{
+    char dir[PATH_MAX], path[PATH_MAX * 2];
+    gw_lua_t *lua = calloc(1, sizeof(*lua));
+    if (lua == NULL)
+        return NULL;
+    lua->loop = loop;
+    lua->nroutes = conf->nroutes;
+    lua->phases = calloc(conf->nroutes + 1, sizeof(unsigned));
+    lua->L = luaL_newstate();
+    if (lua->phases == NULL || lua->L == NULL) {
+        add_err(errs, "lua: out of memory");
+        gw_lua_free(lua);
+        return NULL;
+    }
+    lua_State *L = lua->L;
+    luaL_openlibs(L);
+    find_dir("lua", "GW_LUA_DIR", "gw/runner.lua", dir, sizeof(dir));
+    if (snprintf(path, sizeof(path), "%s/?.lua;;", dir) >= (int)sizeof(path))
+        path[0] = 0;
+    lua_getglobal(L, "package");
+    lua_pushstring(L, path);
+    lua_setfield(L, -2, "path");
+    lua_pop(L, 1);
+
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "gw.runner");
+    if (lua_pcall(L, 1, 1, 0) != 0) {
+        add_err(errs, "lua runtime: %s", lua_tostring(L, -1));
+        gw_lua_free(lua);
+        return NULL;
+    }
+    lua_pushvalue(L, -1);
+    lua->runner_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_getfield(L, -1, "init");
+    push_spec(L, conf, slot, loop == NULL);
+    if (lua_pcall(L, 1, 2, 0) != 0) {
+        add_err(errs, "lua runtime: %s", lua_tostring(L, -1));
+        gw_lua_free(lua);
+        return NULL;
+    }
+    /* init returns true, phases   or   nil, { "path: message", ... } */
+    if (!lua_toboolean(L, -2)) {
+        size_t n = lua_objlen(L, -1);
+        for (size_t i = 1; i <= n; i++) {
+            lua_rawgeti(L, -1, (int)i);
+            add_err(errs, "%s", lua_tostring(L, -1));
+            lua_pop(L, 1);
+        }
+        gw_lua_free(lua);
+        return NULL;
+    }
+    for (size_t r = 0; r <= conf->nroutes; r++) {
+        lua_rawgeti(L, -1, (int)r);
+        lua->phases[r] = (unsigned)lua_tointeger(L, -1);
+        lua_pop(L, 1);
+    }
+    lua_settop(L, 0);
+    return lua;
+}
+
+void
+gw_lua_free(gw_lua_t *lua)
+{
+    if (lua == NULL)
+        return;
+    if (lua->L)
+        lua_close(lua->L);
+    free(lua->phases);
+    free(lua);
+}
+
+unsigned
+gw_lua_route_phases(const gw_lua_t *lua, size_t route_index)
+{
+    if (lua == NULL)
+        return 0;
+    if (route_index == SIZE_MAX)
+        return lua->phases[0];
+    return route_index < lua->nroutes ? lua->phases[route_index + 1] : 0;
+}
+
+int
+gw_lua_check(const gw_conf_t *conf, void *out)
+{
+    gw_conf_errors_t errs = {0};
+    if (!conf->has_plugins)
+        return 0;
+    gw_lua_t *lua = gw_lua_new(conf, NULL, -1, &errs);
+    gw_lua_free(lua);
+    for (size_t i = 0; i < errs.n; i++)
+        fprintf(out, "%s\n", errs.lines[i]);
+    int n = (int)errs.n;
+    gw_conf_errors_free(&errs);
+    return n;
+}
+
+/* ---- requests ---- */
+
+static int
+route_arg(gw_request_t *r)
+{
+    return r->route ? (int)r->route->index + 1 : 0;
+}
+
+static void
+push_runner_fn(lua_State *L, gw_lua_t *lua, const char *name)
+{
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lua->runner_ref);
+    lua_getfield(L, -1, name);
+    lua_remove(L, -2);
+}
+
+static void
+push_ctx(lua_State *L, gw_request_t *r)
+{
+    if (r->lua_ctx_ref == 0) {
+        lua_newtable(L);
+        r->lua_ctx_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->lua_ctx_ref);
+}
+
+static void
+drop_co(gw_request_t *r)
+{
+    if (r->lua_co_ref) {
+        luaL_unref(r->w->lua->L, LUA_REGISTRYINDEX, r->lua_co_ref);
+        r->lua_co_ref = 0;
+    }
+}
+
+static int
+resume(gw_request_t *r, lua_State *co, int nargs)
+{
+    int st = lua_resume(co, nargs);
+    if (st == LUA_YIELD) {
+        lua_settop(co, 0);
+        return GW_AGAIN;
+    }
+    int rc = GW_OK;
+    if (st != 0) {
+        gw_log(r->w->log, GW_LOG_ERROR, "lua: %s (request %.*s)",
+               lua_tostring(co, -1) ? lua_tostring(co, -1) : "error", (int)r->request_id.len,
+               r->request_id.data);
+        rc = GW_ERROR;
+    } else if (!lua_toboolean(co, -1)) {
+        rc = GW_ERROR; /* a plugin raised an error: the runner logged it */
+    }
+    drop_co(r);
+    return rc;
+}
+
+int
+gw_lua_run(gw_request_t *r, unsigned phases, gw_lua_done_cb done)
+{
+    gw_lua_t *lua = r->w->lua;
+    lua_State *L = lua->L;
+    lua_State *co = lua_newthread(L);
+    r->lua_co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    r->lua_done = done;
+    push_runner_fn(L, lua, "run");
+    lua_pushlightuserdata(L, r);
+    lua_pushinteger(L, route_arg(r));
+    lua_pushinteger(L, (lua_Integer)phases);
+    push_ctx(L, r);
+    lua_xmove(L, co, 5);
+    return resume(r, co, 4);
+}
+
+void
+gw_lua_resume(gw_request_t *r)
+{
+    if (r->lua_co_ref == 0)
+        return;
+    lua_State *L = r->w->lua->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->lua_co_ref);
+    lua_State *co = lua_tothread(L, -1);
+    lua_pop(L, 1);
+    r->lua_waiting = 0;
+    int rc = resume(r, co, 0);
+    if (rc != GW_AGAIN && r->lua_done)
+        r->lua_done(r, rc);
+}
+
+/* Calls runner[name](r, route, ctx, ...) on the main state: a plugin that
+ * tries to wait there gets an error from the runtime, not a hang. */
+static int
+call_sync(gw_request_t *r, const char *name, int nargs_extra, int nres)
+{
+    lua_State *L = r->w->lua->L;
+    int base = lua_gettop(L) - nargs_extra;
+    push_runner_fn(L, r->w->lua, name);
+    lua_pushlightuserdata(L, r);
+    lua_pushinteger(L, route_arg(r));
+    push_ctx(L, r);
+    for (int i = 0; i < nargs_extra; i++)
+        lua_pushvalue(L, base + 1 + i);
+    if (lua_pcall(L, 3 + nargs_extra, nres, 0) != 0) {
+        gw_log(r->w->log, GW_LOG_ERROR, "lua: %s", lua_tostring(L, -1));
+        lua_settop(L, base);
+        return GW_ERROR;
+    }
+    return GW_OK;
+}
+
+static const char *
+phase_name(unsigned phase)
+{
+    switch (phase) {
+    case GW_PH_HEADER_FILTER:
+        return "header_filter";
+    case GW_PH_LOG:
+        return "log";
+    default:
+        return "unknown";
+    }
+}
+
+int
+gw_lua_run_sync(gw_request_t *r, unsigned phase)
+{
+    lua_State *L = r->w->lua->L;
+    int top = lua_gettop(L);
+    lua_pushstring(L, phase_name(phase));
+    int rc = call_sync(r, "run_sync", 1, 1);
+    if (rc == GW_OK && !lua_toboolean(L, -1))
+        rc = GW_ERROR;
+    lua_settop(L, top);
+    return rc;
+}
+
+int
+gw_lua_body_filter(gw_request_t *r, const char *chunk, size_t len, int eof, const char **out,
+                   size_t *outlen)
+{
+    lua_State *L = r->w->lua->L;
+    int top = lua_gettop(L);
+    lua_pushlstring(L, chunk, len);
+    lua_pushboolean(L, eof);
+    int rc = call_sync(r, "body_filter", 2, 2);
+    if (rc == GW_OK && !lua_toboolean(L, -2))
+        rc = GW_ERROR;
+    if (rc == GW_OK) {
+        size_t n;
+        const char *s = lua_tolstring(L, -1, &n);
+        r->lua_scratch.len = 0;
+        if (s)
+            gw_buf_append(&r->lua_scratch, s, n);
+        *out = r->lua_scratch.data ? r->lua_scratch.data : "";
+        *outlen = r->lua_scratch.len;
+    }
+    lua_settop(L, top);
+    return rc;
+}
+
+int
+gw_lua_error(gw_request_t *r, const char *kind, int status, const char *message)
+{
+    lua_State *L = r->w->lua->L;
+    int top = lua_gettop(L);
+    lua_pushstring(L, kind);
+    lua_pushinteger(L, status);
+    lua_pushstring(L, message);
+    int rc = call_sync(r, "run_error", 3, 1);
+    int replaced = rc == GW_OK && lua_toboolean(L, -1) && r->lua_exit_status > 0;
+    lua_settop(L, top);
+    return replaced;
+}
+
+void
+gw_lua_request_end(gw_request_t *r)
+{
+    gw_lua_t *lua = r->w->lua;
+    if (lua == NULL)
+        return;
+    uv_timer_stop(&r->lua_timer);
+    gw_lua_api_cancel(r);
+    drop_co(r);
+    if (r->lua_ctx_ref) {
+        luaL_unref(lua->L, LUA_REGISTRYINDEX, r->lua_ctx_ref);
+        r->lua_ctx_ref = 0;
+    }
+    r->lua_phases = 0;
+    r->lua_waiting = 0;
+}

@@ -1,0 +1,450 @@
+/* The FFI half of the gw.* API: leaf functions over the request. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "gw_http1.h"
+#include "gw_httpc.h"
+#include "gw_log.h"
+#include "gw_lua.h"
+#include "gw_lua_api.h"
+#include "gw_request.h"
+#include "gw_router.h"
+#include "gw_upstream.h"
+
+#define EXPORT __attribute__((visibility("default"), used))
+
+static gw_str_t
+S(const char *p, size_t n)
+{
+    return (gw_str_t){p, n};
+}
+
+static int
+out(gw_str_t s, const char **p, size_t *n)
+{
+    *p = s.data ? s.data : "";
+    *n = s.len;
+    return s.data ? 0 : GW_DECLINED;
+}
+
+EXPORT int
+gw_ffi_req_get(gw_request_t *r, int what, const char **p, size_t *n)
+{
+    switch (what) {
+    case GW_FFI_METHOD:
+        return out(r->method, p, n);
+    case GW_FFI_PATH:
+        return out(r->view.path, p, n);
+    case GW_FFI_URI:
+        return out(r->url, p, n);
+    case GW_FFI_QUERY:
+        return out(r->view.query, p, n);
+    case GW_FFI_HOST:
+        return out(r->view.host, p, n);
+    default:
+        return GW_ERROR;
+    }
+}
+
+EXPORT int
+gw_ffi_req_nheaders(gw_request_t *r)
+{
+    return (int)r->nheaders;
+}
+
+EXPORT int
+gw_ffi_req_header_at(gw_request_t *r, int i, const char **name, size_t *nlen, const char **value,
+                     size_t *vlen)
+{
+    if (i < 0 || (size_t)i >= r->nheaders || r->headers[i].name.len == 0)
+        return GW_DECLINED; /* out of range or removed */
+    out(r->headers[i].name, name, nlen);
+    out(r->headers[i].value, value, vlen);
+    return GW_OK;
+}
+
+static gw_header_t *
+find(gw_header_t *h, size_t n, gw_str_t name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (h[i].name.len && gw_str_caseeq(h[i].name, name))
+            return &h[i];
+    return NULL;
+}
+
+EXPORT int
+gw_ffi_req_header(gw_request_t *r, const char *name, size_t nlen, const char **value, size_t *vlen)
+{
+    gw_header_t *h = find(r->headers, r->nheaders, S(name, nlen));
+    if (h == NULL)
+        return GW_DECLINED;
+    out(h->value, value, vlen);
+    return GW_OK;
+}
+
+/* Replaces the first header of that name and drops the others; appends
+ * when absent. A removed header keeps its slot with an empty name, which
+ * every reader skips. */
+static int
+set_header(gw_request_t *r, gw_header_t *hs, size_t *n, gw_str_t name, const char *value,
+           size_t vlen, int clear)
+{
+    gw_header_t *first = NULL;
+    for (size_t i = 0; i < *n; i++) {
+        if (hs[i].name.len == 0 || !gw_str_caseeq(hs[i].name, name))
+            continue;
+        if (first == NULL && !clear) {
+            first = &hs[i];
+            continue;
+        }
+        hs[i].name.len = 0;
+    }
+    if (clear)
+        return GW_OK;
+    gw_str_t v = {gw_request_strdup(r, value, vlen), vlen};
+    if (first) {
+        first->value = v;
+        return GW_OK;
+    }
+    if (*n == GW_MAX_HEADERS)
+        return GW_ERROR;
+    hs[*n].name = (gw_str_t){gw_request_strdup(r, name.data, name.len), name.len};
+    hs[*n].value = v;
+    (*n)++;
+    return GW_OK;
+}
+
+EXPORT int
+gw_ffi_req_set_header(gw_request_t *r, const char *name, size_t nlen, const char *value,
+                      size_t vlen, int clear)
+{
+    int rc = set_header(r, r->headers, &r->nheaders, S(name, nlen), value, vlen, clear);
+    r->view.nheaders = r->nheaders;
+    return rc;
+}
+
+EXPORT int
+gw_ffi_req_set_path(gw_request_t *r, const char *p, size_t n)
+{
+    if (n == 0 || p[0] != '/')
+        return GW_ERROR;
+    r->view.path = (gw_str_t){gw_request_strdup(r, p, n), n};
+    r->path_set = 1;
+    return GW_OK;
+}
+
+EXPORT double
+gw_ffi_req_elapsed(gw_request_t *r)
+{
+    return (uv_hrtime() - r->start_ns) / 1e9;
+}
+
+static gw_str_t
+cstr(const char *s)
+{
+    return s ? (gw_str_t){s, strlen(s)} : GW_NULL_STR;
+}
+
+EXPORT int
+gw_ffi_var_get(gw_request_t *r, const char *name, size_t nlen, const char **value, size_t *vlen)
+{
+    gw_str_t n = S(name, nlen);
+    if (gw_str_eq(n, GW_STR("route")))
+        return out(r->route ? cstr(r->route->name) : GW_NULL_STR, value, vlen);
+    if (gw_str_eq(n, GW_STR("upstream")))
+        return out(r->target ? cstr(r->target->up->conf->name) : GW_NULL_STR, value, vlen);
+    if (gw_str_eq(n, GW_STR("node")))
+        return out(r->node ? cstr(r->node->conf->addr) : GW_NULL_STR, value, vlen);
+    if (gw_str_eq(n, GW_STR("consumer")))
+        return out(r->view.consumer, value, vlen);
+    if (gw_str_eq(n, GW_STR("request_id")))
+        return out(r->request_id, value, vlen);
+    if (gw_str_eq(n, GW_STR("remote_addr")))
+        return out(r->view.remote_ip, value, vlen);
+    for (size_t i = 0; i < r->nvars; i++)
+        if (gw_str_eq(r->vars[i].name, n))
+            return out(r->vars[i].value, value, vlen);
+    return GW_DECLINED;
+}
+
+EXPORT int
+gw_ffi_var_set(gw_request_t *r, const char *name, size_t nlen, const char *value, size_t vlen)
+{
+    gw_str_t n = S(name, nlen), v = {gw_request_strdup(r, value, vlen), vlen};
+    if (gw_str_eq(n, GW_STR("consumer"))) {
+        r->view.consumer = v;
+        return GW_OK;
+    }
+    if (gw_str_eq(n, GW_STR("route")) || gw_str_eq(n, GW_STR("upstream")) ||
+        gw_str_eq(n, GW_STR("node")) || gw_str_eq(n, GW_STR("request_id")) ||
+        gw_str_eq(n, GW_STR("remote_addr")) || gw_str_eq(n, GW_STR("latency")))
+        return GW_ERROR; /* read-only */
+    for (size_t i = 0; i < r->nvars; i++) {
+        if (gw_str_eq(r->vars[i].name, n)) {
+            r->vars[i].value = v;
+            return GW_OK;
+        }
+    }
+    if (r->nvars == GW_ARRAY_LEN(r->vars))
+        return GW_ERROR;
+    r->vars[r->nvars].name = (gw_str_t){gw_request_strdup(r, name, nlen), nlen};
+    r->vars[r->nvars].value = v;
+    r->nvars++;
+    r->view.vars = r->vars;
+    r->view.nvars = r->nvars;
+    return GW_OK;
+}
+
+EXPORT int
+gw_ffi_exit(gw_request_t *r, int status, const char *body, size_t blen, const char *ctype)
+{
+    if (status < 100 || status > 599)
+        return GW_ERROR;
+    r->lua_exit_status = status;
+    r->lua_exit_body.len = 0;
+    gw_buf_append(&r->lua_exit_body, body, blen);
+    r->lua_exit_ctype =
+        ctype && strcmp(ctype, "text") == 0 ? "text/plain; charset=utf-8" : "application/json";
+    return GW_OK;
+}
+
+static int
+header_token_ok(gw_str_t s, int value)
+{
+    if (!value && s.len == 0)
+        return 0;
+    for (size_t i = 0; i < s.len; i++) {
+        unsigned char c = (unsigned char)s.data[i];
+        if (c == '\r' || c == '\n' || c == 0 || (!value && (c == ':' || c <= ' ')))
+            return 0;
+    }
+    return 1;
+}
+
+EXPORT int
+gw_ffi_exit_header(gw_request_t *r, const char *name, size_t nlen, const char *value, size_t vlen)
+{
+    /* a header a plugin builds from request data must not split the head */
+    if (!header_token_ok(S(name, nlen), 0) || !header_token_ok(S(value, vlen), 1))
+        return GW_ERROR;
+    gw_buf_append(&r->lua_exit_headers, name, nlen);
+    gw_buf_append(&r->lua_exit_headers, ": ", 2);
+    gw_buf_append(&r->lua_exit_headers, value, vlen);
+    gw_buf_append(&r->lua_exit_headers, "\r\n", 2);
+    return GW_OK;
+}
+
+EXPORT int
+gw_ffi_resp_status(gw_request_t *r)
+{
+    return r->status_override ? r->status_override : r->status;
+}
+
+EXPORT int
+gw_ffi_resp_set_status(gw_request_t *r, int status)
+{
+    if (status < 100 || status > 599)
+        return GW_ERROR;
+    r->status_override = status;
+    return GW_OK;
+}
+
+EXPORT int
+gw_ffi_resp_header(gw_request_t *r, const char *name, size_t nlen, const char **value, size_t *vlen)
+{
+    gw_header_t *h = r->rhdrs ? find(r->rhdrs, r->nrhdrs, S(name, nlen)) : NULL;
+    if (h == NULL)
+        return GW_DECLINED;
+    out(h->value, value, vlen);
+    return GW_OK;
+}
+
+EXPORT int
+gw_ffi_resp_set_header(gw_request_t *r, const char *name, size_t nlen, const char *value,
+                       size_t vlen, int clear)
+{
+    if (r->rhdrs == NULL)
+        return GW_ERROR; /* only in header_filter */
+    if (!header_token_ok(S(name, nlen), 0) || (!clear && !header_token_ok(S(value, vlen), 1)))
+        return GW_ERROR;
+    return set_header(r, r->rhdrs, &r->nrhdrs, S(name, nlen), value, vlen, clear);
+}
+
+EXPORT void
+gw_ffi_log(gw_request_t *r, int level, const char *msg, size_t len)
+{
+    gw_log_t *log = r ? r->w->log : NULL;
+    if (level < GW_LOG_DEBUG || level > GW_LOG_ERROR)
+        level = GW_LOG_INFO;
+    if (r && r->request_id.len)
+        gw_log(log, (gw_log_level_t)level, "%.*s (request %.*s)", (int)len, msg,
+               (int)r->request_id.len, r->request_id.data);
+    else
+        gw_log(log, (gw_log_level_t)level, "%.*s", (int)len, msg);
+}
+
+EXPORT double
+gw_ffi_now(void)
+{
+    uv_timeval64_t tv;
+    uv_gettimeofday(&tv);
+    return (double)tv.tv_sec + tv.tv_usec / 1e6;
+}
+
+static void
+on_sleep(uv_timer_t *t)
+{
+    gw_lua_resume(t->data);
+}
+
+EXPORT int
+gw_ffi_sleep(gw_request_t *r, double seconds)
+{
+    if (r == NULL || r->lua_co_ref == 0 || !(seconds >= 0))
+        return GW_ERROR;
+    uint64_t ms = (uint64_t)(seconds * 1000 + 0.5);
+    r->lua_waiting = 1;
+    uv_timer_start(&r->lua_timer, on_sleep, ms, 0);
+    return GW_AGAIN;
+}
+
+/* ---- gw.http.request ---- */
+
+/* Lives until the client's callback, which may come after the request
+ * ended: then r is NULL and the answer is dropped. */
+typedef struct {
+    gw_request_t *r;
+    int status;
+    gw_buf_t headers;
+    gw_buf_t body;
+    char err[128];
+} http_wait_t;
+
+static void
+on_http(gw_httpc_req_t *hr, int err, const char *errmsg, const gw_httpc_resp_t *resp, void *arg)
+{
+    http_wait_t *hw = arg;
+    gw_request_t *r = hw->r;
+    if (r == NULL) {
+        gw_buf_free(&hw->headers);
+        gw_buf_free(&hw->body);
+        free(hw);
+        return;
+    }
+    r->lua_http = NULL;
+    /* the result stays with the request until the Lua side reads it */
+    hw->status = err ? 0 : resp->status;
+    snprintf(hw->err, sizeof(hw->err), "%s", err ? (errmsg ? errmsg : "failed") : "");
+    if (!err) {
+        for (size_t i = 0; i < resp->nheaders; i++) {
+            gw_buf_appends(&hw->headers, resp->headers[i].name);
+            gw_buf_append(&hw->headers, ": ", 2);
+            gw_buf_appends(&hw->headers, resp->headers[i].value);
+            gw_buf_append(&hw->headers, "\r\n", 2);
+        }
+        gw_buf_append(&hw->body, resp->body, resp->body_len);
+    }
+    r->lua_http = hw; /* now: the finished result */
+    r->lua_http_done = 1;
+    gw_lua_resume(r);
+}
+
+EXPORT int
+gw_ffi_http(gw_request_t *r, const char *method, const char *url, const char *headers, size_t hlen,
+            const char *body, size_t blen, double timeout, const char **err)
+{
+    static char msg[160];
+    gw_header_t hs[64];
+    size_t nh = 0;
+    if (r == NULL || r->lua_co_ref == 0) {
+        *err = "gw.http.request can only wait in the rewrite and access phases";
+        return GW_ERROR;
+    }
+    if (r->lua_http) {
+        *err = "another gw.http.request is in progress";
+        return GW_ERROR;
+    }
+    /* "Name: value\r\n" lines, built by the Lua wrapper */
+    const char *p = headers, *end = headers + hlen;
+    while (p < end && nh < GW_ARRAY_LEN(hs)) {
+        const char *eol = memchr(p, '\r', (size_t)(end - p));
+        const char *colon = memchr(p, ':', (size_t)(end - p));
+        if (eol == NULL || colon == NULL || colon > eol)
+            break;
+        hs[nh].name = (gw_str_t){p, (size_t)(colon - p)};
+        hs[nh].value = (gw_str_t){colon + 2, (size_t)(eol - colon - 2)};
+        nh++;
+        p = eol + 2;
+    }
+    gw_httpc_opts_t o = {0};
+    o.method = method;
+    o.url = url;
+    o.headers = hs;
+    o.nheaders = nh;
+    o.body = blen ? body : NULL;
+    o.body_len = blen;
+    o.timeout_ms = timeout > 0 ? (uint64_t)(timeout * 1000) : 5000;
+    http_wait_t *hw = calloc(1, sizeof(*hw));
+    if (hw == NULL)
+        abort();
+    hw->r = r;
+    gw_httpc_req_t *hr = gw_httpc_request(r->w->loop, &o, on_http, hw, msg, sizeof(msg));
+    if (hr == NULL) {
+        free(hw);
+        *err = msg;
+        return GW_ERROR;
+    }
+    r->lua_http = hw;
+    r->lua_http_req = hr;
+    r->lua_http_done = 0;
+    r->lua_waiting = 1;
+    return GW_AGAIN;
+}
+
+EXPORT int
+gw_ffi_http_result(gw_request_t *r, int *status, const char **headers, size_t *hlen,
+                   const char **body, size_t *blen, const char **err)
+{
+    http_wait_t *hw = r->lua_http;
+    if (hw == NULL || !r->lua_http_done)
+        return GW_ERROR;
+    *status = hw->status;
+    *headers = hw->headers.data ? hw->headers.data : "";
+    *hlen = hw->headers.len;
+    *body = hw->body.data ? hw->body.data : "";
+    *blen = hw->body.len;
+    *err = hw->err;
+    return GW_OK;
+}
+
+/* The Lua side copied the result: free it. */
+EXPORT void
+gw_ffi_http_release(gw_request_t *r)
+{
+    http_wait_t *hw = r->lua_http;
+    if (hw && r->lua_http_done) {
+        gw_buf_free(&hw->headers);
+        gw_buf_free(&hw->body);
+        free(hw);
+        r->lua_http = NULL;
+        r->lua_http_done = 0;
+    }
+}
+
+void
+gw_lua_api_cancel(gw_request_t *r)
+{
+    http_wait_t *hw = r->lua_http;
+    if (hw == NULL)
+        return;
+    if (r->lua_http_done) {
+        gw_ffi_http_release(r);
+        return;
+    }
+    hw->r = NULL; /* the callback frees it */
+    gw_httpc_cancel(r->lua_http_req);
+    r->lua_http = NULL;
+    r->lua_http_req = NULL;
+}

@@ -1,0 +1,315 @@
+-- The gw.* API plugins see. One table for every plugin of the worker; the
+-- request it speaks about is the one the runner entered last. A call that
+-- waits (gw.sleep, gw.http.request) yields the request's coroutine and
+-- re-enters its request when resumed, so other requests may run meanwhile.
+local base = require "gw.base"
+local cjson = require "cjson.safe"
+
+local ffi, C = base.ffi, base.C
+local P, N, P2, N2, P3, N3 = base.p, base.n, base.p2, base.n2, base.p3, base.n3
+local OK, AGAIN, DECLINED = base.OK, base.AGAIN, base.DECLINED
+local fstr = ffi.string
+local yield, running = coroutine.yield, coroutine.running
+local concat, tostring, type, pairs, select = table.concat, tostring, type, pairs, select
+local lower, byte, char = string.lower, string.byte, string.char
+
+local M = {}
+
+-- the request being served: its pointer, ctx table and phase
+local cur, cur_ctx, cur_phase
+M.exited = false
+
+function M.enter(r, ctx, phase)
+    cur, cur_ctx, cur_phase = r, ctx, phase
+    M.exited = false
+end
+
+local gw = {}
+M.gw = gw
+
+local allowed = {
+    exit = { rewrite = true, access = true, error = true },
+    resp = { header_filter = true, error = true },
+    set_req = { rewrite = true, access = true },
+    wait = { rewrite = true, access = true },
+}
+
+local function check_phase(what, name)
+    if not allowed[what][cur_phase] then
+        local list = {}
+        for p in pairs(allowed[what]) do list[#list + 1] = p end
+        table.sort(list)
+        error(name .. " cannot be called in the " .. tostring(cur_phase) .. " phase (only in: "
+              .. concat(list, ", ") .. ")", 3)
+    end
+end
+
+local function need_request(name)
+    if cur == nil then error(name .. " needs a request", 3) end
+end
+
+-- ---- gw.req ----
+
+local req = {}
+gw.req = req
+
+local function req_get(what)
+    need_request("gw.req")
+    if C.gw_ffi_req_get(cur, what, P, N) ~= OK then return nil end
+    return fstr(P[0], N[0])
+end
+
+function req.method() return req_get(base.METHOD) end
+function req.path() return req_get(base.PATH) end
+function req.uri() return req_get(base.URI) end
+function req.host() return req_get(base.HOST) end
+function req.raw_query() return req_get(base.QUERY) or "" end
+
+local function unescape(s)
+    s = s:gsub("+", " ")
+    return (s:gsub("%%(%x%x)", function(h) return char(tonumber(h, 16)) end))
+end
+
+function req.query()
+    local t = {}
+    for pair in (req.raw_query()):gmatch("[^&]+") do
+        local k, v = pair:match("^([^=]*)=?(.*)$")
+        k = unescape(k)
+        if t[k] == nil then t[k] = unescape(v) end
+    end
+    return t
+end
+
+function req.query_arg(name)
+    return req.query()[name]
+end
+
+function req.header(name)
+    need_request("gw.req.header")
+    if type(name) ~= "string" then error("gw.req.header: name must be a string", 2) end
+    if C.gw_ffi_req_header(cur, name, #name, P, N) ~= OK then return nil end
+    return fstr(P[0], N[0])
+end
+
+function req.headers()
+    need_request("gw.req.headers")
+    local t = {}
+    for i = 0, C.gw_ffi_req_nheaders(cur) - 1 do
+        if C.gw_ffi_req_header_at(cur, i, P, N, P2, N2) == OK then
+            local k = lower(fstr(P[0], N[0]))
+            if t[k] == nil then t[k] = fstr(P2[0], N2[0]) end
+        end
+    end
+    return t
+end
+
+local function header_arg(fn, name, value)
+    if type(name) ~= "string" or name == "" or name:find("[%c%s:]") then
+        error(fn .. ": invalid header name", 3)
+    end
+    if value ~= nil then
+        value = tostring(value)
+        if value:find("[\r\n%z]") then error(fn .. ": invalid header value", 3) end
+    end
+    return value
+end
+
+function req.set_header(name, value)
+    need_request("gw.req.set_header")
+    check_phase("set_req", "gw.req.set_header")
+    value = header_arg("gw.req.set_header", name, value)
+    local clear = value == nil and 1 or 0
+    value = value or ""
+    if C.gw_ffi_req_set_header(cur, name, #name, value, #value, clear) ~= OK then
+        error("gw.req.set_header: too many headers", 2)
+    end
+end
+
+function req.clear_header(name)
+    req.set_header(name, nil)
+end
+
+function req.set_path(p)
+    need_request("gw.req.set_path")
+    check_phase("set_req", "gw.req.set_path")
+    if type(p) ~= "string" or byte(p, 1) ~= 47 or p:find("[%s%c?#]") then
+        error("gw.req.set_path: the path must start with / and hold no spaces, ? or #", 2)
+    end
+    C.gw_ffi_req_set_path(cur, p, #p)
+end
+
+function req.body()
+    error("gw.req.body is not available in this version", 2)
+end
+
+-- ---- gw.resp ----
+
+local resp = {}
+gw.resp = resp
+
+function resp.status()
+    need_request("gw.resp.status")
+    return C.gw_ffi_resp_status(cur)
+end
+
+function resp.set_status(code)
+    need_request("gw.resp.set_status")
+    check_phase("resp", "gw.resp.set_status")
+    if C.gw_ffi_resp_set_status(cur, tonumber(code) or 0) ~= OK then
+        error("gw.resp.set_status: status must be 100..599", 2)
+    end
+end
+
+function resp.header(name)
+    need_request("gw.resp.header")
+    if C.gw_ffi_resp_header(cur, name, #name, P, N) ~= OK then return nil end
+    return fstr(P[0], N[0])
+end
+
+function resp.set_header(name, value)
+    need_request("gw.resp.set_header")
+    check_phase("resp", "gw.resp.set_header")
+    value = header_arg("gw.resp.set_header", name, value)
+    local clear = value == nil and 1 or 0
+    value = value or ""
+    if C.gw_ffi_resp_set_header(cur, name, #name, value, #value, clear) ~= OK then
+        error("gw.resp.set_header: cannot set this header here", 2)
+    end
+end
+
+-- ---- gw.var, gw.ctx ----
+
+gw.var = setmetatable({}, {
+    __index = function(_, k)
+        need_request("gw.var")
+        if k == "latency" then return C.gw_ffi_req_elapsed(cur) end
+        if type(k) ~= "string" then return nil end
+        if C.gw_ffi_var_get(cur, k, #k, P, N) ~= OK then return nil end
+        return fstr(P[0], N[0])
+    end,
+    __newindex = function(_, k, v)
+        need_request("gw.var")
+        if type(k) ~= "string" or v == nil then error("gw.var: a name and a value", 2) end
+        v = tostring(v)
+        if C.gw_ffi_var_set(cur, k, #k, v, #v) ~= OK then
+            error("gw.var." .. k .. " cannot be set", 2)
+        end
+    end,
+})
+
+-- gw.ctx reads the current request's table
+setmetatable(gw, {
+    __index = function(_, k)
+        if k == "ctx" then return cur_ctx end
+    end,
+})
+
+-- ---- gw.exit, gw.log, time ----
+
+function gw.exit(status, body, headers)
+    need_request("gw.exit")
+    check_phase("exit", "gw.exit")
+    status = tonumber(status)
+    if not status or status < 100 or status > 599 then
+        error("gw.exit: status must be 100..599", 2)
+    end
+    local ctype = "json"
+    if type(body) == "table" then
+        body = cjson.encode(body) or "{}"
+    elseif body == nil then
+        body = ""
+    else
+        body, ctype = tostring(body), "text"
+    end
+    C.gw_ffi_exit(cur, status, body, #body, ctype)
+    if headers then
+        for k, v in pairs(headers) do
+            k, v = tostring(k), tostring(v)
+            if C.gw_ffi_exit_header(cur, k, #k, v, #v) ~= OK then
+                error("gw.exit: invalid header " .. k, 2)
+            end
+        end
+    end
+    M.exited = true
+    return true
+end
+
+function gw.log(level, ...)
+    local lv = base.levels[level]
+    if lv == nil then error("gw.log: level must be debug, info, warn or error", 2) end
+    local n = select("#", ...)
+    local parts = {}
+    for i = 1, n do parts[i] = tostring((select(i, ...))) end
+    local msg = concat(parts, " ")
+    C.gw_ffi_log(cur, lv, msg, #msg)
+end
+
+function gw.now()
+    return C.gw_ffi_now()
+end
+
+-- Waits keep the coroutine's request: another request may run meanwhile.
+local function wait(name)
+    local r, ctx, phase = cur, cur_ctx, cur_phase
+    yield()
+    cur, cur_ctx, cur_phase = r, ctx, phase
+end
+
+local function can_wait(name)
+    need_request(name)
+    check_phase("wait", name)
+    local co, main = running()
+    if co == nil or main then error(name .. " cannot wait here", 3) end
+end
+
+function gw.sleep(seconds)
+    can_wait("gw.sleep")
+    seconds = tonumber(seconds)
+    if not seconds or seconds < 0 then error("gw.sleep: seconds must be >= 0", 2) end
+    if C.gw_ffi_sleep(cur, seconds) == AGAIN then wait("gw.sleep") end
+end
+
+gw.json = {
+    encode = function(v) return cjson.encode(v) end,
+    decode = function(s) return cjson.decode(s) end,
+}
+
+-- ---- gw.http ----
+
+gw.http = {}
+local errp = ffi.new("const char *[1]")
+
+function gw.http.request(o)
+    can_wait("gw.http.request")
+    if type(o) ~= "table" or type(o.url) ~= "string" then
+        error("gw.http.request: a table with url", 2)
+    end
+    local lines = {}
+    if o.headers then
+        for k, v in pairs(o.headers) do
+            lines[#lines + 1] = header_arg("gw.http.request", k, v) and (k .. ": " .. tostring(v) .. "\r\n")
+        end
+    end
+    local hs = concat(lines)
+    local body = o.body and tostring(o.body) or ""
+    local rc = C.gw_ffi_http(cur, o.method or "GET", o.url, hs, #hs, body, #body,
+                             tonumber(o.timeout) or 0, errp)
+    if rc ~= AGAIN then return nil, fstr(errp[0]) end
+    wait("gw.http.request")
+    C.gw_ffi_http_result(cur, base.status, P, N, P2, N2, P3)
+    local status = base.status[0]
+    if status == 0 then
+        local err = fstr(P3[0])
+        C.gw_ffi_http_release(cur)
+        return nil, err
+    end
+    local res = { status = status, headers = {}, body = fstr(P2[0], N2[0]) }
+    for k, v in fstr(P[0], N[0]):gmatch("([^:\r\n]+): ([^\r\n]*)\r\n") do
+        local lk = lower(k)
+        if res.headers[lk] == nil then res.headers[lk] = v end
+    end
+    C.gw_ffi_http_release(cur)
+    return res
+end
+
+return M

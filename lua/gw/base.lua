@@ -1,0 +1,57 @@
+-- The FFI declarations of the gw_ffi_* functions (gateway/gw_lua_api.h is
+-- the source: keep the two in step), return codes and scratch buffers.
+local ffi = require "ffi"
+
+ffi.cdef [[
+int gw_ffi_req_get(void *r, int what, const char **p, size_t *n);
+int gw_ffi_req_nheaders(void *r);
+int gw_ffi_req_header_at(void *r, int i, const char **name, size_t *nlen,
+                         const char **value, size_t *vlen);
+int gw_ffi_req_header(void *r, const char *name, size_t nlen, const char **value,
+                      size_t *vlen);
+int gw_ffi_req_set_header(void *r, const char *name, size_t nlen, const char *value,
+                          size_t vlen, int clear);
+int gw_ffi_req_set_path(void *r, const char *p, size_t n);
+double gw_ffi_req_elapsed(void *r);
+int gw_ffi_var_get(void *r, const char *name, size_t nlen, const char **value, size_t *vlen);
+int gw_ffi_var_set(void *r, const char *name, size_t nlen, const char *value, size_t vlen);
+int gw_ffi_exit(void *r, int status, const char *body, size_t blen, const char *ctype);
+int gw_ffi_exit_header(void *r, const char *name, size_t nlen, const char *value, size_t vlen);
+int gw_ffi_resp_status(void *r);
+int gw_ffi_resp_set_status(void *r, int status);
+int gw_ffi_resp_header(void *r, const char *name, size_t nlen, const char **value,
+                       size_t *vlen);
+int gw_ffi_resp_set_header(void *r, const char *name, size_t nlen, const char *value,
+                           size_t vlen, int clear);
+void gw_ffi_log(void *r, int level, const char *msg, size_t len);
+double gw_ffi_now(void);
+int gw_ffi_sleep(void *r, double seconds);
+int gw_ffi_http(void *r, const char *method, const char *url, const char *headers,
+                size_t hlen, const char *body, size_t blen, double timeout, const char **err);
+int gw_ffi_http_result(void *r, int *status, const char **headers, size_t *hlen,
+                       const char **body, size_t *blen, const char **err);
+void gw_ffi_http_release(void *r);
+]]
+
+local M = {
+    ffi = ffi,
+    C = ffi.C,
+    OK = 0, ERROR = -1, AGAIN = -2, DECLINED = -5,
+    -- what, for gw_ffi_req_get
+    METHOD = 1, PATH = 2, URI = 3, QUERY = 4, HOST = 5,
+    -- log levels, as gw_log_level_t
+    levels = { debug = 0, info = 1, warn = 2, error = 3 },
+    -- phase bits, as GW_PH_* in gateway/gw_lua.h
+    phases = { rewrite = 1, access = 2, header_filter = 4, body_filter = 8, log = 16, error = 32 },
+}
+
+-- Output parameters, reused by every call (one VM, one thread).
+M.p = ffi.new("const char *[1]")
+M.n = ffi.new("size_t[1]")
+M.p2 = ffi.new("const char *[1]")
+M.n2 = ffi.new("size_t[1]")
+M.p3 = ffi.new("const char *[1]")
+M.n3 = ffi.new("size_t[1]")
+M.status = ffi.new("int[1]")
+
+return M

@@ -1,0 +1,313 @@
+-- The plugin runner: loads plugins into their own environments, checks
+-- their configs against their schemas, builds one chain per route (global
+-- plugins first, each list by priority, higher first) and runs phases.
+-- gateway/gw_lua.c calls init() once per VM, then run() in a coroutine for
+-- rewrite/access and the other entry points on the main state.
+local api = require "gw.api"
+local base = require "gw.base"
+local schema = require "gw.schema"
+local cjson = require "cjson.safe"
+
+local gw = api.gw
+local phases = base.phases
+local traceback = debug.traceback
+local xpcall, pcall, type, pairs, ipairs, tostring = xpcall, pcall, type, pairs, ipairs, tostring
+local band = bit.band
+
+local M = {}
+
+local chains = {}   -- [route index (0: no route)] = { {plugin, conf, name}, ... }
+local masks = {}
+local memory_limit_kb = 512 * 1024
+
+-- ---- sandbox ----
+
+local safe_modules = {
+    cjson = true, ["cjson.safe"] = true, ["gw.schema"] = true, ["gw.crypto"] = true,
+    bit = true,
+}
+
+local function safe_require(name)
+    if not safe_modules[name] then
+        error("module '" .. tostring(name) .. "' is not available to plugins", 2)
+    end
+    return require(name)
+end
+
+local safe_string = {}
+for k, v in pairs(string) do
+    if k ~= "dump" then safe_string[k] = v end
+end
+
+local function sandbox_base()
+    local env = {
+        assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs,
+        pcall = pcall, select = select, tonumber = tonumber, tostring = tostring, type = type,
+        unpack = unpack, xpcall = xpcall, setmetatable = setmetatable,
+        getmetatable = getmetatable, rawget = rawget, rawset = rawset, rawequal = rawequal,
+        rawlen = rawlen, string = safe_string, table = table, math = math, bit = bit,
+        require = safe_require, gw = gw, _VERSION = _VERSION,
+    }
+    -- text only: a binary chunk could break the VM's invariants
+    env.load = function(s, name)
+        if type(s) ~= "string" then error("load takes text only", 2) end
+        return load(s, name, "t", env)
+    end
+    env.loadstring = function(s, name) return env.load(s, name) end
+    env._G = env
+    return env
+end
+
+local function find_plugin(name, paths)
+    if not name:match("^[%w_%-]+$") then return nil end
+    for _, dir in ipairs(paths) do
+        local f = dir .. "/" .. name .. ".lua"
+        local h = io.open(f, "r")
+        if h then h:close() return f end
+    end
+end
+
+local loaded = {}
+
+local function load_plugin(name, paths)
+    if loaded[name] ~= nil then return loaded[name] end
+    local file = find_plugin(name, paths)
+    if not file then return nil, "unknown plugin \"" .. name .. "\"" end
+    local chunk, err = loadfile(file, "t")
+    if not chunk then return nil, "plugin \"" .. name .. "\": " .. err end
+    local env = setmetatable({}, { __index = sandbox_base() })
+    setfenv(chunk, env)
+    local ok, p = pcall(chunk)
+    if not ok then return nil, "plugin \"" .. name .. "\": " .. tostring(p) end
+    if type(p) ~= "table" then return nil, "plugin \"" .. name .. "\" does not return a table" end
+    if p.name ~= name then
+        return nil, "plugin file " .. file .. " names itself \"" .. tostring(p.name) .. "\""
+    end
+    if type(p.priority) ~= "number" then
+        return nil, "plugin \"" .. name .. "\": priority must be a number"
+    end
+    p.schema = p.schema or { type = "object" }
+    local sok, serr = schema.check_schema(p.schema)
+    if not sok then return nil, "plugin \"" .. name .. "\": bad schema: " .. tostring(serr) end
+    if p.consumer_schema then
+        sok, serr = schema.check_schema(p.consumer_schema)
+        if not sok then
+            return nil, "plugin \"" .. name .. "\": bad consumer schema: " .. tostring(serr)
+        end
+    end
+    loaded[name] = p
+    return p
+end
+
+-- ---- consumers ----
+
+local consumers = {}       -- list, as configured (plugin blocks validated)
+local consumer_index = {}  -- [plugin][field][value] = consumer
+
+gw.consumers = {
+    by = function(plugin, field, value)
+        local p = consumer_index[plugin]
+        local f = p and p[field]
+        return f and f[value] or nil
+    end,
+    list = function() return consumers end,
+}
+
+local function index_consumers(list, paths, errs)
+    for i, c in ipairs(list) do
+        local cpath = "consumers[" .. (i - 1) .. "]"
+        for k, v in pairs(c) do
+            if k ~= "name" and type(v) == "table" then
+                local p, err = load_plugin(k, paths)
+                if not p then
+                    errs[#errs + 1] = cpath .. "." .. k .. ": " .. err
+                elseif p.consumer_schema then
+                    local conf, verr = schema.validate(p.consumer_schema, v, cpath .. "." .. k)
+                    if conf then c[k] = conf else errs[#errs + 1] = verr end
+                    if conf and p.check_consumer then
+                        local ok, cerr = p.check_consumer(conf)
+                        if not ok then
+                            errs[#errs + 1] = cpath .. "." .. k .. ": " .. tostring(cerr)
+                        end
+                    end
+                end
+            end
+        end
+        consumers[#consumers + 1] = c
+        for k, v in pairs(c) do
+            if k ~= "name" and type(v) == "table" then
+                consumer_index[k] = consumer_index[k] or {}
+                for field, value in pairs(v) do
+                    if type(value) == "string" or type(value) == "number" then
+                        local byf = consumer_index[k][field] or {}
+                        consumer_index[k][field] = byf
+                        byf[value] = byf[value] or c
+                    end
+                end
+            end
+        end
+    end
+end
+
+-- ---- init ----
+
+local function compile_list(list, paths, errs)
+    local out = {}
+    for _, spec in ipairs(list) do
+        local p, err = load_plugin(spec.name, paths)
+        if not p then
+            errs[#errs + 1] = spec.path .. ": " .. err
+        else
+            local raw, derr = cjson.decode(spec.json)
+            if raw == nil and derr then
+                errs[#errs + 1] = spec.path .. ": " .. derr
+            else
+                local conf, verr = schema.validate(p.schema, raw, spec.path)
+                if conf == nil then
+                    errs[#errs + 1] = verr
+                elseif p.check then
+                    local ok, cerr = p.check(conf)
+                    if not ok then errs[#errs + 1] = spec.path .. ": " .. tostring(cerr) end
+                end
+                out[#out + 1] = { plugin = p, conf = conf, name = spec.name }
+            end
+        end
+    end
+    table.sort(out, function(a, b)
+        if a.plugin.priority ~= b.plugin.priority then
+            return a.plugin.priority > b.plugin.priority
+        end
+        return a.name < b.name
+    end)
+    return out
+end
+
+local function mask_of(chain)
+    local m = 0
+    for _, e in ipairs(chain) do
+        for ph, bitv in pairs(phases) do
+            if type(e.plugin[ph]) == "function" then m = bit.bor(m, bitv) end
+        end
+    end
+    return m
+end
+
+function M.init(spec)
+    local errs = {}
+    local paths = spec.plugin_paths or {}
+    local clist = cjson.decode(spec.consumers or "[]") or {}
+    local cok, crypto = pcall(require, "gw.crypto")
+    if cok then gw.crypto = crypto end
+    index_consumers(clist, paths, errs)
+    local global = compile_list(spec.global or {}, paths, errs)
+    chains[0] = global
+    masks[0] = mask_of(global)
+    for i, list in ipairs(spec.routes or {}) do
+        local chain = {}
+        for _, e in ipairs(global) do chain[#chain + 1] = e end
+        for _, e in ipairs(compile_list(list, paths, errs)) do chain[#chain + 1] = e end
+        chains[i] = chain
+        masks[i] = mask_of(chain)
+    end
+    if #errs > 0 then return nil, errs end
+    return true, masks
+end
+
+-- ---- phases ----
+
+local function fail(r, e, phase, err)
+    local msg = "plugin " .. e.name .. " failed in " .. phase .. ": " .. tostring(err)
+    base.C.gw_ffi_log(r, base.levels.error, msg, #msg)
+end
+
+local run_order = { "rewrite", "access" }
+
+-- Coroutine body: rewrite and/or access. true: go on (or gw.exit was
+-- called: the C side knows); false: a plugin failed.
+function M.run(r, route, mask, ctx)
+    if collectgarbage("count") > memory_limit_kb then
+        collectgarbage()
+        if collectgarbage("count") > memory_limit_kb then
+            local msg = "lua memory above its watermark: request refused"
+            base.C.gw_ffi_log(r, base.levels.error, msg, #msg)
+            return false
+        end
+    end
+    local chain = chains[route] or {}
+    for _, phase in ipairs(run_order) do
+        if band(mask, phases[phase]) ~= 0 then
+            for _, e in ipairs(chain) do
+                local fn = e.plugin[phase]
+                if fn then
+                    api.enter(r, ctx, phase)
+                    local ok, err = xpcall(fn, traceback, e.conf, ctx)
+                    if not ok then
+                        fail(r, e, phase, err)
+                        return false
+                    end
+                    if api.exited then return true end
+                end
+            end
+        end
+    end
+    return true
+end
+
+function M.run_sync(r, route, ctx, phase)
+    for _, e in ipairs(chains[route] or {}) do
+        local fn = e.plugin[phase]
+        if fn then
+            api.enter(r, ctx, phase)
+            local ok, err = xpcall(fn, traceback, e.conf, ctx)
+            if not ok then
+                fail(r, e, phase, err)
+                return false
+            end
+        end
+    end
+    api.enter(nil, nil, nil)
+    return true
+end
+
+function M.body_filter(r, route, ctx, chunk, eof)
+    for _, e in ipairs(chains[route] or {}) do
+        local fn = e.plugin.body_filter
+        if fn then
+            api.enter(r, ctx, "body_filter")
+            local ok, out = xpcall(fn, traceback, e.conf, ctx, chunk, eof)
+            if not ok then
+                fail(r, e, "body_filter", out)
+                return false
+            end
+            if out ~= nil then chunk = tostring(out) end
+        end
+    end
+    api.enter(nil, nil, nil)
+    return true, chunk
+end
+
+-- The error phase: the first plugin that returns a status replaces the
+-- gateway's answer. true when replaced.
+function M.run_error(r, route, ctx, kind, status, message)
+    local err = { kind = kind, status = status, message = message }
+    for _, e in ipairs(chains[route] or {}) do
+        local fn = e.plugin.error
+        if fn then
+            api.enter(r, ctx, "error")
+            local ok, st, body, headers = xpcall(fn, traceback, e.conf, ctx, err)
+            if not ok then
+                fail(r, e, "error", st)
+            elseif api.exited then
+                return true
+            elseif type(st) == "number" then
+                local eok, eerr = pcall(gw.exit, st, body, headers)
+                if eok then return true end
+                fail(r, e, "error", eerr)
+            end
+        end
+    end
+    api.enter(nil, nil, nil)
+    return false
+end
+
+return M
