@@ -390,6 +390,27 @@ gw_lua_error(gw_request_t *r, const char *kind, int status, const char *message)
     return replaced;
 }
 
+int
+gw_lua_upstream_error(gw_request_t *r, int status)
+{
+    lua_State *L = r->w->lua->L;
+    int top = lua_gettop(L);
+    lua_pushinteger(L, status);
+    int rc = call_sync(r, "wants_upstream", 1, 1);
+    int wants = rc == GW_OK && lua_toboolean(L, -1);
+    lua_settop(L, top);
+    if (!wants)
+        return 0;
+    lua_pushliteral(L, "upstream_error");
+    lua_pushinteger(L, status);
+    lua_pushstring(L, gw_http_reason(status));
+    lua_pushinteger(L, status);
+    rc = call_sync(r, "run_error", 4, 1);
+    int replaced = rc == GW_OK && lua_toboolean(L, -1) && r->lua_exit_status > 0;
+    lua_settop(L, top);
+    return replaced;
+}
+
 void
 gw_lua_request_end(gw_request_t *r)
 {

@@ -61,6 +61,8 @@ int gw_lua_run_sync(gw_request_t *r, unsigned phase);
 int gw_lua_body_filter(gw_request_t *r, const char *chunk, size_t len, int eof, const char **out,
                        size_t *outlen);
 int gw_lua_error(gw_request_t *r, const char *kind, int status, const char *message);
+/* The upstream answered status: 1 when a plugin replaced the response. */
+int gw_lua_upstream_error(gw_request_t *r, int status);
 
 /* The request is going away: drop its coroutine and cancel what it
  * waits for. */

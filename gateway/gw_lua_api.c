@@ -229,6 +229,14 @@ gw_ffi_exit_header(gw_request_t *r, const char *name, size_t nlen, const char *v
     /* a header a plugin builds from request data must not split the head */
     if (!header_token_ok(S(name, nlen), 0) || !header_token_ok(S(value, vlen), 1))
         return GW_ERROR;
+    if (gw_str_caseeq(S(name, nlen), GW_STR("content-type"))) {
+        r->lua_exit_ctype = gw_request_strdup(r, value, vlen);
+        return GW_OK;
+    }
+    if (gw_str_caseeq(S(name, nlen), GW_STR("content-length")) ||
+        gw_str_caseeq(S(name, nlen), GW_STR("transfer-encoding")) ||
+        gw_str_caseeq(S(name, nlen), GW_STR("connection")))
+        return GW_OK; /* framing is the gateway's */
     gw_buf_append(&r->lua_exit_headers, name, nlen);
     gw_buf_append(&r->lua_exit_headers, ": ", 2);
     gw_buf_append(&r->lua_exit_headers, value, vlen);

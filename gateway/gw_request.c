@@ -726,6 +726,19 @@ gw_request_on_response_head(gw_request_t *r, gw_upconn_t *u)
     int filtered = (r->lua_phases & GW_PH_BODY_FILTER) && !u->head_request;
     r->up_status = u->status;
     r->status = u->status;
+    if ((r->lua_phases & GW_PH_ERROR) && !r->in_error_phase) {
+        r->in_error_phase = 1;
+        if (gw_lua_upstream_error(r, u->status)) {
+            /* the node's answer is replaced: its body is not read, so its
+             * connection cannot be reused */
+            upstream_feedback(r, u->status);
+            r->up = NULL;
+            gw_upconn_release(u, 0);
+            send_exit(r);
+            return;
+        }
+        r->in_error_phase = 0;
+    }
     if (r->lua_phases & GW_PH_HEADER_FILTER) {
         if (run_header_filter(r, u) != GW_OK) {
             r->err = GW_ERR_PLUGIN;

@@ -288,8 +288,29 @@ end
 
 -- The error phase: the first plugin that returns a status replaces the
 -- gateway's answer. true when replaced.
-function M.run_error(r, route, ctx, kind, status, message)
-    local err = { kind = kind, status = status, message = message }
+-- Does a plugin of the route want the error phase for this upstream status?
+local wanted = {} -- [route][status] = true, filled on first use
+function M.wants_upstream(r, route, ctx, status)
+    local w = wanted[route]
+    if w == nil then
+        w = {}
+        for _, e in ipairs(chains[route] or {}) do
+            local fn = e.plugin.wants_upstream_error
+            if fn and e.plugin.error then
+                for st = 100, 599 do
+                    local ok, yes = pcall(fn, e.conf, st)
+                    if ok and yes then w[st] = true end
+                end
+            end
+        end
+        wanted[route] = w
+    end
+    return w[status] == true
+end
+
+function M.run_error(r, route, ctx, kind, status, message, upstream_status)
+    local err = { kind = kind, status = status, message = message,
+                  upstream_status = upstream_status }
     for _, e in ipairs(chains[route] or {}) do
         local fn = e.plugin.error
         if fn then
