@@ -367,7 +367,7 @@ gw_ffi_http(gw_request_t *r, const char *method, const char *url, const char *he
     gw_header_t hs[64];
     size_t nh = 0;
     if (r == NULL || r->lua_co_ref == 0) {
-        *err = "gw.http.request can only wait in the rewrite and access phases";
+        *err = "gw.http.request can only wait in the rewrite, access and header_filter phases";
         return GW_ERROR;
     }
     if (r->lua_http) {

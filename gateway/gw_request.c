@@ -699,31 +699,45 @@ status_line(gw_buf_t *b, int status)
     b->len += 15 + rl;
 }
 
-/* header_filter works on a copy of the upstream's headers: the slices
- * into the upstream buffer do not outlive this call. */
-static int
-run_header_filter(gw_request_t *r, gw_upconn_t *u)
+static void build_response_head(gw_request_t *r, gw_upconn_t *u);
+
+/* header_filter works on a copy of the upstream's headers: it may wait,
+ * and the upstream buffer moves on meanwhile. */
+static void
+copy_response_headers(gw_request_t *r, gw_upconn_t *u)
 {
     if (r->rhdrs == NULL) {
         r->rhdrs = malloc(GW_MAX_HEADERS * sizeof(gw_header_t));
         if (r->rhdrs == NULL)
             abort();
     }
-    memcpy(r->rhdrs, u->headers, u->nheaders * sizeof(gw_header_t));
+    for (size_t i = 0; i < u->nheaders; i++) {
+        gw_header_t *h = &u->headers[i];
+        r->rhdrs[i].name = (gw_str_t){gw_request_strdup(r, h->name.data, h->name.len), h->name.len};
+        r->rhdrs[i].value =
+            (gw_str_t){gw_request_strdup(r, h->value.data, h->value.len), h->value.len};
+    }
     r->nrhdrs = u->nheaders;
-    return gw_lua_run_sync(r, GW_PH_HEADER_FILTER);
 }
 
-void
+static void
+on_header_filter_done(gw_request_t *r, int rc)
+{
+    gw_upconn_t *u = r->up;
+    if (rc != GW_OK) {
+        r->err = GW_ERR_PLUGIN;
+        gw_conn_send_error(r->conn, 500, "internal error", 1);
+        return;
+    }
+    if (u == NULL)
+        return;
+    build_response_head(r, u);
+    gw_upconn_continue(u);
+}
+
+int
 gw_request_on_response_head(gw_request_t *r, gw_upconn_t *u)
 {
-    gw_conn_t *c = r->conn;
-    gw_buf_t *b = &r->uphead; /* the request head is sent: reuse its buffer */
-    gw_str_t conn_tokens = GW_NULL_STR;
-    int has_date = 0, client10 = r->http_minor == 0;
-    const gw_header_t *hs = u->headers;
-    size_t nh = u->nheaders;
-    int filtered = (r->lua_phases & GW_PH_BODY_FILTER) && !u->head_request;
     r->up_status = u->status;
     r->status = u->status;
     if ((r->lua_phases & GW_PH_ERROR) && !r->in_error_phase) {
@@ -735,16 +749,36 @@ gw_request_on_response_head(gw_request_t *r, gw_upconn_t *u)
             r->up = NULL;
             gw_upconn_release(u, 0);
             send_exit(r);
-            return;
+            return 0;
         }
         r->in_error_phase = 0;
     }
     if (r->lua_phases & GW_PH_HEADER_FILTER) {
-        if (run_header_filter(r, u) != GW_OK) {
+        copy_response_headers(r, u);
+        int rc = gw_lua_run(r, GW_PH_HEADER_FILTER, on_header_filter_done);
+        if (rc == GW_AGAIN)
+            return 0;
+        if (rc != GW_OK) {
             r->err = GW_ERR_PLUGIN;
-            gw_conn_send_error(c, 500, "internal error", 1);
-            return;
+            gw_conn_send_error(r->conn, 500, "internal error", 1);
+            return 0;
         }
+    }
+    build_response_head(r, u);
+    return 1;
+}
+
+static void
+build_response_head(gw_request_t *r, gw_upconn_t *u)
+{
+    gw_conn_t *c = r->conn;
+    gw_buf_t *b = &r->uphead; /* the request head is sent: reuse its buffer */
+    gw_str_t conn_tokens = GW_NULL_STR;
+    int has_date = 0, client10 = r->http_minor == 0;
+    const gw_header_t *hs = u->headers;
+    size_t nh = u->nheaders;
+    int filtered = (r->lua_phases & GW_PH_BODY_FILTER) && !u->head_request;
+    if (r->lua_phases & GW_PH_HEADER_FILTER) {
         hs = r->rhdrs;
         nh = r->nrhdrs;
         if (r->status_override)

@@ -522,7 +522,7 @@ up_parse(gw_upconn_t *u)
                 break;
             }
             u->head_done = 1;
-            gw_request_on_response_head(u->req, u);
+            int go = gw_request_on_response_head(u->req, u);
             if (u->req == NULL || u->closing)
                 break;
             /* the head was copied into the client's response: reuse space */
@@ -530,6 +530,13 @@ up_parse(gw_upconn_t *u)
             memmove(u->rbuf->data, u->rbuf->data + u->pos, rest);
             u->len = rest;
             u->pos = 0;
+            if (!go) {
+                u->held = 1;
+                if (!u->resp_done)
+                    llhttp_resume(&u->parser);
+                u->paused = 1;
+                break;
+            }
             if (u->resp_done) {
                 response_finished(u);
                 break;
@@ -593,6 +600,19 @@ on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     /* read timeout: the gap between two reads of a response still coming */
     if (u->req && !u->closing && !u->resp_done && !u->paused && !u->out.busy)
         timer_start(u, u->up->conf->read_timeout_ms);
+}
+
+void
+gw_upconn_continue(gw_upconn_t *u)
+{
+    if (!u->held || u->closing)
+        return;
+    u->held = 0;
+    if (u->resp_done) {
+        response_finished(u);
+        return;
+    }
+    gw_upconn_resume(u);
 }
 
 void

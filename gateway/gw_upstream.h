@@ -83,6 +83,7 @@ struct gw_upconn_s {
     unsigned needs_eof : 1;
     unsigned is_chunked : 1;
     unsigned closing : 1;
+    unsigned held : 1; /* the response head waits for a plugin */
     int header_state;
     int failed; /* a gw_up_error_t waiting to be reported from the loop */
     int status;
@@ -113,6 +114,9 @@ int gw_upconn_write(gw_upconn_t *u, const uv_buf_t *bufs, unsigned n);
 /* The request was fully sent: start the read timeout and the response. */
 void gw_upconn_request_sent(gw_upconn_t *u);
 
+/* After a held response head: read on, or finish a bodiless response. */
+void gw_upconn_continue(gw_upconn_t *u);
+
 /* Flow control from the client side. */
 void gw_upconn_pause(gw_upconn_t *u);
 void gw_upconn_resume(gw_upconn_t *u);
@@ -127,7 +131,9 @@ void gw_upstreams_close_idle(gw_upstreams_t *u);
 void gw_request_on_upstream_ready(gw_request_t *r);
 void gw_request_on_upstream_drained(gw_request_t *r);
 void gw_request_on_upstream_error(gw_request_t *r, gw_up_error_t e);
-void gw_request_on_response_head(gw_request_t *r, gw_upconn_t *u);
+/* 1: go on with the body; 0: hold it (a plugin's header_filter waits)
+ * until gw_upconn_continue. */
+int gw_request_on_response_head(gw_request_t *r, gw_upconn_t *u);
 /* Body bytes to forward as they are; returns 0 when the client is behind. */
 int gw_request_on_response_body(gw_request_t *r, const char *data, size_t len);
 void gw_request_on_response_done(gw_request_t *r);

@@ -220,9 +220,9 @@ local function fail(r, e, phase, err)
     base.C.gw_ffi_log(r, base.levels.error, msg, #msg)
 end
 
-local run_order = { "rewrite", "access" }
+local run_order = { "rewrite", "access", "header_filter" }
 
--- Coroutine body: rewrite and/or access. true: go on (or gw.exit was
+-- Coroutine body: rewrite and/or access, or header_filter. true: go on (or gw.exit was
 -- called: the C side knows); false: a plugin failed.
 function M.run(r, route, mask, ctx)
     if collectgarbage("count") > memory_limit_kb then
