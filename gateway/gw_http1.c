@@ -128,6 +128,8 @@ on_body(llhttp_t *p, const char *at, size_t len)
     gw_request_t *r = c->req;
     if (c->dry_run) {
         c->dry_received += len;
+        if (c->collect)
+            gw_buf_append(c->collect, at, len);
         return c->dry_received > c->w->conf->max_body_size ? user_error(c, 413) : 0;
     }
     r->body_received += len;
@@ -629,6 +631,31 @@ buffer_body(gw_conn_t *c)
     timer_arm(c);
     gw_request_on_head(c->req);
     return 1;
+}
+
+int
+gw_conn_read_body(gw_conn_t *c, gw_buf_t *out)
+{
+    gw_request_t *r = c->req;
+    out->len = 0;
+    if (r == NULL || c->closing)
+        return GW_ERROR;
+    if (!r->has_body)
+        return GW_OK;
+    if (r->body_received || c->state != GW_CONN_S_BODY)
+        return GW_ERROR; /* already on its way upstream */
+    llhttp_t p = c->body_parser;
+    llhttp_resume(&p);
+    c->dry_run = 1;
+    c->dry_received = 0;
+    c->dry_complete = 0;
+    c->collect = out;
+    llhttp_errno_t err = llhttp_execute(&p, c->rbuf->data + c->pos, c->len - c->pos);
+    c->dry_run = 0;
+    c->collect = NULL;
+    if (err != HPE_OK && err != HPE_PAUSED)
+        return GW_ERROR;
+    return c->dry_complete ? GW_OK : GW_DECLINED;
 }
 
 /* Head state: returns 1 to continue the loop, 0 to wait for bytes. */

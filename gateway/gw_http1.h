@@ -51,6 +51,7 @@ struct gw_conn_s {
     unsigned dry_run : 1;   /* llhttp is only validating buffered body bytes */
     unsigned dry_complete : 1;
     unsigned ext_name_seen : 1;
+    gw_buf_t *collect;         /* a dry run copies body bytes here */
     int user_status;
     int mstate; /* gateway_connections{state}: reading, writing or idle */
     unsigned failed : 1;
@@ -88,5 +89,10 @@ void gw_conn_resume_body(gw_conn_t *c);
 void gw_conn_send_error(gw_conn_t *c, int status, const char *message, int close);
 
 void gw_conn_close(gw_conn_t *c);
+
+/* The request body as the client sent it, de-chunked, into out: GW_OK,
+ * GW_DECLINED when it does not fit in the read buffer (it will be
+ * streamed, not held), GW_ERROR when no body is pending. */
+int gw_conn_read_body(gw_conn_t *c, gw_buf_t *out);
 
 #endif

@@ -135,6 +135,15 @@ gw_ffi_req_set_path(gw_request_t *r, const char *p, size_t n)
     return GW_OK;
 }
 
+EXPORT int
+gw_ffi_req_body(gw_request_t *r, const char **p, size_t *n)
+{
+    int rc = gw_conn_read_body(r->conn, &r->lua_scratch);
+    *p = r->lua_scratch.data ? r->lua_scratch.data : "";
+    *n = r->lua_scratch.len;
+    return rc;
+}
+
 EXPORT double
 gw_ffi_req_elapsed(gw_request_t *r)
 {

@@ -24,6 +24,7 @@ int gw_ffi_req_set_header(gw_request_t *r, const char *name, size_t nlen, const 
                           size_t vlen, int clear);
 int gw_ffi_req_set_path(gw_request_t *r, const char *p, size_t n);
 double gw_ffi_req_elapsed(gw_request_t *r);
+int gw_ffi_req_body(gw_request_t *r, const char **p, size_t *n);
 
 int gw_ffi_var_get(gw_request_t *r, const char *name, size_t nlen, const char **value,
                    size_t *vlen);

@@ -138,8 +138,15 @@ function req.set_path(p)
     C.gw_ffi_req_set_path(cur, p, #p)
 end
 
+-- The whole request body, when it fits in the connection's read buffer
+-- (see docs/plugins/writing.md); nil, err otherwise.
 function req.body()
-    error("gw.req.body is not available in this version", 2)
+    need_request("gw.req.body")
+    check_phase("set_req", "gw.req.body")
+    local rc = C.gw_ffi_req_body(cur, P, N)
+    if rc == OK then return fstr(P[0], N[0]) end
+    if rc == DECLINED then return nil, "request body larger than the read buffer" end
+    return nil, "request body not available"
 end
 
 -- ---- gw.resp ----

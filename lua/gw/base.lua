@@ -13,6 +13,7 @@ int gw_ffi_req_set_header(void *r, const char *name, size_t nlen, const char *va
                           size_t vlen, int clear);
 int gw_ffi_req_set_path(void *r, const char *p, size_t n);
 double gw_ffi_req_elapsed(void *r);
+int gw_ffi_req_body(void *r, const char **p, size_t *n);
 int gw_ffi_var_get(void *r, const char *name, size_t nlen, const char **value, size_t *vlen);
 int gw_ffi_var_set(void *r, const char *name, size_t nlen, const char *value, size_t vlen);
 int gw_ffi_exit(void *r, int status, const char *body, size_t blen, const char *ctype);
