@@ -9,6 +9,7 @@
 #   GATEWAY_BIN=build/gateway                 the binary under test
 #   RESULTS_MD=bench/results-<date>.md        where the report goes
 #   EXTRAS=1                                  0 skips routes.sh and idle-conns.sh
+#   LUA=0                                     1 adds bench/lua.sh (Lua plugins vs nginx-lua)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -16,6 +17,7 @@ cd "$ROOT"
 
 GATEWAY_BIN=${GATEWAY_BIN:-build/gateway}
 EXTRAS=${EXTRAS:-1}
+LUA=${LUA:-0}
 export TARGETS=${TARGETS:-"direct direct-own-cpu nginx-proxy nginx-lua haproxy gateway"}
 export SCENARIOS=${SCENARIOS:-"hello:50 hello:200 4k:50"}
 RESULTS_MD=${RESULTS_MD:-bench/results-$(date +%F).md}
@@ -72,6 +74,17 @@ if [ "$EXTRAS" = 1 ]; then
         cat "$RESULTS_MD.$extra.tmp" >>"$partial"
         rm -f "$RESULTS_MD.$extra.tmp"
     done
+fi
+
+if [ "$LUA" = 1 ]; then
+    echo >>"$partial"
+    if ! bench/lua.sh >"$RESULTS_MD.lua.tmp"; then
+        status=1
+        echo "bench.sh: bench/lua.sh failed" >&2
+        echo "**bench/lua.sh failed; see its output.**" >>"$partial"
+    fi
+    cat "$RESULTS_MD.lua.tmp" >>"$partial"
+    rm -f "$RESULTS_MD.lua.tmp"
 fi
 
 mv "$partial" "$RESULTS_MD"

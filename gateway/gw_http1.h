@@ -51,7 +51,7 @@ struct gw_conn_s {
     unsigned dry_run : 1;   /* llhttp is only validating buffered body bytes */
     unsigned dry_complete : 1;
     unsigned ext_name_seen : 1;
-    gw_buf_t *collect;         /* a dry run copies body bytes here */
+    gw_buf_t *collect; /* a dry run copies body bytes here */
     int user_status;
     int mstate; /* gateway_connections{state}: reading, writing or idle */
     unsigned failed : 1;

@@ -933,6 +933,41 @@ gw_request_on_client_gone(gw_request_t *r)
 
 /* ---- gateway-made responses ---- */
 
+/* header_filter on a response the gateway makes: the plugin sees and may
+ * change its status and headers (not its framing). It runs to completion:
+ * these responses are not held. Returns the headers to send. */
+static void
+filter_own_response(gw_request_t *r, int *status, const char **ctype, const gw_buf_t *extra)
+{
+    if (r->rhdrs == NULL) {
+        r->rhdrs = malloc(GW_MAX_HEADERS * sizeof(gw_header_t));
+        if (r->rhdrs == NULL)
+            abort();
+    }
+    size_t n = 0;
+    r->rhdrs[n].name = GW_STR("Content-Type");
+    r->rhdrs[n++].value = (gw_str_t){*ctype, strlen(*ctype)};
+    const char *p = extra ? extra->data : NULL, *end = p ? p + extra->len : NULL;
+    while (p && p < end && n < GW_MAX_HEADERS) {
+        const char *colon = memchr(p, ':', (size_t)(end - p));
+        const char *eol = memchr(p, '\r', (size_t)(end - p));
+        if (colon == NULL || eol == NULL || colon > eol)
+            break;
+        r->rhdrs[n].name = (gw_str_t){p, (size_t)(colon - p)};
+        r->rhdrs[n++].value = (gw_str_t){colon + 2, (size_t)(eol - colon - 2)};
+        p = eol + 2;
+    }
+    r->nrhdrs = n;
+    r->status = *status;
+    r->status_override = 0;
+    if (gw_lua_run_sync(r, GW_PH_HEADER_FILTER) != GW_OK) {
+        r->nrhdrs = 0; /* a failing filter leaves the response as it was */
+        return;
+    }
+    if (r->status_override)
+        *status = r->status_override;
+}
+
 /* Every response the gateway makes itself, errors and plugin exits. */
 static void
 respond(gw_request_t *r, int status, const char *ctype, const char *body, size_t blen,
@@ -942,22 +977,47 @@ respond(gw_request_t *r, int status, const char *ctype, const char *body, size_t
     gw_buf_t *b = &r->uphead;
     char clen[24];
     int cl = snprintf(clen, sizeof(clen), "%zu", blen);
+    int filtered = (r->lua_phases & GW_PH_HEADER_FILTER) && !r->in_header_filter;
+    if (filtered) {
+        r->in_header_filter = 1;
+        filter_own_response(r, &status, &ctype, extra);
+        filtered = r->nrhdrs > 0;
+    }
     if (r->w->draining || !r->body_done)
         c->close_after = 1;
+    size_t need = 256 + strlen(ctype) + r->request_id.len + blen + (extra ? extra->len : 0);
+    for (size_t i = 0; filtered && i < r->nrhdrs; i++)
+        need += r->rhdrs[i].name.len + r->rhdrs[i].value.len + 4;
     b->len = 0;
-    gw_buf_reserve(b, 256 + strlen(ctype) + r->request_id.len + blen + (extra ? extra->len : 0));
+    gw_buf_reserve(b, need);
     status_line(b, status);
     GW_BUF_PUT_LIT(b, "Date: ");
     gw_buf_put(b, gw_worker_date(r->w), 29);
-    GW_BUF_PUT_LIT(b, "\r\nContent-Type: ");
-    gw_buf_put(b, ctype, strlen(ctype));
-    GW_BUF_PUT_LIT(b, "\r\nContent-Length: ");
+    GW_BUF_PUT_LIT(b, "\r\n");
+    if (filtered) {
+        for (size_t i = 0; i < r->nrhdrs; i++) {
+            gw_str_t n = r->rhdrs[i].name;
+            if (n.len == 0 || gw_http_is_hop_by_hop(n) ||
+                gw_str_caseeq(n, GW_STR("content-length")) ||
+                gw_str_caseeq(n, GW_STR("x-request-id")) || gw_str_caseeq(n, GW_STR("date")))
+                continue;
+            gw_buf_puts(b, n);
+            GW_BUF_PUT_LIT(b, ": ");
+            gw_buf_puts(b, r->rhdrs[i].value);
+            GW_BUF_PUT_LIT(b, "\r\n");
+        }
+    } else {
+        GW_BUF_PUT_LIT(b, "Content-Type: ");
+        gw_buf_put(b, ctype, strlen(ctype));
+        GW_BUF_PUT_LIT(b, "\r\n");
+        if (extra && extra->len)
+            gw_buf_put(b, extra->data, extra->len);
+    }
+    GW_BUF_PUT_LIT(b, "Content-Length: ");
     gw_buf_put(b, clen, (size_t)cl);
     GW_BUF_PUT_LIT(b, "\r\nX-Request-Id: ");
     gw_buf_puts(b, r->request_id);
     GW_BUF_PUT_LIT(b, "\r\n");
-    if (extra && extra->len)
-        gw_buf_put(b, extra->data, extra->len);
     if (c->close_after || !c->keepalive)
         GW_BUF_PUT_LIT(b, "Connection: close\r\n");
     GW_BUF_PUT_LIT(b, "\r\n");
@@ -1055,10 +1115,10 @@ gw_request_log(gw_request_t *r)
     e.status = r->status;
     e.bytes_sent = r->bytes_sent;
     e.duration_ms = secs * 1000;
-    if (r->route) {
+    if (r->route)
         e.route = (gw_str_t){r->route->name, strlen(r->route->name)};
+    if (r->target) /* NULL when the request ended before the split */
         e.upstream = (gw_str_t){r->target->up->conf->name, strlen(r->target->up->conf->name)};
-    }
     if (r->node)
         e.node = (gw_str_t){r->node->conf->addr, strlen(r->node->conf->addr)};
     e.upstream_status = r->up_status;

@@ -91,6 +91,7 @@ struct gw_request_s {
     unsigned lua_waiting : 1; /* the coroutine waits for a timer or a response */
     unsigned path_set : 1;    /* a plugin set the upstream path */
     unsigned in_error_phase : 1;
+    unsigned in_header_filter : 1;
     unsigned rechunk : 1; /* the client gets the (filtered) body as chunks */
     void *lua_http;       /* gw.http.request: the wait, then its result */
     void *lua_http_req;   /* the gw_httpc_req_t being waited for */

@@ -33,6 +33,16 @@ function plugin.access(conf, ctx)
   gw.req.set_header("X-From-Plugin", "yes")
   gw.req.clear_header("X-Drop-Me")
   gw.var.tier = conf.tier
+  gw.req.set_header("X-Var-Route", gw.var.route)
+  gw.req.set_header("X-Var-Remote", gw.var.remote_addr)
+  gw.req.set_header("X-Var-Rid", gw.var.request_id)
+  gw.req.set_header("X-Var-Tier", gw.var.tier)
+  local q = gw.req.query()
+  gw.req.set_header("X-Req-Info", table.concat({ gw.req.method(), gw.req.path(), gw.req.uri(),
+    tostring(q.a), tostring(gw.req.query_arg("b")), tostring(gw.req.header("x-lower")),
+    tostring(gw.req.headers()["x-lower"]) }, "|"))
+  local np = gw.req.header("X-Set-Path")
+  if np then gw.req.set_path(np) end
 end
 return plugin
 LUA
@@ -77,10 +87,11 @@ LUA
 
 plugin_file('t-http', <<'LUA');
 local plugin = { name = "t-http", priority = 100,
-  schema = { type = "object", properties = { url = { type = "string" } }, required = { "url" } } }
+  schema = { type = "object", properties = { url = { type = "string" },
+    timeout = { type = "number", default = 2 } }, required = { "url" } } }
 function plugin.access(conf, ctx)
   local res, err = gw.http.request{ method = "POST", url = conf.url .. "/from-lua?x=1",
-    headers = { ["X-Side"] = "call" }, body = "side-body", timeout = 2 }
+    headers = { ["X-Side"] = "call" }, body = "side-body", timeout = conf.timeout }
   if not res then
     return gw.exit(200, { handled = true, err = tostring(err) })
   end
@@ -175,17 +186,56 @@ LUA
 plugin_file('t-log', <<'LUA');
 local plugin = { name = "t-log", priority = 100 }
 function plugin.log(conf, ctx)
-  gw.log("info", "t-log line route=" .. tostring(gw.var.route), "status=" .. tostring(gw.resp.status()))
+  gw.log("info", "t-log line route=" .. tostring(gw.var.route), " status=" .. tostring(gw.resp.status()))
 end
 return plugin
 LUA
 
 plugin_file('t-err', <<'LUA');
-local plugin = { name = "t-err", priority = 100 }
+local plugin = { name = "t-err", priority = 100,
+  schema = { type = "object", properties = {
+    kind = { type = "string", default = "upstream_error" } } } }
 function plugin.error(conf, ctx, err)
-  if err.kind == "upstream_error" then
+  if err.kind == conf.kind then
     return 200, { replaced = true, kind = err.kind, was = err.status }, { ["X-Replaced"] = "1" }
   end
+end
+return plugin
+LUA
+
+plugin_file('t-phase-boom', <<'LUA');
+local plugin = { name = "t-phase-boom", priority = 100 }
+function plugin.access(conf, ctx) ctx.where = gw.req.header("X-Where") end
+function plugin.header_filter(conf, ctx)
+  if ctx.where == "header_filter" then error("boom in header_filter") end
+end
+function plugin.body_filter(conf, ctx, chunk, eof)
+  if ctx.where == "body_filter" then error("boom in body_filter") end
+end
+function plugin.log(conf, ctx)
+  if ctx.where == "log" then error("boom in log") end
+end
+return plugin
+LUA
+
+plugin_file('t-body', <<'LUA');
+local plugin = { name = "t-body", priority = 100 }
+function plugin.access(conf, ctx)
+  local b, err = gw.req.body()
+  gw.req.set_header("X-Body-Seen", b and tostring(#b) or ("nil: " .. tostring(err)))
+  if gw.req.header("X-Echo") then
+    return gw.exit(200, { body = b, err = err })
+  end
+end
+return plugin
+LUA
+
+plugin_file('t-hf-wait', <<'LUA');
+local plugin = { name = "t-hf-wait", priority = 100 }
+function plugin.header_filter(conf, ctx)
+  local t0 = gw.now()
+  gw.sleep(0.2)
+  gw.resp.set_header("X-HF-Waited", string.format("%.3f", gw.now() - t0))
 end
 return plugin
 LUA
@@ -263,11 +313,18 @@ my $gw = start_gateway(config => {
         route('sleep', '/sleep/*', { 't-sleep' => { seconds => 0.5 * mult() } }),
         route('http', '/http/*', { 't-http' => { url => "http://127.0.0.1:$up2->{port}" } }),
         route('http-closed', '/http-closed/*', { 't-http' => { url => "http://127.0.0.1:$closed" } }),
+        route('http-slow', '/http-slow/*', { 't-http' => { url => "http://127.0.0.1:$up2->{port}/sleep/2000",
+                                                        timeout => 0.3 } }),
+        route('http-gone', '/http-gone/*', { 't-http' => { url => "http://127.0.0.1:$up2->{port}/sleep/600" } }),
+        route('phase-boom', '/phase-boom/*', { 't-phase-boom' => {} }),
+        route('body', '/body/*', { 't-body' => {} }),
+        route('hf-wait', '/hf-wait/*', { 't-hf-wait' => {} }),
         route('sandbox', '/sandbox/*', { 't-sandbox' => {} }),
         route('resp-in-access', '/resp-in-access/*', { 't-resp-in-access' => {} }),
         route('order', '/order/*', { 't-order-lo' => {}, 't-order-hi' => {}, 't-order-mid' => {} }),
         route('hf', '/hf/*', { 't-hf' => { value => 'set' } }),
         route('upper', '/upper/*', { 't-upper' => {} }),
+        route('upper-chunked', '/chunked', { 't-upper' => {} }),
         route('log', '/log/*', { 't-log' => {} }),
         route('err', '/err/*', { 't-err' => {} }, upstream => 'down'),
         route('err-none', '/err-none/*', undef, upstream => 'down'),
@@ -287,6 +344,12 @@ sub up_header {
     return @v ? $v[0] : undef;
 }
 
+sub no_worker_died {
+    my ($g, $name) = @_;
+    my @died = gateway_log($g) =~ /(master: worker \d+ .*(?:killed by signal|exited with status).*)/g;
+    is(scalar(@died), 0, "$name: no worker died during the run") or diag(join "\n", @died);
+}
+
 sub count_up { scalar(my @r = upstream_requests($_[0])) }
 
 # routes without plugins
@@ -304,6 +367,19 @@ my $seen = last_up($up2);
 is(up_header($seen, 'X-From-Plugin'), 'yes', 'setter: upstream got the header set in access');
 is(up_header($seen, 'X-Drop-Me'), undef, 'setter: upstream did not get the cleared header');
 is(count_up($up), 0, 'setter: nothing reached a');
+is(up_header($seen, 'X-Var-Route'), 'setter', 'gw.var.route');
+is(up_header($seen, 'X-Var-Remote'), '127.0.0.1', 'gw.var.remote_addr');
+is(up_header($seen, 'X-Var-Rid'), up_header($seen, 'X-Request-Id'), 'gw.var.request_id = X-Request-Id sent upstream');
+is(up_header($seen, 'X-Var-Tier'), 'gold', 'gw.var.NAME reads back what was set');
+
+clear_upstream_log($up2);
+$r = http_request($gw->{port}, 'GET', '/setter/p%41th?a=x%20y&a=2&b', headers => ['X-Lower' => 'v']);
+is($r->{status}, 200, 'gw.req getters: 200');
+is(up_header(last_up($up2), 'X-Req-Info'), 'GET|/setter/pAth|/setter/p%41th?a=x%20y&a=2&b|x y||v|v',
+    'gw.req: method, normalised path, raw uri, query (first value wins, unescaped), empty arg, header (any case)');
+$r = http_request($gw->{port}, 'GET', '/setter/old?k=v', headers => ['X-Set-Path' => '/new/place']);
+is($r->{status}, 200, 'gw.req.set_path: 200');
+is(last_up($up2)->{uri}, '/new/place?k=v', 'gw.req.set_path: the upstream got the new path, query kept');
 
 # gw.exit with a table body and headers
 clear_upstream_log($up);
@@ -346,6 +422,7 @@ is(count_up($up), 0, 'exit text: nothing upstream');
 }
 
 # gw.resp.set_header in access: an error, 500, a clear log line
+clear_upstream_log($up);
 $r = http_request($gw->{port}, 'GET', '/resp-in-access/1');
 gw_error_ok($r, 500, 'resp.set_header in access');
 is(count_up($up), 0, 'resp.set_header in access: nothing upstream');
@@ -364,6 +441,7 @@ for my $k (qw(os io debug ffi package jit dofile loadfile getfenv setfenv string
 }
 
 # gw.http.request to a second upstream, its answer used in gw.exit
+clear_upstream_log($up);
 clear_upstream_log($up2);
 $r = http_request($gw->{port}, 'GET', '/http/1');
 is($r->{status}, 200, 'http.request: 200');
@@ -381,6 +459,63 @@ is($r->{status}, 200, 'http.request to a closed port: the plugin handled nil, er
 my $hc = json_body($r) // {};
 ok($hc->{handled} && length($hc->{err} // ''), 'http.request to a closed port: err is a message')
     or diag($r->{body});
+
+# gw.req.body in access
+$r = http_request($gw->{port}, 'POST', '/body/1', body => 'hello body', headers => ['X-Echo' => 1]);
+is($r->{status}, 200, 'gw.req.body: 200');
+is((json_body($r) // {})->{body}, 'hello body', 'gw.req.body: the Content-Length body');
+$r = http_request($gw->{port}, 'POST', '/body/2', headers => ['X-Echo' => 1, 'Transfer-Encoding' => 'chunked'],
+    body => "5\r\nhello\r\n6\r\n chunk\r\n0\r\n\r\n");
+is((json_body($r) // {})->{body}, 'hello chunk', 'gw.req.body: a chunked body, de-chunked');
+clear_upstream_log($up);
+$r = http_request($gw->{port}, 'POST', '/body/3', body => 'to upstream');
+is($r->{status}, 200, 'gw.req.body then proxy: 200');
+is(last_up($up)->{body}, 'to upstream', 'gw.req.body then proxy: the upstream still gets the body');
+is(up_header(last_up($up), 'X-Body-Seen'), '11', 'gw.req.body then proxy: the plugin saw it');
+clear_upstream_log($up);
+my $big = 'b' x (100 * 1024);
+$r = http_request($gw->{port}, 'POST', '/body/4', body => $big);
+is($r->{status}, 200, 'gw.req.body, large body: 200');
+like(up_header(last_up($up), 'X-Body-Seen') // '', qr/^nil: .*larger than the read buffer/,
+    'gw.req.body, large body: nil, err');
+is(length(last_up($up)->{body} // ''), length $big, 'gw.req.body, large body: streamed upstream whole');
+
+# header_filter may wait
+$r = http_request($gw->{port}, 'GET', '/hf-wait/1');
+is($r->{status}, 200, 'header_filter with gw.sleep: 200');
+ok(($r->{headers}{'x-hf-waited'} // 0) >= 0.19, 'header_filter with gw.sleep: header set after the wait');
+is((json_body($r) // {})->{uri}, '/hf-wait/1', 'header_filter with gw.sleep: body intact');
+
+# gw.http.request with a timeout: nil, err
+$r = http_request($gw->{port}, 'GET', '/http-slow/1');
+is($r->{status}, 200, 'http.request timeout: the plugin handled nil, err');
+my $ht = json_body($r) // {};
+ok($ht->{handled} && ($ht->{err} // '') =~ /time/i, 'http.request timeout: err says timeout')
+    or diag($r->{body});
+
+# errors in the later phases
+$r = http_request($gw->{port}, 'GET', '/phase-boom/1', headers => ['X-Where' => 'header_filter']);
+gw_error_ok($r, 500, 'error in header_filter');
+unlike($r->{body}, qr/boom/, 'error in header_filter: not in the response');
+like(gateway_log($gw), qr/t-phase-boom failed in header_filter: .*boom in header_filter.*traceback/,
+    'error in header_filter: logged with a traceback');
+{
+    my $c = gw_connect($gw->{port});
+    $c->write(build_request('GET', '/phase-boom/2', headers => ['X-Where' => 'body_filter']));
+    ok($c->wait_closed(3), 'error in body_filter: the connection is closed');
+    my ($x) = parse_responses($c->{buf});
+    ok(!$x || !$x->{complete} || $x->{status} != 200,
+        'error in body_filter: no complete 200 pretends the body was sent');
+    $c->close;
+    like(gateway_log($gw), qr/t-phase-boom failed in body_filter: .*boom in body_filter/,
+        'error in body_filter: logged');
+}
+$r = http_request($gw->{port}, 'GET', '/phase-boom/3', headers => ['X-Where' => 'log']);
+is($r->{status}, 200, 'error in log: the response is not affected');
+ok(wait_for(sub { gateway_log($gw) =~ /t-phase-boom failed in log: .*boom in log/ }, 3),
+    'error in log: logged');
+$r = http_request($gw->{port}, 'GET', '/phase-boom/4');
+is($r->{status}, 200, 'after the phase errors: the worker serves');
 
 # gw.sleep(0.5) in access while 100 other requests complete meanwhile
 sub run_concurrent {
@@ -450,6 +585,7 @@ sub collect {
 # a client that disconnects while its request sleeps in Lua
 {
     clear_upstream_log($up);
+    my $log_before = length gateway_log($gw);
     my $c = gw_connect($gw->{port});
     $c->write(build_request('GET', '/sleep/gone'));
     sleep 0.1;
@@ -464,8 +600,37 @@ sub collect {
     # a second one that leaves during a gw.http.request-free sleep, then the
     # connection is reused by nobody: the worker stays up
     ok(kill(0, $gw->{pid}), 'disconnect while sleeping: the gateway lives');
-    unlike(gateway_log($gw), qr/AddressSanitizer|runtime error:|worker .* (died|exited|killed)/i,
+    unlike(substr(gateway_log($gw), $log_before),
+        qr/AddressSanitizer|runtime error:|worker .* (died|exited|killed)/i,
         'disconnect while sleeping: no sanitizer report, no worker death');
+}
+
+# a client that disconnects while its plugin waits for gw.http.request
+{
+    my $log_before = length gateway_log($gw);
+    my $c = gw_connect($gw->{port});
+    $c->write(build_request('GET', '/http-gone/1'));
+    sleep 0.1;
+    $c->close;
+    sleep 0.9 * mult();
+    $r = http_request($gw->{port}, 'GET', '/http/after-gone');
+    is($r->{status}, 200, 'disconnect during http.request: next gw.http.request works');
+    is((json_body($r) // {})->{status}, 200, 'disconnect during http.request: its result is right');
+    unlike(substr(gateway_log($gw), $log_before),
+        qr/AddressSanitizer|runtime error:|worker .* (died|exited|killed)/i,
+        'disconnect during http.request: no sanitizer report, no worker death');
+}
+
+# gw.exit keeps the connection alive
+{
+    my $c = gw_connect($gw->{port});
+    my $a = $c->request('GET', '/exit-json/k1');
+    my $b = $c->request('GET', '/exit-text/k2');
+    my $d = $c->request('GET', '/plain/k3');
+    is($a && $a->{status}, 201, 'keep-alive: gw.exit answer 1');
+    is($b && $b->{status}, 418, 'keep-alive: gw.exit answer 2 on the same connection');
+    is($d && $d->{status}, 200, 'keep-alive: a proxied request after them');
+    $c->close;
 }
 
 # priorities within a route
@@ -491,7 +656,7 @@ like($r->{body}, qr/"URI":"\/UPPER\/ABC"/, 'body_filter: body upper-cased');
 is(length($r->{body}), length($plain->{body}), 'body_filter: whole body (same length as unfiltered)');
 like($r->{headers}{'transfer-encoding'} // '', qr/chunked/i, 'body_filter: Transfer-Encoding chunked');
 ok(!exists $r->{headers}{'content-length'}, 'body_filter: no Content-Length');
-$r = http_request($gw->{port}, 'GET', '/upper/chunked');
+$r = http_request($gw->{port}, 'GET', '/chunked');
 is($r->{body}, 'CHUNK-ONE|CHUNK-TWO|CHUNK-THREE', 'body_filter: chunked upstream body upper-cased');
 
 # log phase
@@ -510,17 +675,21 @@ is($r->{headers}{'x-replaced'}, '1', 'error phase: headers from the plugin');
 $r = http_request($gw->{port}, 'GET', '/err-none/1');
 gw_error_ok($r, 502, 'no error plugin: plain 502');
 
+no_worker_died($gw, 'gateway 1');
 is(stop_gateway($gw), 0, 'gateway 1: SIGTERM exit 0');
 
 # --- global plugins before route plugins ------------------------------------
 
 my $gw2 = start_gateway(config => {
     gateway   => { plugin_paths => [$pdir] },
-    upstreams => [{ name => 'a', nodes => ["127.0.0.1:$up->{port}"] }],
-    plugins   => { 't-order-g' => {} },
+    upstreams => [{ name => 'a', nodes => ["127.0.0.1:$up->{port}"] },
+                  { name => 'down', nodes => ["127.0.0.1:$closed"] }],
+    plugins   => { 't-order-g' => {}, 't-err' => { kind => 'not_found' } },
     routes    => [
         route('order', '/order/*', { 't-order-lo' => {}, 't-order-hi' => {} }),
         route('bare', '/bare/*'),
+        route('exit-json', '/exit-json/*', { 't-exit' => { mode => 'json' } }),
+        route('down', '/down/*', undef, upstream => 'down'),
     ],
 });
 $r = http_request($gw2->{port}, 'GET', '/order/1');
@@ -533,9 +702,18 @@ $r = http_request($gw2->{port}, 'GET', '/bare/1');
 is($r->{status}, 200, 'global on a route with no plugins of its own: 200');
 is(up_header(last_up($up), 'X-Order'), 't-order-g', 'global on a bare route: it ran');
 $r = http_request($gw2->{port}, 'GET', '/none/1');
-gw_error_ok($r, 404, 'global, no route: 404');
-is($r->{headers}{'x-hf-order'}, 't-order-g', 'global, no route: header_filter of the global chain ran');
+is($r->{status}, 200, 'global, no route: the global error plugin replaced the 404');
+is_deeply(json_body($r), { replaced => JSON::PP::true, kind => 'not_found', was => 404 },
+    'global, no route: err.kind not_found, err.status 404');
+# header_filter runs on responses the gateway makes too (docs/plugins/writing.md)
+$r = http_request($gw2->{port}, 'GET', '/exit-json/1');
+is($r->{status}, 201, 'gw.exit with a global header_filter: 201');
+is($r->{headers}{'x-hf-order'}, 't-order-g', 'header_filter runs on a gw.exit response');
+$r = http_request($gw2->{port}, 'GET', '/down/1');
+gw_error_ok($r, 502, 'gateway-made 502 with a global header_filter');
+is($r->{headers}{'x-hf-order'}, 't-order-g', 'header_filter runs on a gateway-made error');
 
+no_worker_died($gw2, 'gateway 2');
 is(stop_gateway($gw2), 0, 'gateway 2: SIGTERM exit 0');
 stop_all();
 done_testing();

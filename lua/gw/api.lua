@@ -247,7 +247,7 @@ function gw.log(level, ...)
     local n = select("#", ...)
     local parts = {}
     for i = 1, n do parts[i] = tostring((select(i, ...))) end
-    local msg = concat(parts, " ")
+    local msg = concat(parts) -- as ngx.log: the arguments, concatenated
     C.gw_ffi_log(cur, lv, msg, #msg)
 end
 
