@@ -282,7 +282,9 @@ gw_lua_run(gw_request_t *r, unsigned phases, gw_lua_done_cb done)
     r->lua_co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     r->lua_done = done;
     push_runner_fn(L, lua, "run");
-    lua_pushlightuserdata(L, r);
+    /* a number, not a lightuserdata: the JIT passes numbers to FFI calls
+     * (uintptr_t in lua/gw/base.lua); user-space addresses fit in 53 bits */
+    lua_pushnumber(L, (lua_Number)(uintptr_t)r);
     lua_pushinteger(L, route_arg(r));
     lua_pushinteger(L, (lua_Integer)phases);
     push_ctx(L, r);
@@ -313,7 +315,7 @@ call_sync(gw_request_t *r, const char *name, int nargs_extra, int nres)
     lua_State *L = r->w->lua->L;
     int base = lua_gettop(L) - nargs_extra;
     push_runner_fn(L, r->w->lua, name);
-    lua_pushlightuserdata(L, r);
+    lua_pushnumber(L, (lua_Number)(uintptr_t)r);
     lua_pushinteger(L, route_arg(r));
     push_ctx(L, r);
     for (int i = 0; i < nargs_extra; i++)

@@ -248,7 +248,7 @@ function gw.log(level, ...)
     local parts = {}
     for i = 1, n do parts[i] = tostring((select(i, ...))) end
     local msg = concat(parts) -- as ngx.log: the arguments, concatenated
-    C.gw_ffi_log(cur, lv, msg, #msg)
+    C.gw_ffi_log(cur or 0, lv, msg, #msg)
 end
 
 function gw.now()

@@ -3,35 +3,35 @@
 local ffi = require "ffi"
 
 ffi.cdef [[
-int gw_ffi_req_get(void *r, int what, const char **p, size_t *n);
-int gw_ffi_req_nheaders(void *r);
-int gw_ffi_req_header_at(void *r, int i, const char **name, size_t *nlen,
+int gw_ffi_req_get(uintptr_t r, int what, const char **p, size_t *n);
+int gw_ffi_req_nheaders(uintptr_t r);
+int gw_ffi_req_header_at(uintptr_t r, int i, const char **name, size_t *nlen,
                          const char **value, size_t *vlen);
-int gw_ffi_req_header(void *r, const char *name, size_t nlen, const char **value,
+int gw_ffi_req_header(uintptr_t r, const char *name, size_t nlen, const char **value,
                       size_t *vlen);
-int gw_ffi_req_set_header(void *r, const char *name, size_t nlen, const char *value,
+int gw_ffi_req_set_header(uintptr_t r, const char *name, size_t nlen, const char *value,
                           size_t vlen, int clear);
-int gw_ffi_req_set_path(void *r, const char *p, size_t n);
-double gw_ffi_req_elapsed(void *r);
-int gw_ffi_req_body(void *r, const char **p, size_t *n);
-int gw_ffi_var_get(void *r, const char *name, size_t nlen, const char **value, size_t *vlen);
-int gw_ffi_var_set(void *r, const char *name, size_t nlen, const char *value, size_t vlen);
-int gw_ffi_exit(void *r, int status, const char *body, size_t blen, const char *ctype);
-int gw_ffi_exit_header(void *r, const char *name, size_t nlen, const char *value, size_t vlen);
-int gw_ffi_resp_status(void *r);
-int gw_ffi_resp_set_status(void *r, int status);
-int gw_ffi_resp_header(void *r, const char *name, size_t nlen, const char **value,
+int gw_ffi_req_set_path(uintptr_t r, const char *p, size_t n);
+double gw_ffi_req_elapsed(uintptr_t r);
+int gw_ffi_req_body(uintptr_t r, const char **p, size_t *n);
+int gw_ffi_var_get(uintptr_t r, const char *name, size_t nlen, const char **value, size_t *vlen);
+int gw_ffi_var_set(uintptr_t r, const char *name, size_t nlen, const char *value, size_t vlen);
+int gw_ffi_exit(uintptr_t r, int status, const char *body, size_t blen, const char *ctype);
+int gw_ffi_exit_header(uintptr_t r, const char *name, size_t nlen, const char *value, size_t vlen);
+int gw_ffi_resp_status(uintptr_t r);
+int gw_ffi_resp_set_status(uintptr_t r, int status);
+int gw_ffi_resp_header(uintptr_t r, const char *name, size_t nlen, const char **value,
                        size_t *vlen);
-int gw_ffi_resp_set_header(void *r, const char *name, size_t nlen, const char *value,
+int gw_ffi_resp_set_header(uintptr_t r, const char *name, size_t nlen, const char *value,
                            size_t vlen, int clear);
-void gw_ffi_log(void *r, int level, const char *msg, size_t len);
+void gw_ffi_log(uintptr_t r, int level, const char *msg, size_t len);
 double gw_ffi_now(void);
-int gw_ffi_sleep(void *r, double seconds);
-int gw_ffi_http(void *r, const char *method, const char *url, const char *headers,
+int gw_ffi_sleep(uintptr_t r, double seconds);
+int gw_ffi_http(uintptr_t r, const char *method, const char *url, const char *headers,
                 size_t hlen, const char *body, size_t blen, double timeout, const char **err);
-int gw_ffi_http_result(void *r, int *status, const char **headers, size_t *hlen,
+int gw_ffi_http_result(uintptr_t r, int *status, const char **headers, size_t *hlen,
                        const char **body, size_t *blen, const char **err);
-void gw_ffi_http_release(void *r);
+void gw_ffi_http_release(uintptr_t r);
 ]]
 
 local M = {

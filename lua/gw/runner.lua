@@ -222,6 +222,12 @@ end
 
 function M.init(spec)
     local errs = {}
+    -- GW_JIT_LOG=FILE: the JIT compiler's trace log, to see what it gives up on
+    local jitlog = os.getenv("GW_JIT_LOG")
+    if jitlog and not spec.check_only then
+        local ok, v = pcall(require, "jit.v")
+        if ok then v.start(jitlog) end
+    end
     local paths = spec.plugin_paths or {}
     plugin_paths = paths
     local clist = cjson.decode(spec.consumers or "[]") or {}
@@ -246,7 +252,7 @@ end
 
 local function fail(r, e, phase, err)
     local msg = "plugin " .. e.name .. " failed in " .. phase .. ": " .. tostring(err)
-    base.C.gw_ffi_log(r, base.levels.error, msg, #msg)
+    base.C.gw_ffi_log(r or 0, base.levels.error, msg, #msg)
 end
 
 local run_order = { "rewrite", "access", "header_filter" }
@@ -258,7 +264,7 @@ function M.run(r, route, mask, ctx)
         collectgarbage()
         if collectgarbage("count") > memory_limit_kb then
             local msg = "lua memory above its watermark: request refused"
-            base.C.gw_ffi_log(r, base.levels.error, msg, #msg)
+            base.C.gw_ffi_log(r or 0, base.levels.error, msg, #msg)
             return false
         end
     end
