@@ -23,6 +23,10 @@ struct gw_lua_s {
     int runner_ref;
     unsigned *phases; /* [0]: requests that match no route; [1 + i]: route i */
     size_t nroutes;
+    /* Coroutines that finished cleanly, kept for the next request:
+     * creating one per request costs more than the plugins it runs. */
+    int free_threads[256];
+    size_t nfree_threads;
 };
 
 static void
@@ -252,6 +256,20 @@ drop_co(gw_request_t *r)
     }
 }
 
+/* A coroutine that returned normally can run another function. */
+static void
+recycle_co(gw_request_t *r, lua_State *co)
+{
+    gw_lua_t *lua = r->w->lua;
+    if (lua->nfree_threads == GW_ARRAY_LEN(lua->free_threads)) {
+        drop_co(r);
+        return;
+    }
+    lua_settop(co, 0);
+    lua->free_threads[lua->nfree_threads++] = r->lua_co_ref;
+    r->lua_co_ref = 0;
+}
+
 static int
 resume(gw_request_t *r, lua_State *co, int nargs)
 {
@@ -260,16 +278,16 @@ resume(gw_request_t *r, lua_State *co, int nargs)
         lua_settop(co, 0);
         return GW_AGAIN;
     }
-    int rc = GW_OK;
     if (st != 0) {
         gw_log(r->w->log, GW_LOG_ERROR, "lua: %s (request %.*s)",
                lua_tostring(co, -1) ? lua_tostring(co, -1) : "error", (int)r->request_id.len,
                r->request_id.data);
-        rc = GW_ERROR;
-    } else if (!lua_toboolean(co, -1)) {
-        rc = GW_ERROR; /* a plugin raised an error: the runner logged it */
+        drop_co(r); /* its state is unknown: never reuse it */
+        return GW_ERROR;
     }
-    drop_co(r);
+    /* false: a plugin raised an error, which the runner caught and logged */
+    int rc = lua_toboolean(co, -1) ? GW_OK : GW_ERROR;
+    recycle_co(r, co);
     return rc;
 }
 
@@ -278,8 +296,16 @@ gw_lua_run(gw_request_t *r, unsigned phases, gw_lua_done_cb done)
 {
     gw_lua_t *lua = r->w->lua;
     lua_State *L = lua->L;
-    lua_State *co = lua_newthread(L);
-    r->lua_co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_State *co;
+    if (lua->nfree_threads) {
+        r->lua_co_ref = lua->free_threads[--lua->nfree_threads];
+        lua_rawgeti(L, LUA_REGISTRYINDEX, r->lua_co_ref);
+        co = lua_tothread(L, -1);
+        lua_pop(L, 1);
+    } else {
+        co = lua_newthread(L);
+        r->lua_co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
     r->lua_done = done;
     push_runner_fn(L, lua, "run");
     /* a number, not a lightuserdata: the JIT passes numbers to FFI calls
