@@ -291,12 +291,31 @@ resume(gw_request_t *r, lua_State *co, int nargs)
     return rc;
 }
 
+/* Above this, new requests that need Lua fail with 500 rather than the
+ * worker dying of memory exhaustion (KiB, as lua_gc counts). */
+#define LUA_WATERMARK_KB (512 * 1024)
+
+static int
+over_watermark(gw_request_t *r, lua_State *L)
+{
+    if (lua_gc(L, LUA_GCCOUNT, 0) < LUA_WATERMARK_KB)
+        return 0;
+    lua_gc(L, LUA_GCCOLLECT, 0);
+    if (lua_gc(L, LUA_GCCOUNT, 0) < LUA_WATERMARK_KB)
+        return 0;
+    gw_log(r->w->log, GW_LOG_ERROR, "lua memory above its watermark (%d MiB): request %.*s refused",
+           LUA_WATERMARK_KB / 1024, (int)r->request_id.len, r->request_id.data);
+    return 1;
+}
+
 int
 gw_lua_run(gw_request_t *r, unsigned phases, gw_lua_done_cb done)
 {
     gw_lua_t *lua = r->w->lua;
     lua_State *L = lua->L;
     lua_State *co;
+    if (over_watermark(r, L))
+        return GW_ERROR;
     if (lua->nfree_threads) {
         r->lua_co_ref = lua->free_threads[--lua->nfree_threads];
         lua_rawgeti(L, LUA_REGISTRYINDEX, r->lua_co_ref);

@@ -116,10 +116,14 @@ set_header(gw_request_t *r, gw_header_t *hs, size_t *n, gw_str_t name, const cha
     return GW_OK;
 }
 
+static int header_token_ok(gw_str_t s, int value);
+
 EXPORT int
 gw_ffi_req_set_header(gw_request_t *r, const char *name, size_t nlen, const char *value,
                       size_t vlen, int clear)
 {
+    if (!header_token_ok(S(name, nlen), 0) || (!clear && !header_token_ok(S(value, vlen), 1)))
+        return GW_ERROR;
     int rc = set_header(r, r->headers, &r->nheaders, S(name, nlen), value, vlen, clear);
     r->view.nheaders = r->nheaders;
     return rc;

@@ -18,7 +18,6 @@ local M = {}
 
 local chains = {}   -- [route index (0: no route)] = { {plugin, conf, name}, ... }
 local masks = {}
-local memory_limit_kb = 512 * 1024
 
 -- ---- sandbox ----
 
@@ -260,14 +259,6 @@ local run_order = { "rewrite", "access", "header_filter" }
 -- Coroutine body: rewrite and/or access, or header_filter. true: go on (or gw.exit was
 -- called: the C side knows); false: a plugin failed.
 function M.run(r, route, mask, ctx)
-    if collectgarbage("count") > memory_limit_kb then
-        collectgarbage()
-        if collectgarbage("count") > memory_limit_kb then
-            local msg = "lua memory above its watermark: request refused"
-            base.C.gw_ffi_log(r or 0, base.levels.error, msg, #msg)
-            return false
-        end
-    end
     local chain = chains[route] or {}
     for _, phase in ipairs(run_order) do
         if band(mask, phases[phase]) ~= 0 then
