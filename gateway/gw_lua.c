@@ -21,6 +21,7 @@ struct gw_lua_s {
     lua_State *L;
     void *loop;
     int runner_ref;
+    int run_ref; /* runner.run, looked up once */
     unsigned *phases; /* [0]: requests that match no route; [1 + i]: route i */
     size_t nroutes;
     /* Coroutines that finished cleanly, kept for the next request:
@@ -158,6 +159,8 @@ gw_lua_new(const gw_conf_t *conf, void *loop, int slot, gw_conf_errors_t *errs)
     }
     lua_pushvalue(L, -1);
     lua->runner_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_getfield(L, -1, "run");
+    lua->run_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_getfield(L, -1, "init");
     push_spec(L, conf, slot, loop == NULL);
     if (lua_pcall(L, 1, 2, 0) != 0) {
@@ -232,17 +235,29 @@ route_arg(gw_request_t *r)
 static void
 push_runner_fn(lua_State *L, gw_lua_t *lua, const char *name)
 {
+    if (strcmp(name, "run") == 0 && lua->run_ref) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, lua->run_ref); /* the per-request one */
+        return;
+    }
     lua_rawgeti(L, LUA_REGISTRYINDEX, lua->runner_ref);
     lua_getfield(L, -1, name);
     lua_remove(L, -2);
 }
 
+/* The ctx table's registry slot stays with the (pooled) request object;
+ * a request gets a fresh table in it the first time it needs one. */
 static void
 push_ctx(lua_State *L, gw_request_t *r)
 {
     if (r->lua_ctx_ref == 0) {
         lua_newtable(L);
         r->lua_ctx_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        r->lua_ctx_fresh = 1;
+    }
+    if (!r->lua_ctx_fresh) {
+        lua_newtable(L);
+        lua_rawseti(L, LUA_REGISTRYINDEX, r->lua_ctx_ref);
+        r->lua_ctx_fresh = 1;
     }
     lua_rawgeti(L, LUA_REGISTRYINDEX, r->lua_ctx_ref);
 }
@@ -468,8 +483,9 @@ gw_lua_request_end(gw_request_t *r)
     gw_lua_api_cancel(r);
     drop_co(r);
     if (r->lua_ctx_ref) {
-        luaL_unref(lua->L, LUA_REGISTRYINDEX, r->lua_ctx_ref);
-        r->lua_ctx_ref = 0;
+        /* drop the table's contents with it at the next push_ctx; until
+         * then it is only unreachable from Lua */
+        r->lua_ctx_fresh = 0;
     }
     r->lua_phases = 0;
     r->lua_waiting = 0;

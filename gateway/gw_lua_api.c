@@ -164,6 +164,8 @@ EXPORT int
 gw_ffi_var_get(gw_request_t *r, const char *name, size_t nlen, const char **value, size_t *vlen)
 {
     gw_str_t n = S(name, nlen);
+    if (gw_str_eq(n, GW_STR("consumer"))) /* the one plugins read most */
+        return out(r->view.consumer, value, vlen);
     if (gw_str_eq(n, GW_STR("route")))
         return out(r->route ? cstr(r->route->name) : GW_NULL_STR, value, vlen);
     if (gw_str_eq(n, GW_STR("upstream")))

@@ -84,7 +84,6 @@ struct gw_request_s {
     /* Lua plugins (gw_lua.c); lua_phases 0: this request never enters the VM */
     unsigned lua_phases;
     int lua_co_ref; /* the running coroutine, 0 when none */
-    int lua_ctx_ref;
     void (*lua_done)(gw_request_t *r, int status);
     int lua_exit_status; /* a plugin ended the request with this status */
     const char *lua_exit_ctype;
@@ -105,6 +104,8 @@ struct gw_request_s {
     gw_header_t headers[GW_MAX_HEADERS];
     gw_header_t vars[16]; /* variables plugins set: var:NAME */
     gw_header_t *rhdrs;   /* GW_MAX_HEADERS slots, allocated on first use */
+    int lua_ctx_ref;   /* registry slot of ctx, kept across requests */
+    int lua_ctx_fresh; /* the slot holds this request's (or an unused) table */
     uv_timer_t budget;    /* route timeout */
     uv_timer_t lua_timer; /* gw.sleep */
     gw_buf_t lua_exit_body;
