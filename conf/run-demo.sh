@@ -21,6 +21,8 @@ Try, in another terminal:
     curl -s -H "X-User-Id: user-$u" localhost:8080/api/x | grep -o '"name":"v[12]"'; done
   curl -s localhost:8080/anything                          # route "default": v1 and v2 in turn
   curl -s localhost:8080/nope -X PATCH                     # no route: a JSON 404
+  curl -s localhost:8080/secure/x                          # Lua key-auth: 401 without a key
+  curl -s -H 'X-API-Key: demo-key' localhost:8080/secure/x # ... and through with one
   curl -s localhost:9100/metrics | grep gateway_requests_total
 Ctrl-C stops everything.
 TXT
