@@ -323,14 +323,12 @@ over_watermark(gw_request_t *r, lua_State *L)
     return 1;
 }
 
-int
-gw_lua_run(gw_request_t *r, unsigned phases, gw_lua_done_cb done)
+/* A coroutine for r: a recycled one when there is one. */
+static lua_State *
+acquire_co(gw_request_t *r, gw_lua_done_cb done)
 {
     gw_lua_t *lua = r->w->lua;
-    lua_State *L = lua->L;
-    lua_State *co;
-    if (over_watermark(r, L))
-        return GW_ERROR;
+    lua_State *L = lua->L, *co;
     if (lua->nfree_threads) {
         r->lua_co_ref = lua->free_threads[--lua->nfree_threads];
         lua_rawgeti(L, LUA_REGISTRYINDEX, r->lua_co_ref);
@@ -341,6 +339,35 @@ gw_lua_run(gw_request_t *r, unsigned phases, gw_lua_done_cb done)
         r->lua_co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     }
     r->lua_done = done;
+    return co;
+}
+
+int
+gw_lua_run_error(gw_request_t *r, const char *kind, int status, const char *message,
+                 gw_lua_done_cb done)
+{
+    gw_lua_t *lua = r->w->lua;
+    lua_State *L = lua->L;
+    lua_State *co = acquire_co(r, done);
+    push_runner_fn(L, lua, "run_error_co");
+    lua_pushnumber(L, (lua_Number)(uintptr_t)r);
+    lua_pushinteger(L, route_arg(r));
+    push_ctx(L, r);
+    lua_pushstring(L, kind);
+    lua_pushinteger(L, status);
+    lua_pushstring(L, message);
+    lua_xmove(L, co, 7);
+    return resume(r, co, 6);
+}
+
+int
+gw_lua_run(gw_request_t *r, unsigned phases, gw_lua_done_cb done)
+{
+    gw_lua_t *lua = r->w->lua;
+    lua_State *L = lua->L;
+    if (over_watermark(r, L))
+        return GW_ERROR;
+    lua_State *co = acquire_co(r, done);
     push_runner_fn(L, lua, "run");
     /* a number, not a lightuserdata: the JIT passes numbers to FFI calls
      * (uintptr_t in lua/gw/base.lua); user-space addresses fit in 53 bits */
@@ -436,20 +463,6 @@ gw_lua_body_filter(gw_request_t *r, const char *chunk, size_t len, int eof, cons
     }
     lua_settop(L, top);
     return rc;
-}
-
-int
-gw_lua_error(gw_request_t *r, const char *kind, int status, const char *message)
-{
-    lua_State *L = r->w->lua->L;
-    int top = lua_gettop(L);
-    lua_pushstring(L, kind);
-    lua_pushinteger(L, status);
-    lua_pushstring(L, message);
-    int rc = call_sync(r, "run_error", 3, 1);
-    int replaced = rc == GW_OK && lua_toboolean(L, -1) && r->lua_exit_status > 0;
-    lua_settop(L, top);
-    return replaced;
 }
 
 int

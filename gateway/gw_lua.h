@@ -53,14 +53,18 @@ typedef void (*gw_lua_done_cb)(gw_request_t *r, int status);
  */
 int gw_lua_run(gw_request_t *r, unsigned phases, gw_lua_done_cb done);
 
-/* Runs a phase that may not wait (header_filter, body_filter, log,
- * error). body_filter: chunk and len in, out and outlen the replacement (valid
- * until the next call). error: kind/status/message describe the error;
- * returns 1 when a plugin replaced the response (see r->lua_exit_status). */
+/* The error phase for an error the gateway makes, in a coroutine: plugins
+ * may wait. Same returns as gw_lua_run; r->lua_exit_status > 0 after
+ * GW_OK (or in done) when a plugin replaced the response. */
+int gw_lua_run_error(gw_request_t *r, const char *kind, int status, const char *message,
+                     gw_lua_done_cb done);
+
+/* Runs a phase that may not wait (header_filter on the gateway's own
+ * responses, log, error for upstream statuses). body_filter: chunk and len in, out and outlen the replacement (valid
+ * until the next call). */
 int gw_lua_run_sync(gw_request_t *r, unsigned phase);
 int gw_lua_body_filter(gw_request_t *r, const char *chunk, size_t len, int eof, const char **out,
                        size_t *outlen);
-int gw_lua_error(gw_request_t *r, const char *kind, int status, const char *message);
 /* The upstream answered status: 1 when a plugin replaced the response. */
 int gw_lua_upstream_error(gw_request_t *r, int status);
 

@@ -1059,6 +1059,18 @@ err_kind(const gw_request_t *r, int status)
     }
 }
 
+/* After the error phase: a plugin's replacement, or the gateway's own
+ * answer (also when the phase failed: the error stands). */
+static void
+on_error_phase_done(gw_request_t *r, int rc)
+{
+    if (rc == GW_OK && r->lua_exit_status > 0) {
+        send_exit(r);
+        return;
+    }
+    gw_request_fail(r, r->fail_status, r->fail_message);
+}
+
 void
 gw_request_fail(gw_request_t *r, int status, const char *message)
 {
@@ -1078,10 +1090,12 @@ gw_request_fail(gw_request_t *r, int status, const char *message)
     if (kind && (r->lua_phases & GW_PH_ERROR) && !r->in_error_phase) {
         r->in_error_phase = 1;
         r->lua_exit_status = 0;
-        if (gw_lua_error(r, kind, status, message)) {
-            send_exit(r);
-            return;
-        }
+        r->fail_status = status;
+        r->fail_message = message;
+        int rc = gw_lua_run_error(r, kind, status, message, on_error_phase_done);
+        if (rc != GW_AGAIN)
+            on_error_phase_done(r, rc);
+        return;
     }
     gw_http_error_body(&bb, status, message, r->request_id);
     size_t n = bb.len < sizeof(body) ? bb.len : sizeof(body);

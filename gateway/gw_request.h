@@ -98,6 +98,8 @@ struct gw_request_s {
     size_t nvars;
     size_t nrhdrs; /* response headers copied for header_filter */
     int status_override;
+    int fail_status;          /* the error the error phase may replace */
+    const char *fail_message; /* always one of the gateway's constants */
     void *extra; /* allocations the arena could not hold */
 
     /* not cleared between requests: only [0, nheaders) is meaningful */

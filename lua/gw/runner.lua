@@ -357,4 +357,11 @@ function M.run_error(r, route, ctx, kind, status, message, upstream_status)
     return false
 end
 
+-- The error phase in a coroutine: its plugins may wait. Always true; the C
+-- side knows from gw.exit whether the response was replaced.
+function M.run_error_co(r, route, ctx, kind, status, message)
+    M.run_error(r, route, ctx, kind, status, message)
+    return true
+end
+
 return M
