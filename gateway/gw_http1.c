@@ -249,7 +249,11 @@ gw_conn_close(gw_conn_t *c)
         gw_request_t *r = c->req;
         if (!r->finished)
             gw_request_on_client_gone(r);
-        gw_request_free(r);
+        /* a log phase that waits outlives its connection */
+        if (r->log_waiting)
+            gw_request_detach(r);
+        else
+            gw_request_free(r);
         c->req = NULL;
     }
     gw_list_remove(&c->link);
@@ -636,10 +640,10 @@ buffer_body(gw_conn_t *c)
 int
 gw_conn_read_body(gw_conn_t *c, gw_buf_t *out)
 {
-    gw_request_t *r = c->req;
     out->len = 0;
-    if (r == NULL || c->closing)
+    if (c == NULL || c->req == NULL || c->closing)
         return GW_ERROR;
+    gw_request_t *r = c->req;
     if (!r->has_body)
         return GW_OK;
     if (r->body_received || c->state != GW_CONN_S_BODY)
@@ -840,7 +844,7 @@ on_write(uv_write_t *wr, int status)
     }
     if (rc > 0)
         return; /* more went out; this callback comes again */
-    if (c->close_after && (c->req == NULL || c->req->resp_done)) {
+    if (c->close_after && (c->req == NULL || (c->req->resp_done && !c->req->log_waiting))) {
         gw_conn_close(c);
         return;
     }
@@ -866,6 +870,22 @@ gw_conn_write(gw_conn_t *c, const uv_buf_t *bufs, unsigned n)
 
 /* ---- request end ---- */
 
+static void finish_request(gw_conn_t *c);
+
+/* A log phase that waited is over: the connection moves on. */
+static void
+on_log_done(gw_request_t *r, int status)
+{
+    gw_conn_t *c = r->conn;
+    r->log_waiting = 0;
+    if (c == NULL) {
+        gw_request_free(r); /* detached: its connection is gone */
+        return;
+    }
+    if (!c->closing && c->req == r)
+        finish_request(c);
+}
+
 void
 gw_conn_request_done(gw_conn_t *c)
 {
@@ -873,7 +893,17 @@ gw_conn_request_done(gw_conn_t *c)
     if (c->closing || r == NULL)
         return;
     r->resp_done = 1;
-    gw_request_log(r);
+    /* the next request on this connection waits for a log phase that
+     * waits: its bytes stay unparsed in the buffer meanwhile */
+    if (gw_request_log(r, on_log_done) == GW_AGAIN)
+        return;
+    finish_request(c);
+}
+
+static void
+finish_request(gw_conn_t *c)
+{
+    gw_request_t *r = c->req;
     c->requests++;
     int keep = c->keepalive && !c->close_after && r->body_done && !c->w->draining;
     gw_request_free(r);

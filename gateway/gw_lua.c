@@ -21,7 +21,7 @@ struct gw_lua_s {
     lua_State *L;
     void *loop;
     int runner_ref;
-    int run_ref; /* runner.run, looked up once */
+    int run_ref;      /* runner.run, looked up once */
     unsigned *phases; /* [0]: requests that match no route; [1 + i]: route i */
     size_t nroutes;
     /* Coroutines that finished cleanly, kept for the next request:

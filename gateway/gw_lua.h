@@ -60,8 +60,8 @@ int gw_lua_run_error(gw_request_t *r, const char *kind, int status, const char *
                      gw_lua_done_cb done);
 
 /* Runs a phase that may not wait (header_filter on the gateway's own
- * responses, log, error for upstream statuses). body_filter: chunk and len in, out and outlen the replacement (valid
- * until the next call). */
+ * responses, log, error for upstream statuses). body_filter: chunk and len in, out and outlen the
+ * replacement (valid until the next call). */
 int gw_lua_run_sync(gw_request_t *r, unsigned phase);
 int gw_lua_body_filter(gw_request_t *r, const char *chunk, size_t len, int eof, const char **out,
                        size_t *outlen);

@@ -47,6 +47,34 @@ gw_request_new(gw_worker_t *w, gw_conn_t *c)
     return r;
 }
 
+static gw_str_t
+keep_str(gw_request_t *r, gw_str_t s)
+{
+    return s.data ? (gw_str_t){gw_request_strdup(r, s.data, s.len), s.len} : s;
+}
+
+void
+gw_request_detach(gw_request_t *r)
+{
+    for (size_t i = 0; i < r->nheaders; i++) {
+        r->headers[i].name = keep_str(r, r->headers[i].name);
+        r->headers[i].value = keep_str(r, r->headers[i].value);
+    }
+    r->method = keep_str(r, r->method);
+    r->url = keep_str(r, r->url);
+    r->host_header = keep_str(r, r->host_header);
+    r->request_id = keep_str(r, r->request_id);
+    r->traceparent = keep_str(r, r->traceparent);
+    r->view.method_name = r->method;
+    r->view.host = keep_str(r, r->view.host);
+    r->view.path = keep_str(r, r->view.path);
+    r->view.query = keep_str(r, r->view.query);
+    r->view.remote_ip = keep_str(r, r->view.remote_ip);
+    r->conn = NULL;
+}
+
+static void on_budget_closed(uv_handle_t *h);
+
 void
 gw_request_free(gw_request_t *r)
 {
@@ -69,6 +97,11 @@ gw_request_free(gw_request_t *r)
     if (r->uphead.cap > 65536)
         gw_buf_free(&r->uphead);
     r->conn = NULL;
+    if (w->draining == 2) {
+        /* the worker is ending and its pool already closed: close this one */
+        uv_close((uv_handle_t *)&r->budget, on_budget_closed);
+        return;
+    }
     r->next_free = w->free_reqs;
     w->free_reqs = r;
 }
@@ -423,6 +456,7 @@ build_upstream_head(gw_request_t *r, gw_str_t path)
 }
 
 static void pick_and_connect(gw_request_t *r);
+static void access_log(gw_request_t *r, double secs);
 static void on_plugins_done(gw_request_t *r, int rc);
 static void proxy(gw_request_t *r);
 static void send_exit(gw_request_t *r);
@@ -927,7 +961,7 @@ gw_request_on_client_gone(gw_request_t *r)
     if (!r->head_sent && r->status == 0)
         r->status = 499; /* nginx's "client closed request", for logs only */
     if (r->method.len)
-        gw_request_log(r);
+        gw_request_log(r, NULL);
     r->finished = 1;
 }
 
@@ -1104,19 +1138,41 @@ gw_request_fail(gw_request_t *r, int status, const char *message)
     respond(r, status, "application/json", body, n, NULL);
 }
 
-void
-gw_request_log(gw_request_t *r)
+/* The log phase of Lua plugins: in a coroutine when the connection can
+ * wait for it (done set), else to completion (the client went away). */
+static int
+run_log_phase(gw_request_t *r, void (*done)(gw_request_t *, int))
+{
+    if (!(r->lua_phases & GW_PH_LOG))
+        return GW_OK;
+    if (done == NULL) {
+        gw_lua_run_sync(r, GW_PH_LOG);
+        return GW_OK;
+    }
+    if (gw_lua_run(r, GW_PH_LOG, done) != GW_AGAIN)
+        return GW_OK;
+    r->log_waiting = 1;
+    return GW_AGAIN;
+}
+
+int
+gw_request_log(gw_request_t *r, void (*done)(gw_request_t *, int))
 {
     gw_worker_t *w = r->w;
     if (r->finished)
-        return;
+        return GW_OK;
     r->finished = 1;
-    if (r->lua_phases & GW_PH_LOG)
-        gw_lua_run_sync(r, GW_PH_LOG);
     double secs = (uv_hrtime() - r->start_ns) / 1e9;
     gw_metrics_request(w->metrics, w->slot, r->route ? (int)r->route->index : -1, r->status, secs);
-    if (w->access_log == NULL)
-        return;
+    if (w->access_log)
+        access_log(r, secs);
+    return run_log_phase(r, done);
+}
+
+static void
+access_log(gw_request_t *r, double secs)
+{
+    gw_worker_t *w = r->w;
     gw_access_entry_t e = {0};
     uv_timeval64_t tv;
     uv_gettimeofday(&tv);

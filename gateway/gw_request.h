@@ -91,23 +91,24 @@ struct gw_request_s {
     unsigned path_set : 1;    /* a plugin set the upstream path */
     unsigned in_error_phase : 1;
     unsigned in_header_filter : 1;
-    unsigned rechunk : 1; /* the client gets the (filtered) body as chunks */
-    void *lua_http;       /* gw.http.request: the wait, then its result */
-    void *lua_http_req;   /* the gw_httpc_req_t being waited for */
+    unsigned log_waiting : 1; /* the log phase waits: the request may outlive its connection */
+    unsigned rechunk : 1;     /* the client gets the (filtered) body as chunks */
+    void *lua_http;           /* gw.http.request: the wait, then its result */
+    void *lua_http_req;       /* the gw_httpc_req_t being waited for */
     unsigned lua_http_done : 1;
     size_t nvars;
     size_t nrhdrs; /* response headers copied for header_filter */
     int status_override;
     int fail_status;          /* the error the error phase may replace */
     const char *fail_message; /* always one of the gateway's constants */
-    void *extra; /* allocations the arena could not hold */
+    void *extra;              /* allocations the arena could not hold */
 
     /* not cleared between requests: only [0, nheaders) is meaningful */
     gw_header_t headers[GW_MAX_HEADERS];
     gw_header_t vars[16]; /* variables plugins set: var:NAME */
     gw_header_t *rhdrs;   /* GW_MAX_HEADERS slots, allocated on first use */
-    int lua_ctx_ref;   /* registry slot of ctx, kept across requests */
-    int lua_ctx_fresh; /* the slot holds this request's (or an unused) table */
+    int lua_ctx_ref;      /* registry slot of ctx, kept across requests */
+    int lua_ctx_fresh;    /* the slot holds this request's (or an unused) table */
     uv_timer_t budget;    /* route timeout */
     uv_timer_t lua_timer; /* gw.sleep */
     gw_buf_t lua_exit_body;
@@ -122,6 +123,9 @@ struct gw_request_s {
 /* Free-list management (the worker owns the objects). */
 gw_request_t *gw_request_new(gw_worker_t *w, gw_conn_t *c);
 void gw_request_free(gw_request_t *r);
+/* The connection goes away while r still runs (a waiting log phase): r
+ * takes copies of what pointed into the connection's buffer. */
+void gw_request_detach(gw_request_t *r);
 void gw_request_pool_close(gw_worker_t *w);
 
 /* Arena allocation; falls back to NULL when full (callers answer 431/500). */
@@ -142,7 +146,9 @@ void gw_request_on_client_gone(gw_request_t *r);
 /* Ends the request with an error the gateway makes (JSON envelope). */
 void gw_request_fail(gw_request_t *r, int status, const char *message);
 
-/* Called by the downstream side once the response is out: metrics, log. */
-void gw_request_log(gw_request_t *r);
+/* Called by the downstream side once the response is out: metrics, the
+ * access log, then the plugins' log phase. GW_AGAIN: a plugin waits;
+ * done(r, status) follows (done NULL: the phase may not wait). */
+int gw_request_log(gw_request_t *r, void (*done)(gw_request_t *r, int status));
 
 #endif

@@ -254,7 +254,7 @@ local function fail(r, e, phase, err)
     base.C.gw_ffi_log(r or 0, base.levels.error, msg, #msg)
 end
 
-local run_order = { "rewrite", "access", "header_filter" }
+local run_order = { "rewrite", "access", "header_filter", "log" }
 
 -- Coroutine body: rewrite and/or access, or header_filter. true: go on (or gw.exit was
 -- called: the C side knows); false: a plugin failed.
