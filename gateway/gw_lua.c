@@ -361,6 +361,22 @@ gw_lua_run_error(gw_request_t *r, const char *kind, int status, const char *mess
 }
 
 int
+gw_lua_run_body_filter(gw_request_t *r, const char *chunk, size_t len, int eof, gw_lua_done_cb done)
+{
+    gw_lua_t *lua = r->w->lua;
+    lua_State *L = lua->L;
+    lua_State *co = acquire_co(r, done);
+    push_runner_fn(L, lua, "body_filter_co");
+    lua_pushnumber(L, (lua_Number)(uintptr_t)r);
+    lua_pushinteger(L, route_arg(r));
+    push_ctx(L, r);
+    lua_pushlstring(L, chunk ? chunk : "", len);
+    lua_pushboolean(L, eof);
+    lua_xmove(L, co, 6);
+    return resume(r, co, 5);
+}
+
+int
 gw_lua_run(gw_request_t *r, unsigned phases, gw_lua_done_cb done)
 {
     gw_lua_t *lua = r->w->lua;
@@ -437,30 +453,6 @@ gw_lua_run_sync(gw_request_t *r, unsigned phase)
     int rc = call_sync(r, "run_sync", 1, 1);
     if (rc == GW_OK && !lua_toboolean(L, -1))
         rc = GW_ERROR;
-    lua_settop(L, top);
-    return rc;
-}
-
-int
-gw_lua_body_filter(gw_request_t *r, const char *chunk, size_t len, int eof, const char **out,
-                   size_t *outlen)
-{
-    lua_State *L = r->w->lua->L;
-    int top = lua_gettop(L);
-    lua_pushlstring(L, chunk, len);
-    lua_pushboolean(L, eof);
-    int rc = call_sync(r, "body_filter", 2, 2);
-    if (rc == GW_OK && !lua_toboolean(L, -2))
-        rc = GW_ERROR;
-    if (rc == GW_OK) {
-        size_t n;
-        const char *s = lua_tolstring(L, -1, &n);
-        r->lua_scratch.len = 0;
-        if (s)
-            gw_buf_append(&r->lua_scratch, s, n);
-        *out = r->lua_scratch.data ? r->lua_scratch.data : "";
-        *outlen = r->lua_scratch.len;
-    }
     lua_settop(L, top);
     return rc;
 }

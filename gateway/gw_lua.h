@@ -63,8 +63,10 @@ int gw_lua_run_error(gw_request_t *r, const char *kind, int status, const char *
  * responses, log, error for upstream statuses). body_filter: chunk and len in, out and outlen the
  * replacement (valid until the next call). */
 int gw_lua_run_sync(gw_request_t *r, unsigned phase);
-int gw_lua_body_filter(gw_request_t *r, const char *chunk, size_t len, int eof, const char **out,
-                       size_t *outlen);
+/* body_filter for one chunk, in a coroutine (it may wait); the output is
+ * in r->lua_scratch after GW_OK or in done. */
+int gw_lua_run_body_filter(gw_request_t *r, const char *chunk, size_t len, int eof,
+                           gw_lua_done_cb done);
 /* The upstream answered status: 1 when a plugin replaced the response. */
 int gw_lua_upstream_error(gw_request_t *r, int status);
 

@@ -471,3 +471,11 @@ gw_lua_api_cancel(gw_request_t *r)
     r->lua_http = NULL;
     r->lua_http_req = NULL;
 }
+
+/* body_filter's output chunk, kept until the gateway writes it. */
+EXPORT void
+gw_ffi_body_out(gw_request_t *r, const char *p, size_t n)
+{
+    r->lua_scratch.len = 0;
+    gw_buf_append(&r->lua_scratch, p, n);
+}

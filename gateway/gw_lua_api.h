@@ -53,6 +53,7 @@ int gw_ffi_http_result(gw_request_t *r, int *status, const char **headers, size_
                        const char **body, size_t *blen, const char **err);
 
 void gw_ffi_http_release(gw_request_t *r);
+void gw_ffi_body_out(gw_request_t *r, const char *p, size_t n);
 
 /* Values of `what` for gw_ffi_req_get. */
 enum {

@@ -42,6 +42,7 @@ gw_request_new(gw_worker_t *w, gw_conn_t *c)
     r->arena_used = 0;
     r->lua_exit_body.len = 0;
     r->lua_exit_headers.len = 0;
+    r->bf_in.len = 0;
     r->start_ns = uv_hrtime();
     r->view.remote_ip = (gw_str_t){c->remote_ip, c->remote_ip_len};
     return r;
@@ -114,6 +115,8 @@ on_req_timer_closed(uv_handle_t *h)
     gw_buf_free(&r->lua_exit_body);
     gw_buf_free(&r->lua_exit_headers);
     gw_buf_free(&r->lua_scratch);
+    gw_buf_free(&r->bf_in);
+    gw_buf_free(&r->bf_chunk);
     free(r->rhdrs);
     free(r);
 }
@@ -811,7 +814,8 @@ build_response_head(gw_request_t *r, gw_upconn_t *u)
     int has_date = 0, client10 = r->http_minor == 0;
     const gw_header_t *hs = u->headers;
     size_t nh = u->nheaders;
-    int filtered = (r->lua_phases & GW_PH_BODY_FILTER) && !u->head_request;
+    int filtered = (r->lua_phases & GW_PH_BODY_FILTER) && !u->head_request && u->status != 204 &&
+                   u->status != 304;
     if (r->lua_phases & GW_PH_HEADER_FILTER) {
         hs = r->rhdrs;
         nh = r->nrhdrs;
@@ -908,14 +912,97 @@ write_body(gw_request_t *r, const char *data, size_t len, int last)
     return n ? gw_conn_write(r->conn, b, n) : 1;
 }
 
+/* The response is out (or queued): the node's connection goes back to its
+ * pool and the client's connection moves on. */
+static void
+finish_response(gw_request_t *r)
+{
+    gw_upconn_t *u = r->up;
+    upstream_feedback(r, r->up_status);
+    r->up = NULL;
+    if (u)
+        gw_upconn_release(u, r->body_done);
+    gw_conn_request_done(r->conn);
+}
+
+/*
+ * body_filter, one call at a time, in order: bytes that arrive while a
+ * call waits queue in bf_in and the upstream stops being read. Each call's
+ * output is written before the next call starts; the eof call ends the
+ * response. Returns 1 when nothing waits (the upstream may be read on).
+ */
+static int bf_step(gw_request_t *r);
+
+static int
+bf_emit(gw_request_t *r, int rc)
+{
+    if (rc != GW_OK) {
+        gw_conn_close(r->conn); /* the head may be out: cut the response */
+        return -1;
+    }
+    int last = r->bf_eof_running;
+    int w = write_body(r, r->lua_scratch.data, r->lua_scratch.len, last);
+    if (w < 0)
+        return -1;
+    if (last) {
+        finish_response(r);
+        return -1; /* the request is over */
+    }
+    return w;
+}
+
+static void
+on_bf_done(gw_request_t *r, int rc)
+{
+    r->bf_busy = 0;
+    int w = bf_emit(r, rc);
+    if (w < 0)
+        return;
+    if (bf_step(r) && w == 1 && r->up && !r->bf_end)
+        gw_upconn_resume(r->up);
+}
+
+static int
+bf_step(gw_request_t *r)
+{
+    int w = 1;
+    while (!r->bf_busy) {
+        int eof = 0;
+        if (r->bf_in.len == 0) {
+            if (!r->bf_end)
+                return w;
+            eof = 1;
+        }
+        gw_buf_t t = r->bf_chunk;
+        r->bf_chunk = r->bf_in;
+        r->bf_in = t;
+        r->bf_in.len = 0;
+        r->bf_eof_running = eof;
+        int rc = gw_lua_run_body_filter(r, r->bf_chunk.data, r->bf_chunk.len, eof, on_bf_done);
+        if (rc == GW_AGAIN) {
+            r->bf_busy = 1;
+            return 0;
+        }
+        w = bf_emit(r, rc);
+        if (w < 0)
+            return 0;
+    }
+    return 0;
+}
+
+static int
+filtering_body(gw_request_t *r)
+{
+    return (r->lua_phases & GW_PH_BODY_FILTER) && r->up && !r->up->head_request &&
+           r->status != 204 && r->status != 304;
+}
+
 int
 gw_request_on_response_body(gw_request_t *r, const char *data, size_t len)
 {
-    if (r->lua_phases & GW_PH_BODY_FILTER) {
-        if (gw_lua_body_filter(r, data, len, 0, &data, &len) != GW_OK) {
-            gw_conn_close(r->conn); /* the head may be out: cut the response */
-            return 0;
-        }
+    if (filtering_body(r)) {
+        gw_buf_append(&r->bf_in, data, len);
+        return bf_step(r) == 1;
     }
     return write_body(r, data, len, 0) == 1;
 }
@@ -923,24 +1010,16 @@ gw_request_on_response_body(gw_request_t *r, const char *data, size_t len)
 void
 gw_request_on_response_done(gw_request_t *r)
 {
-    gw_upconn_t *u = r->up;
-    const char *tail = NULL;
-    size_t tlen = 0;
-    if ((r->lua_phases & GW_PH_BODY_FILTER) && r->up && !r->up->head_request) {
-        if (gw_lua_body_filter(r, "", 0, 1, &tail, &tlen) != GW_OK) {
-            gw_conn_close(r->conn);
-            return;
-        }
+    if (filtering_body(r)) {
+        r->bf_end = 1;
+        bf_step(r); /* the eof call finishes the response, now or later */
+        return;
     }
-    if (r->head_pending || tlen || r->rechunk) {
-        if (write_body(r, tail, tlen, 1) < 0)
+    if (r->head_pending || r->rechunk) {
+        if (write_body(r, NULL, 0, 1) < 0)
             return;
     }
-    upstream_feedback(r, r->up_status);
-    r->up = NULL;
-    if (u)
-        gw_upconn_release(u, r->body_done);
-    gw_conn_request_done(r->conn);
+    finish_response(r);
 }
 
 void

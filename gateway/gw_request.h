@@ -92,9 +92,12 @@ struct gw_request_s {
     unsigned in_error_phase : 1;
     unsigned in_header_filter : 1;
     unsigned log_waiting : 1; /* the log phase waits: the request may outlive its connection */
-    unsigned rechunk : 1;     /* the client gets the (filtered) body as chunks */
-    void *lua_http;           /* gw.http.request: the wait, then its result */
-    void *lua_http_req;       /* the gw_httpc_req_t being waited for */
+    unsigned bf_busy : 1;     /* a body_filter call waits */
+    unsigned bf_end : 1;      /* the upstream body ended; the eof call is due */
+    unsigned bf_eof_running : 1;
+    unsigned rechunk : 1; /* the client gets the (filtered) body as chunks */
+    void *lua_http;       /* gw.http.request: the wait, then its result */
+    void *lua_http_req;   /* the gw_httpc_req_t being waited for */
     unsigned lua_http_done : 1;
     size_t nvars;
     size_t nrhdrs; /* response headers copied for header_filter */
@@ -114,6 +117,8 @@ struct gw_request_s {
     gw_buf_t lua_exit_body;
     gw_buf_t lua_exit_headers; /* "Name: value\r\n" lines */
     gw_buf_t lua_scratch;      /* body_filter output */
+    gw_buf_t bf_in;            /* body bytes waiting for body_filter */
+    gw_buf_t bf_chunk;         /* the chunk body_filter works on */
 
     gw_buf_t uphead; /* the head sent upstream; reused across requests */
     char arena[GW_ARENA_SIZE];

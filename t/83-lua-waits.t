@@ -36,6 +36,17 @@ end
 return plugin
 LUA
 
+GwTest::spew("$pdir/t-slow-upper.lua", <<'LUA');
+local plugin = { name = "t-slow-upper", priority = 100, schema = { type = "object" } }
+function plugin.body_filter(conf, ctx, chunk, eof)
+  if chunk ~= "" then gw.sleep(0.01) end
+  ctx.calls = (ctx.calls or 0) + 1
+  if eof then return "|calls=" .. ctx.calls end
+  return chunk:upper()
+end
+return plugin
+LUA
+
 my $up = start_upstream(name => 'a');
 my $audit = start_upstream(name => 'audit');
 my $closed = free_port();
@@ -48,6 +59,8 @@ my $gw = start_gateway(config => {
     routes => [
         { name => 'audited', match => { path => '/aud/*' }, upstream => 'a',
           plugins => { 't-audit' => { url => "http://127.0.0.1:$audit->{port}" } } },
+        { name => 'upper', match => { path => '/up/*' }, upstream => 'a', strip_prefix => '/up',
+          plugins => { 't-slow-upper' => {} } },
         { name => 'fallback', match => { path => '/fb/*' }, upstream => 'down',
           plugins => { 't-fallback' => { url => "http://127.0.0.1:$audit->{port}" } } },
     ],
@@ -82,6 +95,15 @@ is($r4->{status}, 200, 'error waits: fallback answer');
 my $j = json_body($r4) // {};
 is($j->{kind}, 'upstream_error', 'error waits: err.kind');
 is($j->{fallback}, 200, 'error waits: the fallback request answered');
+
+# body_filter waits on every chunk: chunks stay in order, the eof call comes last
+my $r5 = http_request($gw->{port}, 'GET', '/up/chunked');
+is($r5->{status}, 200, 'body_filter waits: 200');
+like($r5->{body}, qr/^CHUNK-ONE\|CHUNK-TWO\|CHUNK-THREE\|calls=\d+$/, 'body_filter waits: in order, eof last');
+my $r6 = http_request($gw->{port}, 'GET', '/up/big/200000');
+my ($calls) = ($r6->{body} // '') =~ /\|calls=(\d+)$/;
+is(length($r6->{body} // ''), 200000 + length("|calls=" . ($calls // '')), 'body_filter waits: a large body arrives whole');
+is(substr($r6->{body} // '', 0, 200000), 'X' x 200000, 'body_filter waits: every byte filtered');
 
 stop_all();
 done_testing();

@@ -31,7 +31,8 @@ local allowed = {
     exit = { rewrite = true, access = true, error = true },
     resp = { header_filter = true, error = true },
     set_req = { rewrite = true, access = true },
-    wait = { rewrite = true, access = true, header_filter = true, log = true, error = true },
+    wait = { rewrite = true, access = true, header_filter = true, body_filter = true,
+             log = true, error = true },
 }
 
 local function check_phase(what, name)

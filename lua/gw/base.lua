@@ -32,6 +32,7 @@ int gw_ffi_http(uintptr_t r, const char *method, const char *url, const char *he
 int gw_ffi_http_result(uintptr_t r, int *status, const char **headers, size_t *hlen,
                        const char **body, size_t *blen, const char **err);
 void gw_ffi_http_release(uintptr_t r);
+void gw_ffi_body_out(uintptr_t r, const char *p, size_t n);
 ]]
 
 local M = {

@@ -357,6 +357,14 @@ function M.run_error(r, route, ctx, kind, status, message, upstream_status)
     return false
 end
 
+-- body_filter in a coroutine: its plugins may wait. The output chunk goes
+-- to the C side through gw_ffi_body_out.
+function M.body_filter_co(r, route, ctx, chunk, eof)
+    local ok, out = M.body_filter(r, route, ctx, chunk, eof)
+    if ok then base.C.gw_ffi_body_out(r, out, #out) end
+    return ok
+end
+
 -- The error phase in a coroutine: its plugins may wait. Always true; the C
 -- side knows from gw.exit whether the response was replaced.
 function M.run_error_co(r, route, ctx, kind, status, message)
