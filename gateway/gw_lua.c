@@ -344,7 +344,7 @@ acquire_co(gw_request_t *r, gw_lua_done_cb done)
 
 int
 gw_lua_run_error(gw_request_t *r, const char *kind, int status, const char *message,
-                 gw_lua_done_cb done)
+                 int upstream_status, gw_lua_done_cb done)
 {
     gw_lua_t *lua = r->w->lua;
     lua_State *L = lua->L;
@@ -356,8 +356,12 @@ gw_lua_run_error(gw_request_t *r, const char *kind, int status, const char *mess
     lua_pushstring(L, kind);
     lua_pushinteger(L, status);
     lua_pushstring(L, message);
-    lua_xmove(L, co, 7);
-    return resume(r, co, 6);
+    if (upstream_status)
+        lua_pushinteger(L, upstream_status);
+    else
+        lua_pushnil(L);
+    lua_xmove(L, co, 8);
+    return resume(r, co, 7);
 }
 
 int
@@ -458,7 +462,7 @@ gw_lua_run_sync(gw_request_t *r, unsigned phase)
 }
 
 int
-gw_lua_upstream_error(gw_request_t *r, int status)
+gw_lua_wants_upstream(gw_request_t *r, int status)
 {
     lua_State *L = r->w->lua->L;
     int top = lua_gettop(L);
@@ -466,16 +470,7 @@ gw_lua_upstream_error(gw_request_t *r, int status)
     int rc = call_sync(r, "wants_upstream", 1, 1);
     int wants = rc == GW_OK && lua_toboolean(L, -1);
     lua_settop(L, top);
-    if (!wants)
-        return 0;
-    lua_pushliteral(L, "upstream_error");
-    lua_pushinteger(L, status);
-    lua_pushstring(L, gw_http_reason(status));
-    lua_pushinteger(L, status);
-    rc = call_sync(r, "run_error", 4, 1);
-    int replaced = rc == GW_OK && lua_toboolean(L, -1) && r->lua_exit_status > 0;
-    lua_settop(L, top);
-    return replaced;
+    return wants;
 }
 
 void

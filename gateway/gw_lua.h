@@ -57,7 +57,7 @@ int gw_lua_run(gw_request_t *r, unsigned phases, gw_lua_done_cb done);
  * may wait. Same returns as gw_lua_run; r->lua_exit_status > 0 after
  * GW_OK (or in done) when a plugin replaced the response. */
 int gw_lua_run_error(gw_request_t *r, const char *kind, int status, const char *message,
-                     gw_lua_done_cb done);
+                     int upstream_status, gw_lua_done_cb done);
 
 /* Runs a phase that may not wait (header_filter on the gateway's own
  * responses, log, error for upstream statuses). body_filter: chunk and len in, out and outlen the
@@ -67,8 +67,9 @@ int gw_lua_run_sync(gw_request_t *r, unsigned phase);
  * in r->lua_scratch after GW_OK or in done. */
 int gw_lua_run_body_filter(gw_request_t *r, const char *chunk, size_t len, int eof,
                            gw_lua_done_cb done);
-/* The upstream answered status: 1 when a plugin replaced the response. */
-int gw_lua_upstream_error(gw_request_t *r, int status);
+/* Does a plugin of r's route want the error phase for this upstream
+ * status (wants_upstream_error)? */
+int gw_lua_wants_upstream(gw_request_t *r, int status);
 
 /* The request is going away: drop its coroutine and cancel what it
  * waits for. */

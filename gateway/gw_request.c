@@ -772,24 +772,55 @@ on_header_filter_done(gw_request_t *r, int rc)
     gw_upconn_continue(u);
 }
 
+static int response_head_filtered(gw_request_t *r, gw_upconn_t *u);
+
+/* After the error phase for an upstream status: a replacement, or on with
+ * the node's own response. 1: read on; 0: the head is held or done. */
+static int
+after_upstream_error(gw_request_t *r, gw_upconn_t *u, int rc)
+{
+    if (rc == GW_OK && r->lua_exit_status > 0) {
+        /* the node's answer is replaced: its body is not read, so its
+         * connection cannot be reused */
+        upstream_feedback(r, u->status);
+        r->up = NULL;
+        gw_upconn_release(u, 0);
+        send_exit(r);
+        return 0;
+    }
+    return response_head_filtered(r, u);
+}
+
+static void
+on_upstream_error_done(gw_request_t *r, int rc)
+{
+    gw_upconn_t *u = r->up;
+    if (u && after_upstream_error(r, u, rc))
+        gw_upconn_continue(u);
+}
+
 int
 gw_request_on_response_head(gw_request_t *r, gw_upconn_t *u)
 {
     r->up_status = u->status;
     r->status = u->status;
-    if ((r->lua_phases & GW_PH_ERROR) && !r->in_error_phase) {
+    if ((r->lua_phases & GW_PH_ERROR) && !r->in_error_phase &&
+        gw_lua_wants_upstream(r, u->status)) {
         r->in_error_phase = 1;
-        if (gw_lua_upstream_error(r, u->status)) {
-            /* the node's answer is replaced: its body is not read, so its
-             * connection cannot be reused */
-            upstream_feedback(r, u->status);
-            r->up = NULL;
-            gw_upconn_release(u, 0);
-            send_exit(r);
-            return 0;
-        }
-        r->in_error_phase = 0;
+        r->lua_exit_status = 0;
+        int rc = gw_lua_run_error(r, "upstream_error", u->status, gw_http_reason(u->status),
+                                  u->status, on_upstream_error_done);
+        if (rc == GW_AGAIN)
+            return 0; /* the head is held until the plugin is done */
+        return after_upstream_error(r, u, rc);
     }
+    return response_head_filtered(r, u);
+}
+
+/* header_filter (which may wait), then the client's head. */
+static int
+response_head_filtered(gw_request_t *r, gw_upconn_t *u)
+{
     if (r->lua_phases & GW_PH_HEADER_FILTER) {
         copy_response_headers(r, u);
         int rc = gw_lua_run(r, GW_PH_HEADER_FILTER, on_header_filter_done);
@@ -1205,7 +1236,7 @@ gw_request_fail(gw_request_t *r, int status, const char *message)
         r->lua_exit_status = 0;
         r->fail_status = status;
         r->fail_message = message;
-        int rc = gw_lua_run_error(r, kind, status, message, on_error_phase_done);
+        int rc = gw_lua_run_error(r, kind, status, message, 0, on_error_phase_done);
         if (rc != GW_AGAIN)
             on_error_phase_done(r, rc);
         return;

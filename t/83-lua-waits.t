@@ -47,6 +47,16 @@ end
 return plugin
 LUA
 
+GwTest::spew("$pdir/t-up-status.lua", <<'LUA');
+local plugin = { name = "t-up-status", priority = 100, schema = { type = "object" } }
+function plugin.wants_upstream_error(conf, status) return status == 503 end
+function plugin.error(conf, ctx, err)
+  gw.sleep(0.05)
+  return 200, { replaced = err.upstream_status, kind = err.kind }
+end
+return plugin
+LUA
+
 my $up = start_upstream(name => 'a');
 my $audit = start_upstream(name => 'audit');
 my $closed = free_port();
@@ -61,6 +71,8 @@ my $gw = start_gateway(config => {
           plugins => { 't-audit' => { url => "http://127.0.0.1:$audit->{port}" } } },
         { name => 'upper', match => { path => '/up/*' }, upstream => 'a', strip_prefix => '/up',
           plugins => { 't-slow-upper' => {} } },
+        { name => 'upstatus', match => { path => '/us/*' }, upstream => 'a', strip_prefix => '/us',
+          plugins => { 't-up-status' => {} } },
         { name => 'fallback', match => { path => '/fb/*' }, upstream => 'down',
           plugins => { 't-fallback' => { url => "http://127.0.0.1:$audit->{port}" } } },
     ],
@@ -104,6 +116,15 @@ my $r6 = http_request($gw->{port}, 'GET', '/up/big/200000');
 my ($calls) = ($r6->{body} // '') =~ /\|calls=(\d+)$/;
 is(length($r6->{body} // ''), 200000 + length("|calls=" . ($calls // '')), 'body_filter waits: a large body arrives whole');
 is(substr($r6->{body} // '', 0, 200000), 'X' x 200000, 'body_filter waits: every byte filtered');
+
+# the error phase for an upstream status waits too; other statuses pass
+my $r7 = http_request($gw->{port}, 'GET', '/us/status/503');
+is($r7->{status}, 200, 'upstream status error phase waits: replaced');
+is((json_body($r7) // {})->{replaced}, 503, 'upstream status error phase: err.upstream_status');
+my $r8 = http_request($gw->{port}, 'GET', '/us/status/500');
+is($r8->{status}, 500, 'upstream status error phase: an unwanted status passes');
+my $r9 = http_request($gw->{port}, 'GET', '/us/hello');
+is($r9->{status}, 200, 'upstream status error phase: the route still proxies');
 
 stop_all();
 done_testing();

@@ -367,8 +367,8 @@ end
 
 -- The error phase in a coroutine: its plugins may wait. Always true; the C
 -- side knows from gw.exit whether the response was replaced.
-function M.run_error_co(r, route, ctx, kind, status, message)
-    M.run_error(r, route, ctx, kind, status, message)
+function M.run_error_co(r, route, ctx, kind, status, message, upstream_status)
+    M.run_error(r, route, ctx, kind, status, message, upstream_status)
     return true
 end
 
