@@ -256,31 +256,10 @@ end
 
 local run_order = { "rewrite", "access", "header_filter", "log" }
 
--- Coroutine body: rewrite and/or access, or header_filter. true: go on (or gw.exit was
--- called: the C side knows); false: a plugin failed.
-function M.run(r, route, mask, ctx)
-    local chain = chains[route] or {}
-    for _, phase in ipairs(run_order) do
-        if band(mask, phases[phase]) ~= 0 then
-            for _, e in ipairs(chain) do
-                local fn = e.plugin[phase]
-                if fn then
-                    api.enter(r, ctx, phase)
-                    local ok, err = xpcall(fn, traceback, e.conf, ctx)
-                    if not ok then
-                        fail(r, e, phase, err)
-                        return false
-                    end
-                    if api.exited then return true end
-                end
-            end
-        end
-    end
-    return true
-end
-
-function M.run_sync(r, route, ctx, phase)
-    for _, e in ipairs(chains[route] or {}) do
+-- Runs one phase over a chain. true: go on (or gw.exit was called: the C
+-- side knows); false: a plugin failed (logged).
+local function run_phase(r, chain, ctx, phase)
+    for _, e in ipairs(chain) do
         local fn = e.plugin[phase]
         if fn then
             api.enter(r, ctx, phase)
@@ -289,10 +268,30 @@ function M.run_sync(r, route, ctx, phase)
                 fail(r, e, phase, err)
                 return false
             end
+            if api.exited then return true end
         end
     end
-    api.enter(nil, nil, nil)
     return true
+end
+
+-- Coroutine body: the phases in mask (rewrite and access together, or one
+-- of header_filter and log), in order.
+function M.run(r, route, mask, ctx)
+    local chain = chains[route] or {}
+    for _, phase in ipairs(run_order) do
+        if band(mask, phases[phase]) ~= 0 then
+            if not run_phase(r, chain, ctx, phase) then return false end
+            if api.exited then return true end
+        end
+    end
+    return true
+end
+
+-- A phase on the main state: it may not wait.
+function M.run_sync(r, route, ctx, phase)
+    local ok = run_phase(r, chains[route] or {}, ctx, phase)
+    api.enter(nil, nil, nil)
+    return ok
 end
 
 function M.body_filter(r, route, ctx, chunk, eof)
