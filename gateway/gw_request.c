@@ -1077,12 +1077,40 @@ gw_request_on_client_gone(gw_request_t *r)
 
 /* ---- gateway-made responses ---- */
 
+static void write_own_response(gw_request_t *r, int status, const char *ctype, const char *body,
+                               size_t blen, const gw_buf_t *extra, int filtered);
+
 /* header_filter on a response the gateway makes: the plugin sees and may
- * change its status and headers (not its framing). It runs to completion:
- * these responses are not held. Returns the headers to send. */
+ * change its status and headers (not its framing), and may wait. */
 static void
-filter_own_response(gw_request_t *r, int *status, const char **ctype, const gw_buf_t *extra)
+on_own_filter_done(gw_request_t *r, int rc)
 {
+    int status = r->own_status;
+    if (rc != GW_OK)
+        r->nrhdrs = 0; /* a failing filter leaves the response as it was */
+    else if (r->status_override)
+        status = r->status_override;
+    write_own_response(r, status, r->lua_exit_ctype,
+                       r->lua_exit_body.data ? r->lua_exit_body.data : "", r->lua_exit_body.len,
+                       &r->lua_exit_headers, r->nrhdrs > 0);
+}
+
+static void
+filter_own_response(gw_request_t *r, int status, const char *ctype, const char *body, size_t blen,
+                    const gw_buf_t *extra)
+{
+    /* the filter may wait: the response lives in the request meanwhile */
+    if (body != r->lua_exit_body.data) {
+        r->lua_exit_body.len = 0;
+        gw_buf_append(&r->lua_exit_body, body, blen);
+    }
+    if (extra != &r->lua_exit_headers) {
+        r->lua_exit_headers.len = 0;
+        if (extra)
+            gw_buf_append(&r->lua_exit_headers, extra->data, extra->len);
+    }
+    r->lua_exit_ctype = ctype;
+    r->own_status = status;
     if (r->rhdrs == NULL) {
         r->rhdrs = malloc(GW_MAX_HEADERS * sizeof(gw_header_t));
         if (r->rhdrs == NULL)
@@ -1090,8 +1118,8 @@ filter_own_response(gw_request_t *r, int *status, const char **ctype, const gw_b
     }
     size_t n = 0;
     r->rhdrs[n].name = GW_STR("Content-Type");
-    r->rhdrs[n++].value = (gw_str_t){*ctype, strlen(*ctype)};
-    const char *p = extra ? extra->data : NULL, *end = p ? p + extra->len : NULL;
+    r->rhdrs[n++].value = (gw_str_t){ctype, strlen(ctype)};
+    const char *p = r->lua_exit_headers.data, *end = p ? p + r->lua_exit_headers.len : NULL;
     while (p && p < end && n < GW_MAX_HEADERS) {
         const char *colon = memchr(p, ':', (size_t)(end - p));
         const char *eol = memchr(p, '\r', (size_t)(end - p));
@@ -1102,14 +1130,11 @@ filter_own_response(gw_request_t *r, int *status, const char **ctype, const gw_b
         p = eol + 2;
     }
     r->nrhdrs = n;
-    r->status = *status;
+    r->status = status;
     r->status_override = 0;
-    if (gw_lua_run_sync(r, GW_PH_HEADER_FILTER) != GW_OK) {
-        r->nrhdrs = 0; /* a failing filter leaves the response as it was */
-        return;
-    }
-    if (r->status_override)
-        *status = r->status_override;
+    int rc = gw_lua_run(r, GW_PH_HEADER_FILTER, on_own_filter_done);
+    if (rc != GW_AGAIN)
+        on_own_filter_done(r, rc);
 }
 
 /* Every response the gateway makes itself, errors and plugin exits. */
@@ -1117,16 +1142,22 @@ static void
 respond(gw_request_t *r, int status, const char *ctype, const char *body, size_t blen,
         const gw_buf_t *extra)
 {
+    if ((r->lua_phases & GW_PH_HEADER_FILTER) && !r->in_header_filter) {
+        r->in_header_filter = 1;
+        filter_own_response(r, status, ctype, body, blen, extra);
+        return;
+    }
+    write_own_response(r, status, ctype, body, blen, extra, 0);
+}
+
+static void
+write_own_response(gw_request_t *r, int status, const char *ctype, const char *body, size_t blen,
+                   const gw_buf_t *extra, int filtered)
+{
     gw_conn_t *c = r->conn;
     gw_buf_t *b = &r->uphead;
     char clen[24];
     int cl = snprintf(clen, sizeof(clen), "%zu", blen);
-    int filtered = (r->lua_phases & GW_PH_HEADER_FILTER) && !r->in_header_filter;
-    if (filtered) {
-        r->in_header_filter = 1;
-        filter_own_response(r, &status, &ctype, extra);
-        filtered = r->nrhdrs > 0;
-    }
     if (r->w->draining || !r->body_done)
         c->close_after = 1;
     size_t need = 256 + strlen(ctype) + r->request_id.len + blen + (extra ? extra->len : 0);

@@ -103,6 +103,7 @@ struct gw_request_s {
     size_t nrhdrs; /* response headers copied for header_filter */
     int status_override;
     int fail_status;          /* the error the error phase may replace */
+    int own_status;           /* a gateway-made response waiting for header_filter */
     const char *fail_message; /* always one of the gateway's constants */
     void *extra;              /* allocations the arena could not hold */
 

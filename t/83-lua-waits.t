@@ -57,6 +57,18 @@ end
 return plugin
 LUA
 
+GwTest::spew("$pdir/t-slow-header.lua", <<'LUA');
+local plugin = { name = "t-slow-header", priority = 100, schema = { type = "object" } }
+function plugin.access(conf, ctx)
+  if gw.req.header("X-Deny") then return gw.exit(403, { message = "denied" }) end
+end
+function plugin.header_filter(conf, ctx)
+  gw.sleep(0.02)
+  gw.resp.set_header("X-Filtered-Late", tostring(gw.resp.status()))
+end
+return plugin
+LUA
+
 my $up = start_upstream(name => 'a');
 my $audit = start_upstream(name => 'audit');
 my $closed = free_port();
@@ -73,6 +85,8 @@ my $gw = start_gateway(config => {
           plugins => { 't-slow-upper' => {} } },
         { name => 'upstatus', match => { path => '/us/*' }, upstream => 'a', strip_prefix => '/us',
           plugins => { 't-up-status' => {} } },
+        { name => 'slowhdr', match => { path => '/sh/*' }, upstream => 'a', strip_prefix => '/sh',
+          plugins => { 't-slow-header' => {} } },
         { name => 'fallback', match => { path => '/fb/*' }, upstream => 'down',
           plugins => { 't-fallback' => { url => "http://127.0.0.1:$audit->{port}" } } },
     ],
@@ -125,6 +139,15 @@ my $r8 = http_request($gw->{port}, 'GET', '/us/status/500');
 is($r8->{status}, 500, 'upstream status error phase: an unwanted status passes');
 my $r9 = http_request($gw->{port}, 'GET', '/us/hello');
 is($r9->{status}, 200, 'upstream status error phase: the route still proxies');
+
+# header_filter waits on proxied and on gateway-made responses
+my $r10 = http_request($gw->{port}, 'GET', '/sh/hello');
+is($r10->{status}, 200, 'waiting header_filter: proxied 200');
+is($r10->{headers}{'x-filtered-late'}, '200', 'waiting header_filter: header on a proxied response');
+my $r11 = http_request($gw->{port}, 'GET', '/sh/hello', headers => ['X-Deny' => '1']);
+is($r11->{status}, 403, 'waiting header_filter: gw.exit 403');
+is($r11->{headers}{'x-filtered-late'}, '403', 'waiting header_filter: header on the gateway-made 403');
+is((json_body($r11) // {})->{message}, 'denied', 'waiting header_filter: the body kept');
 
 stop_all();
 done_testing();
