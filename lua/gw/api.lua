@@ -114,15 +114,21 @@ local function header_arg(fn, name, value)
     return value
 end
 
-function req.set_header(name, value)
-    need_request("gw.req.set_header")
-    check_phase("set_req", "gw.req.set_header")
-    value = header_arg("gw.req.set_header", name, value)
+-- gw.req.set_header and gw.resp.set_header: the same checks over two lists
+local function set_header(ffi_fn, fn, phases_key, failure, name, value)
+    need_request(fn)
+    check_phase(phases_key, fn)
+    value = header_arg(fn, name, value)
     local clear = value == nil and 1 or 0
     value = value or ""
-    if C.gw_ffi_req_set_header(cur, name, #name, value, #value, clear) ~= OK then
-        error("gw.req.set_header: invalid header, or too many headers", 2)
+    if ffi_fn(cur, name, #name, value, #value, clear) ~= OK then
+        error(fn .. ": " .. failure, 3)
     end
+end
+
+function req.set_header(name, value)
+    set_header(C.gw_ffi_req_set_header, "gw.req.set_header", "set_req",
+               "invalid header, or too many headers", name, value)
 end
 
 function req.clear_header(name)
@@ -174,14 +180,8 @@ function resp.header(name)
 end
 
 function resp.set_header(name, value)
-    need_request("gw.resp.set_header")
-    check_phase("resp", "gw.resp.set_header")
-    value = header_arg("gw.resp.set_header", name, value)
-    local clear = value == nil and 1 or 0
-    value = value or ""
-    if C.gw_ffi_resp_set_header(cur, name, #name, value, #value, clear) ~= OK then
-        error("gw.resp.set_header: cannot set this header here", 2)
-    end
+    set_header(C.gw_ffi_resp_set_header, "gw.resp.set_header", "resp",
+               "cannot set this header here", name, value)
 end
 
 -- ---- gw.var, gw.ctx ----
