@@ -1,0 +1,234 @@
+/*
+ * The adaptive breaker (see gw_breaker.h for the decision rule).
+ *
+ * The window is a ring of buckets. `offset` is the bucket now filling and
+ * `start_ms` the time its interval began; starts stay aligned to whole
+ * intervals from the first event, so a bucket always covers the same
+ * slice of time however irregular the traffic is. Every add or read first
+ * moves the ring forward to NOW, clearing the buckets time has passed over.
+ */
+#include <math.h>
+#include <stdlib.h>
+
+#include "gw_breaker.h"
+
+#define MIN_K 1.1
+#define FORCE_PASS_MS 1000
+#define MAX_BUCKETS 10000
+
+typedef struct {
+    uint64_t sum, success, failure, drop;
+} bucket_t;
+
+struct gw_breaker_s {
+    uint64_t interval_ms;
+    double k;
+    double protection;
+    int nbuckets;
+    int offset;
+    uint64_t start_ms;
+    int started;
+    /* go-zero reads a zero last-pass time as "never": the probe starts only
+     * after one request has passed through the random decision. */
+    int passed;
+    uint64_t last_pass_ms;
+    uint64_t drops_total;
+    bucket_t buckets[];
+};
+
+typedef struct {
+    uint64_t total, accepts, failures, drops;
+    int failing, working;
+} history_t;
+
+const char *
+gw_breaker_conf_check(const gw_breaker_conf_t *conf)
+{
+    if (conf == NULL)
+        return "breaker config missing";
+    if (conf->buckets < 1 || conf->buckets > MAX_BUCKETS)
+        return "breaker buckets must be between 1 and 10000";
+    if (conf->window_ms < (uint64_t)conf->buckets)
+        return "breaker window must be at least 1ms per bucket";
+    if (!isfinite(conf->k) || conf->k < MIN_K)
+        return "breaker k must be a number >= 1.1";
+    if (conf->protection < 0)
+        return "breaker protection must be >= 0";
+    if (conf->nfailure_statuses > 0 && conf->failure_statuses == NULL)
+        return "breaker failure_statuses missing";
+    for (size_t i = 0; i < conf->nfailure_statuses; i++) {
+        if (conf->failure_statuses[i] < 100 || conf->failure_statuses[i] > 599)
+            return "breaker failure_statuses must be HTTP statuses (100-599)";
+    }
+    return NULL;
+}
+
+gw_breaker_t *
+gw_breaker_new(const gw_breaker_conf_t *conf)
+{
+    gw_breaker_t *b;
+
+    if (gw_breaker_conf_check(conf) != NULL)
+        return NULL;
+    b = calloc(1, sizeof(*b) + (size_t)conf->buckets * sizeof(bucket_t));
+    if (b == NULL)
+        return NULL;
+    b->interval_ms = conf->window_ms / (uint64_t)conf->buckets;
+    b->k = conf->k;
+    b->protection = conf->protection;
+    b->nbuckets = conf->buckets;
+    return b;
+}
+
+void
+gw_breaker_free(gw_breaker_t *b)
+{
+    free(b);
+}
+
+static void
+advance(gw_breaker_t *b, uint64_t now_ms)
+{
+    uint64_t span, elapsed;
+    int n = b->nbuckets;
+
+    if (!b->started) {
+        b->started = 1;
+        b->start_ms = now_ms;
+        return;
+    }
+    /* A monotonic clock never goes back; if a caller's does, keep counting
+     * into the current bucket rather than wiping the window. */
+    if (now_ms < b->start_ms)
+        return;
+    elapsed = now_ms - b->start_ms;
+    span = elapsed / b->interval_ms;
+    if (span == 0)
+        return;
+    for (uint64_t i = 1; i <= span && i <= (uint64_t)n; i++) {
+        bucket_t *bk = &b->buckets[(b->offset + i) % (uint64_t)n];
+        bk->sum = bk->success = bk->failure = bk->drop = 0;
+    }
+    b->offset = (int)((b->offset + span % (uint64_t)n) % (uint64_t)n);
+    b->start_ms = now_ms - elapsed % b->interval_ms;
+}
+
+/* Oldest bucket first, ending with the one now filling, so the runs below
+ * are those that reach the present. */
+static void
+history(const gw_breaker_t *b, history_t *h)
+{
+    int n = b->nbuckets;
+
+    *h = (history_t){0};
+    for (int i = 1; i <= n; i++) {
+        const bucket_t *bk = &b->buckets[(b->offset + i) % n];
+
+        h->accepts += bk->success;
+        h->total += bk->sum;
+        h->failures += bk->failure;
+        h->drops += bk->drop;
+        if (bk->failure > 0)
+            h->working = 0;
+        else if (bk->success > 0)
+            h->working++;
+        if (bk->success > 0)
+            h->failing = 0;
+        else if (bk->failure > 0)
+            h->failing++;
+    }
+}
+
+/* SRE eq. 21-1 with a floor of `protection` requests and k lowered toward
+ * MIN_K while the backend keeps failing bucket after bucket. */
+static double
+raw_ratio(const gw_breaker_t *b, const history_t *h)
+{
+    double w = b->k - (b->k - MIN_K) * h->failing / b->nbuckets;
+    double weighted = (w > MIN_K ? w : MIN_K) * (double)h->accepts;
+
+    return ((double)h->total - b->protection - weighted) / ((double)h->total + 1);
+}
+
+/* Recent success-only buckets mean the backend is recovering: drop less. */
+static double
+working_scale(const gw_breaker_t *b, const history_t *h)
+{
+    return (double)(b->nbuckets - h->working) / b->nbuckets;
+}
+
+int
+gw_breaker_allow(gw_breaker_t *b, uint64_t now_ms, double rnd)
+{
+    history_t h;
+    double ratio;
+
+    advance(b, now_ms);
+    history(b, &h);
+    ratio = raw_ratio(b, &h);
+    if (ratio <= 0)
+        return 1;
+    if (b->passed && now_ms >= b->last_pass_ms && now_ms - b->last_pass_ms > FORCE_PASS_MS) {
+        b->last_pass_ms = now_ms;
+        return 1;
+    }
+    ratio *= working_scale(b, &h);
+    if (rnd < ratio) {
+        bucket_t *bk = &b->buckets[b->offset];
+
+        bk->sum++;
+        bk->drop++;
+        b->drops_total++;
+        return 0;
+    }
+    b->passed = 1;
+    b->last_pass_ms = now_ms;
+    return 1;
+}
+
+void
+gw_breaker_mark(gw_breaker_t *b, uint64_t now_ms, int ok)
+{
+    bucket_t *bk;
+
+    advance(b, now_ms);
+    bk = &b->buckets[b->offset];
+    bk->sum++;
+    if (ok)
+        bk->success++;
+    else
+        bk->failure++;
+}
+
+int
+gw_breaker_is_failure(const gw_breaker_conf_t *conf, int status)
+{
+    if (status <= 0)
+        return 1;
+    if (conf == NULL || conf->nfailure_statuses == 0 || conf->failure_statuses == NULL)
+        return status >= 500;
+    for (size_t i = 0; i < conf->nfailure_statuses; i++) {
+        if (conf->failure_statuses[i] == status)
+            return 1;
+    }
+    return 0;
+}
+
+void
+gw_breaker_stats(gw_breaker_t *b, uint64_t now_ms, gw_breaker_stats_t *out)
+{
+    history_t h;
+    double ratio;
+
+    advance(b, now_ms);
+    history(b, &h);
+    ratio = raw_ratio(b, &h);
+    out->total = h.total;
+    out->accepts = h.accepts;
+    out->failures = h.failures;
+    out->drops = h.drops;
+    out->failing = h.failing;
+    out->working = h.working;
+    out->ratio = ratio > 0 ? ratio * working_scale(b, &h) : 0;
+    out->drops_total = b->drops_total;
+}
