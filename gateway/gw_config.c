@@ -1421,7 +1421,7 @@ compile_health(cctx_t *c, const ynode_t *v, const char *path, gw_upstream_conf_t
     if ((s = mget(v, "passive")) != NULL && check_map(c, s, p, pkeys)) {
         gw_health_passive_conf_t *ps = &u->health_passive;
         ps->enabled = 1;
-        get_int(c, s, p, "unhealthy", 1, INT_MAX, &ps->unhealthy);
+        get_int(c, s, p, "unhealthy", 1, 10000, &ps->unhealthy);
         get_dur(c, s, p, "window", 1, &ps->window_ms);
     }
 }

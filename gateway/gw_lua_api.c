@@ -6,6 +6,9 @@
 
 #include "gw_http1.h"
 #include "gw_httpc.h"
+#include "gw_limit.h"
+#include "gw_metrics.h"
+#include "gw_redis.h"
 #include "gw_log.h"
 #include "gw_lua.h"
 #include "gw_lua_api.h"
@@ -456,9 +459,12 @@ gw_ffi_http_release(gw_request_t *r)
     }
 }
 
+static void limit_cancel(gw_request_t *r);
+
 void
 gw_lua_api_cancel(gw_request_t *r)
 {
+    limit_cancel(r);
     http_wait_t *hw = r->lua_http;
     if (hw == NULL)
         return;
@@ -478,4 +484,246 @@ gw_ffi_body_out(gw_request_t *r, const char *p, size_t n)
 {
     r->lua_scratch.len = 0;
     gw_buf_append(&r->lua_scratch, p, n);
+}
+
+/* ---- limiters ---- */
+
+EXPORT int
+gw_ffi_limiter_new(gw_request_t *r, int kind, double a, double b, int align, const char *prefix,
+                   size_t plen, int policy, int on_err)
+{
+    gw_worker_t *w = r->w;
+    gw_limit_conf_t c = {0};
+    c.kind = kind == 1 ? GW_LIMIT_TOKEN : GW_LIMIT_PERIOD;
+    if (c.kind == GW_LIMIT_PERIOD) {
+        c.quota = (int64_t)a;
+        c.period = (int64_t)b;
+    } else {
+        c.rate = a;
+        c.burst = (int64_t)b;
+    }
+    c.align = align;
+    c.prefix = prefix;
+    c.prefix_len = plen;
+    /* without a redis section every limiter counts locally */
+    c.policy = policy == 1 || w->redis == NULL ? GW_LIMIT_USE_LOCAL : GW_LIMIT_USE_REDIS;
+    c.on_redis_error = on_err == 1   ? GW_LIMIT_ON_ERR_ALLOW
+                       : on_err == 2 ? GW_LIMIT_ON_ERR_DENY
+                                     : GW_LIMIT_ON_ERR_LOCAL;
+    gw_limiter_t *l = gw_limiter_new(&c, w->redis, w->nworkers, w->loop);
+    if (l == NULL)
+        return GW_ERROR;
+    gw_limiter_t **v = realloc(w->limiters, (w->nlimiters + 1) * sizeof(*v));
+    if (v == NULL) {
+        gw_limiter_free(l);
+        return GW_ERROR;
+    }
+    w->limiters = v;
+    v[w->nlimiters] = l;
+    return (int)w->nlimiters++;
+}
+
+static void
+limit_out(gw_request_t *r, const gw_limit_result_t *res, int64_t *o, int redis_policy)
+{
+    o[0] = res->allowed;
+    o[1] = res->code;
+    o[2] = res->limit;
+    o[3] = res->remaining;
+    o[4] = res->reset;
+    o[5] = res->source;
+    gw_metrics_limiter(r->w->metrics, r->w->slot, r->route ? (int)r->route->index : -1,
+                       r->lua_limit_which, !res->allowed,
+                       redis_policy && res->source != GW_LIMIT_SRC_REDIS);
+}
+
+static void
+on_limit(const gw_limit_result_t *res, void *arg)
+{
+    gw_request_t *r = arg;
+    r->lua_limit = NULL;
+    limit_out(r, res, r->lua_limit_res, 1);
+    gw_lua_resume(r);
+}
+
+/* OUT: allowed, code, limit, remaining, reset, source. GW_AGAIN: wait,
+ * then gw_ffi_limit_result. */
+EXPORT int
+gw_ffi_limit_take(gw_request_t *r, int id, int which, const char *key, size_t klen, int64_t *o)
+{
+    gw_worker_t *w = r->w;
+    if (id < 0 || (size_t)id >= w->nlimiters || r->lua_limit)
+        return GW_ERROR;
+    gw_limit_result_t res;
+    gw_limit_wait_t *wait = NULL;
+    r->lua_limit_which = which;
+    int rc = gw_limiter_take(w->limiters[id], key, klen, &res, on_limit, r, &wait);
+    if (rc == GW_AGAIN) {
+        if (r->lua_co_ref == 0) { /* cannot wait here: answer locally */
+            gw_limit_wait_cancel(wait);
+            return GW_ERROR;
+        }
+        r->lua_limit = wait;
+        r->lua_waiting = 1;
+        return GW_AGAIN;
+    }
+    limit_out(r, &res, o, gw_limiter_uses_redis(w->limiters[id]));
+    return GW_OK;
+}
+
+EXPORT void
+gw_ffi_limit_result(gw_request_t *r, int64_t *o)
+{
+    memcpy(o, r->lua_limit_res, sizeof(r->lua_limit_res));
+}
+
+/* A limiter refused the request: 429 through the error phase. */
+EXPORT void
+gw_ffi_limited(gw_request_t *r)
+{
+    r->err = GW_ERR_LIMITED;
+}
+
+/* Headers every response of the request gets (gateway-made ones too). */
+EXPORT int
+gw_ffi_resp_add_header(gw_request_t *r, const char *name, size_t nlen, const char *value,
+                       size_t vlen)
+{
+    if (!header_token_ok(S(name, nlen), 0) || !header_token_ok(S(value, vlen), 1))
+        return GW_ERROR;
+    gw_buf_append(&r->resp_extra, name, nlen);
+    gw_buf_append(&r->resp_extra, ": ", 2);
+    gw_buf_append(&r->resp_extra, value, vlen);
+    gw_buf_append(&r->resp_extra, "\r\n", 2);
+    return GW_OK;
+}
+
+void gw_ffi_redis_release(gw_request_t *r);
+
+static void
+limit_cancel(gw_request_t *r)
+{
+    if (r->lua_limit) {
+        gw_limit_wait_cancel(r->lua_limit);
+        r->lua_limit = NULL;
+    }
+    gw_ffi_redis_release(r);
+}
+
+/* ---- gw.redis ---- */
+
+/* Lives until the Redis answer, which may come after the request ended. */
+typedef struct {
+    gw_request_t *r;
+    gw_redis_cmd_t *cmd;
+    gw_buf_t out; /* the reply, encoded for lua/gw/api.lua */
+    int err;
+} redis_wait_t;
+
+/* i<int>\n, s<len>:<bytes>, e<len>:<bytes>, n, a<count>\n<elements> */
+static void
+encode_reply(gw_buf_t *b, const redisReply *x, int depth)
+{
+    char num[32];
+    int n;
+    switch (x->type) {
+    case REDIS_REPLY_INTEGER:
+        n = snprintf(num, sizeof(num), "i%lld\n", (long long)x->integer);
+        gw_buf_append(b, num, (size_t)n);
+        return;
+    case REDIS_REPLY_STRING:
+    case REDIS_REPLY_STATUS:
+    case REDIS_REPLY_ERROR:
+        n = snprintf(num, sizeof(num), "%c%zu:", x->type == REDIS_REPLY_ERROR ? 'e' : 's',
+                     (size_t)x->len);
+        gw_buf_append(b, num, (size_t)n);
+        gw_buf_append(b, x->str, (size_t)x->len);
+        return;
+    case REDIS_REPLY_ARRAY:
+        if (depth >= 8) { /* deeper nesting reads as nil */
+            gw_buf_append(b, "n", 1);
+            return;
+        }
+        n = snprintf(num, sizeof(num), "a%zu\n", (size_t)x->elements);
+        gw_buf_append(b, num, (size_t)n);
+        for (size_t i = 0; i < x->elements; i++)
+            encode_reply(b, x->element[i], depth + 1);
+        return;
+    default:
+        gw_buf_append(b, "n", 1);
+    }
+}
+
+static void
+on_redis(int err, const redisReply *reply, void *arg)
+{
+    redis_wait_t *rw = arg;
+    gw_request_t *r = rw->r;
+    rw->cmd = NULL;
+    rw->err = err;
+    if (err == 0)
+        encode_reply(&rw->out, reply, 0);
+    gw_lua_resume(r);
+}
+
+EXPORT int
+gw_ffi_redis(gw_request_t *r, int argc, const char **argv, const size_t *lens, const char **err)
+{
+    gw_worker_t *w = r->w;
+    if (r->lua_co_ref == 0) {
+        *err = "gw.redis cannot wait here";
+        return GW_ERROR;
+    }
+    if (w->redis == NULL) {
+        *err = "no redis configured";
+        return GW_ERROR;
+    }
+    if (!gw_redis_ready(w->redis)) {
+        *err = "redis unavailable";
+        return GW_ERROR;
+    }
+    redis_wait_t *rw = calloc(1, sizeof(*rw));
+    if (rw == NULL) {
+        *err = "out of memory";
+        return GW_ERROR;
+    }
+    rw->r = r;
+    rw->cmd = gw_redis_command(w->redis, argc, argv, lens, on_redis, rw);
+    if (rw->cmd == NULL) {
+        free(rw);
+        *err = "redis unavailable";
+        return GW_ERROR;
+    }
+    r->lua_redis = rw;
+    r->lua_waiting = 1;
+    return GW_AGAIN;
+}
+
+/* The encoded reply, or *ERR: valid until gw_ffi_redis_release. */
+EXPORT int
+gw_ffi_redis_result(gw_request_t *r, const char **p, size_t *n, const char **err)
+{
+    redis_wait_t *rw = r->lua_redis;
+    if (rw == NULL)
+        return GW_ERROR;
+    if (rw->err) {
+        *err = rw->err == GW_REDIS_ETIMEDOUT ? "timeout" : "connection lost";
+        return GW_ERROR;
+    }
+    *p = rw->out.data ? rw->out.data : "n";
+    *n = rw->out.data ? rw->out.len : 1;
+    return GW_OK;
+}
+
+EXPORT void
+gw_ffi_redis_release(gw_request_t *r)
+{
+    redis_wait_t *rw = r->lua_redis;
+    if (rw == NULL)
+        return;
+    if (rw->cmd)
+        gw_redis_cmd_cancel(rw->cmd);
+    gw_buf_free(&rw->out);
+    free(rw);
+    r->lua_redis = NULL;
 }

@@ -218,11 +218,6 @@ check_supported(const gw_conf_t *conf, FILE *out)
                     i);
             errors++;
         }
-        if (u->health_active.enabled || u->health_passive.enabled)
-            fprintf(out,
-                    "warning: upstreams[%zu].health: health checks are not implemented yet; "
-                    "every node is used\n",
-                    i);
     }
     return errors;
 }

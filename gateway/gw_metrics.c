@@ -43,6 +43,8 @@ typedef struct {
 typedef struct {
     codes_t codes;
     hist_t hist;
+    counter_t limiter_rejects[GW_METRICS_NLIMITERS];
+    counter_t limiter_fallbacks[GW_METRICS_NLIMITERS];
 } route_stats_t;
 
 typedef struct {
@@ -59,6 +61,8 @@ typedef struct {
 typedef struct {
     _Atomic int64_t conns[GW_CONN_NSTATES];
     _Atomic uint32_t running;
+    _Atomic int64_t redis_up;
+    counter_t redis_changes[2]; /* to down, to up */
 } slot_head_t;
 
 typedef struct {
@@ -282,6 +286,7 @@ gw_metrics_worker_reset(gw_metrics_t *m, int slot)
         return;
     slot_head_t *h = slot_head(m, slot);
     atomic_store_explicit(&h->running, 0, memory_order_relaxed);
+    atomic_store_explicit(&h->redis_up, 0, memory_order_relaxed);
     for (int s = 0; s < GW_CONN_NSTATES; s++)
         atomic_store_explicit(&h->conns[s], 0, memory_order_relaxed);
     for (size_t u = 0; u < m->nupstreams; u++) {
@@ -380,6 +385,31 @@ gw_metrics_breaker_drop(gw_metrics_t *m, int slot, int upstream_index)
     if (!slot_ok(m, slot) || upstream_index < 0 || (size_t)upstream_index >= m->nupstreams)
         return;
     add(&ups_stats(m, slot, (size_t)upstream_index)->breaker_drops, 1);
+}
+
+void
+gw_metrics_limiter(gw_metrics_t *m, int slot, int route_index, int which, int rejected,
+                   int fallback)
+{
+    if (!slot_ok(m, slot) || route_index < 0 || (size_t)route_index >= m->nroutes || which < 0 ||
+        which >= GW_METRICS_NLIMITERS)
+        return;
+    route_stats_t *rs = route_stats(m, slot, (size_t)route_index);
+    if (rejected)
+        add(&rs->limiter_rejects[which], 1);
+    if (fallback)
+        add(&rs->limiter_fallbacks[which], 1);
+}
+
+void
+gw_metrics_redis(gw_metrics_t *m, int slot, int up, int changed)
+{
+    if (!slot_ok(m, slot))
+        return;
+    slot_head_t *h = slot_head(m, slot);
+    atomic_store_explicit(&h->redis_up, up, memory_order_relaxed);
+    if (changed)
+        add(&h->redis_changes[up ? 1 : 0], 1);
 }
 
 void
@@ -661,8 +691,55 @@ gw_metrics_render(gw_metrics_t *m, char **out)
                   (unsigned long long)v);
     }
 
+    static const char *const limiter_names[GW_METRICS_NLIMITERS] = {"limit-period",
+                                                                       "limit-token"};
     header(&b, "gateway_limiter_rejections_total", "counter",
            "Requests rejected by a rate limiter, by route and plugin.");
+    for (size_t r = 0; r < m->nroutes; r++) {
+        for (int k = 0; k < GW_METRICS_NLIMITERS; k++) {
+            uint64_t v = 0;
+            for (int s = 0; s < m->nworkers; s++)
+                v += get(&route_stats(m, s, r)->limiter_rejects[k]);
+            if (v)
+                sb_printf(&b, "gateway_limiter_rejections_total{route=\"%s\",plugin=\"%s\"} %llu\n",
+                          m->routes[r], limiter_names[k], (unsigned long long)v);
+        }
+    }
+    header(&b, "gateway_limiter_fallbacks_total", "counter",
+           "Limiter answers not from Redis although the policy is redis (Redis unavailable), "
+           "by route and plugin.");
+    for (size_t r = 0; r < m->nroutes; r++) {
+        for (int k = 0; k < GW_METRICS_NLIMITERS; k++) {
+            uint64_t v = 0;
+            for (int s = 0; s < m->nworkers; s++)
+                v += get(&route_stats(m, s, r)->limiter_fallbacks[k]);
+            if (v)
+                sb_printf(&b, "gateway_limiter_fallbacks_total{route=\"%s\",plugin=\"%s\"} %llu\n",
+                          m->routes[r], limiter_names[k], (unsigned long long)v);
+        }
+    }
+    int64_t rup = 0, rslots = 0;
+    uint64_t rchg[2] = {0, 0};
+    for (int s = 0; s < m->nworkers; s++) {
+        slot_head_t *h = slot_head(m, s);
+        int64_t v = atomic_load_explicit(&h->redis_up, memory_order_relaxed);
+        if (v >= 0 && atomic_load_explicit(&h->running, memory_order_relaxed)) {
+            rslots++;
+            rup += v;
+        }
+        rchg[0] += get(&h->redis_changes[0]);
+        rchg[1] += get(&h->redis_changes[1]);
+    }
+    header(&b, "gateway_redis_up", "gauge",
+           "Workers whose Redis connection is ready (limiters use Redis).");
+    sb_printf(&b, "gateway_redis_up %lld\n", (long long)rup);
+    header(&b, "gateway_redis_state_changes_total", "counter",
+           "Times a worker's Redis connection became unavailable (down) or ready again (up).");
+    sb_printf(&b, "gateway_redis_state_changes_total{state=\"down\"} %llu\n",
+              (unsigned long long)rchg[0]);
+    sb_printf(&b, "gateway_redis_state_changes_total{state=\"up\"} %llu\n",
+              (unsigned long long)rchg[1]);
+    (void)rslots;
 
     free(codes);
     if (b.failed) {

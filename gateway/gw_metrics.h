@@ -92,6 +92,24 @@ void gw_metrics_breaker_drop(gw_metrics_t *m, int slot, int upstream_index);
  */
 void gw_metrics_nodes(gw_metrics_t *m, int slot, int upstream_index, int healthy, int unhealthy);
 
+/* Limiter kinds for gateway_limiter_*{plugin}: 0 limit-period, 1 limit-token. */
+#define GW_METRICS_NLIMITERS 2
+
+/**
+ * One limiter decision on route_index: REJECTED counts in
+ * gateway_limiter_rejections_total, FALLBACK (the answer did not come
+ * from Redis although the policy is redis) in gateway_limiter_fallbacks_total.
+ */
+void gw_metrics_limiter(gw_metrics_t *m, int slot, int route_index, int which, int rejected,
+                        int fallback);
+
+/**
+ * The worker's Redis connection is ready (UP 1) or not; CHANGED counts a
+ * transition in gateway_redis_state_changes_total. gateway_redis_up sums
+ * the running workers' UP.
+ */
+void gw_metrics_redis(gw_metrics_t *m, int slot, int up, int changed);
+
 /**
  * Renders every metric into *out (malloc'd, NUL-terminated, caller frees)
  * and returns its length. On allocation failure returns 0 with *out NULL.

@@ -42,6 +42,7 @@ gw_request_new(gw_worker_t *w, gw_conn_t *c)
     r->arena_used = 0;
     r->lua_exit_body.len = 0;
     r->lua_exit_headers.len = 0;
+    r->resp_extra.len = 0;
     r->bf_in.len = 0;
     r->start_ns = uv_hrtime();
     r->view.remote_ip = (gw_str_t){c->remote_ip, c->remote_ip_len};
@@ -114,6 +115,7 @@ on_req_timer_closed(uv_handle_t *h)
     gw_buf_free(&r->uphead);
     gw_buf_free(&r->lua_exit_body);
     gw_buf_free(&r->lua_exit_headers);
+    gw_buf_free(&r->resp_extra);
     gw_buf_free(&r->lua_scratch);
     gw_buf_free(&r->bf_in);
     gw_buf_free(&r->bf_chunk);
@@ -473,6 +475,7 @@ on_budget(uv_timer_t *t)
     if (r->up) {
         gw_metrics_upstream(r->w->metrics, r->w->slot, (int)r->target->up->conf->index,
                             (int)r->node->index, 0, (uv_hrtime() - r->up_start_ns) / 1e9);
+        gw_health_observe(r->target->up->health, r->node, 0);
         gw_upconn_release(r->up, 0);
         r->up = NULL;
     }
@@ -531,6 +534,10 @@ on_plugins_done(gw_request_t *r, int rc)
     if (rc != GW_OK) {
         r->err = GW_ERR_PLUGIN;
         gw_conn_send_error(r->conn, 500, "internal error", 0);
+        return;
+    }
+    if (r->err == GW_ERR_LIMITED) {
+        gw_conn_send_error(r->conn, 429, "too many requests", 0);
         return;
     }
     if (r->lua_exit_status) {
@@ -685,6 +692,7 @@ upstream_feedback(gw_request_t *r, int status)
                         status, ns / 1e9);
     gw_balancer_feedback(r->target->bal, r->node, ns / 1000, status > 0 && status < 500,
                          gw_worker_now_ms(w));
+    gw_health_observe(r->target->up->health, r->node, status);
 }
 
 void
@@ -876,7 +884,7 @@ build_response_head(gw_request_t *r, gw_upconn_t *u)
         gw_str_caseeq(conn_tokens, GW_STR("close")))
         conn_tokens = GW_NULL_STR;
     b->len = 0;
-    gw_buf_reserve(b, need + r->request_id.len);
+    gw_buf_reserve(b, need + r->request_id.len + r->resp_extra.len);
     status_line(b, r->status);
     for (size_t i = 0; i < nh; i++) {
         const gw_header_t *h = &hs[i];
@@ -904,6 +912,8 @@ build_response_head(gw_request_t *r, gw_upconn_t *u)
     GW_BUF_PUT_LIT(b, "X-Request-Id: ");
     gw_buf_puts(b, r->request_id);
     GW_BUF_PUT_LIT(b, "\r\n");
+    if (r->resp_extra.len)
+        gw_buf_put(b, r->resp_extra.data, r->resp_extra.len);
     if ((u->is_chunked && !u->decode_body && !u->head_request) || r->rechunk)
         GW_BUF_PUT_LIT(b, "Transfer-Encoding: chunked\r\n");
     if (c->close_after || !c->keepalive)
@@ -1160,7 +1170,8 @@ write_own_response(gw_request_t *r, int status, const char *ctype, const char *b
     int cl = snprintf(clen, sizeof(clen), "%zu", blen);
     if (r->w->draining || !r->body_done)
         c->close_after = 1;
-    size_t need = 256 + strlen(ctype) + r->request_id.len + blen + (extra ? extra->len : 0);
+    size_t need = 256 + strlen(ctype) + r->request_id.len + blen + (extra ? extra->len : 0) +
+                  r->resp_extra.len;
     for (size_t i = 0; filtered && i < r->nrhdrs; i++)
         need += r->rhdrs[i].name.len + r->rhdrs[i].value.len + 4;
     b->len = 0;
@@ -1193,6 +1204,8 @@ write_own_response(gw_request_t *r, int status, const char *ctype, const char *b
     GW_BUF_PUT_LIT(b, "\r\nX-Request-Id: ");
     gw_buf_puts(b, r->request_id);
     GW_BUF_PUT_LIT(b, "\r\n");
+    if (r->resp_extra.len)
+        gw_buf_put(b, r->resp_extra.data, r->resp_extra.len);
     if (c->close_after || !c->keepalive)
         GW_BUF_PUT_LIT(b, "Connection: close\r\n");
     GW_BUF_PUT_LIT(b, "\r\n");
@@ -1229,6 +1242,10 @@ err_kind(const gw_request_t *r, int status)
         return "upstream_error";
     case GW_ERR_PLUGIN:
         return "plugin_error";
+    case GW_ERR_LIMITED:
+        return "limited";
+    case GW_ERR_BREAKER_OPEN:
+        return "breaker_open";
     default:
         return status == 429 ? "limited" : NULL;
     }

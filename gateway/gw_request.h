@@ -31,6 +31,8 @@ typedef enum {
     GW_ERR_TIMEOUT,
     GW_ERR_UPSTREAM,
     GW_ERR_PLUGIN,
+    GW_ERR_LIMITED,      /* a rate limiter refused it: 429 */
+    GW_ERR_BREAKER_OPEN, /* the breaker dropped it: 503 */
 } gw_err_kind_t;
 
 struct gw_request_s {
@@ -96,6 +98,11 @@ struct gw_request_s {
     unsigned bf_end : 1;      /* the upstream body ended; the eof call is due */
     unsigned bf_eof_running : 1;
     unsigned rechunk : 1; /* the client gets the (filtered) body as chunks */
+    void *lua_limit;      /* a limiter's Redis answer being waited for */
+    void *lua_redis;      /* gw.redis: the wait, then its reply */
+    int lua_limit_route;  /* metrics: route and limiter kind of that wait */
+    int lua_limit_which;
+    int64_t lua_limit_res[6]; /* the finished answer, for the Lua side */
     void *lua_http;       /* gw.http.request: the wait, then its result */
     void *lua_http_req;   /* the gw_httpc_req_t being waited for */
     unsigned lua_http_done : 1;
@@ -120,6 +127,7 @@ struct gw_request_s {
     gw_buf_t lua_scratch;      /* body_filter output */
     gw_buf_t bf_in;            /* body bytes waiting for body_filter */
     gw_buf_t bf_chunk;         /* the chunk body_filter works on */
+    gw_buf_t resp_extra;       /* "Name: value\r\n" lines every response of r gets (limiters) */
 
     gw_buf_t uphead; /* the head sent upstream; reused across requests */
     char arena[GW_ARENA_SIZE];

@@ -79,6 +79,14 @@ gw_upstreams_new(gw_worker_t *w, char *err, size_t errlen)
         }
         if (target_init(&up->all, up, NULL, 0, w->rng + i) != GW_OK)
             goto failed;
+        if (gw_health_enabled(up->conf)) {
+            up->health = gw_health_new(w->loop, up->conf, up->nodes, up->nnodes, w->log, w->metrics,
+                                       w->slot, w->rng + i * 7919 + 1, err, errlen);
+            if (up->health == NULL) {
+                gw_upstreams_free(u);
+                return NULL;
+            }
+        }
     }
     for (size_t r = 0; r < conf->nroutes; r++) {
         const gw_route_conf_t *rc = &conf->routes[r];
@@ -101,6 +109,9 @@ gw_upstreams_new(gw_worker_t *w, char *err, size_t errlen)
             }
         }
     }
+    /* last: nothing can fail once timers run */
+    for (size_t i = 0; i < u->n; i++)
+        gw_health_start(u->ups[i].health);
     return u;
 failed:
     snprintf(err, errlen, "out of memory building upstreams");
@@ -131,6 +142,7 @@ gw_upstreams_free(gw_upstreams_t *u)
     for (size_t i = 0; u->ups && i < u->n; i++) {
         gw_upstream_rt_t *up = &u->ups[i];
         target_close(&up->all);
+        gw_health_free(up->health);
         for (size_t n = 0; up->nodes && n < up->nnodes; n++)
             free(up->nodes[n].pool);
         free(up->nodes);
@@ -673,6 +685,8 @@ gw_upstreams_close_idle(gw_upstreams_t *ups)
         return;
     for (size_t i = 0; i < ups->n; i++) {
         gw_upstream_rt_t *up = &ups->ups[i];
+        /* probes and their timers must not keep a draining worker alive */
+        gw_health_stop(up->health);
         for (size_t n = 0; n < up->nnodes; n++) {
             node_pool_t *pool = up->nodes[n].pool;
             while (pool && !gw_list_empty(&pool->idle)) {

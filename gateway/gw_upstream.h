@@ -16,6 +16,7 @@
 #include <uv.h>
 
 #include "gw_deadline.h"
+#include "gw_health.h"
 #include "gw_http.h"
 #include "gw_node.h"
 #include "gw_request.h"
@@ -36,6 +37,7 @@ struct gw_upstream_rt_s {
     gw_node_t *nodes;
     size_t nnodes;
     gw_target_t all;
+    gw_health_t *health; /* NULL when the upstream has no health checks */
 };
 
 struct gw_upstreams_s {

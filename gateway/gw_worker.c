@@ -9,6 +9,8 @@
 #include "gw_http.h"
 #include "gw_http1.h"
 #include "gw_log.h"
+#include "gw_limit.h"
+#include "gw_redis.h"
 #include "gw_lua.h"
 #include "gw_metrics.h"
 #include "gw_request.h"
@@ -74,6 +76,8 @@ finish(gw_worker_t *w)
         return;
     w->draining = 2;
     gw_upstreams_close_idle(w->upstreams);
+    gw_redis_close(w->redis);
+    w->redis = NULL;
     if (w->status) {
         gw_status_close(w->status, NULL, NULL);
         w->status = NULL;
@@ -163,6 +167,48 @@ on_tick(uv_timer_t *t)
         gw_access_log_flush(w->access_log);
 }
 
+static void
+on_redis_state(void *arg, int ready)
+{
+    gw_worker_t *w = arg;
+    gw_metrics_redis(w->metrics, w->slot, ready, 1);
+}
+
+/* The worker's Redis connection; it connects in the background, so a
+ * Redis that is down only makes the limiters follow their policy. */
+static int
+start_redis(gw_worker_t *w)
+{
+    const gw_conf_t *conf = w->conf;
+    char host[256];
+    const char *colon = strrchr(conf->redis_addr, ':');
+    const char *h = conf->redis_addr;
+    size_t hlen = colon ? (size_t)(colon - h) : 0;
+    if (hlen >= 2 && h[0] == '[' && h[hlen - 1] == ']') {
+        h++;
+        hlen -= 2;
+    }
+    if (colon == NULL || hlen == 0 || hlen >= sizeof(host))
+        return GW_ERROR;
+    memcpy(host, h, hlen);
+    host[hlen] = '\0';
+    gw_redis_opts_t o = {.host = host,
+                         .port = atoi(colon + 1),
+                         .password = conf->redis_password,
+                         .db = conf->redis_db,
+                         .timeout_ms = conf->redis_timeout_ms,
+                         .connect_timeout_ms = 1000,
+                         .on_state = on_redis_state,
+                         .state_arg = w};
+    gw_metrics_redis(w->metrics, w->slot, 0, 0);
+    w->redis = gw_redis_new(w->loop, &o, w->log);
+    if (w->redis == NULL) {
+        gw_log(w->log, GW_LOG_ERROR, "redis: cannot start the client for %s", conf->redis_addr);
+        return GW_ERROR;
+    }
+    return GW_OK;
+}
+
 static int
 setup(gw_worker_t *w, const int *fds, size_t nfds)
 {
@@ -173,6 +219,8 @@ setup(gw_worker_t *w, const int *fds, size_t nfds)
         gw_log(w->log, GW_LOG_ERROR, "router: %s", err);
         return GW_ERROR;
     }
+    if (conf->has_redis && start_redis(w) != GW_OK)
+        return GW_ERROR;
     if (conf->has_plugins) {
         gw_conf_errors_t errs = {0};
         w->lua = gw_lua_new(conf, w->loop, w->slot, &errs);
@@ -283,6 +331,9 @@ gw_worker_run(const gw_conf_t *conf, int slot, int nworkers, const int *listen_f
         gw_router_free(w.router);
     gw_upstreams_free(w.upstreams);
     gw_lua_free(w.lua);
+    for (size_t i = 0; i < w.nlimiters; i++)
+        gw_limiter_free(w.limiters[i]);
+    free(w.limiters);
     while (w.free_rbufs) {
         gw_rbuf_t *b = w.free_rbufs;
         w.free_rbufs = b->next;

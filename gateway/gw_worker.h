@@ -83,6 +83,9 @@ struct gw_worker_s {
     gw_router_t *router;
     gw_upstreams_t *upstreams;
     struct gw_lua_s *lua; /* NULL when no route or global list names a plugin */
+    struct gw_redis_s *redis; /* NULL without a redis section */
+    struct gw_limiter_s **limiters; /* made by limiter plugins on first use */
+    size_t nlimiters;
 
     gw_listener_t *listeners;
     size_t nlisteners;

@@ -29,6 +29,7 @@ M.gw = gw
 
 local allowed = {
     exit = { rewrite = true, access = true, error = true },
+    add_resp = { rewrite = true, access = true },
     resp = { header_filter = true, error = true },
     set_req = { rewrite = true, access = true },
     wait = { rewrite = true, access = true, header_filter = true, body_filter = true,
@@ -184,6 +185,17 @@ function resp.set_header(name, value)
                "cannot set this header here", name, value)
 end
 
+-- A header every response of this request gets, the gateway's own
+-- (errors, 429) included; set before the response exists.
+function resp.add_header(name, value)
+    need_request("gw.resp.add_header")
+    check_phase("add_resp", "gw.resp.add_header")
+    value = header_arg("gw.resp.add_header", name, value)
+    if value == nil or C.gw_ffi_resp_add_header(cur, name, #name, value, #value) ~= OK then
+        error("gw.resp.add_header: invalid header", 2)
+    end
+end
+
 -- ---- gw.var, gw.ctx ----
 
 gw.var = setmetatable({}, {
@@ -280,6 +292,72 @@ gw.json = {
     encode = function(v) return cjson.encode(v) end,
     decode = function(s) return cjson.decode(s) end,
 }
+
+-- for gw.limit: the request being served, and a wait that keeps it
+function M.current() return cur end
+M.wait = wait
+M.can_wait = can_wait
+
+-- ---- gw.redis ----
+
+gw.null = cjson.null
+local errp0 = ffi.new("const char *[1]")
+local argv_t, lens_t = ffi.typeof("const char *[?]"), ffi.typeof("size_t[?]")
+local sub, find = string.sub, string.find
+
+-- the encoding of gateway/gw_lua_api.c's encode_reply
+local function decode(s, pos, top)
+    local t = sub(s, pos, pos)
+    if t == "i" then
+        local e = find(s, "\n", pos, true)
+        return tonumber(sub(s, pos + 1, e - 1)), e + 1
+    elseif t == "s" or t == "e" then
+        local c = find(s, ":", pos, true)
+        local len = tonumber(sub(s, pos + 1, c - 1))
+        local v = sub(s, c + 1, c + len)
+        if t == "e" then
+            if top then return nil, c + len + 1, v end
+            return false, c + len + 1
+        end
+        return v, c + len + 1
+    elseif t == "a" then
+        local e = find(s, "\n", pos, true)
+        local n = tonumber(sub(s, pos + 1, e - 1))
+        local arr, p = {}, e + 1
+        for i = 1, n do arr[i], p = decode(s, p, false) end
+        return arr, p
+    end
+    return gw.null, pos + 1
+end
+
+function gw.redis(...)
+    can_wait("gw.redis")
+    local n = select("#", ...)
+    if n == 0 then error("gw.redis: a command name and its arguments", 2) end
+    local argv, lens, keep = argv_t(n), lens_t(n), {}
+    for i = 1, n do
+        local a = select(i, ...)
+        local ta = type(a)
+        if ta ~= "string" and ta ~= "number" then
+            error("gw.redis: argument " .. i .. " must be a string or a number", 2)
+        end
+        a = tostring(a)
+        keep[i] = a
+        argv[i - 1], lens[i - 1] = a, #a
+    end
+    if C.gw_ffi_redis(cur, n, argv, lens, errp0) ~= AGAIN then return nil, fstr(errp0[0]) end
+    wait("gw.redis")
+    if C.gw_ffi_redis_result(cur, P, N, errp0) ~= OK then
+        local err = fstr(errp0[0])
+        C.gw_ffi_redis_release(cur)
+        return nil, err
+    end
+    local enc = fstr(P[0], N[0])
+    C.gw_ffi_redis_release(cur)
+    local v, _, err = decode(enc, 1, true)
+    if err then return nil, err end
+    return v
+end
 
 -- ---- gw.http ----
 

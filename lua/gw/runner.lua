@@ -23,7 +23,7 @@ local masks = {}
 
 local safe_modules = {
     cjson = true, ["cjson.safe"] = true, ["gw.schema"] = true, ["gw.crypto"] = true,
-    bit = true,
+    ["gw.limit"] = true, bit = true,
 }
 
 -- No plugin needs to turn functions into bytecode; nobody in this VM does

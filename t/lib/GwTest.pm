@@ -27,6 +27,7 @@ our @EXPORT = qw(
   http_request gw_connect raw_exchange trickle
   parse_responses build_request json_body
   wait_for gw_error_ok rejects_ok yaml_dump
+  start_redis stop_redis redis_cmd have_redis
 );
 
 $SIG{PIPE} = 'IGNORE';
@@ -34,7 +35,7 @@ $SIG{PIPE} = 'IGNORE';
 my $LIBDIR = dirname(abs_path(__FILE__));
 my $JSON   = JSON::PP->new->ascii->canonical;
 
-my (@gateways, @upstreams, $tmpdir_obj, $told_dir);
+my (@gateways, @upstreams, @redises, $tmpdir_obj, $told_dir);
 
 # --- basics ----------------------------------------------------------------
 
@@ -311,6 +312,90 @@ sub clear_upstream_log {
     truncate $up->{log}, 0;
 }
 
+# --- redis -----------------------------------------------------------------
+
+sub have_redis {
+    return -x '/usr/bin/redis-server' ? '/usr/bin/redis-server' : undef;
+}
+
+# start_redis([port => P], [password => S]) -> {port, pid, dir, password}
+# A throwaway redis-server on 127.0.0.1, no persistence.
+sub start_redis {
+    my (%o) = @_;
+    my $bin = have_redis() or die "redis-server not installed (make deps)\n";
+    my $rd = { port => $o{port} // free_port(), dir => $o{dir} // subdir('redis-'),
+               password => $o{password} };
+    my @args = ($bin, '--port', $rd->{port}, '--bind', '127.0.0.1', '--save', '',
+        '--appendonly', 'no', '--dir', $rd->{dir}, '--daemonize', 'no',
+        '--protected-mode', 'no', '--loglevel', 'warning');
+    push @args, '--requirepass', $o{password} if defined $o{password};
+    $rd->{pid} = spawn(\@args, "$rd->{dir}/stdout", "$rd->{dir}/stderr");
+    push @redises, $rd;
+    my $ok = wait_for(sub {
+        return -1 if waitpid($rd->{pid}, WNOHANG) == $rd->{pid};
+        my $r = eval { redis_cmd($rd, 'PING') };
+        return defined $r && ($r eq 'PONG' || $r =~ /NOAUTH/);
+    }, 10);
+    die "redis-server did not start on $rd->{port}: " . slurp("$rd->{dir}/stdout")
+      unless $ok && $ok > 0;
+    return $rd;
+}
+
+sub stop_redis {
+    my ($rd, %o) = @_;
+    return if $rd->{stopped}++;
+    kill($o{signal} // 'TERM', $rd->{pid});
+    kill 'CONT', $rd->{pid};
+    return reap($rd->{pid}, 5 * mult());
+}
+
+sub _resp_read {
+    my ($s) = @_;
+    my $line = <$s>;
+    die "redis: connection closed\n" unless defined $line;
+    $line =~ s/\r\n\z//;
+    my ($t, $rest) = (substr($line, 0, 1), substr($line, 1));
+    return $rest if $t eq '+';
+    return "ERR:$rest" if $t eq '-';
+    return $rest + 0 if $t eq ':';
+    if ($t eq '$') {
+        return undef if $rest < 0;
+        my $buf = '';
+        while (length $buf < $rest + 2) {
+            my $n = read($s, $buf, $rest + 2 - length $buf, length $buf);
+            die "redis: short read\n" unless $n;
+        }
+        return substr($buf, 0, $rest);
+    }
+    if ($t eq '*') {
+        return undef if $rest < 0;
+        return [map { _resp_read($s) } 1 .. $rest];
+    }
+    die "redis: bad reply '$line'\n";
+}
+
+# redis_cmd($rd, 'SET', 'k', 'v') -> the reply: a string, a number, an
+# array ref, undef (nil), or "ERR:<message>" for an error reply. One
+# connection per call (AUTH first when the server has a password).
+sub redis_cmd {
+    my ($rd, @cmd) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $rd->{port},
+        Proto => 'tcp', Timeout => 2 * mult()) or die "redis connect: $!\n";
+    $s->timeout(2 * mult());
+    my $enc = sub { my @a = @_; join '', "*" . @a . "\r\n", map { '$' . length($_) . "\r\n$_\r\n" } @a };
+    if (defined $rd->{password} && !$rd->{no_auth}) {
+        print $s $enc->('AUTH', $rd->{password});
+        _resp_read($s);
+    }
+    print $s $enc->(@cmd);
+    local $SIG{ALRM} = sub { die "redis: timeout\n" };
+    alarm(5 * mult());
+    my $r = _resp_read($s);
+    alarm(0);
+    close $s;
+    return $r;
+}
+
 # --- gateway ---------------------------------------------------------------
 
 # start_gateway(config => HASH | yaml => TEXT, [wait => 0])
@@ -382,6 +467,7 @@ sub sanitizer_check {
 sub stop_all {
     stop_gateway($_) for @gateways;
     stop_upstream($_) for @upstreams;
+    stop_redis($_) for @redises;
 }
 
 END {
@@ -402,6 +488,12 @@ END {
         next if $up->{stopped}++;
         kill 'TERM', $up->{pid};
         reap($up->{pid}, 5 * mult());
+    }
+    for my $rd (@redises) {
+        next if $rd->{stopped}++;
+        kill 'TERM', $rd->{pid};
+        kill 'CONT', $rd->{pid};
+        reap($rd->{pid}, 5 * mult());
     }
     $? = $st;
 }

@@ -4,12 +4,16 @@
 #
 # Usage:
 #   echo-upstream.pl --port P [--name NAME] [--log FILE] [--ready]
+#                    [--fail-status N]
 #
 #   --port P    listen on 127.0.0.1:P (required; loopback only)
 #   --name N    name this server reports (default "echo")
 #   --log F     append one JSON line per request received (default: no log)
 #   --ready     print "ready <port>" on stdout once listening; otherwise
 #               nothing is ever printed on stdout
+#   --fail-status N
+#               answer every request with status N (as /status/N would),
+#               whatever its target: a node that is up but failing
 #
 # One process per connection (fork); connections are kept alive as HTTP/1.1
 # allows. Request bodies may use Content-Length or chunked framing; chunked
@@ -54,10 +58,12 @@ use JSON::PP;
 use Fcntl qw(O_WRONLY O_APPEND O_CREAT);
 use Getopt::Long;
 
-my ($port, $name, $log, $ready) = (undef, 'echo', undef, 0);
+my ($port, $name, $log, $ready, $fail_status) = (undef, 'echo', undef, 0, undef);
 GetOptions('port=i' => \$port, 'name=s' => \$name, 'log=s' => \$log,
-           'ready' => \$ready)
-  or die "usage: $0 --port P [--name NAME] [--log FILE] [--ready]\n";
+           'ready' => \$ready, 'fail-status=i' => \$fail_status)
+  or die "usage: $0 --port P [--name NAME] [--log FILE] [--ready] [--fail-status N]\n";
+die "echo-upstream: --fail-status must be 100..599\n"
+  if defined $fail_status && ($fail_status < 100 || $fail_status > 599);
 die "usage: $0 --port P [--name NAME] [--log FILE] [--ready]\n"
   unless defined $port;
 
@@ -306,6 +312,7 @@ my %REASON = (
 sub answer {
     my ($sock, $uri, $echo, $keep, $head_only, $version) = @_;
 
+    $uri = "/status/$fail_status" if defined $fail_status;
     if ($uri =~ m{^/drop}) {
         return 0;
     }

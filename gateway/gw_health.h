@@ -1,0 +1,87 @@
+/*
+ * Health of an upstream's nodes as one worker sees them: active HTTP
+ * probes and passive ejection on failed requests. The checker owns the
+ * decision and writes it to node->healthy, which the balancers read on
+ * every pick; it also publishes the counts to gateway_upstream_nodes.
+ *
+ * Each worker checks on its own (no shared state between processes), so a
+ * node receives `workers` probes per interval. Every node starts healthy,
+ * also in the workers of a reloaded config; the probes decide from there.
+ *
+ * Lifetime: gw_health_new (memory only), gw_health_start (timers, first
+ * probe after a random fraction of the interval), gw_health_stop (timers
+ * closed, probes cancelled; the loop must then run until their callbacks
+ * have fired), gw_health_free (after that). One loop, one thread.
+ */
+#ifndef GW_HEALTH_H
+#define GW_HEALTH_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "gw_config.h"
+#include "gw_core.h"
+#include "gw_node.h"
+
+typedef struct gw_health_s gw_health_t;
+typedef struct gw_log_s gw_log_t;
+
+/* A copy of one node's figures, for an admin view. */
+typedef struct {
+    int healthy;
+    unsigned probe_successes; /* consecutive successful probes */
+    unsigned probe_failures;  /* consecutive failed probes */
+    unsigned recent_failures; /* passive failures still in the window */
+    int probing;              /* a probe is in flight */
+    const char *reason;       /* why the last state change happened; "" none */
+    const char *last_error;   /* the last failed probe's cause; "" none */
+} gw_health_node_stats_t;
+
+/** Whether conf asks for active or passive checks at all. */
+int gw_health_enabled(const gw_upstream_conf_t *conf);
+
+/**
+ * Whether a proxied attempt's outcome counts as a failure: status 0 (no
+ * response: connect error, reset, timeout), or a status in the upstream's
+ * breaker.failure_statuses when that list is set, else any status >= 500.
+ */
+int gw_health_is_failure(const gw_upstream_conf_t *conf, int status);
+
+/**
+ * A checker for the nnodes nodes (conf's nodes, same order) of the upstream
+ * conf. nodes, conf, log and metrics are borrowed and must outlive the
+ * checker; metrics may be NULL. seed staggers the first probe. Returns NULL
+ * with a reason in err when memory runs out. Starts nothing.
+ */
+gw_health_t *gw_health_new(uv_loop_t *loop, const gw_upstream_conf_t *conf, gw_node_t *nodes,
+                           size_t nnodes, gw_log_t *log, gw_metrics_t *metrics, int slot,
+                           uint64_t seed, char *err, size_t errlen);
+
+/** Publishes the node counts and arms the probe timer. Call once. */
+void gw_health_start(gw_health_t *h);
+
+/**
+ * Stops checking: closes the timer and cancels the probes in flight; their
+ * callbacks still fire from the loop and change nothing. Idempotent; a NULL
+ * h is a no-op. Nothing here keeps the loop alive afterwards.
+ */
+void gw_health_stop(gw_health_t *h);
+
+/** Frees h; after gw_health_stop and once the loop has run the closes. */
+void gw_health_free(gw_health_t *h);
+
+/**
+ * One proxied attempt to node ended with status (0: no response). Counts
+ * for passive ejection; a no-op when h is NULL or passive checks are off.
+ * Never allocates.
+ */
+void gw_health_observe(gw_health_t *h, const gw_node_t *node, int status);
+
+/** "healthy" or "unhealthy" for node index i; NULL when i is out of range. */
+const char *gw_health_node_state(const gw_health_t *h, size_t i);
+
+/** Fills *out for node index i; GW_ERROR when i is out of range. */
+int gw_health_node_stats(const gw_health_t *h, size_t i, gw_health_node_stats_t *out);
+
+#endif

@@ -1,0 +1,630 @@
+/* The worker's Redis client (see gw_redis.h). */
+#include "gw_redis.h"
+
+#include <hiredis/adapters/libuv.h>
+#include <hiredis/async.h>
+#include <openssl/evp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gw_log.h"
+#include "gw_worker.h"
+
+#define MAX_PENDING 65536
+#define PROBE_MS 100
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 500
+
+typedef enum { ST_DOWN = 0, ST_CONNECTING, ST_HANDSHAKE, ST_READY, ST_SUSPECT } state_t;
+
+struct gw_redis_cmd_s {
+    gw_redis_t *rd;
+    gw_link_t link; /* in rd->waiting until answered or cancelled */
+    uint64_t deadline_ms;
+    gw_redis_cb cb;
+    void *arg;
+    unsigned answered : 1;
+    unsigned cancelled : 1;
+    unsigned retried : 1; /* NOSCRIPT already turned it into EVAL */
+    const gw_redis_script_t *script;
+    int argc;         /* the EVAL form's arguments, kept for a retry */
+    char **argv;      /* points into this allocation */
+    size_t *lens;
+};
+
+struct gw_redis_s {
+    uv_loop_t *loop;
+    gw_log_t *log;
+    char *host;
+    int port;
+    char *password;
+    int db;
+    uint64_t timeout_ms, connect_timeout_ms;
+
+    redisAsyncContext *ac;
+    state_t state;
+    uv_timer_t state_timer;    /* connect timeout, back-off, probes */
+    uv_timer_t deadline_timer; /* the earliest command deadline */
+    gw_link_t waiting;         /* unanswered commands, by deadline */
+    size_t npending;           /* commands hiredis still holds */
+    uint64_t backoff_ms;
+    uint64_t last_reply_ms;
+    uint64_t armed_ms; /* deadline the timer is set for, 0: stopped */
+    int probing; /* a probe PING is out */
+    int drop;    /* drop the connection from the next timer tick */
+    int closing;
+    int nclosed;
+    void (*on_state)(void *arg, int ready);
+    void *state_arg;
+    char last_err[128];
+};
+
+static void schedule(gw_redis_t *rd, uint64_t ms);
+static void on_state_timer(uv_timer_t *t);
+
+void
+gw_redis_script_init(gw_redis_script_t *s, const char *text)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    s->text = text;
+    EVP_Digest(text, strlen(text), md, &n, EVP_sha1(), NULL);
+    for (unsigned i = 0; i < n && i < 20; i++) {
+        static const char hex[] = "0123456789abcdef";
+        s->sha[2 * i] = hex[md[i] >> 4];
+        s->sha[2 * i + 1] = hex[md[i] & 15];
+    }
+    s->sha[40] = '\0';
+}
+
+static const char *
+state_name(state_t s)
+{
+    switch (s) {
+    case ST_CONNECTING:
+    case ST_HANDSHAKE:
+        return "connecting";
+    case ST_READY:
+        return "ready";
+    case ST_SUSPECT:
+        return "suspect";
+    default:
+        return "down";
+    }
+}
+
+/* One log line per change of what users see (ready or not). */
+static void
+set_state(gw_redis_t *rd, state_t s, const char *why)
+{
+    state_t old = rd->state;
+    rd->state = s;
+    if (rd->closing)
+        return;
+    int was_up = old == ST_READY, up = s == ST_READY;
+    if (up != was_up && rd->on_state)
+        rd->on_state(rd->state_arg, up);
+    if (up && !was_up)
+        gw_log(rd->log, GW_LOG_INFO, "redis %s:%d: %s", rd->host, rd->port,
+               old == ST_SUSPECT ? "answering again" : "connected");
+    else if (was_up && !up)
+        gw_log(rd->log, GW_LOG_WARN,
+               "redis %s:%d: unavailable (%s); limiters follow their on_redis_error policy",
+               rd->host, rd->port, why ? why : "error");
+    else if ((old == ST_CONNECTING || old == ST_HANDSHAKE) && s == ST_DOWN && why &&
+             strncmp(rd->last_err, why, sizeof(rd->last_err) - 1) != 0)
+        gw_log(rd->log, GW_LOG_WARN, "redis %s:%d: cannot connect (%s)", rd->host, rd->port, why);
+    if (why)
+        snprintf(rd->last_err, sizeof(rd->last_err), "%s", why);
+}
+
+/* ---- commands ---- */
+
+static void on_deadline(uv_timer_t *t);
+
+/* One timer for every command: it fires at the earliest deadline. */
+static void
+arm_deadline(gw_redis_t *rd)
+{
+    if (gw_list_empty(&rd->waiting)) {
+        if (rd->armed_ms) {
+            uv_timer_stop(&rd->deadline_timer);
+            rd->armed_ms = 0;
+        }
+        return;
+    }
+    gw_redis_cmd_t *c = GW_CONTAINER_OF(rd->waiting.next, gw_redis_cmd_t, link);
+    if (rd->armed_ms == c->deadline_ms)
+        return;
+    uint64_t now = uv_now(rd->loop);
+    rd->armed_ms = c->deadline_ms;
+    uv_timer_start(&rd->deadline_timer, on_deadline, c->deadline_ms > now ? c->deadline_ms - now : 0,
+                   0);
+}
+
+static void
+answer(gw_redis_cmd_t *c, int err, const redisReply *reply)
+{
+    if (c->answered)
+        return;
+    c->answered = 1;
+    gw_list_remove(&c->link);
+    if (!c->cancelled)
+        c->cb(err, reply, c->arg);
+}
+
+static void
+cmd_free(gw_redis_cmd_t *c)
+{
+    c->rd->npending--;
+    free(c);
+}
+
+static int is_noscript(const redisReply *r);
+static int resend_as_eval(gw_redis_cmd_t *c);
+
+/* hiredis calls this once per command: with the reply, or with NULL when
+ * the connection goes away first. */
+static void
+on_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    (void)ac;
+    gw_redis_cmd_t *c = priv;
+    gw_redis_t *rd = c->rd;
+    redisReply *reply = r;
+    if (reply) {
+        rd->last_reply_ms = uv_now(rd->loop);
+        if (c->script && !c->retried && !c->answered && is_noscript(reply) &&
+            resend_as_eval(c) == 0)
+            return; /* hiredis calls us again for the EVAL */
+        answer(c, 0, reply);
+    } else {
+        answer(c, rd->closing ? GW_REDIS_ECLOSED : GW_REDIS_ECONN, NULL);
+    }
+    cmd_free(c);
+    arm_deadline(rd);
+}
+
+static gw_redis_cmd_t *
+cmd_new(gw_redis_t *rd, int argc, const char **argv, const size_t *lens, gw_redis_cb cb,
+        void *arg, uint64_t timeout_ms)
+{
+    size_t bytes = sizeof(gw_redis_cmd_t) + (size_t)argc * (sizeof(char *) + sizeof(size_t));
+    for (int i = 0; i < argc; i++)
+        bytes += lens[i] + 1;
+    gw_redis_cmd_t *c = calloc(1, bytes);
+    if (c == NULL)
+        return NULL;
+    c->rd = rd;
+    c->cb = cb;
+    c->arg = arg;
+    c->argc = argc;
+    c->argv = (char **)(c + 1);
+    c->lens = (size_t *)(c->argv + argc);
+    char *p = (char *)(c->lens + argc);
+    for (int i = 0; i < argc; i++) {
+        memcpy(p, argv[i], lens[i]);
+        p[lens[i]] = '\0';
+        c->argv[i] = p;
+        c->lens[i] = lens[i];
+        p += lens[i] + 1;
+    }
+    c->deadline_ms = uv_now(rd->loop) + timeout_ms;
+    /* deadlines mostly arrive in order: insert from the tail */
+    gw_link_t *at = rd->waiting.prev;
+    while (at != &rd->waiting &&
+           GW_CONTAINER_OF(at, gw_redis_cmd_t, link)->deadline_ms > c->deadline_ms)
+        at = at->prev;
+    c->link.prev = at;
+    c->link.next = at->next;
+    at->next->prev = &c->link;
+    at->next = &c->link;
+    return c;
+}
+
+static gw_redis_cmd_t *
+send_cmd(gw_redis_t *rd, int argc, const char **argv, const size_t *lens, gw_redis_cb cb, void *arg,
+         uint64_t timeout_ms)
+{
+    if (rd->ac == NULL || rd->npending >= MAX_PENDING)
+        return NULL;
+    gw_redis_cmd_t *c = cmd_new(rd, argc, argv, lens, cb, arg, timeout_ms);
+    if (c == NULL)
+        return NULL;
+    if (redisAsyncCommandArgv(rd->ac, on_reply, c, argc, argv, lens) != REDIS_OK) {
+        gw_list_remove(&c->link);
+        free(c);
+        return NULL;
+    }
+    rd->npending++;
+    arm_deadline(rd);
+    return c;
+}
+
+gw_redis_cmd_t *
+gw_redis_command(gw_redis_t *rd, int argc, const char **argv, const size_t *lens, gw_redis_cb cb,
+                 void *arg)
+{
+    if (rd == NULL || rd->state != ST_READY || argc < 1 || cb == NULL)
+        return NULL;
+    return send_cmd(rd, argc, argv, lens, cb, arg, rd->timeout_ms);
+}
+
+/* argv of the EVAL form: "EVAL" text nkeys keys... args... The EVALSHA
+ * form sends the same vector with the first two replaced. */
+gw_redis_cmd_t *
+gw_redis_eval(gw_redis_t *rd, const gw_redis_script_t *s, int nkeys, int nargs, const char **argv,
+              const size_t *lens, gw_redis_cb cb, void *arg)
+{
+    enum { MAXV = 32 };
+    const char *v[MAXV];
+    size_t l[MAXV];
+    char nk[16];
+    int argc = 3 + nkeys + nargs;
+    if (rd == NULL || rd->state != ST_READY || nkeys < 0 || nargs < 0 || argc > MAXV || !cb)
+        return NULL;
+    v[0] = "EVAL";
+    l[0] = 4;
+    v[1] = s->text;
+    l[1] = strlen(s->text);
+    l[2] = (size_t)snprintf(nk, sizeof(nk), "%d", nkeys);
+    v[2] = nk;
+    for (int i = 0; i < nkeys + nargs; i++) {
+        v[3 + i] = argv[i];
+        l[3 + i] = lens[i];
+    }
+    gw_redis_cmd_t *c = cmd_new(rd, argc, v, l, cb, arg, rd->timeout_ms);
+    if (c == NULL)
+        return NULL;
+    c->script = s;
+    const char *sv[MAXV];
+    memcpy(sv, c->argv, sizeof(char *) * (size_t)argc);
+    size_t sl[MAXV];
+    memcpy(sl, c->lens, sizeof(size_t) * (size_t)argc);
+    sv[0] = "EVALSHA";
+    sl[0] = 7;
+    sv[1] = s->sha;
+    sl[1] = 40;
+    if (rd->npending >= MAX_PENDING ||
+        redisAsyncCommandArgv(rd->ac, on_reply, c, argc, sv, sl) != REDIS_OK) {
+        gw_list_remove(&c->link);
+        free(c);
+        return NULL;
+    }
+    rd->npending++;
+    arm_deadline(rd);
+    return c;
+}
+
+static int
+is_noscript(const redisReply *r)
+{
+    return r->type == REDIS_REPLY_ERROR && r->len >= 8 && memcmp(r->str, "NOSCRIPT", 8) == 0;
+}
+
+/* Inside on_reply: hiredis drops its record of C after we return, and a
+ * new command for the same C is queued. */
+static int
+resend_as_eval(gw_redis_cmd_t *c)
+{
+    gw_redis_t *rd = c->rd;
+    c->retried = 1;
+    if (rd->ac == NULL ||
+        redisAsyncCommandArgv(rd->ac, on_reply, c, c->argc, (const char **)c->argv, c->lens) !=
+            REDIS_OK)
+        return -1;
+    return 0;
+}
+
+void
+gw_redis_cmd_cancel(gw_redis_cmd_t *c)
+{
+    if (c == NULL || c->answered)
+        return;
+    c->cancelled = 1;
+    c->answered = 1;
+    gw_list_remove(&c->link);
+}
+
+static void
+on_deadline(uv_timer_t *t)
+{
+    gw_redis_t *rd = t->data;
+    uint64_t now = uv_now(rd->loop);
+    int timed_out = 0;
+    rd->armed_ms = 0;
+    while (!gw_list_empty(&rd->waiting)) {
+        gw_redis_cmd_t *c = GW_CONTAINER_OF(rd->waiting.next, gw_redis_cmd_t, link);
+        if (c->deadline_ms > now)
+            break;
+        timed_out = 1;
+        answer(c, GW_REDIS_ETIMEDOUT, NULL);
+    }
+    if (timed_out && rd->state == ST_READY)
+        gw_redis_suspect(rd, "timeout");
+    arm_deadline(rd);
+}
+
+/* ---- connection ---- */
+
+static void on_handshake(int err, const redisReply *reply, void *arg);
+
+static void
+on_connect(const redisAsyncContext *ac, int status)
+{
+    gw_redis_t *rd = ac->data;
+    if (rd == NULL)
+        return;
+    if (status != REDIS_OK) {
+        /* hiredis frees the context after this callback */
+        rd->ac = NULL;
+        set_state(rd, ST_DOWN, ac->errstr[0] ? ac->errstr : "connect failed");
+        schedule(rd, rd->backoff_ms);
+        return;
+    }
+    rd->state = ST_HANDSHAKE;
+    const char *v[2];
+    size_t l[2];
+    if (rd->password && rd->password[0]) {
+        v[0] = "AUTH";
+        l[0] = 4;
+        v[1] = rd->password;
+        l[1] = strlen(rd->password);
+        send_cmd(rd, 2, v, l, on_handshake, rd, rd->connect_timeout_ms);
+    }
+    if (rd->db) {
+        char db[16];
+        v[0] = "SELECT";
+        l[0] = 6;
+        l[1] = (size_t)snprintf(db, sizeof(db), "%d", rd->db);
+        v[1] = db;
+        send_cmd(rd, 2, v, l, on_handshake, rd, rd->connect_timeout_ms);
+    }
+    v[0] = "PING";
+    l[0] = 4;
+    send_cmd(rd, 1, v, l, on_handshake, (char *)rd + 1, rd->connect_timeout_ms);
+    schedule(rd, rd->connect_timeout_ms);
+}
+
+static void
+on_disconnect(const redisAsyncContext *ac, int status)
+{
+    (void)status;
+    gw_redis_t *rd = ac->data;
+    if (rd == NULL)
+        return;
+    rd->ac = NULL;
+    rd->probing = 0;
+    if (rd->closing)
+        return;
+    if (rd->state != ST_DOWN)
+        set_state(rd, ST_DOWN, ac->errstr[0] ? ac->errstr : "connection closed");
+    schedule(rd, rd->backoff_ms);
+}
+
+/* AUTH, SELECT and PING after connecting; ARG is rd, or rd + 1 for the
+ * final PING (its answer makes the connection ready). */
+static void
+on_handshake(int err, const redisReply *reply, void *arg)
+{
+    int final = ((uintptr_t)arg & 1) != 0;
+    gw_redis_t *rd = (gw_redis_t *)((uintptr_t)arg & ~(uintptr_t)1);
+    if (rd->state != ST_HANDSHAKE)
+        return;
+    char why[128];
+    if (err || reply->type == REDIS_REPLY_ERROR) {
+        if (err == GW_REDIS_ECLOSED || err == GW_REDIS_ECONN)
+            return; /* on_disconnect handles it */
+        snprintf(why, sizeof(why), "%s",
+                 err ? "handshake timed out" : (reply->str ? reply->str : "error"));
+        set_state(rd, ST_DOWN, why);
+        rd->drop = 1;
+        schedule(rd, 0);
+        return;
+    }
+    if (final) {
+        rd->backoff_ms = BACKOFF_MIN_MS;
+        uv_timer_stop(&rd->state_timer);
+        set_state(rd, ST_READY, NULL);
+    }
+}
+
+static void
+connect_now(gw_redis_t *rd)
+{
+    redisAsyncContext *ac = redisAsyncConnect(rd->host, rd->port);
+    if (ac == NULL || ac->err) {
+        set_state(rd, ST_DOWN, ac && ac->errstr[0] ? ac->errstr : "cannot connect");
+        if (ac)
+            redisAsyncFree(ac);
+        schedule(rd, rd->backoff_ms);
+        return;
+    }
+    ac->data = rd;
+    if (redisLibuvAttach(ac, rd->loop) != REDIS_OK) {
+        redisAsyncFree(ac);
+        set_state(rd, ST_DOWN, "cannot attach to the loop");
+        schedule(rd, rd->backoff_ms);
+        return;
+    }
+    redisAsyncSetConnectCallback(ac, on_connect);
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    rd->ac = ac;
+    rd->state = ST_CONNECTING;
+    schedule(rd, rd->connect_timeout_ms);
+}
+
+static void
+drop_connection(gw_redis_t *rd)
+{
+    rd->drop = 0;
+    if (rd->ac == NULL)
+        return;
+    redisAsyncContext *ac = rd->ac;
+    /* a connection never made calls no disconnect callback: do its work */
+    int connected = (ac->c.flags & REDIS_CONNECTED) != 0;
+    redisAsyncFree(ac);
+    if (!connected || rd->ac != NULL) {
+        rd->ac = NULL;
+        rd->probing = 0;
+        if (!rd->closing) {
+            if (rd->state != ST_DOWN)
+                set_state(rd, ST_DOWN, "no answer");
+            schedule(rd, rd->backoff_ms);
+        }
+    }
+}
+
+static void
+schedule(gw_redis_t *rd, uint64_t ms)
+{
+    if (!rd->closing)
+        uv_timer_start(&rd->state_timer, on_state_timer, ms, 0);
+}
+
+static void
+on_probe(int err, const redisReply *reply, void *arg)
+{
+    gw_redis_t *rd = arg;
+    rd->probing = 0;
+    if (err || reply->type == REDIS_REPLY_ERROR)
+        return;
+    if (rd->state == ST_SUSPECT) {
+        uv_timer_stop(&rd->state_timer);
+        set_state(rd, ST_READY, NULL);
+    }
+}
+
+static void
+on_state_timer(uv_timer_t *t)
+{
+    gw_redis_t *rd = t->data;
+    uint64_t now = uv_now(rd->loop);
+    if (rd->drop) {
+        drop_connection(rd);
+        return;
+    }
+    switch (rd->state) {
+    case ST_DOWN:
+        rd->backoff_ms = rd->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : rd->backoff_ms * 2;
+        connect_now(rd);
+        break;
+    case ST_CONNECTING:
+    case ST_HANDSHAKE:
+        set_state(rd, ST_DOWN, "connect timed out");
+        drop_connection(rd);
+        break;
+    case ST_SUSPECT: {
+        uint64_t silent = rd->timeout_ms * 10 > 1000 ? rd->timeout_ms * 10 : 1000;
+        if (rd->npending > 0 && now - rd->last_reply_ms > silent) {
+            drop_connection(rd);
+            return;
+        }
+        if (!rd->probing) {
+            const char *v[1] = {"PING"};
+            size_t l[1] = {4};
+            rd->probing = send_cmd(rd, 1, v, l, on_probe, rd, rd->timeout_ms) != NULL;
+        }
+        schedule(rd, PROBE_MS);
+        break;
+    }
+    case ST_READY:
+        break;
+    }
+}
+
+void
+gw_redis_suspect(gw_redis_t *rd, const char *why)
+{
+    if (rd == NULL || rd->state != ST_READY)
+        return;
+    set_state(rd, ST_SUSPECT, why);
+    if (rd->last_reply_ms == 0)
+        rd->last_reply_ms = uv_now(rd->loop);
+    schedule(rd, PROBE_MS);
+}
+
+gw_redis_t *
+gw_redis_new(uv_loop_t *loop, const gw_redis_opts_t *o, gw_log_t *log)
+{
+    if (loop == NULL || o == NULL || o->host == NULL || o->port <= 0 || o->port > 65535 ||
+        o->timeout_ms == 0)
+        return NULL;
+    gw_redis_t *rd = calloc(1, sizeof(*rd));
+    if (rd == NULL)
+        return NULL;
+    rd->loop = loop;
+    rd->log = log;
+    rd->host = strdup(o->host);
+    rd->password = o->password ? strdup(o->password) : NULL;
+    if (rd->host == NULL || (o->password && rd->password == NULL)) {
+        free(rd->host);
+        free(rd->password);
+        free(rd);
+        return NULL;
+    }
+    rd->port = o->port;
+    rd->db = o->db;
+    rd->timeout_ms = o->timeout_ms;
+    rd->connect_timeout_ms = o->connect_timeout_ms ? o->connect_timeout_ms : 1000;
+    rd->backoff_ms = BACKOFF_MIN_MS;
+    rd->on_state = o->on_state;
+    rd->state_arg = o->state_arg;
+    gw_list_init(&rd->waiting);
+    uv_timer_init(loop, &rd->state_timer);
+    uv_timer_init(loop, &rd->deadline_timer);
+    rd->state_timer.data = rd->deadline_timer.data = rd;
+    /* a Redis that stays away must not keep a draining worker alive */
+    uv_unref((uv_handle_t *)&rd->state_timer);
+    uv_unref((uv_handle_t *)&rd->deadline_timer);
+    connect_now(rd);
+    return rd;
+}
+
+static void
+on_timer_closed(uv_handle_t *h)
+{
+    gw_redis_t *rd = h->data;
+    if (++rd->nclosed == 2) {
+        free(rd->host);
+        free(rd->password);
+        free(rd);
+    }
+}
+
+void
+gw_redis_close(gw_redis_t *rd)
+{
+    if (rd == NULL || rd->closing)
+        return;
+    rd->closing = 1;
+    uv_timer_stop(&rd->state_timer);
+    if (rd->ac) {
+        redisAsyncContext *ac = rd->ac;
+        rd->ac = NULL;
+        redisAsyncFree(ac);
+    }
+    /* commands hiredis never got to answer */
+    while (!gw_list_empty(&rd->waiting))
+        answer(GW_CONTAINER_OF(rd->waiting.next, gw_redis_cmd_t, link), GW_REDIS_ECLOSED, NULL);
+    uv_close((uv_handle_t *)&rd->state_timer, on_timer_closed);
+    uv_close((uv_handle_t *)&rd->deadline_timer, on_timer_closed);
+}
+
+int
+gw_redis_ready(const gw_redis_t *rd)
+{
+    return rd != NULL && rd->state == ST_READY;
+}
+
+const char *
+gw_redis_state(const gw_redis_t *rd)
+{
+    return rd ? state_name(rd->state) : "down";
+}
+
+size_t
+gw_redis_pending(const gw_redis_t *rd)
+{
+    return rd ? rd->npending : 0;
+}

@@ -1,0 +1,104 @@
+/*
+ * The worker's Redis client: one pipelined connection per worker on
+ * hiredis's async API and its libuv adapter.
+ *
+ * What hiredis does not give, this module adds:
+ *   - a deadline on every command (redis.timeout): the caller hears back
+ *     within it whatever Redis does; a late reply is dropped;
+ *   - AUTH and SELECT before anything else, then a PING: the connection is
+ *     "ready" only once Redis answered it;
+ *   - reconnect with back-off (100 ms doubling to 500 ms) after a lost
+ *     connection, a refused one or a failed handshake;
+ *   - "suspect" mode: after a timeout or a connection-level error a user
+ *     reports, the client stops offering itself (gw_redis_ready() is 0) and
+ *     PINGs every 100 ms until Redis answers; a connection that stays
+ *     silent for a second while suspect is dropped and re-made;
+ *   - scripts run as EVALSHA; a NOSCRIPT answer (after SCRIPT FLUSH or a
+ *     restart) is retried once as EVAL within the same deadline, which also
+ *     loads the script again;
+ *   - one log line per state change.
+ *
+ * One loop, one thread: everything here runs on the worker's loop.
+ */
+#ifndef GW_REDIS_H
+#define GW_REDIS_H
+
+#include <hiredis/hiredis.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "gw_core.h"
+
+typedef struct gw_redis_s gw_redis_t;
+typedef struct gw_redis_cmd_s gw_redis_cmd_t;
+typedef struct gw_log_s gw_log_t;
+
+/* Errors the callback receives (0: REPLY is Redis's answer, which may be an
+ * error reply). */
+#define GW_REDIS_ETIMEDOUT -1 /* no answer within the timeout */
+#define GW_REDIS_ECONN -2     /* the connection went away before the answer */
+#define GW_REDIS_ECLOSED -3   /* the client is closing (worker exit) */
+
+typedef struct {
+    const char *host; /* copied */
+    int port;
+    const char *password; /* NULL or "" -> no AUTH */
+    int db;
+    uint64_t timeout_ms; /* per command */
+    uint64_t connect_timeout_ms;
+    /* told when the client becomes ready (1) or stops being ready (0) */
+    void (*on_state)(void *arg, int ready);
+    void *state_arg;
+} gw_redis_opts_t;
+
+/*
+ * Called once per command that gw_redis_command() accepted, from the loop,
+ * never from inside gw_redis_command(). REPLY is valid only during the
+ * call. Not called after gw_redis_cmd_cancel().
+ */
+typedef void (*gw_redis_cb)(int err, const redisReply *reply, void *arg);
+
+/* A Lua script known by its SHA1 (computed at gw_redis_script_init). */
+typedef struct {
+    const char *text;
+    char sha[41];
+} gw_redis_script_t;
+
+void gw_redis_script_init(gw_redis_script_t *s, const char *text);
+
+/* Starts connecting at once. Returns NULL on bad options or out of memory. */
+gw_redis_t *gw_redis_new(uv_loop_t *loop, const gw_redis_opts_t *o, gw_log_t *log);
+
+/* Fails what is pending with GW_REDIS_ECLOSED, closes the connection and
+ * the timers; the memory goes once libuv has closed them. */
+void gw_redis_close(gw_redis_t *rd);
+
+/* 1 when commands go to Redis now; 0 while connecting, down or suspect. */
+int gw_redis_ready(const gw_redis_t *rd);
+
+/* Reports a failure a user saw (a timeout, an error reply that says Redis
+ * cannot serve): the client turns suspect and probes. */
+void gw_redis_suspect(gw_redis_t *rd, const char *why);
+
+/*
+ * Sends ARGV[0..ARGC) (binary-safe). Returns the command, or NULL when the
+ * client is not ready or too many commands wait (nothing is sent, CB will
+ * not be called). The deadline starts now.
+ */
+gw_redis_cmd_t *gw_redis_command(gw_redis_t *rd, int argc, const char **argv, const size_t *lens,
+                                 gw_redis_cb cb, void *arg);
+
+/* EVALSHA script NKEYS KEYS... ARGS..., falling back to EVAL on NOSCRIPT. */
+gw_redis_cmd_t *gw_redis_eval(gw_redis_t *rd, const gw_redis_script_t *s, int nkeys, int nargs,
+                              const char **argv, const size_t *lens, gw_redis_cb cb, void *arg);
+
+/* The waiter went away: CB is not called for this command. */
+void gw_redis_cmd_cancel(gw_redis_cmd_t *c);
+
+/* For /metrics and tests: state name ("connecting", "ready", "suspect",
+ * "down") and the number of commands waiting for an answer. */
+const char *gw_redis_state(const gw_redis_t *rd);
+size_t gw_redis_pending(const gw_redis_t *rd);
+
+#endif
