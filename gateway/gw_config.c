@@ -1455,8 +1455,8 @@ compile_breaker(cctx_t *c, const ynode_t *v, const char *path, gw_breaker_conf_t
         sub_key(p, path, "k");
         if (s->kind != YN_SCALAR || end == s->str || *end != '\0' || !isfinite(k))
             type_err(c, p, "a number", s);
-        else if (k < 1.0 || k > 10.0)
-            cerr(c, p, "must be between 1 and 10, got %s", s->str);
+        else if (k < 1.1 || k > 10.0)
+            cerr(c, p, "must be between 1.1 and 10, got %s", s->str);
         else
             b->k = k;
     }

@@ -69,10 +69,10 @@ typedef struct entry_s {
     struct entry_s *chain;
     struct entry_s *lru_prev, *lru_next; /* most recent at the head */
     uint64_t hash;
-    int64_t count;      /* period */
-    uint64_t until_ms;  /* period: window end */
-    double tokens;      /* token */
-    uint64_t last_ms;   /* token: last refill */
+    int64_t count;     /* period */
+    uint64_t until_ms; /* period: window end */
+    double tokens;     /* token */
+    uint64_t last_ms;  /* token: last refill */
     size_t klen;
     char key[];
 } entry_t;
@@ -249,7 +249,8 @@ take_local(gw_limiter_t *l, const char *key, size_t klen, gw_limit_result_t *res
             e->until_ms = now + (uint64_t)secs * 1000;
         }
         e->count++;
-        period_result(l, l->quota_share, e->count, (int64_t)((e->until_ms - now + 999) / 1000), res);
+        period_result(l, l->quota_share, e->count, (int64_t)((e->until_ms - now + 999) / 1000),
+                      res);
         return;
     }
     if (e == NULL) {
@@ -350,7 +351,7 @@ static void
 fmt_num(char *buf, size_t n, double v, size_t *len)
 {
     int k = v == floor(v) && fabs(v) < 1e15 ? snprintf(buf, n, "%lld", (long long)v)
-                                              : snprintf(buf, n, "%.17g", v);
+                                            : snprintf(buf, n, "%.17g", v);
     *len = (size_t)k;
 }
 

@@ -34,7 +34,11 @@ typedef struct gw_limit_wait_s gw_limit_wait_t;
 
 typedef enum { GW_LIMIT_PERIOD = 0, GW_LIMIT_TOKEN } gw_limit_kind_t;
 typedef enum { GW_LIMIT_USE_REDIS = 0, GW_LIMIT_USE_LOCAL } gw_limit_policy_t;
-typedef enum { GW_LIMIT_ON_ERR_LOCAL = 0, GW_LIMIT_ON_ERR_ALLOW, GW_LIMIT_ON_ERR_DENY } gw_limit_on_err_t;
+typedef enum {
+    GW_LIMIT_ON_ERR_LOCAL = 0,
+    GW_LIMIT_ON_ERR_ALLOW,
+    GW_LIMIT_ON_ERR_DENY
+} gw_limit_on_err_t;
 
 /* Where an answer came from. */
 typedef enum {

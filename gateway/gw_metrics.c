@@ -691,8 +691,7 @@ gw_metrics_render(gw_metrics_t *m, char **out)
                   (unsigned long long)v);
     }
 
-    static const char *const limiter_names[GW_METRICS_NLIMITERS] = {"limit-period",
-                                                                       "limit-token"};
+    static const char *const limiter_names[GW_METRICS_NLIMITERS] = {"limit-period", "limit-token"};
     header(&b, "gateway_limiter_rejections_total", "counter",
            "Requests rejected by a rate limiter, by route and plugin.");
     for (size_t r = 0; r < m->nroutes; r++) {

@@ -13,14 +13,15 @@
 
 struct gw_node_s {
     const gw_node_conf_t *conf;
-    unsigned index;         /* position in its upstream's node list */
-    int weight;             /* effective weight, >= 1 */
-    int healthy;            /* 0 -> balancers skip it */
-    unsigned inflight;      /* requests currently sent to it */
-    double ewma_latency_us; /* p2c: decayed latency, 0 until the first answer */
-    uint64_t ewma_stamp_ms; /* time of the last EWMA update */
-    uint64_t picks;         /* total picks, for tests and /metrics */
-    void *pool;             /* gw_upstream.c's keep-alive pool */
+    unsigned index;               /* position in its upstream's node list */
+    int weight;                   /* effective weight, >= 1 */
+    int healthy;                  /* 0 -> balancers skip it */
+    unsigned inflight;            /* requests currently sent to it */
+    double ewma_latency_us;       /* p2c: decayed latency, 0 until the first answer */
+    uint64_t ewma_stamp_ms;       /* time of the last EWMA update */
+    uint64_t picks;               /* total picks, for tests and /metrics */
+    void *pool;                   /* gw_upstream.c's keep-alive pool */
+    struct gw_breaker_s *breaker; /* breaker scope "node": this node's, else NULL */
 };
 
 #endif

@@ -27,8 +27,8 @@ struct gw_redis_cmd_s {
     unsigned cancelled : 1;
     unsigned retried : 1; /* NOSCRIPT already turned it into EVAL */
     const gw_redis_script_t *script;
-    int argc;         /* the EVAL form's arguments, kept for a retry */
-    char **argv;      /* points into this allocation */
+    int argc;    /* the EVAL form's arguments, kept for a retry */
+    char **argv; /* points into this allocation */
     size_t *lens;
 };
 
@@ -50,8 +50,8 @@ struct gw_redis_s {
     uint64_t backoff_ms;
     uint64_t last_reply_ms;
     uint64_t armed_ms; /* deadline the timer is set for, 0: stopped */
-    int probing; /* a probe PING is out */
-    int drop;    /* drop the connection from the next timer tick */
+    int probing;       /* a probe PING is out */
+    int drop;          /* drop the connection from the next timer tick */
     int closing;
     int nclosed;
     void (*on_state)(void *arg, int ready);
@@ -138,8 +138,8 @@ arm_deadline(gw_redis_t *rd)
         return;
     uint64_t now = uv_now(rd->loop);
     rd->armed_ms = c->deadline_ms;
-    uv_timer_start(&rd->deadline_timer, on_deadline, c->deadline_ms > now ? c->deadline_ms - now : 0,
-                   0);
+    uv_timer_start(&rd->deadline_timer, on_deadline,
+                   c->deadline_ms > now ? c->deadline_ms - now : 0, 0);
 }
 
 static void
@@ -186,8 +186,8 @@ on_reply(redisAsyncContext *ac, void *r, void *priv)
 }
 
 static gw_redis_cmd_t *
-cmd_new(gw_redis_t *rd, int argc, const char **argv, const size_t *lens, gw_redis_cb cb,
-        void *arg, uint64_t timeout_ms)
+cmd_new(gw_redis_t *rd, int argc, const char **argv, const size_t *lens, gw_redis_cb cb, void *arg,
+        uint64_t timeout_ms)
 {
     size_t bytes = sizeof(gw_redis_cmd_t) + (size_t)argc * (sizeof(char *) + sizeof(size_t));
     for (int i = 0; i < argc; i++)
@@ -309,9 +309,8 @@ resend_as_eval(gw_redis_cmd_t *c)
 {
     gw_redis_t *rd = c->rd;
     c->retried = 1;
-    if (rd->ac == NULL ||
-        redisAsyncCommandArgv(rd->ac, on_reply, c, c->argc, (const char **)c->argv, c->lens) !=
-            REDIS_OK)
+    if (rd->ac == NULL || redisAsyncCommandArgv(rd->ac, on_reply, c, c->argc,
+                                                (const char **)c->argv, c->lens) != REDIS_OK)
         return -1;
     return 0;
 }

@@ -14,6 +14,7 @@
 #include "gw_lua.h"
 #include "gw_metrics.h"
 #include "gw_request.h"
+#include "gw_breaker.h"
 #include "gw_router.h"
 #include "gw_split.h"
 #include "gw_upstream.h"
@@ -466,12 +467,45 @@ static void on_plugins_done(gw_request_t *r, int rc);
 static void proxy(gw_request_t *r);
 static void send_exit(gw_request_t *r);
 
+/* ---- breakers ---- */
+
+static int
+breaker_allow(gw_request_t *r, gw_breaker_t *b)
+{
+    gw_worker_t *w = r->w;
+    double rnd = (double)(gw_rng_next(&w->rng) >> 11) * 0x1.0p-53;
+    if (gw_breaker_allow(b, gw_worker_now_ms(w), rnd))
+        return 1;
+    gw_metrics_breaker_drop(w->metrics, w->slot, (int)r->target->up->conf->index);
+    return 0;
+}
+
+/* The request's outcome for the route or upstream breaker that let it
+ * pass: once, when no retry follows. STATUS 0: no usable answer. */
+static void
+breaker_report(gw_request_t *r, int status)
+{
+    if (!r->brk_pending)
+        return;
+    r->brk_pending = 0;
+    gw_breaker_mark(r->brk, gw_worker_now_ms(r->w),
+                    !gw_breaker_is_failure(&r->target->up->conf->breaker, status));
+}
+
+static void
+breaker_open(gw_request_t *r)
+{
+    r->err = GW_ERR_BREAKER_OPEN;
+    gw_conn_send_error(r->conn, 503, "circuit breaker open", 0);
+}
+
 static void
 on_budget(uv_timer_t *t)
 {
     gw_request_t *r = t->data;
     r->budget_active = 0;
     r->err = GW_ERR_TIMEOUT;
+    breaker_report(r, 0);
     if (r->up) {
         gw_metrics_upstream(r->w->metrics, r->w->slot, (int)r->target->up->conf->index,
                             (int)r->node->index, 0, (uv_hrtime() - r->up_start_ns) / 1e9);
@@ -556,6 +590,14 @@ proxy(gw_request_t *r)
                     ? gw_split_choose(r->route, &r->view, (uint32_t)(gw_rng_next(&w->rng) % 100))
                     : -1;
     r->target = gw_upstreams_target(w->upstreams, r->route, split);
+    r->brk = gw_upstreams_breaker(w->upstreams, r->route, split);
+    if (r->brk) {
+        if (!breaker_allow(r, r->brk)) {
+            breaker_open(r);
+            return;
+        }
+        r->brk_pending = 1;
+    }
     if (r->route->timeout_ms) {
         r->budget_active = 1;
         uv_timer_start(&r->budget, on_budget, r->route->timeout_ms, 0);
@@ -576,6 +618,7 @@ fail_upstream(gw_request_t *r, int status)
                       : status == 504 ? "gateway timeout"
                                       : "bad gateway";
     r->err = status == 503 ? GW_ERR_NO_NODE : status == 504 ? GW_ERR_TIMEOUT : GW_ERR_UPSTREAM;
+    breaker_report(r, 0);
     gw_conn_send_error(r->conn, status, msg, 0);
 }
 
@@ -613,17 +656,26 @@ pick_and_connect(gw_request_t *r)
                 ? gw_balancer_pick(t->bal, &key, r->tried, r->ntried, gw_worker_now_ms(w))
                 : NULL;
         if (node == NULL) {
-            fail_upstream(r, r->ntried == 0 ? 503 : (r->err == GW_ERR_TIMEOUT ? 504 : 502));
+            if (r->ndropped && r->ndropped == r->ntried) {
+                breaker_open(r); /* every node left was dropped by its own breaker */
+                return;
+            }
+            fail_upstream(r,
+                          r->ntried == r->ndropped ? 503 : (r->err == GW_ERR_TIMEOUT ? 504 : 502));
             return;
         }
         r->tried[r->ntried++] = node;
+        if (node->breaker && !breaker_allow(r, node->breaker)) {
+            r->ndropped++;
+            continue;
+        }
         r->node = node;
         r->up_start_ns = uv_hrtime();
         int ready = 0;
         r->up = gw_upconn_acquire(w, t->up, node, r, &ready);
         if (r->up == NULL) {
             r->err = GW_ERR_UPSTREAM;
-            if ((int)r->ntried <= t->up->conf->retries)
+            if ((int)(r->ntried - r->ndropped) <= t->up->conf->retries)
                 continue;
             fail_upstream(r, 502);
             return;
@@ -693,6 +745,11 @@ upstream_feedback(gw_request_t *r, int status)
     gw_balancer_feedback(r->target->bal, r->node, ns / 1000, status > 0 && status < 500,
                          gw_worker_now_ms(w));
     gw_health_observe(r->target->up->health, r->node, status);
+    if (r->node->breaker)
+        gw_breaker_mark(r->node->breaker, gw_worker_now_ms(w),
+                        !gw_breaker_is_failure(&r->target->up->conf->breaker, status));
+    if (status > 0)
+        breaker_report(r, status);
 }
 
 void
@@ -712,6 +769,7 @@ gw_request_on_upstream_error(gw_request_t *r, gw_up_error_t e)
            r->request_id.data);
     r->err = timeout ? GW_ERR_TIMEOUT : GW_ERR_UPSTREAM;
     if (r->head_sent) {
+        breaker_report(r, 0);
         gw_conn_close(r->conn); /* the response is cut: so must the connection be */
         return;
     }
@@ -719,7 +777,7 @@ gw_request_on_upstream_error(gw_request_t *r, gw_up_error_t e)
      * only what never left, or idempotent requests whose body we still
      * hold (none), go to another node. */
     int may_retry = never_sent || (r->idempotent && !r->has_body && e != GW_UP_BAD_RESPONSE);
-    if (may_retry && (int)r->ntried <= r->target->up->conf->retries) {
+    if (may_retry && (int)(r->ntried - r->ndropped) <= r->target->up->conf->retries) {
         pick_and_connect(r);
         return;
     }

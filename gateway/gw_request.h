@@ -73,6 +73,9 @@ struct gw_request_s {
     gw_node_t *node;
     gw_node_t *tried[GW_MAX_TRIES];
     unsigned ntried;
+    unsigned ndropped;        /* nodes whose breaker (scope node) dropped this request */
+    struct gw_breaker_s *brk; /* the route or upstream breaker that let it pass */
+    unsigned brk_pending : 1; /* brk waits for this request's outcome */
     gw_upconn_t *up;
     uint64_t up_start_ns;
     uint64_t up_latency_ns; /* connect to response end of the last attempt */
@@ -103,8 +106,8 @@ struct gw_request_s {
     int lua_limit_route;  /* metrics: route and limiter kind of that wait */
     int lua_limit_which;
     int64_t lua_limit_res[6]; /* the finished answer, for the Lua side */
-    void *lua_http;       /* gw.http.request: the wait, then its result */
-    void *lua_http_req;   /* the gw_httpc_req_t being waited for */
+    void *lua_http;           /* gw.http.request: the wait, then its result */
+    void *lua_http_req;       /* the gw_httpc_req_t being waited for */
     unsigned lua_http_done : 1;
     size_t nvars;
     size_t nrhdrs; /* response headers copied for header_filter */

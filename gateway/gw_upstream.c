@@ -8,6 +8,7 @@
 #include "gw_log.h"
 #include "gw_split.h"
 #include "gw_upstream.h"
+#include "gw_breaker.h"
 
 enum { UP_CONNECTING = 1, UP_ACTIVE, UP_IDLE };
 
@@ -44,6 +45,55 @@ target_close(gw_target_t *t)
     t->nodes = NULL;
 }
 
+static const gw_upstream_conf_t *
+target_upstream(const gw_route_conf_t *rc, size_t k)
+{
+    return k == 0 ? rc->upstream : rc->split[k - 1].upstream;
+}
+
+/* Route-scope breakers: one per upstream the route can reach. */
+static int
+route_breakers_init(gw_upstreams_t *u, const gw_route_conf_t *rc)
+{
+    gw_breaker_t **bs = calloc(rc->nsplit + 1, sizeof(*bs));
+    if (bs == NULL)
+        return GW_ERROR;
+    u->route_breakers[rc->index] = bs;
+    for (size_t k = 0; k <= rc->nsplit; k++) {
+        const gw_upstream_conf_t *uc = target_upstream(rc, k);
+        if (!uc->breaker.enabled || uc->breaker.scope != GW_SCOPE_ROUTE)
+            continue;
+        for (size_t j = 0; j < k && bs[k] == NULL; j++)
+            if (target_upstream(rc, j) == uc)
+                bs[k] = bs[j];
+        if (bs[k] == NULL && (bs[k] = gw_breaker_new(&uc->breaker)) == NULL)
+            return GW_ERROR;
+    }
+    return GW_OK;
+}
+
+static void
+route_breakers_free(gw_breaker_t **bs, const gw_route_conf_t *rc)
+{
+    for (size_t k = 0; bs && k <= rc->nsplit; k++) {
+        int shared = 0;
+        for (size_t j = 0; j < k; j++)
+            shared |= bs[j] == bs[k];
+        if (!shared)
+            gw_breaker_free(bs[k]);
+    }
+    free(bs);
+}
+
+gw_breaker_t *
+gw_upstreams_breaker(gw_upstreams_t *u, const gw_route_conf_t *route, int split)
+{
+    gw_breaker_t *b = u->route_breakers[route->index][split + 1];
+    if (b)
+        return b;
+    return u->route_targets[route->index][split + 1].up->breaker;
+}
+
 gw_upstreams_t *
 gw_upstreams_new(gw_worker_t *w, char *err, size_t errlen)
 {
@@ -51,12 +101,15 @@ gw_upstreams_new(gw_worker_t *w, char *err, size_t errlen)
     gw_upstreams_t *u = calloc(1, sizeof(*u));
     if (u == NULL)
         goto failed;
+    u->w_conf = conf;
     u->n = conf->nupstreams;
     u->ups = calloc(u->n ? u->n : 1, sizeof(gw_upstream_rt_t));
     u->nroutes = conf->nroutes;
     u->route_targets = calloc(conf->nroutes ? conf->nroutes : 1, sizeof(gw_target_t *));
     u->nsplits = calloc(conf->nroutes ? conf->nroutes : 1, sizeof(size_t));
-    if (u->ups == NULL || u->route_targets == NULL || u->nsplits == NULL)
+    u->route_breakers = calloc(conf->nroutes ? conf->nroutes : 1, sizeof(gw_breaker_t **));
+    if (u->ups == NULL || u->route_targets == NULL || u->nsplits == NULL ||
+        u->route_breakers == NULL)
         goto failed;
     for (size_t i = 0; i < u->n; i++) {
         gw_upstream_rt_t *up = &u->ups[i];
@@ -79,6 +132,13 @@ gw_upstreams_new(gw_worker_t *w, char *err, size_t errlen)
         }
         if (target_init(&up->all, up, NULL, 0, w->rng + i) != GW_OK)
             goto failed;
+        if (up->conf->breaker.enabled && up->conf->breaker.scope == GW_SCOPE_UPSTREAM &&
+            (up->breaker = gw_breaker_new(&up->conf->breaker)) == NULL)
+            goto failed;
+        for (size_t n = 0; n < up->nnodes; n++)
+            if (up->conf->breaker.enabled && up->conf->breaker.scope == GW_SCOPE_NODE &&
+                (up->nodes[n].breaker = gw_breaker_new(&up->conf->breaker)) == NULL)
+                goto failed;
         if (gw_health_enabled(up->conf)) {
             up->health = gw_health_new(w->loop, up->conf, up->nodes, up->nnodes, w->log, w->metrics,
                                        w->slot, w->rng + i * 7919 + 1, err, errlen);
@@ -109,6 +169,9 @@ gw_upstreams_new(gw_worker_t *w, char *err, size_t errlen)
             }
         }
     }
+    for (size_t r = 0; r < conf->nroutes; r++)
+        if (route_breakers_init(u, &conf->routes[r]) != GW_OK)
+            goto failed;
     /* last: nothing can fail once timers run */
     for (size_t i = 0; i < u->n; i++)
         gw_health_start(u->ups[i].health);
@@ -139,12 +202,18 @@ gw_upstreams_free(gw_upstreams_t *u)
                 target_close(&ts[s]);
         free(ts);
     }
+    for (size_t r = 0; u->route_breakers && r < u->nroutes; r++)
+        route_breakers_free(u->route_breakers[r], &u->w_conf->routes[r]);
+    free(u->route_breakers);
     for (size_t i = 0; u->ups && i < u->n; i++) {
         gw_upstream_rt_t *up = &u->ups[i];
         target_close(&up->all);
         gw_health_free(up->health);
-        for (size_t n = 0; up->nodes && n < up->nnodes; n++)
+        gw_breaker_free(up->breaker);
+        for (size_t n = 0; up->nodes && n < up->nnodes; n++) {
             free(up->nodes[n].pool);
+            gw_breaker_free(up->nodes[n].breaker);
+        }
         free(up->nodes);
     }
     free(u->nsplits);

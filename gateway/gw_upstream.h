@@ -37,11 +37,17 @@ struct gw_upstream_rt_s {
     gw_node_t *nodes;
     size_t nnodes;
     gw_target_t all;
-    gw_health_t *health; /* NULL when the upstream has no health checks */
+    gw_health_t *health;          /* NULL when the upstream has no health checks */
+    struct gw_breaker_s *breaker; /* scope "upstream" */
 };
 
 struct gw_upstreams_s {
     gw_upstream_rt_t *ups;
+    /* breakers of scope "route": per route, one per target (targets of one
+     * route that lead to the same upstream share one); NULL entries where
+     * the upstream's scope is another or its breaker is off */
+    struct gw_breaker_s ***route_breakers;
+    const gw_conf_t *w_conf;
     size_t n;
     gw_target_t **route_targets; /* per route: [0] the route's upstream, [1+i] split rule i */
     size_t *nsplits;
@@ -99,6 +105,12 @@ gw_upstreams_t *gw_upstreams_new(gw_worker_t *w, char *err, size_t errlen);
 void gw_upstreams_free(gw_upstreams_t *u);
 
 gw_target_t *gw_upstreams_target(gw_upstreams_t *u, const gw_route_conf_t *route, int split);
+
+/* The breaker a request to ROUTE's target SPLIT (-1: the route's upstream)
+ * asks before a node is picked: the route's or the upstream's, by scope;
+ * NULL with scope node or breaker off. */
+struct gw_breaker_s *gw_upstreams_breaker(gw_upstreams_t *u, const gw_route_conf_t *route,
+                                          int split);
 
 /*
  * Binds a connection to node for request r: an idle pooled one when

@@ -82,8 +82,8 @@ struct gw_worker_s {
     gw_status_t *status;
     gw_router_t *router;
     gw_upstreams_t *upstreams;
-    struct gw_lua_s *lua; /* NULL when no route or global list names a plugin */
-    struct gw_redis_s *redis; /* NULL without a redis section */
+    struct gw_lua_s *lua;           /* NULL when no route or global list names a plugin */
+    struct gw_redis_s *redis;       /* NULL without a redis section */
     struct gw_limiter_s **limiters; /* made by limiter plugins on first use */
     size_t nlimiters;
 
