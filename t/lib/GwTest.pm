@@ -260,7 +260,8 @@ sub config_text {
 
 # --- upstreams -------------------------------------------------------------
 
-# start_upstream(name => 'a') -> {name, port, pid, log}
+# start_upstream(name => 'a', [port => P], [fail_status => N])
+#   -> {name, port, pid, log}; fail_status answers every request with N
 sub start_upstream {
     my (%o) = @_;
     my $name = $o{name} // 'echo';
@@ -273,8 +274,9 @@ sub start_upstream {
         log  => "$dir/requests.log",
     };
     spew($up->{log}, '');
+    my @extra = defined $o{fail_status} ? ('--fail-status', $o{fail_status}) : ();
     $up->{pid} = spawn([$^X, "$LIBDIR/echo-upstream.pl", '--port', $port,
-        '--name', $name, '--log', $up->{log}], "$dir/stdout", "$dir/stderr");
+        '--name', $name, '--log', $up->{log}, @extra], "$dir/stdout", "$dir/stderr");
     push @upstreams, $up;
     my $ok = wait_for(sub {
         return -1 if waitpid($up->{pid}, WNOHANG) == $up->{pid};
