@@ -33,6 +33,9 @@ struct gw_breaker_s {
     int passed;
     uint64_t last_pass_ms;
     uint64_t drops_total;
+    /* the window's sums, kept as buckets fill and clear: most decisions
+     * need no walk over the buckets (see gw_breaker_allow) */
+    uint64_t win_total, win_accepts;
     bucket_t buckets[];
 };
 
@@ -107,6 +110,8 @@ advance(gw_breaker_t *b, uint64_t now_ms)
         return;
     for (uint64_t i = 1; i <= span && i <= (uint64_t)n; i++) {
         bucket_t *bk = &b->buckets[(b->offset + i) % (uint64_t)n];
+        b->win_total -= bk->sum;
+        b->win_accepts -= bk->success;
         bk->sum = bk->success = bk->failure = bk->drop = 0;
     }
     b->offset = (int)((b->offset + span % (uint64_t)n) % (uint64_t)n);
@@ -164,6 +169,10 @@ gw_breaker_allow(gw_breaker_t *b, uint64_t now_ms, double rnd)
     double ratio;
 
     advance(b, now_ms);
+    /* k is never below MIN_K, so this bounds the ratio from above: a
+     * healthy upstream passes here without reading the buckets */
+    if ((double)b->win_total - b->protection - MIN_K * (double)b->win_accepts <= 0)
+        return 1;
     history(b, &h);
     ratio = raw_ratio(b, &h);
     if (ratio <= 0)
@@ -178,6 +187,7 @@ gw_breaker_allow(gw_breaker_t *b, uint64_t now_ms, double rnd)
 
         bk->sum++;
         bk->drop++;
+        b->win_total++;
         b->drops_total++;
         return 0;
     }
@@ -194,6 +204,8 @@ gw_breaker_mark(gw_breaker_t *b, uint64_t now_ms, int ok)
     advance(b, now_ms);
     bk = &b->buckets[b->offset];
     bk->sum++;
+    b->win_total++;
+    b->win_accepts += ok != 0;
     if (ok)
         bk->success++;
     else
