@@ -483,9 +483,16 @@ gw_lua_request_end(gw_request_t *r)
     gw_lua_api_cancel(r);
     drop_co(r);
     if (r->lua_ctx_ref) {
-        /* drop the table's contents with it at the next push_ctx; until
-         * then it is only unreachable from Lua */
-        r->lua_ctx_fresh = 0;
+        /* a table no plugin wrote to serves the next request as it is;
+         * another is dropped with its contents at the next push_ctx */
+        lua_State *L = lua->L;
+        lua_rawgeti(L, LUA_REGISTRYINDEX, r->lua_ctx_ref);
+        lua_pushnil(L);
+        if (lua_next(L, -2) != 0) {
+            r->lua_ctx_fresh = 0;
+            lua_pop(L, 2);
+        }
+        lua_pop(L, 1);
     }
     r->lua_phases = 0;
     r->lua_waiting = 0;

@@ -361,12 +361,14 @@ ids_init(gw_request_t *r)
         else if (n.len == 11 && gw_str_caseeq(n, GW_STR("traceparent")) && tp.data == NULL)
             tp = r->headers[i].value;
     }
+    int made_id = 0;
     if (gw_http_request_id_ok(rid)) {
         r->request_id = rid;
     } else {
         char *p = gw_request_alloc(r, 32);
         gw_http_random_hex(&w->rng, p, 32);
         r->request_id = (gw_str_t){p, 32};
+        made_id = 1;
     }
     if (gw_http_traceparent_ok(tp)) {
         /* a new span id for the hop through the gateway, same trace */
@@ -378,7 +380,12 @@ ids_init(gw_request_t *r)
     } else {
         char *p = gw_request_alloc(r, 56);
         memcpy(p, "00-", 3);
-        gw_http_random_hex(&w->rng, p + 3, 32);
+        /* a trace the gateway starts for a request it named shares the
+         * name: logs and traces correlate on one id */
+        if (made_id)
+            memcpy(p + 3, r->request_id.data, 32);
+        else
+            gw_http_random_hex(&w->rng, p + 3, 32);
         p[35] = '-';
         gw_http_random_hex(&w->rng, p + 36, 16);
         memcpy(p + 52, "-01", 3);
