@@ -10,6 +10,7 @@
 #   RESULTS_MD=bench/results-<date>.md        where the report goes
 #   EXTRAS=1                                  0 skips routes.sh and idle-conns.sh
 #   LUA=0                                     1 adds bench/lua.sh (Lua plugins vs nginx-lua)
+#   LIMIT=0                                   1 adds bench/limit.sh (key-auth + Redis limiter vs nginx-lua)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,6 +19,7 @@ cd "$ROOT"
 GATEWAY_BIN=${GATEWAY_BIN:-build/gateway}
 EXTRAS=${EXTRAS:-1}
 LUA=${LUA:-0}
+LIMIT=${LIMIT:-0}
 export TARGETS=${TARGETS:-"direct direct-own-cpu nginx-proxy nginx-lua haproxy gateway"}
 export SCENARIOS=${SCENARIOS:-"hello:50 hello:200 4k:50"}
 RESULTS_MD=${RESULTS_MD:-bench/results-$(date +%F).md}
@@ -85,6 +87,17 @@ if [ "$LUA" = 1 ]; then
     fi
     cat "$RESULTS_MD.lua.tmp" >>"$partial"
     rm -f "$RESULTS_MD.lua.tmp"
+fi
+
+if [ "$LIMIT" = 1 ]; then
+    echo >>"$partial"
+    if ! bench/limit.sh >"$RESULTS_MD.limit.tmp"; then
+        status=1
+        echo "bench.sh: bench/limit.sh failed" >&2
+        echo "**bench/limit.sh failed; see its output.**" >>"$partial"
+    fi
+    cat "$RESULTS_MD.limit.tmp" >>"$partial"
+    rm -f "$RESULTS_MD.limit.tmp"
 fi
 
 mv "$partial" "$RESULTS_MD"
