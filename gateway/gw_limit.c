@@ -347,12 +347,24 @@ on_redis_reply(int err, const redisReply *reply, void *arg)
     cb(&res, cbarg);
 }
 
+/* Integers as decimal, a fractional rate with enough digits to round-trip. */
 static void
 fmt_num(char *buf, size_t n, double v, size_t *len)
 {
-    int k = v == floor(v) && fabs(v) < 1e15 ? snprintf(buf, n, "%lld", (long long)v)
-                                            : snprintf(buf, n, "%.17g", v);
-    *len = (size_t)k;
+    if (v == floor(v) && v >= 0 && v < 1e15) {
+        char tmp[24];
+        uint64_t u = (uint64_t)v;
+        size_t k = 0;
+        do {
+            tmp[k++] = (char)('0' + u % 10);
+            u /= 10;
+        } while (u);
+        for (size_t i = 0; i < k; i++)
+            buf[i] = tmp[k - 1 - i];
+        *len = k;
+        return;
+    }
+    *len = (size_t)snprintf(buf, n, "%.17g", v);
 }
 
 static gw_redis_cmd_t *

@@ -27,9 +27,9 @@ struct gw_redis_cmd_s {
     unsigned cancelled : 1;
     unsigned retried : 1; /* NOSCRIPT already turned it into EVAL */
     const gw_redis_script_t *script;
-    int argc;    /* the EVAL form's arguments, kept for a retry */
-    char **argv; /* points into this allocation */
-    size_t *lens;
+    int nargs;    /* scripts: the arguments after the script or its SHA */
+    size_t tlen;  /* ... and their RESP encoding, kept for an EVAL retry */
+    char tail[];
 };
 
 struct gw_redis_s {
@@ -185,30 +185,59 @@ on_reply(redisAsyncContext *ac, void *r, void *priv)
     arm_deadline(rd);
 }
 
-static gw_redis_cmd_t *
-cmd_new(gw_redis_t *rd, int argc, const char **argv, const size_t *lens, gw_redis_cb cb, void *arg,
-        uint64_t timeout_ms)
+/* RESP encoding, written by hand: hiredis's printf-style formatting
+ * costs more than the rest of a limiter call. */
+static size_t
+put_uint(char *p, uint64_t v)
 {
-    size_t bytes = sizeof(gw_redis_cmd_t) + (size_t)argc * (sizeof(char *) + sizeof(size_t));
-    for (int i = 0; i < argc; i++)
-        bytes += lens[i] + 1;
-    gw_redis_cmd_t *c = calloc(1, bytes);
+    char tmp[24];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        p[i] = tmp[n - 1 - i];
+    return n;
+}
+
+static size_t
+put_head(char *p, char c, uint64_t v)
+{
+    p[0] = c;
+    size_t n = 1 + put_uint(p + 1, v);
+    p[n++] = '\r';
+    p[n++] = '\n';
+    return n;
+}
+
+static size_t
+put_bulk(char *p, const char *s, size_t len)
+{
+    size_t n = put_head(p, '$', len);
+    memcpy(p + n, s, len);
+    n += len;
+    p[n++] = '\r';
+    p[n++] = '\n';
+    return n;
+}
+
+static size_t
+bulk_size(size_t len)
+{
+    return len + 26;
+}
+
+static gw_redis_cmd_t *
+cmd_new(gw_redis_t *rd, size_t tail_cap, gw_redis_cb cb, void *arg, uint64_t timeout_ms)
+{
+    gw_redis_cmd_t *c = malloc(sizeof(gw_redis_cmd_t) + tail_cap);
     if (c == NULL)
         return NULL;
+    memset(c, 0, sizeof(*c));
     c->rd = rd;
     c->cb = cb;
     c->arg = arg;
-    c->argc = argc;
-    c->argv = (char **)(c + 1);
-    c->lens = (size_t *)(c->argv + argc);
-    char *p = (char *)(c->lens + argc);
-    for (int i = 0; i < argc; i++) {
-        memcpy(p, argv[i], lens[i]);
-        p[lens[i]] = '\0';
-        c->argv[i] = p;
-        c->lens[i] = lens[i];
-        p += lens[i] + 1;
-    }
     c->deadline_ms = uv_now(rd->loop) + timeout_ms;
     /* deadlines mostly arrive in order: insert from the tail */
     gw_link_t *at = rd->waiting.prev;
@@ -222,22 +251,41 @@ cmd_new(gw_redis_t *rd, int argc, const char **argv, const size_t *lens, gw_redi
     return c;
 }
 
+/* Hands the encoded command to hiredis; on failure C is unlinked and freed. */
+static int
+submit(gw_redis_t *rd, gw_redis_cmd_t *c, const char *cmd, size_t len)
+{
+    if (rd->ac == NULL || redisAsyncFormattedCommand(rd->ac, on_reply, c, cmd, len) != REDIS_OK) {
+        gw_list_remove(&c->link);
+        free(c);
+        return -1;
+    }
+    rd->npending++;
+    arm_deadline(rd);
+    return 0;
+}
+
 static gw_redis_cmd_t *
 send_cmd(gw_redis_t *rd, int argc, const char **argv, const size_t *lens, gw_redis_cb cb, void *arg,
          uint64_t timeout_ms)
 {
-    if (rd->ac == NULL || rd->npending >= MAX_PENDING)
+    if (rd->ac == NULL || rd->npending >= MAX_PENDING || argc < 1)
         return NULL;
-    gw_redis_cmd_t *c = cmd_new(rd, argc, argv, lens, cb, arg, timeout_ms);
-    if (c == NULL)
+    size_t need = 24;
+    for (int i = 0; i < argc; i++)
+        need += bulk_size(lens[i]);
+    char stackbuf[1024];
+    char *buf = need <= sizeof(stackbuf) ? stackbuf : malloc(need);
+    if (buf == NULL)
         return NULL;
-    if (redisAsyncCommandArgv(rd->ac, on_reply, c, argc, argv, lens) != REDIS_OK) {
-        gw_list_remove(&c->link);
-        free(c);
-        return NULL;
-    }
-    rd->npending++;
-    arm_deadline(rd);
+    size_t n = put_head(buf, '*', (uint64_t)argc);
+    for (int i = 0; i < argc; i++)
+        n += put_bulk(buf + n, argv[i], lens[i]);
+    gw_redis_cmd_t *c = cmd_new(rd, 0, cb, arg, timeout_ms);
+    if (c && submit(rd, c, buf, n) != 0)
+        c = NULL;
+    if (buf != stackbuf)
+        free(buf);
     return c;
 }
 
@@ -250,43 +298,56 @@ gw_redis_command(gw_redis_t *rd, int argc, const char **argv, const size_t *lens
     return send_cmd(rd, argc, argv, lens, cb, arg, rd->timeout_ms);
 }
 
-/* argv of the EVAL form: "EVAL" text nkeys keys... args... The EVALSHA
- * form sends the same vector with the first two replaced. */
+/* "EVALSHA sha" or "EVAL text", then the kept tail: nkeys keys... args... */
+static int
+submit_script(gw_redis_t *rd, gw_redis_cmd_t *c, int by_sha)
+{
+    const gw_redis_script_t *s = c->script;
+    size_t tlen = strlen(s->text);
+    size_t need = 24 + bulk_size(7) + bulk_size(by_sha ? 40 : tlen) + c->tlen;
+    char stackbuf[2048];
+    char *buf = need <= sizeof(stackbuf) ? stackbuf : malloc(need);
+    if (buf == NULL)
+        return -1;
+    size_t n = put_head(buf, '*', (uint64_t)(2 + c->nargs));
+    if (by_sha) {
+        n += put_bulk(buf + n, "EVALSHA", 7);
+        n += put_bulk(buf + n, s->sha, 40);
+    } else {
+        n += put_bulk(buf + n, "EVAL", 4);
+        n += put_bulk(buf + n, s->text, tlen);
+    }
+    memcpy(buf + n, c->tail, c->tlen);
+    n += c->tlen;
+    int rc = redisAsyncFormattedCommand(rd->ac, on_reply, c, buf, n);
+    if (buf != stackbuf)
+        free(buf);
+    return rc == REDIS_OK ? 0 : -1;
+}
+
+/* EVALSHA with NKEYS keys then NARGS arguments in ARGV. */
 gw_redis_cmd_t *
 gw_redis_eval(gw_redis_t *rd, const gw_redis_script_t *s, int nkeys, int nargs, const char **argv,
               const size_t *lens, gw_redis_cb cb, void *arg)
 {
-    enum { MAXV = 32 };
-    const char *v[MAXV];
-    size_t l[MAXV];
-    char nk[16];
-    int argc = 3 + nkeys + nargs;
-    if (rd == NULL || rd->state != ST_READY || nkeys < 0 || nargs < 0 || argc > MAXV || !cb)
+    if (rd == NULL || rd->state != ST_READY || nkeys < 0 || nargs < 0 || cb == NULL ||
+        rd->ac == NULL || rd->npending >= MAX_PENDING)
         return NULL;
-    v[0] = "EVAL";
-    l[0] = 4;
-    v[1] = s->text;
-    l[1] = strlen(s->text);
-    l[2] = (size_t)snprintf(nk, sizeof(nk), "%d", nkeys);
-    v[2] = nk;
-    for (int i = 0; i < nkeys + nargs; i++) {
-        v[3 + i] = argv[i];
-        l[3 + i] = lens[i];
-    }
-    gw_redis_cmd_t *c = cmd_new(rd, argc, v, l, cb, arg, rd->timeout_ms);
+    size_t cap = bulk_size(12);
+    for (int i = 0; i < nkeys + nargs; i++)
+        cap += bulk_size(lens[i]);
+    gw_redis_cmd_t *c = cmd_new(rd, cap, cb, arg, rd->timeout_ms);
     if (c == NULL)
         return NULL;
     c->script = s;
-    const char *sv[MAXV];
-    memcpy(sv, c->argv, sizeof(char *) * (size_t)argc);
-    size_t sl[MAXV];
-    memcpy(sl, c->lens, sizeof(size_t) * (size_t)argc);
-    sv[0] = "EVALSHA";
-    sl[0] = 7;
-    sv[1] = s->sha;
-    sl[1] = 40;
-    if (rd->npending >= MAX_PENDING ||
-        redisAsyncCommandArgv(rd->ac, on_reply, c, argc, sv, sl) != REDIS_OK) {
+    c->nargs = 1 + nkeys + nargs;
+    char nk[24];
+    size_t nkl = put_uint(nk, (uint64_t)nkeys);
+    size_t n = put_bulk(c->tail, nk, nkl);
+    for (int i = 0; i < nkeys + nargs; i++)
+        n += put_bulk(c->tail + n, argv[i], lens[i]);
+    c->tlen = n;
+    if (submit_script(rd, c, 1) != 0) {
         gw_list_remove(&c->link);
         free(c);
         return NULL;
@@ -309,10 +370,9 @@ resend_as_eval(gw_redis_cmd_t *c)
 {
     gw_redis_t *rd = c->rd;
     c->retried = 1;
-    if (rd->ac == NULL || redisAsyncCommandArgv(rd->ac, on_reply, c, c->argc,
-                                                (const char **)c->argv, c->lens) != REDIS_OK)
+    if (rd->ac == NULL)
         return -1;
-    return 0;
+    return submit_script(rd, c, 0);
 }
 
 void
