@@ -327,6 +327,24 @@ parse_reply(gw_limiter_t *l, const redisReply *r, gw_limit_result_t *res)
     return 1;
 }
 
+/* Error replies that say Redis cannot serve at all, not that a key is odd. */
+static int
+server_error(const redisReply *r)
+{
+    static const char *const codes[] = {"LOADING",     "BUSY",       "READONLY", "MASTERDOWN",
+                                        "OOM",         "NOAUTH",     "MISCONF",  "TRYAGAIN",
+                                        "CLUSTERDOWN", "NOREPLICAS", "NOPERM",   NULL};
+    if (r->str == NULL)
+        return 1;
+    for (int i = 0; codes[i]; i++) {
+        size_t n = strlen(codes[i]);
+        if ((size_t)r->len >= n && memcmp(r->str, codes[i], n) == 0 &&
+            ((size_t)r->len == n || r->str[n] == ' '))
+            return 1;
+    }
+    return 0;
+}
+
 static void
 on_redis_reply(int err, const redisReply *reply, void *arg)
 {
@@ -335,10 +353,11 @@ on_redis_reply(int err, const redisReply *reply, void *arg)
     gw_limit_result_t res;
     memset(&res, 0, sizeof(res));
     if (err || !parse_reply(l, reply, &res)) {
-        if (err == 0)
-            gw_redis_suspect(l->redis, reply->type == REDIS_REPLY_ERROR && reply->str
-                                           ? reply->str
-                                           : "unexpected reply to the limiter script");
+        /* Redis unable to serve makes the client suspect; an error about
+         * this key's value (another program's data) concerns this request
+         * only */
+        if (err == 0 && reply->type == REDIS_REPLY_ERROR && server_error(reply))
+            gw_redis_suspect(l->redis, reply->str);
         take_fallback(l, w->key, w->klen, &res);
     }
     gw_limit_cb cb = w->cb;

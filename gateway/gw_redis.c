@@ -1,7 +1,6 @@
 /* The worker's Redis client (see gw_redis.h). */
 #include "gw_redis.h"
 
-#include <hiredis/adapters/libuv.h>
 #include <hiredis/async.h>
 #include <openssl/evp.h>
 #include <stdlib.h>
@@ -27,8 +26,8 @@ struct gw_redis_cmd_s {
     unsigned cancelled : 1;
     unsigned retried : 1; /* NOSCRIPT already turned it into EVAL */
     const gw_redis_script_t *script;
-    int nargs;    /* scripts: the arguments after the script or its SHA */
-    size_t tlen;  /* ... and their RESP encoding, kept for an EVAL retry */
+    int nargs;   /* scripts: the arguments after the script or its SHA */
+    size_t tlen; /* ... and their RESP encoding, kept for an EVAL retry */
     char tail[];
 };
 
@@ -404,6 +403,106 @@ on_deadline(uv_timer_t *t)
     arm_deadline(rd);
 }
 
+/* ---- hiredis on the loop ----
+ *
+ * hiredis's own libuv adapter ignores a poll that reports an error, which
+ * is how libuv reports a refused connect: the connect callback would only
+ * come at our connect timeout. This glue hands such a poll to hiredis as
+ * writable, and hiredis's connect check then sees the socket's error. */
+
+typedef struct {
+    redisAsyncContext *ac;
+    uv_poll_t poll;
+    int events;
+} glue_t;
+
+static void
+on_poll(uv_poll_t *h, int status, int events)
+{
+    glue_t *g = h->data;
+    if (g->ac == NULL)
+        return;
+    if (status < 0)
+        events = g->events & (UV_READABLE | UV_WRITABLE);
+    if (g->ac && (events & UV_READABLE))
+        redisAsyncHandleRead(g->ac);
+    if (g->ac && (events & UV_WRITABLE))
+        redisAsyncHandleWrite(g->ac);
+}
+
+static void
+glue_update(glue_t *g, int events)
+{
+    g->events = events;
+    if (events)
+        uv_poll_start(&g->poll, events, on_poll);
+    else
+        uv_poll_stop(&g->poll);
+}
+
+static void
+glue_add_read(void *p)
+{
+    glue_t *g = p;
+    glue_update(g, g->events | UV_READABLE);
+}
+
+static void
+glue_del_read(void *p)
+{
+    glue_t *g = p;
+    glue_update(g, g->events & ~UV_READABLE);
+}
+
+static void
+glue_add_write(void *p)
+{
+    glue_t *g = p;
+    glue_update(g, g->events | UV_WRITABLE);
+}
+
+static void
+glue_del_write(void *p)
+{
+    glue_t *g = p;
+    glue_update(g, g->events & ~UV_WRITABLE);
+}
+
+static void
+on_glue_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void
+glue_cleanup(void *p)
+{
+    glue_t *g = p;
+    g->ac = NULL; /* hiredis frees the context after this */
+    uv_close((uv_handle_t *)&g->poll, on_glue_closed);
+}
+
+static int
+glue_attach(redisAsyncContext *ac, uv_loop_t *loop)
+{
+    glue_t *g = calloc(1, sizeof(*g));
+    if (g == NULL)
+        return REDIS_ERR;
+    if (uv_poll_init(loop, &g->poll, ac->c.fd) != 0) {
+        free(g);
+        return REDIS_ERR;
+    }
+    g->ac = ac;
+    g->poll.data = g;
+    ac->ev.data = g;
+    ac->ev.addRead = glue_add_read;
+    ac->ev.delRead = glue_del_read;
+    ac->ev.addWrite = glue_add_write;
+    ac->ev.delWrite = glue_del_write;
+    ac->ev.cleanup = glue_cleanup;
+    return REDIS_OK;
+}
+
 /* ---- connection ---- */
 
 static void on_handshake(int err, const redisReply *reply, void *arg);
@@ -500,7 +599,7 @@ connect_now(gw_redis_t *rd)
         return;
     }
     ac->data = rd;
-    if (redisLibuvAttach(ac, rd->loop) != REDIS_OK) {
+    if (glue_attach(ac, rd->loop) != REDIS_OK) {
         redisAsyncFree(ac);
         set_state(rd, ST_DOWN, "cannot attach to the loop");
         schedule(rd, rd->backoff_ms);

@@ -1,6 +1,8 @@
 /*
  * The worker's Redis client: one pipelined connection per worker on
- * hiredis's async API and its libuv adapter.
+ * hiredis's async API, attached to the libuv loop by a small glue of its
+ * own (hiredis's adapter drops poll errors, so a refused connect would go
+ * unseen until the connect timeout).
  *
  * What hiredis does not give, this module adds:
  *   - a deadline on every command (redis.timeout): the caller hears back
