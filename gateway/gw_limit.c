@@ -475,6 +475,13 @@ gw_limiter_take(gw_limiter_t *l, const char *key, size_t klen, gw_limit_result_t
     return GW_AGAIN;
 }
 
+int64_t
+gw_limiter_retry_after(const gw_limiter_t *l, const gw_limit_result_t *res)
+{
+    int64_t v = l->conf.kind == GW_LIMIT_TOKEN ? (int64_t)ceil(1.0 / l->conf.rate) : res->reset;
+    return v < 1 ? 1 : v;
+}
+
 int
 gw_limiter_uses_redis(const gw_limiter_t *l)
 {

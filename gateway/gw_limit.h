@@ -87,6 +87,10 @@ int gw_limiter_take(gw_limiter_t *l, const char *key, size_t klen, gw_limit_resu
 
 void gw_limit_wait_cancel(gw_limit_wait_t *w);
 
+/* Retry-After for a refused RES: the next whole-second refill for a
+ * bucket, the window's end for a quota; at least 1. */
+int64_t gw_limiter_retry_after(const gw_limiter_t *l, const gw_limit_result_t *res);
+
 /* 1 when answers should come from Redis (policy redis and a client). */
 int gw_limiter_uses_redis(const gw_limiter_t *l);
 

@@ -524,8 +524,37 @@ gw_ffi_limiter_new(gw_request_t *r, int kind, double a, double b, int align, con
 }
 
 static void
-limit_out(gw_request_t *r, const gw_limit_result_t *res, int64_t *o, int redis_policy)
+add_num_header(gw_request_t *r, const char *name, size_t nlen, int64_t v)
 {
+    char line[96];
+    char digits[24];
+    size_t nd = 0, n = 0;
+    uint64_t u = v < 0 ? 0 : (uint64_t)v; /* header values here are never negative */
+    do {
+        digits[nd++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (nlen + nd + 4 > sizeof(line))
+        return;
+    memcpy(line, name, nlen);
+    n = nlen;
+    line[n++] = ':';
+    line[n++] = ' ';
+    while (nd)
+        line[n++] = digits[--nd];
+    line[n++] = '\r';
+    line[n++] = '\n';
+    gw_buf_append(&r->resp_extra, line, n);
+}
+
+#define ADD_NUM(r, lit, v) add_num_header(r, lit, sizeof(lit) - 1, v)
+
+/* The answer for the Lua side, the metrics, the X-RateLimit headers and,
+ * for a refusal, Retry-After and the 429 (through the error phase). */
+static void
+limit_out(gw_request_t *r, gw_limiter_t *l, const gw_limit_result_t *res)
+{
+    int64_t *o = r->lua_limit_res;
     o[0] = res->allowed;
     o[1] = res->code;
     o[2] = res->limit;
@@ -534,7 +563,18 @@ limit_out(gw_request_t *r, const gw_limit_result_t *res, int64_t *o, int redis_p
     o[5] = res->source;
     gw_metrics_limiter(r->w->metrics, r->w->slot, r->route ? (int)r->route->index : -1,
                        r->lua_limit_which, !res->allowed,
-                       redis_policy && res->source != GW_LIMIT_SRC_REDIS);
+                       gw_limiter_uses_redis(l) && res->source != GW_LIMIT_SRC_REDIS);
+    if (r->lua_limit_flags & GW_LIMIT_FLAG_HEADERS) {
+        ADD_NUM(r, "X-RateLimit-Limit", res->limit);
+        if (res->remaining >= 0)
+            ADD_NUM(r, "X-RateLimit-Remaining", res->remaining);
+        if (res->reset >= 0)
+            ADD_NUM(r, "X-RateLimit-Reset", res->reset);
+    }
+    if (!res->allowed && (r->lua_limit_flags & GW_LIMIT_FLAG_ENFORCE)) {
+        ADD_NUM(r, "Retry-After", gw_limiter_retry_after(l, res));
+        r->err = GW_ERR_LIMITED;
+    }
 }
 
 static void
@@ -542,14 +582,15 @@ on_limit(const gw_limit_result_t *res, void *arg)
 {
     gw_request_t *r = arg;
     r->lua_limit = NULL;
-    limit_out(r, res, r->lua_limit_res, 1);
+    limit_out(r, r->w->limiters[r->lua_limit_id], res);
     gw_lua_resume(r);
 }
 
-/* OUT: allowed, code, limit, remaining, reset, source. GW_AGAIN: wait,
- * then gw_ffi_limit_result. */
+/* FLAGS: GW_LIMIT_FLAG_HEADERS sends X-RateLimit-*, GW_LIMIT_FLAG_ENFORCE
+ * refuses the request (429) when the limiter says no. GW_OK: the answer
+ * is ready (gw_ffi_limit_result); GW_AGAIN: wait, then read it. */
 EXPORT int
-gw_ffi_limit_take(gw_request_t *r, int id, int which, const char *key, size_t klen, int64_t *o)
+gw_ffi_limit_take(gw_request_t *r, int id, int which, const char *key, size_t klen, int flags)
 {
     gw_worker_t *w = r->w;
     if (id < 0 || (size_t)id >= w->nlimiters || r->lua_limit)
@@ -557,9 +598,11 @@ gw_ffi_limit_take(gw_request_t *r, int id, int which, const char *key, size_t kl
     gw_limit_result_t res;
     gw_limit_wait_t *wait = NULL;
     r->lua_limit_which = which;
+    r->lua_limit_id = id;
+    r->lua_limit_flags = flags;
     int rc = gw_limiter_take(w->limiters[id], key, klen, &res, on_limit, r, &wait);
     if (rc == GW_AGAIN) {
-        if (r->lua_co_ref == 0) { /* cannot wait here: answer locally */
+        if (r->lua_co_ref == 0) { /* cannot wait here */
             gw_limit_wait_cancel(wait);
             return GW_ERROR;
         }
@@ -567,21 +610,21 @@ gw_ffi_limit_take(gw_request_t *r, int id, int which, const char *key, size_t kl
         r->lua_waiting = 1;
         return GW_AGAIN;
     }
-    limit_out(r, &res, o, gw_limiter_uses_redis(w->limiters[id]));
+    limit_out(r, w->limiters[id], &res);
     return GW_OK;
 }
 
+/* OUT: allowed, code, limit, remaining, reset, source. */
 EXPORT void
 gw_ffi_limit_result(gw_request_t *r, int64_t *o)
 {
     memcpy(o, r->lua_limit_res, sizeof(r->lua_limit_res));
 }
 
-/* A limiter refused the request: 429 through the error phase. */
-EXPORT void
-gw_ffi_limited(gw_request_t *r)
+EXPORT int
+gw_ffi_limit_allowed(gw_request_t *r)
 {
-    r->err = GW_ERR_LIMITED;
+    return (int)r->lua_limit_res[0];
 }
 
 /* Headers every response of the request gets (gateway-made ones too). */

@@ -105,6 +105,8 @@ struct gw_request_s {
     void *lua_redis;      /* gw.redis: the wait, then its reply */
     int lua_limit_route;  /* metrics: route and limiter kind of that wait */
     int lua_limit_which;
+    int lua_limit_id;
+    int lua_limit_flags;
     int64_t lua_limit_res[6]; /* the finished answer, for the Lua side */
     void *lua_http;           /* gw.http.request: the wait, then its result */
     void *lua_http_req;       /* the gw_httpc_req_t being waited for */

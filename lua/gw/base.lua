@@ -35,9 +35,9 @@ void gw_ffi_http_release(uintptr_t r);
 void gw_ffi_body_out(uintptr_t r, const char *p, size_t n);
 int gw_ffi_limiter_new(uintptr_t r, int kind, double a, double b, int align, const char *prefix,
                        size_t plen, int policy, int on_err);
-int gw_ffi_limit_take(uintptr_t r, int id, int which, const char *key, size_t klen, int64_t *out);
+int gw_ffi_limit_take(uintptr_t r, int id, int which, const char *key, size_t klen, int flags);
 void gw_ffi_limit_result(uintptr_t r, int64_t *out);
-void gw_ffi_limited(uintptr_t r);
+int gw_ffi_limit_allowed(uintptr_t r);
 int gw_ffi_resp_add_header(uintptr_t r, const char *name, size_t nlen, const char *value,
                            size_t vlen);
 int gw_ffi_redis(uintptr_t r, int argc, const char **argv, const size_t *lens, const char **err);

@@ -57,23 +57,28 @@ local function handle(kind, conf)
 end
 
 local out = ffi.new("int64_t[6]")
+local HEADERS, ENFORCE = 1, 2
 
--- Takes one request from the limiter of CONF (kind "period" or "token"),
--- waiting for Redis when it is asked. Returns a table: allowed, code
--- (1 allowed, 2 hit quota, 3 over quota), limit, remaining (-1: unknown),
--- reset (seconds, -1: unknown), source ("redis", "local", "policy").
+-- Asks the limiter; waits when it asks Redis.
+local function ask(kind, conf, key, flags)
+    local id = handle(kind, conf)
+    local rc = C.gw_ffi_limit_take(api.current(), id, KINDS[kind], key, #key, flags)
+    if rc == AGAIN then
+        api.wait("gw.limit")
+    elseif rc ~= OK then
+        error("gw.limit: the limiter cannot answer here", 3)
+    end
+end
+
+-- Takes one request from the limiter of CONF (kind "period" or "token")
+-- for KEY, waiting for Redis when it is asked, and only reports: returns
+-- a table: allowed, code (1 allowed, 2 hit quota, 3 over quota), limit,
+-- remaining (-1: unknown), reset (seconds, -1: unknown), source ("redis",
+-- "local", "policy").
 function M.take(kind, conf, key)
     api.can_wait("gw.limit.take")
-    local id = handle(kind, conf)
-    local r = api.current()
-    key = tostring(key)
-    local rc = C.gw_ffi_limit_take(r, id, KINDS[kind], key, #key, out)
-    if rc == AGAIN then
-        api.wait("gw.limit.take")
-        C.gw_ffi_limit_result(api.current(), out)
-    elseif rc ~= OK then
-        error("gw.limit.take: the limiter cannot answer here", 2)
-    end
+    ask(kind, conf, tostring(key), 0)
+    C.gw_ffi_limit_result(api.current(), out)
     local src = tonumber(out[5])
     return {
         allowed = out[0] ~= 0,
@@ -85,31 +90,19 @@ function M.take(kind, conf, key)
     }
 end
 
-local function add(name, v)
-    if v ~= nil and v >= 0 then gw.resp.add_header(name, tostring(v)) end
-end
-
 -- The access-phase body of limit-period and limit-token: the key, the
--- take, the X-RateLimit headers, and a 429 (through the error phase) when
--- refused. A request without a value for the key is counted by client IP.
+-- take, and (in C) the X-RateLimit headers and a 429 through the error
+-- phase when refused. A request without a value for the key is counted by
+-- client IP. Returns whether the request was admitted.
 function M.run(kind, conf)
     local key = key_value(conf.key)
     if key == nil or key == "" then key = gw.var.remote_addr end
-    local res = M.take(kind, conf, key)
-    if conf.show_headers ~= false then
-        add("X-RateLimit-Limit", res.limit)
-        add("X-RateLimit-Remaining", res.remaining)
-        add("X-RateLimit-Reset", res.reset)
-    end
-    if not res.allowed then
-        -- the next whole-second refill for a bucket, the window end for a quota
-        local retry = kind == "token" and math.ceil(1 / conf.rate) or res.reset
-        if retry == nil or retry < 1 then retry = 1 end
-        gw.resp.add_header("Retry-After", tostring(retry))
-        C.gw_ffi_limited(api.current())
+    ask(kind, conf, key, conf.show_headers == false and ENFORCE or HEADERS + ENFORCE)
+    if C.gw_ffi_limit_allowed(api.current()) == 0 then
         api.exited = true
+        return false
     end
-    return res
+    return true
 end
 
 return M
