@@ -192,25 +192,23 @@ gw_rng_next(uint64_t *s)
 void
 gw_http_random_hex(uint64_t *rng, char *out, size_t nhex)
 {
-    static const char hex[] = "0123456789abcdef";
-    /* two hex digits per byte of randomness, one table per byte */
-    static const char pairs[513] =
-#define R(h)                                                                                       \
-    h "0" h "1" h "2" h "3" h "4" h "5" h "6" h "7" h "8" h "9" h "a" h "b" h "c" h "d" h "e" h "f"
-        R("0") R("1") R("2") R("3") R("4") R("5") R("6") R("7") R("8") R("9") R("a") R("b") R("c")
-            R("d") R("e") R("f");
-#undef R
     size_t i = 0;
-    while (i + 16 <= nhex) {
+    while (i < nhex) {
         uint64_t r = gw_rng_next(rng);
-        for (int k = 0; k < 8; k++, r >>= 8)
-            memcpy(out + i + 2 * k, pairs + 2 * (r & 0xff), 2);
-        i += 16;
-    }
-    if (i < nhex) {
-        uint64_t r = gw_rng_next(rng);
-        for (; i < nhex; i++, r >>= 4)
-            out[i] = hex[r & 15];
+        for (int half = 0; half < 2 && i < nhex; half++, r >>= 32) {
+            /* eight nibbles to eight bytes, then to '0'-'9' / 'a'-'f'
+             * without a branch or a table (the nibble order is of no
+             * matter for random digits) */
+            uint64_t x = r & 0xffffffffu;
+            x = (x | (x << 16)) & 0x0000ffff0000ffffULL;
+            x = (x | (x << 8)) & 0x00ff00ff00ff00ffULL;
+            x = (x | (x << 4)) & 0x0f0f0f0f0f0f0f0fULL;
+            uint64_t letters = ((x + 0x0606060606060606ULL) >> 4) & 0x0101010101010101ULL;
+            x += 0x3030303030303030ULL + letters * 0x27;
+            size_t n = nhex - i < 8 ? nhex - i : 8;
+            memcpy(out + i, &x, n);
+            i += n;
+        }
     }
     if (nhex && out[0] == '0')
         out[0] = '1'; /* never all zero */
