@@ -78,27 +78,19 @@ if [ "$EXTRAS" = 1 ]; then
     done
 fi
 
-if [ "$LUA" = 1 ]; then
+# The opt-in comparisons: LUA=1 bench/lua.sh, LIMIT=1 bench/limit.sh.
+for opt in lua:$LUA limit:$LIMIT; do
+    [ "${opt#*:}" = 1 ] || continue
+    name=${opt%%:*}
     echo >>"$partial"
-    if ! bench/lua.sh >"$RESULTS_MD.lua.tmp"; then
+    if ! "bench/$name.sh" >"$RESULTS_MD.$name.tmp"; then
         status=1
-        echo "bench.sh: bench/lua.sh failed" >&2
-        echo "**bench/lua.sh failed; see its output.**" >>"$partial"
+        echo "bench.sh: bench/$name.sh failed" >&2
+        echo "**bench/$name.sh failed; see its output.**" >>"$partial"
     fi
-    cat "$RESULTS_MD.lua.tmp" >>"$partial"
-    rm -f "$RESULTS_MD.lua.tmp"
-fi
-
-if [ "$LIMIT" = 1 ]; then
-    echo >>"$partial"
-    if ! bench/limit.sh >"$RESULTS_MD.limit.tmp"; then
-        status=1
-        echo "bench.sh: bench/limit.sh failed" >&2
-        echo "**bench/limit.sh failed; see its output.**" >>"$partial"
-    fi
-    cat "$RESULTS_MD.limit.tmp" >>"$partial"
-    rm -f "$RESULTS_MD.limit.tmp"
-fi
+    cat "$RESULTS_MD.$name.tmp" >>"$partial"
+    rm -f "$RESULTS_MD.$name.tmp"
+done
 
 mv "$partial" "$RESULTS_MD"
 echo "bench.sh: report written to $RESULTS_MD" >&2

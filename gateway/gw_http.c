@@ -189,6 +189,20 @@ gw_rng_next(uint64_t *s)
     return z ^ (z >> 31);
 }
 
+size_t
+gw_fmt_u64(char *out, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    return n;
+}
+
 void
 gw_http_random_hex(uint64_t *rng, char *out, size_t nhex)
 {

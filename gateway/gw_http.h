@@ -58,6 +58,10 @@ int gw_http_request_id_ok(gw_str_t id);
 /* Writes 32 lower-case hex chars (16 random bytes, not all zero). */
 void gw_http_random_hex(uint64_t *rng, char *out, size_t nhex);
 
+/* V in decimal at OUT (at least 20 bytes), not terminated; returns the
+ * length. For hot paths where printf's format parsing costs too much. */
+size_t gw_fmt_u64(char *out, uint64_t v);
+
 /* W3C traceparent "00-<32 hex>-<16 hex>-<2 hex>"; rejects all-zero ids
  * and version ff. */
 int gw_http_traceparent_ok(gw_str_t tp);

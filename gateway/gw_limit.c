@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "gw_http.h"
 #include "gw_redis.h"
 
 /*
@@ -371,16 +372,7 @@ static void
 fmt_num(char *buf, size_t n, double v, size_t *len)
 {
     if (v == floor(v) && v >= 0 && v < 1e15) {
-        char tmp[24];
-        uint64_t u = (uint64_t)v;
-        size_t k = 0;
-        do {
-            tmp[k++] = (char)('0' + u % 10);
-            u /= 10;
-        } while (u);
-        for (size_t i = 0; i < k; i++)
-            buf[i] = tmp[k - 1 - i];
-        *len = k;
+        *len = gw_fmt_u64(buf, (uint64_t)v);
         return;
     }
     *len = (size_t)snprintf(buf, n, "%.17g", v);

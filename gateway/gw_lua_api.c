@@ -527,21 +527,14 @@ static void
 add_num_header(gw_request_t *r, const char *name, size_t nlen, int64_t v)
 {
     char line[96];
-    char digits[24];
-    size_t nd = 0, n = 0;
-    uint64_t u = v < 0 ? 0 : (uint64_t)v; /* header values here are never negative */
-    do {
-        digits[nd++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    if (nlen + nd + 4 > sizeof(line))
+    size_t n = 0;
+    if (nlen + 26 > sizeof(line))
         return;
     memcpy(line, name, nlen);
     n = nlen;
     line[n++] = ':';
     line[n++] = ' ';
-    while (nd)
-        line[n++] = digits[--nd];
+    n += gw_fmt_u64(line + n, v < 0 ? 0 : (uint64_t)v); /* never negative here */
     line[n++] = '\r';
     line[n++] = '\n';
     gw_buf_append(&r->resp_extra, line, n);

@@ -579,6 +579,27 @@ render_hist(sbuf_t *b, gw_metrics_t *m, const char *name, const char *label, con
     sb_printf(b, "%s_count{%s=\"%s\"} %llu\n", name, label, value, (unsigned long long)count);
 }
 
+/* One limiter counter family: FALLBACKS picks limiter_fallbacks over
+ * limiter_rejects. Series appear with their first count. */
+static void
+render_limiter(sbuf_t *b, gw_metrics_t *m, const char *name, const char *help, int fallbacks)
+{
+    static const char *const kinds[GW_METRICS_NLIMITERS] = {"limit-period", "limit-token"};
+    header(b, name, "counter", help);
+    for (size_t r = 0; r < m->nroutes; r++) {
+        for (int k = 0; k < GW_METRICS_NLIMITERS; k++) {
+            uint64_t v = 0;
+            for (int s = 0; s < m->nworkers; s++) {
+                route_stats_t *rs = route_stats(m, s, r);
+                v += get(fallbacks ? &rs->limiter_fallbacks[k] : &rs->limiter_rejects[k]);
+            }
+            if (v)
+                sb_printf(b, "%s{route=\"%s\",plugin=\"%s\"} %llu\n", name, m->routes[r], kinds[k],
+                          (unsigned long long)v);
+        }
+    }
+}
+
 size_t
 gw_metrics_render(gw_metrics_t *m, char **out)
 {
@@ -691,41 +712,19 @@ gw_metrics_render(gw_metrics_t *m, char **out)
                   (unsigned long long)v);
     }
 
-    static const char *const limiter_names[GW_METRICS_NLIMITERS] = {"limit-period", "limit-token"};
-    header(&b, "gateway_limiter_rejections_total", "counter",
-           "Requests rejected by a rate limiter, by route and plugin.");
-    for (size_t r = 0; r < m->nroutes; r++) {
-        for (int k = 0; k < GW_METRICS_NLIMITERS; k++) {
-            uint64_t v = 0;
-            for (int s = 0; s < m->nworkers; s++)
-                v += get(&route_stats(m, s, r)->limiter_rejects[k]);
-            if (v)
-                sb_printf(&b, "gateway_limiter_rejections_total{route=\"%s\",plugin=\"%s\"} %llu\n",
-                          m->routes[r], limiter_names[k], (unsigned long long)v);
-        }
-    }
-    header(&b, "gateway_limiter_fallbacks_total", "counter",
-           "Limiter answers not from Redis although the policy is redis (Redis unavailable), "
-           "by route and plugin.");
-    for (size_t r = 0; r < m->nroutes; r++) {
-        for (int k = 0; k < GW_METRICS_NLIMITERS; k++) {
-            uint64_t v = 0;
-            for (int s = 0; s < m->nworkers; s++)
-                v += get(&route_stats(m, s, r)->limiter_fallbacks[k]);
-            if (v)
-                sb_printf(&b, "gateway_limiter_fallbacks_total{route=\"%s\",plugin=\"%s\"} %llu\n",
-                          m->routes[r], limiter_names[k], (unsigned long long)v);
-        }
-    }
-    int64_t rup = 0, rslots = 0;
+    render_limiter(&b, m, "gateway_limiter_rejections_total",
+                   "Requests rejected by a rate limiter, by route and plugin.", 0);
+    render_limiter(&b, m, "gateway_limiter_fallbacks_total",
+                   "Limiter answers not from Redis although the policy is redis (Redis "
+                   "unavailable), by route and plugin.",
+                   1);
+    int64_t rup = 0;
     uint64_t rchg[2] = {0, 0};
     for (int s = 0; s < m->nworkers; s++) {
         slot_head_t *h = slot_head(m, s);
         int64_t v = atomic_load_explicit(&h->redis_up, memory_order_relaxed);
-        if (v >= 0 && atomic_load_explicit(&h->running, memory_order_relaxed)) {
-            rslots++;
+        if (atomic_load_explicit(&h->running, memory_order_relaxed))
             rup += v;
-        }
         rchg[0] += get(&h->redis_changes[0]);
         rchg[1] += get(&h->redis_changes[1]);
     }
@@ -738,7 +737,6 @@ gw_metrics_render(gw_metrics_t *m, char **out)
               (unsigned long long)rchg[0]);
     sb_printf(&b, "gateway_redis_state_changes_total{state=\"up\"} %llu\n",
               (unsigned long long)rchg[1]);
-    (void)rslots;
 
     free(codes);
     if (b.failed) {

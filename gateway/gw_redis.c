@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gw_http.h"
 #include "gw_log.h"
 #include "gw_worker.h"
 
@@ -187,24 +188,10 @@ on_reply(redisAsyncContext *ac, void *r, void *priv)
 /* RESP encoding, written by hand: hiredis's printf-style formatting
  * costs more than the rest of a limiter call. */
 static size_t
-put_uint(char *p, uint64_t v)
-{
-    char tmp[24];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    for (size_t i = 0; i < n; i++)
-        p[i] = tmp[n - 1 - i];
-    return n;
-}
-
-static size_t
 put_head(char *p, char c, uint64_t v)
 {
     p[0] = c;
-    size_t n = 1 + put_uint(p + 1, v);
+    size_t n = 1 + gw_fmt_u64(p + 1, v);
     p[n++] = '\r';
     p[n++] = '\n';
     return n;
@@ -341,7 +328,7 @@ gw_redis_eval(gw_redis_t *rd, const gw_redis_script_t *s, int nkeys, int nargs, 
     c->script = s;
     c->nargs = 1 + nkeys + nargs;
     char nk[24];
-    size_t nkl = put_uint(nk, (uint64_t)nkeys);
+    size_t nkl = gw_fmt_u64(nk, (uint64_t)nkeys);
     size_t n = put_bulk(c->tail, nk, nkl);
     for (int i = 0; i < nkeys + nargs; i++)
         n += put_bulk(c->tail + n, argv[i], lens[i]);
