@@ -1095,9 +1095,9 @@ compile_tls(cctx_t *c, const ynode_t *v)
 static void
 compile_gateway(cctx_t *c, const ynode_t *gw)
 {
-    static const char *const keys[] = {"listen",       "workers",  "status_listen", "admin",
-                                       "timeouts",     "limits",   "access_log",    "error_log",
-                                       "plugin_paths", "pid_file", "tls",           NULL};
+    static const char *const keys[] = {
+        "listen",    "workers",      "status_listen", "admin", "timeouts",   "limits", "access_log",
+        "error_log", "plugin_paths", "pid_file",      "tls",   "lua_memory", NULL};
     static const char *const tkeys[] = {"client_header", "client_body", "keepalive", "drain", NULL};
     static const char *const lkeys[] = {"max_header_size", "max_body_size", "max_connections",
                                         NULL};
@@ -1195,6 +1195,9 @@ compile_gateway(cctx_t *c, const ynode_t *gw)
     }
     if (get_str(c, gw, "gateway", "pid_file", &conf->pid_file) > 0 && conf->pid_file[0] == '\0')
         cerr(c, "gateway.pid_file", "the path is empty");
+    if (get_size(c, gw, "gateway", "lua_memory", &conf->lua_memory) > 0 &&
+        conf->lua_memory < 16u * 1024 * 1024)
+        cerr(c, "gateway.lua_memory", "must be at least 16m");
 }
 
 /* ---- redis, registries ---------------------------------------------------- */
@@ -2273,6 +2276,7 @@ conf_new(void)
     conf->nplugin_paths = 1;
     conf->consumers_json = xstrdup("[]");
     conf->redis_timeout_ms = 50;
+    conf->lua_memory = (size_t)512 * 1024 * 1024;
     return conf;
 }
 

@@ -306,20 +306,20 @@ resume(gw_request_t *r, lua_State *co, int nargs)
     return rc;
 }
 
-/* Above this, new requests that need Lua fail with 500 rather than the
- * worker dying of memory exhaustion (KiB, as lua_gc counts). */
-#define LUA_WATERMARK_KB (512 * 1024)
-
+/* Above gateway.lua_memory, new requests that need Lua fail with 500
+ * rather than the worker dying of memory exhaustion. */
 static int
 over_watermark(gw_request_t *r, lua_State *L)
 {
-    if (lua_gc(L, LUA_GCCOUNT, 0) < LUA_WATERMARK_KB)
+    int limit_kb = (int)(r->w->conf->lua_memory / 1024); /* lua_gc counts KiB */
+    if (lua_gc(L, LUA_GCCOUNT, 0) < limit_kb)
         return 0;
     lua_gc(L, LUA_GCCOLLECT, 0);
-    if (lua_gc(L, LUA_GCCOUNT, 0) < LUA_WATERMARK_KB)
+    if (lua_gc(L, LUA_GCCOUNT, 0) < limit_kb)
         return 0;
-    gw_log(r->w->log, GW_LOG_ERROR, "lua memory above its watermark (%d MiB): request %.*s refused",
-           LUA_WATERMARK_KB / 1024, (int)r->request_id.len, r->request_id.data);
+    gw_log(r->w->log, GW_LOG_ERROR,
+           "lua memory above gateway.lua_memory (%d MiB): request %.*s refused", limit_kb / 1024,
+           (int)r->request_id.len, r->request_id.data);
     return 1;
 }
 

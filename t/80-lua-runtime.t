@@ -134,6 +134,14 @@ function plugin.access(conf, ctx)
   r.text_load_ok = g ~= nil and g() == 2
   local h = load("return os")
   r.text_load_sandboxed = h ~= nil and h() == nil
+  -- the API is read-only: no plugin can replace what another relies on
+  r.gw_readonly = not pcall(function() gw.exit = nil end)
+  r.gw_req_readonly = not pcall(function() gw.req.header = function() return "x" end end)
+  r.gw_json_readonly = not pcall(function() gw.json.encode = nil end)
+  r.gw_api_intact = type(gw.req.header) == "function" and type(gw.exit) == "function"
+  r.gw_ctx_works = gw.ctx == ctx
+  gw.var.sandbox_var = "v"
+  r.gw_var_writable = gw.var.sandbox_var == "v"
   return gw.exit(200, r)
 end
 return plugin
@@ -436,7 +444,8 @@ is($r->{status}, 200, 'sandbox: 200');
 my $sb = json_body($r) // {};
 for my $k (qw(os io debug ffi package jit dofile loadfile getfenv setfenv string_dump G_os
               binary_refused require_os_refused require_ffi_refused require_io_refused
-              require_cjson_ok text_load_ok text_load_sandboxed)) {
+              require_cjson_ok text_load_ok text_load_sandboxed gw_readonly gw_req_readonly
+              gw_json_readonly gw_api_intact gw_ctx_works gw_var_writable)) {
     ok($sb->{$k}, "sandbox: $k") or diag("sandbox answer: $r->{body}");
 }
 
@@ -715,5 +724,42 @@ is($r->{headers}{'x-hf-order'}, 't-order-g', 'header_filter runs on a gateway-ma
 
 no_worker_died($gw2, 'gateway 2');
 is(stop_gateway($gw2), 0, 'gateway 2: SIGTERM exit 0');
+
+# --- gateway.lua_memory: over it, Lua requests get 500, the worker lives ----
+
+plugin_file('t-hog', <<'LUA');
+-- keeps what it allocates: ?mb=N adds N MiB to a module-level list
+local plugin = { name = "t-hog", priority = 100 }
+local kept = {}
+function plugin.access(conf, ctx)
+  local n = tonumber((gw.req.query_arg("mb"))) or 0
+  for i = 1, n do kept[#kept + 1] = string.rep(string.char(65 + #kept % 26), 1024 * 1024 - 64) .. #kept end
+  if gw.req.query_arg("free") then kept = {} end
+  return gw.exit(200, { kept = #kept })
+end
+return plugin
+LUA
+my $gw3 = start_gateway(config => {
+    gateway   => { plugin_paths => [$pdir], lua_memory => '32m' },
+    upstreams => [{ name => 'a', nodes => ["127.0.0.1:$up->{port}"] }],
+    routes    => [route('hog', '/hog/*', { 't-hog' => {} }), route('plain', '/plain/*')],
+});
+$r = http_request($gw3->{port}, 'GET', '/hog/1?mb=8');
+is($r->{status}, 200, 'lua_memory: under the limit, 200');
+$r = http_request($gw3->{port}, 'GET', '/hog/1?mb=40');
+is($r->{status}, 200, 'lua_memory: the request that crosses it still finishes');
+$r = http_request($gw3->{port}, 'GET', '/hog/1');
+gw_error_ok($r, 500, 'lua_memory: over it, the next Lua request gets 500');
+like(gateway_log($gw3), qr/lua memory above gateway\.lua_memory \(32 MiB\)/, 'lua_memory: logged');
+$r = http_request($gw3->{port}, 'GET', '/plain/1');
+is($r->{status}, 200, 'lua_memory: a route without plugins is served');
+no_worker_died($gw3, 'gateway 3');
+my ($code, $out) = check_config(config => {
+    gateway => { lua_memory => '1m' },
+    upstreams => [{ name => 'a', nodes => ['127.0.0.1:1'] }],
+    routes => [{ name => 'r', match => { path => '/*' }, upstream => 'a' }],
+});
+is($code, 1, 'lua_memory under 16m: config error');
+like($out, qr/gateway\.lua_memory: must be at least 16m/, 'lua_memory: the error names the key');
 stop_all();
 done_testing();

@@ -66,6 +66,35 @@ local function safe_require(name)
     error("module '" .. name .. "' is not available to plugins", 2)
 end
 
+-- What plugins see as `gw`: the API through read-only views, so that one
+-- plugin cannot replace a function another relies on (gw.req.header = ...).
+-- gw.var keeps its own metatable (assigning to it sets a variable).
+local function readonly(t, name)
+    return setmetatable({}, {
+        __index = t,
+        __newindex = function(_, k)
+            error(name .. "." .. tostring(k) .. " is read-only", 2)
+        end,
+        __metatable = false,
+    })
+end
+
+local gw_view
+
+local function make_gw_view()
+    -- tables all the way, which the JIT follows at no cost: the view, then
+    -- the API with read-only sub-tables, then gw itself (for gw.ctx)
+    local merged = setmetatable({}, { __index = gw })
+    for k, v in pairs(gw) do
+        if type(v) == "table" and k ~= "var" and k ~= "null" and getmetatable(v) == nil then
+            merged[k] = readonly(v, "gw." .. k)
+        else
+            merged[k] = v
+        end
+    end
+    return readonly(merged, "gw")
+end
+
 function sandbox_base()
     local env = {
         assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs,
@@ -73,7 +102,7 @@ function sandbox_base()
         unpack = unpack, xpcall = xpcall, setmetatable = setmetatable,
         getmetatable = getmetatable, rawget = rawget, rawset = rawset, rawequal = rawequal,
         rawlen = rawlen, string = copy(string), table = copy(table), math = copy(math),
-        bit = copy(bit), require = safe_require, gw = gw, _VERSION = _VERSION,
+        bit = copy(bit), require = safe_require, gw = gw_view, _VERSION = _VERSION,
     }
     -- text only: a binary chunk could break the VM's invariants
     env.load = function(s, name)
@@ -232,6 +261,7 @@ function M.init(spec)
     local clist = cjson.decode(spec.consumers or "[]") or {}
     local cok, crypto = pcall(require, "gw.crypto")
     if cok then gw.crypto = crypto end
+    gw_view = make_gw_view()
     index_consumers(clist, paths, errs)
     local global = compile_list(spec.global or {}, paths, errs)
     chains[0] = global
