@@ -219,9 +219,13 @@ gw_http_random_hex(uint64_t *rng, char *out, size_t nhex)
             x = (x | (x << 4)) & 0x0f0f0f0f0f0f0f0fULL;
             uint64_t letters = ((x + 0x0606060606060606ULL) >> 4) & 0x0101010101010101ULL;
             x += 0x3030303030303030ULL + letters * 0x27;
-            size_t n = nhex - i < 8 ? nhex - i : 8;
-            memcpy(out + i, &x, n);
-            i += n;
+            if (nhex - i >= 8) {
+                memcpy(out + i, &x, 8); /* a fixed size: one store */
+                i += 8;
+            } else {
+                for (; i < nhex; i++, x >>= 8)
+                    out[i] = (char)(x & 0xff);
+            }
         }
     }
     if (nhex && out[0] == '0')

@@ -481,6 +481,13 @@ static int
 on_resp_headers_complete(llhttp_t *p)
 {
     gw_upconn_t *u = UPCONN(p);
+    /* a folded value (obs-fold) must not reach the client as it is
+     * (RFC 9112 5.2): refused, as the gateway refuses it from clients */
+    for (size_t i = 0; i < u->nheaders; i++) {
+        gw_str_t v = u->headers[i].value;
+        if (v.len && (memchr(v.data, '\n', v.len) || memchr(v.data, '\r', v.len)))
+            return -1;
+    }
     u->status = p->status_code;
     if (u->status >= 100 && u->status < 200)
         return 0; /* interim: llhttp completes it without a body */
@@ -558,6 +565,160 @@ up_read_stop(gw_upconn_t *u)
     }
 }
 
+/* ---- the common response, without llhttp ----
+ *
+ * Most answers are "HTTP/1.1 2xx-5xx" with a Content-Length and plain
+ * headers. Those are read here, with the same strictness, at a fraction of
+ * llhttp's cost; anything else (another version, 1xx/204/304, chunked or
+ * close-delimited bodies, Transfer-Encoding, obs-fold, odd bytes, a HEAD
+ * request) goes to llhttp untouched, from the first byte of the head. */
+
+enum { UP_FAST_TRY = 0, UP_FAST_OFF, UP_FAST_BODY };
+
+static const unsigned char tchar[256] = {
+    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1,
+    ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1,  ['~'] = 1, ['0'] = 1,
+    ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1,  ['7'] = 1, ['8'] = 1,
+    ['9'] = 1, ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1,  ['F'] = 1, ['G'] = 1,
+    ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1,  ['N'] = 1, ['O'] = 1,
+    ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1,  ['V'] = 1, ['W'] = 1,
+    ['X'] = 1, ['Y'] = 1, ['Z'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1,  ['d'] = 1, ['e'] = 1,
+    ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1,  ['l'] = 1, ['m'] = 1,
+    ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1,  ['t'] = 1, ['u'] = 1,
+    ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
+};
+
+/* HTAB, SP and visible ASCII: what a plain field value or reason holds. */
+static int
+plain_text(unsigned char c)
+{
+    return c == '\t' || (c >= 0x20 && c < 0x7f);
+}
+
+/* 1: a plain head was read (u->pos is past it); 0: not all of it is here
+ * yet and nothing so far rules the fast path out; -1: llhttp decides. */
+static int
+fast_head(gw_upconn_t *u)
+{
+    const char *base = u->rbuf->data;
+    const char *p = base + u->pos, *end = base + u->len;
+    size_t avail = (size_t)(end - p);
+    if (memcmp(p, "HTTP/1.1 ", avail < 9 ? avail : 9) != 0)
+        return -1;
+    /* the empty line that ends the head; a bare LF must reach llhttp now,
+     * not after the read timeout */
+    const char *stop = NULL;
+    for (const char *q = memchr(p, '\n', avail); q;
+         q = q + 1 < end ? memchr(q + 1, '\n', (size_t)(end - q - 1)) : NULL) {
+        if (q == p || q[-1] != '\r')
+            return -1;
+        if (q - p >= 3 && q[-2] == '\n') {
+            stop = q - 3;
+            break;
+        }
+    }
+    if (stop == NULL)
+        return 0;
+    const unsigned char *s = (const unsigned char *)p + 9;
+    const unsigned char *e = (const unsigned char *)stop + 2; /* the head's last CRLF */
+    if (s[0] < '2' || s[0] > '5' || s[1] < '0' || s[1] > '9' || s[2] < '0' || s[2] > '9' ||
+        s[3] != ' ')
+        return -1;
+    int status = (s[0] - '0') * 100 + (s[1] - '0') * 10 + (s[2] - '0');
+    if (status == 204 || status == 304)
+        return -1;
+    for (s += 4; *s != '\r'; s++)
+        if (!plain_text(*s))
+            return -1;
+    if (s[1] != '\n')
+        return -1;
+    s += 2;
+    size_t nh = 0;
+    int64_t clen = -1;
+    int keepalive = 1;
+    while (s < e) {
+        const unsigned char *name = s;
+        while (tchar[*s])
+            s++;
+        size_t nlen = (size_t)(s - name);
+        if (nlen == 0 || *s != ':' || nh == GW_MAX_HEADERS)
+            return -1;
+        s++;
+        while (*s == ' ' || *s == '\t')
+            s++;
+        const unsigned char *val = s;
+        while (*s != '\r') {
+            if (!plain_text(*s))
+                return -1;
+            s++;
+        }
+        size_t vlen = (size_t)(s - val);
+        if (s[1] != '\n' || vlen == 0 || val[vlen - 1] == ' ' || val[vlen - 1] == '\t')
+            return -1;
+        s += 2;
+        gw_str_t n = {(const char *)name, nlen}, v = {(const char *)val, vlen};
+        if (nlen == 14 && gw_str_caseeq(n, GW_STR("content-length"))) {
+            if (clen >= 0 || vlen > 18)
+                return -1;
+            clen = 0;
+            for (size_t i = 0; i < vlen; i++) {
+                if (val[i] < '0' || val[i] > '9')
+                    return -1;
+                clen = clen * 10 + (val[i] - '0');
+            }
+        } else if (nlen == 10 && gw_str_caseeq(n, GW_STR("connection"))) {
+            if (gw_str_caseeq(v, GW_STR("close")))
+                keepalive = 0;
+            else if (!gw_str_caseeq(v, GW_STR("keep-alive")))
+                return -1;
+        } else if ((nlen == 17 && gw_str_caseeq(n, GW_STR("transfer-encoding"))) ||
+                   (nlen == 16 && gw_str_caseeq(n, GW_STR("proxy-connection"))) ||
+                   (nlen == 7 && gw_str_caseeq(n, GW_STR("upgrade")))) {
+            return -1;
+        }
+        u->headers[nh].name = n;
+        u->headers[nh].value = v;
+        nh++;
+    }
+    if (clen < 0)
+        return -1;
+    u->nheaders = nh;
+    u->status = status;
+    u->content_length = clen;
+    u->is_chunked = 0;
+    u->needs_eof = 0;
+    u->remaining = clen;
+    u->fast_keepalive = (unsigned)keepalive;
+    u->pos = (size_t)((const char *)e + 2 - base);
+    if (clen == 0)
+        u->resp_done = 1;
+    return 1;
+}
+
+static void response_finished(gw_upconn_t *u);
+
+/* Fast-path body bytes: forwarded as they are. 1: read on; 0: stop. */
+static int
+fast_body(gw_upconn_t *u)
+{
+    size_t avail = u->len - u->pos;
+    size_t take = (uint64_t)u->remaining < avail ? (size_t)u->remaining : avail;
+    const char *p = u->rbuf->data + u->pos;
+    u->pos += take;
+    u->remaining -= (int64_t)take;
+    if (take && !gw_request_on_response_body(u->req, p, take))
+        u->paused = 1;
+    if (u->req == NULL || u->closing)
+        return 0;
+    if (u->remaining == 0) {
+        u->resp_done = 1;
+        response_finished(u);
+        return 0;
+    }
+    u->len = u->pos = 0;
+    return 1;
+}
+
 static void
 response_finished(gw_upconn_t *u)
 {
@@ -569,10 +730,43 @@ response_finished(gw_upconn_t *u)
     if (u->pos != u->len)
         u->reusable = 0;
     else
-        u->reusable = llhttp_should_keep_alive(&u->parser) && !u->needs_eof;
+        u->reusable = u->fast == UP_FAST_BODY
+                          ? u->fast_keepalive
+                          : llhttp_should_keep_alive(&u->parser) && !u->needs_eof;
     /* the read timer keeps running: the release that follows re-arms it as
      * the idle timer, or closes the connection */
     gw_request_on_response_done(r);
+}
+
+/* The head is read (by llhttp, paused, or by the fast path): hand it to
+ * the request. 1: read on; 0: stop (held, done, or gone). */
+static int
+after_head(gw_upconn_t *u)
+{
+    int by_llhttp = u->fast != UP_FAST_BODY;
+    u->head_done = 1;
+    int go = gw_request_on_response_head(u->req, u);
+    if (u->req == NULL || u->closing)
+        return 0;
+    /* the head was copied into the client's response: reuse space */
+    size_t rest = u->len - u->pos;
+    memmove(u->rbuf->data, u->rbuf->data + u->pos, rest);
+    u->len = rest;
+    u->pos = 0;
+    if (!go) {
+        u->held = 1;
+        if (!u->resp_done && by_llhttp)
+            llhttp_resume(&u->parser);
+        u->paused = 1;
+        return 0;
+    }
+    if (u->resp_done) {
+        response_finished(u);
+        return 0;
+    }
+    if (by_llhttp)
+        llhttp_resume(&u->parser);
+    return 1;
 }
 
 static void
@@ -582,6 +776,24 @@ up_parse(gw_upconn_t *u)
         return;
     u->in_parse = 1;
     while (u->req && !u->resp_done && !u->closing && u->pos < u->len) {
+        if (u->fast == UP_FAST_TRY) {
+            int fr = fast_head(u);
+            if (fr == 0 && u->len < u->rbuf->cap)
+                break; /* the rest of the head is still coming */
+            if (fr <= 0) {
+                u->fast = UP_FAST_OFF;
+                continue;
+            }
+            u->fast = UP_FAST_BODY;
+            if (!after_head(u))
+                break;
+            continue;
+        }
+        if (u->fast == UP_FAST_BODY) {
+            if (!fast_body(u))
+                break;
+            continue;
+        }
         const char *base = u->rbuf->data;
         size_t start = u->pos;
         llhttp_errno_t err = llhttp_execute(&u->parser, base + u->pos, u->len - u->pos);
@@ -602,27 +814,8 @@ up_parse(gw_upconn_t *u)
                 }
                 break;
             }
-            u->head_done = 1;
-            int go = gw_request_on_response_head(u->req, u);
-            if (u->req == NULL || u->closing)
+            if (!after_head(u))
                 break;
-            /* the head was copied into the client's response: reuse space */
-            size_t rest = u->len - u->pos;
-            memmove(u->rbuf->data, u->rbuf->data + u->pos, rest);
-            u->len = rest;
-            u->pos = 0;
-            if (!go) {
-                u->held = 1;
-                if (!u->resp_done)
-                    llhttp_resume(&u->parser);
-                u->paused = 1;
-                break;
-            }
-            if (u->resp_done) {
-                response_finished(u);
-                break;
-            }
-            llhttp_resume(&u->parser);
             continue;
         }
         if (!u->decode_body && end > start) {
@@ -641,7 +834,8 @@ up_parse(gw_upconn_t *u)
     if (u->req && !u->closing) {
         if (u->paused)
             gw_upconn_pause(u);
-        else if (u->pos == u->len && !u->resp_done) {
+        else if (u->pos == u->len && !u->resp_done && u->head_done) {
+            /* a head still coming stays: its headers point into the buffer */
             u->len = u->pos = 0;
         }
     }
@@ -675,6 +869,7 @@ on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         u->got_bytes = 1;
         llhttp_init(&u->parser, HTTP_RESPONSE, &response_settings);
         u->parser.data = u;
+        u->fast = u->head_request ? UP_FAST_OFF : UP_FAST_TRY;
     }
     u->len += (size_t)nread;
     up_parse(u);

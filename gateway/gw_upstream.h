@@ -91,7 +91,10 @@ struct gw_upconn_s {
     unsigned needs_eof : 1;
     unsigned is_chunked : 1;
     unsigned closing : 1;
-    unsigned held : 1; /* the response head waits for a plugin */
+    unsigned held : 1;           /* the response head waits for a plugin */
+    unsigned fast : 2;           /* UP_FAST_*: how this response is being read */
+    unsigned fast_keepalive : 1; /* the fast path's reading of Connection */
+    int64_t remaining;           /* fast path: body bytes still to come */
     int header_state;
     int failed; /* a gw_up_error_t waiting to be reported from the loop */
     int status;
