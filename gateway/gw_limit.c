@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "gw_http.h"
+#include "gw_log.h"
 #include "gw_redis.h"
 
 /*
@@ -89,7 +90,8 @@ struct gw_limiter_s {
     double rate_share;
     entry_t **buckets;
     size_t nbuckets, nentries;
-    entry_t lru; /* sentinel */
+    entry_t lru;        /* sentinel */
+    uint64_t logged_ms; /* last key-level error logged */
 };
 
 struct gw_limit_wait_s {
@@ -346,6 +348,22 @@ server_error(const redisReply *r)
     return 0;
 }
 
+/* Another program's data under a limiter key: worth a line, not a flood. */
+static void
+log_key_error(gw_limiter_t *l, const gw_limit_wait_t *w, const redisReply *reply)
+{
+    uint64_t now = uv_now(l->loop);
+    if (l->conf.log == NULL || (l->logged_ms && now - l->logged_ms < 10000))
+        return;
+    l->logged_ms = now;
+    gw_log(l->conf.log, GW_LOG_WARN,
+           "%s limiter: Redis could not count key \"%.*s%.*s\" (%.*s); answered by on_redis_error",
+           l->conf.kind == GW_LIMIT_PERIOD ? "limit-period" : "limit-token",
+           (int)l->conf.prefix_len, l->prefix, (int)(w->klen > 200 ? 200 : w->klen), w->key,
+           reply->type == REDIS_REPLY_ERROR ? (int)reply->len : 16,
+           reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
+}
+
 static void
 on_redis_reply(int err, const redisReply *reply, void *arg)
 {
@@ -359,6 +377,8 @@ on_redis_reply(int err, const redisReply *reply, void *arg)
          * only */
         if (err == 0 && reply->type == REDIS_REPLY_ERROR && server_error(reply))
             gw_redis_suspect(l->redis, reply->str);
+        else if (err == 0)
+            log_key_error(l, w, reply);
         take_fallback(l, w->key, w->klen, &res);
     }
     gw_limit_cb cb = w->cb;

@@ -58,6 +58,8 @@ typedef struct {
     size_t prefix_len;
     gw_limit_policy_t policy;
     gw_limit_on_err_t on_redis_error;
+    struct gw_log_s *log; /* NULL: say nothing; else a key-level Redis error is
+                             logged, at most once per 10 s per limiter */
 } gw_limit_conf_t;
 
 typedef struct {

@@ -510,6 +510,7 @@ gw_ffi_limiter_new(gw_request_t *r, int kind, double a, double b, int align, con
     c.on_redis_error = on_err == 1   ? GW_LIMIT_ON_ERR_ALLOW
                        : on_err == 2 ? GW_LIMIT_ON_ERR_DENY
                                      : GW_LIMIT_ON_ERR_LOCAL;
+    c.log = w->log;
     gw_limiter_t *l = gw_limiter_new(&c, w->redis, w->nworkers, w->loop);
     if (l == NULL)
         return GW_ERROR;

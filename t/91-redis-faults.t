@@ -329,6 +329,8 @@ sub log_ok {
     is("@good", '200 200 200', "$name: other keys: quota 3");
     is(redis_cmd($rd, 'GET', 'limit:period:loc:badstr'), 'abc', "$name: the value is left alone");
     is(count_of('limit:period:loc:neighbour'), 3, "$name: other keys are still counted in Redis");
+    my @said = gateway_log($gw) =~ /(limit-period limiter: Redis could not count key "limit:period:loc:bad\w+")/g;
+    is(scalar(@said), 1, "$name: logged once (at most once per 10 s), naming the key");
     my $now = log_mark($gw);
     is($now->{'unavailable \('} - $mark->{'unavailable \('}, 0,
        "$name: Redis is not logged as unavailable");
