@@ -217,7 +217,9 @@ gw_breaker_is_failure(const gw_breaker_conf_t *conf, int status)
 {
     if (status <= 0)
         return 1;
-    if (conf == NULL || conf->nfailure_statuses == 0 || conf->failure_statuses == NULL)
+    /* no list: any status >= 500; a list, even an empty one (the config's
+     * `failure_statuses: []`): only the statuses it names */
+    if (conf == NULL || conf->failure_statuses == NULL)
         return status >= 500;
     for (size_t i = 0; i < conf->nfailure_statuses; i++) {
         if (conf->failure_statuses[i] == status)

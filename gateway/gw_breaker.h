@@ -77,8 +77,9 @@ void gw_breaker_mark(gw_breaker_t *b, uint64_t now_ms, int ok);
 /**
  * Whether an upstream answer counts as a failure under CONF. STATUS 0 (or
  * negative) means no answer: connect error, reset or timeout, always a
- * failure. Otherwise a failure is a status in CONF->failure_statuses, or any
- * status >= 500 when that list is empty or CONF is NULL.
+ * failure. Otherwise a failure is a status in CONF->failure_statuses when
+ * the config has a list (an empty list: no status is), else any status
+ * >= 500 (no list, or CONF NULL).
  */
 int gw_breaker_is_failure(const gw_breaker_conf_t *conf, int status);
 

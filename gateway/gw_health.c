@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gw_breaker.h"
 #include "gw_http.h"
 #include "gw_httpc.h"
 #include "gw_log.h"
@@ -57,16 +58,7 @@ gw_health_enabled(const gw_upstream_conf_t *conf)
 int
 gw_health_is_failure(const gw_upstream_conf_t *conf, int status)
 {
-    if (status <= 0)
-        return 1;
-    const gw_breaker_conf_t *b = &conf->breaker;
-    if (b->failure_statuses && b->nfailure_statuses) {
-        for (size_t i = 0; i < b->nfailure_statuses; i++)
-            if (b->failure_statuses[i] == status)
-                return 1;
-        return 0;
-    }
-    return status >= 500;
+    return gw_breaker_is_failure(&conf->breaker, status);
 }
 
 static void

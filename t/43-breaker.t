@@ -37,6 +37,8 @@ my $gw = start_gateway(config => {
           breaker => { window => '2s', buckets => 20 } },
         { name => 'only500', nodes => ["127.0.0.1:$bad2->{port}"],
           breaker => { failure_statuses => [500] } },
+        { name => 'nostatus', nodes => ["127.0.0.1:$bad->{port}"],
+          breaker => { failure_statuses => [] } },
     ],
     routes => [
         route('b', 'bad'),
@@ -49,6 +51,7 @@ my $gw = start_gateway(config => {
         route('mixed', 'mixed'),
         route('half', 'half'),
         route('only500', 'only500'),
+        route('nostatus', 'nostatus'),
     ],
 });
 
@@ -119,6 +122,9 @@ ok(!grep({ $_->{status} == 503 } @$seq), 'no request is refused while a node is 
 is($st->{503}, 30, 'failure_statuses [500]: 503 answers do not open the breaker');
 ok(!defined metric(qr/^gateway_breaker_drops_total\{upstream="only500"\} ([1-9]\d*)$/m),
    'and nothing is dropped');
+
+($st) = hammer('/nostatus/x', 30);
+is($st->{500}, 30, 'failure_statuses []: no status counts, 500s do not open the breaker');
 
 # --- half the requests fail: throttled at about the SRE ratio, then recovers --
 my ($req, $acc, $dropped, $fail) = (0, 0, 0, 0);

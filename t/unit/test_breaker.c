@@ -525,6 +525,10 @@ test_is_failure(void)
     ok(!gw_breaker_is_failure(&c, 500), "list: 500 is not listed");
     ok(!gw_breaker_is_failure(&c, 504), "list: 504 is not listed");
     ok(gw_breaker_is_failure(&c, 0), "list: no answer still fails");
+    c.nfailure_statuses = 0; /* failure_statuses: [] */
+    ok(!gw_breaker_is_failure(&c, 500), "empty list: no status fails");
+    ok(!gw_breaker_is_failure(&c, 503), "empty list: not even 503");
+    ok(gw_breaker_is_failure(&c, 0), "empty list: no answer still fails");
 }
 
 static void
