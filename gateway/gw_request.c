@@ -777,6 +777,14 @@ gw_request_on_upstream_error(gw_request_t *r, gw_up_error_t e)
     r->err = timeout ? GW_ERR_TIMEOUT : GW_ERR_UPSTREAM;
     if (r->head_sent) {
         breaker_report(r, 0);
+        if (r->head_pending && !(r->lua_phases & (GW_PH_HEADER_FILTER | GW_PH_BODY_FILTER))) {
+            /* not a byte of it reached the client yet: a clean error
+             * instead of a cut (and never a retry: the node answered) */
+            r->head_sent = r->head_pending = 0;
+            r->bytes_sent -= r->uphead.len;
+            fail_upstream(r, timeout ? 504 : 502);
+            return;
+        }
         gw_conn_close(r->conn); /* the response is cut: so must the connection be */
         return;
     }
@@ -928,15 +936,19 @@ build_response_head(gw_request_t *r, gw_upconn_t *u)
     }
     if (u->needs_eof)
         c->close_after = 1;
-    /* a body filter sees decoded bytes and may change their length: the
-     * client gets them re-chunked (or close-delimited on HTTP/1.0) */
-    if ((client10 && u->is_chunked) || filtered)
+    /* A chunked body is decoded and sent in the gateway's own chunk
+     * framing (or close-delimited on HTTP/1.0): extensions, trailers and
+     * whatever line endings the upstream's framing got away with never
+     * reach the client, so client and gateway agree where it ends. A body
+     * filter sees decoded bytes and may change their length: the same. */
+    int chunked = u->is_chunked && !u->head_request;
+    if (chunked || filtered)
         u->decode_body = 1;
-    if (client10 && (u->is_chunked || filtered))
+    if (client10 && (chunked || filtered))
         c->close_after = 1;
     if (!r->body_done || r->w->draining)
         c->close_after = 1;
-    r->rechunk = filtered && !client10;
+    r->rechunk = (chunked || filtered) && !client10;
     size_t need = 256;
     for (size_t i = 0; i < nh; i++) {
         gw_str_t n = hs[i].name;
@@ -979,7 +991,7 @@ build_response_head(gw_request_t *r, gw_upconn_t *u)
     GW_BUF_PUT_LIT(b, "\r\n");
     if (r->resp_extra.len)
         gw_buf_put(b, r->resp_extra.data, r->resp_extra.len);
-    if ((u->is_chunked && !u->decode_body && !u->head_request) || r->rechunk)
+    if (r->rechunk)
         GW_BUF_PUT_LIT(b, "Transfer-Encoding: chunked\r\n");
     if (c->close_after || !c->keepalive)
         GW_BUF_PUT_LIT(b, "Connection: close\r\n");

@@ -489,6 +489,8 @@ on_resp_headers_complete(llhttp_t *p)
             return -1;
     }
     u->status = p->status_code;
+    if (u->status < 100 || u->status > 599)
+        return -1; /* llhttp takes "HTTP/1.1 20 OK" and "004": not a status */
     if (u->status >= 100 && u->status < 200)
         return 0; /* interim: llhttp completes it without a body */
     u->is_chunked = (p->flags & F_CHUNKED) != 0;

@@ -4,10 +4,10 @@
  * canary rule), and upstream connections: connect, send, read and parse
  * the response (llhttp, strict), with connect/send/read timeouts.
  *
- * The response body is passed through as the bytes the upstream sent
- * (chunk framing included) when the client speaks HTTP/1.1, so the common
- * case copies nothing; for HTTP/1.0 clients a chunked body is decoded and
- * the connection closes at its end.
+ * A Content-Length body is passed through as the bytes the upstream sent,
+ * so the common case copies nothing; a chunked body is decoded here and
+ * re-framed by gw_request (chunks toward HTTP/1.1 clients, close-delimited
+ * toward HTTP/1.0 ones), so no upstream framing reaches a client.
  */
 #ifndef GW_UPSTREAM_H
 #define GW_UPSTREAM_H

@@ -50,6 +50,12 @@ my %cases = (
     badstatus => ["HTTP/1.1 2x0 OK\r\nContent-Length: 2\r\n\r\nok"],
     short     => ["HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nonly5"],
     garbage   => ["SMTP ready\r\n\r\n"],
+    twodigit  => ["HTTP/1.1 20 OK\r\nContent-Length: 2\r\n\r\nok"],
+    lowstatus => ["HTTP/1.1 004 Odd\r\nContent-Length: 2\r\n\r\nok"],
+    lastlf    => ["HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\n"],
+    chunkext  => ["HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n0\r\n\r\n"],
+    trailers  => ["HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-T: 1\r\n\r\n"],
+    badchunk  => ["HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n"],
 );
 
 my $dir = tmpdir();
@@ -149,7 +155,8 @@ is($r->{body}, '', 'HEAD: no body');
 
 # --- bad heads: 502 at once --------------------------------------------------------
 
-for my $name (qw(barelf barelf2 fold twocl clte badcl badname ctl badstatus garbage)) {
+for my $name (qw(barelf barelf2 fold twocl clte badcl badname ctl badstatus garbage twodigit
+                  lowstatus badchunk)) {
     my $r = get($name);
     gw_error_ok($r, 502, "$name: 502");
     cmp_ok($r->{took}, '<', 1.5 * mult(), "$name: answered at once, not at the read timeout");
@@ -157,6 +164,17 @@ for my $name (qw(barelf barelf2 fold twocl clte badcl badname ctl badstatus garb
 $r = get('short');
 ok($r->{status} == 200 && !$r->{complete} || $r->{status} == 504 || $r->{status} == 502,
    'a body shorter than its Content-Length: the response is cut, never completed');
+
+# --- chunked bodies go out in the gateway's own framing ----------------------------
+
+for my $name (qw(lastlf chunkext trailers)) {
+    my ($raw) = raw_exchange($gw->{port},
+        "GET /case/$name HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", timeout => 3);
+    my ($head, $body) = split /\r\n\r\n/, $raw, 2;
+    like($head, qr/^HTTP\/1\.1 200 /, "$name: 200");
+    like($head, qr/\r\nTransfer-Encoding: chunked\r\n/i, "$name: re-chunked");
+    is($body, "5\r\nhello\r\n0\r\n\r\n", "$name: canonical chunks, nothing of the upstream's framing");
+}
 
 # --- reuse ---------------------------------------------------------------------------
 
