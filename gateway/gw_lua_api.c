@@ -154,7 +154,7 @@ gw_ffi_req_body(gw_request_t *r, const char **p, size_t *n)
 EXPORT double
 gw_ffi_req_elapsed(gw_request_t *r)
 {
-    return (uv_hrtime() - r->start_ns) / 1e9;
+    return (gw_worker_now_ns(r->w) - r->start_ns) / 1e9;
 }
 
 static gw_str_t

@@ -45,7 +45,7 @@ gw_request_new(gw_worker_t *w, gw_conn_t *c)
     r->lua_exit_headers.len = 0;
     r->resp_extra.len = 0;
     r->bf_in.len = 0;
-    r->start_ns = uv_hrtime();
+    r->start_ns = gw_worker_now_ns(w);
     r->view.remote_ip = (gw_str_t){c->remote_ip, c->remote_ip_len};
     return r;
 }
@@ -515,7 +515,8 @@ on_budget(uv_timer_t *t)
     breaker_report(r, 0);
     if (r->up) {
         gw_metrics_upstream(r->w->metrics, r->w->slot, (int)r->target->up->conf->index,
-                            (int)r->node->index, 0, (uv_hrtime() - r->up_start_ns) / 1e9);
+                            (int)r->node->index, 0,
+                            (gw_worker_now_ns(r->w) - r->up_start_ns) / 1e9);
         gw_health_observe(r->target->up->health, r->node, 0);
         gw_upconn_release(r->up, 0);
         r->up = NULL;
@@ -677,7 +678,7 @@ pick_and_connect(gw_request_t *r)
             continue;
         }
         r->node = node;
-        r->up_start_ns = uv_hrtime();
+        r->up_start_ns = gw_worker_now_ns(w);
         int ready = 0;
         r->up = gw_upconn_acquire(w, t->up, node, r, &ready);
         if (r->up == NULL) {
@@ -745,7 +746,7 @@ static void
 upstream_feedback(gw_request_t *r, int status)
 {
     gw_worker_t *w = r->w;
-    uint64_t ns = uv_hrtime() - r->up_start_ns;
+    uint64_t ns = gw_worker_now_ns(w) - r->up_start_ns;
     r->up_latency_ns = ns;
     gw_metrics_upstream(w->metrics, w->slot, (int)r->target->up->conf->index, (int)r->node->index,
                         status, ns / 1e9);
@@ -1397,7 +1398,7 @@ gw_request_log(gw_request_t *r, void (*done)(gw_request_t *, int))
     if (r->finished)
         return GW_OK;
     r->finished = 1;
-    double secs = (uv_hrtime() - r->start_ns) / 1e9;
+    double secs = (gw_worker_now_ns(r->w) - r->start_ns) / 1e9;
     gw_metrics_request(w->metrics, w->slot, r->route ? (int)r->route->index : -1, r->status, secs);
     if (w->access_log)
         access_log(r, secs);

@@ -35,6 +35,23 @@ gw_worker_now_ms(gw_worker_t *w)
     return uv_now(w->loop);
 }
 
+uint64_t
+gw_worker_now_ns(gw_worker_t *w)
+{
+    if (!w->now_valid) {
+        w->now_ns = uv_hrtime();
+        w->now_valid = 1;
+    }
+    return w->now_ns;
+}
+
+static void
+on_clock_reset(uv_prepare_t *p)
+{
+    gw_worker_t *w = p->data;
+    w->now_valid = 0;
+}
+
 gw_rbuf_t *
 gw_worker_rbuf_get(gw_worker_t *w)
 {
@@ -85,6 +102,7 @@ finish(gw_worker_t *w)
     uv_timer_stop(&w->drain_timer);
     uv_close((uv_handle_t *)&w->drain_timer, on_handle_closed);
     uv_close((uv_handle_t *)&w->tick, on_handle_closed);
+    uv_close((uv_handle_t *)&w->clock_reset, on_handle_closed);
     uv_close((uv_handle_t *)&w->sig_term, on_handle_closed);
     uv_close((uv_handle_t *)&w->sig_quit, on_handle_closed);
     uv_close((uv_handle_t *)&w->sig_usr1, on_handle_closed);
@@ -313,6 +331,10 @@ gw_worker_run(const gw_conf_t *conf, int slot, int nworkers, const int *listen_f
     uv_signal_start(&w.sig_usr1, on_signal, SIGUSR1);
     uv_timer_start(&w.tick, on_tick, 1000, 1000);
     uv_unref((uv_handle_t *)&w.tick);
+    uv_prepare_init(&loop, &w.clock_reset);
+    w.clock_reset.data = &w;
+    uv_prepare_start(&w.clock_reset, on_clock_reset);
+    uv_unref((uv_handle_t *)&w.clock_reset);
 
     int rc = 0;
     if (setup(&w, listen_fds, nlisten) != GW_OK) {

@@ -107,6 +107,9 @@ struct gw_worker_s {
 
     int64_t date_sec;
     char date[32];
+    uv_prepare_t clock_reset; /* before each poll: the cached clock goes stale */
+    uint64_t now_ns;          /* the clock as the current loop iteration read it */
+    int now_valid;
     uint64_t rng;
 };
 
@@ -124,5 +127,10 @@ void gw_worker_rbuf_put(gw_worker_t *w, gw_rbuf_t *b);
 void gw_worker_conn_closed(gw_worker_t *w);
 
 uint64_t gw_worker_now_ms(gw_worker_t *w);
+
+/* A monotonic nanosecond clock read once per loop iteration (after the
+ * poll that woke the loop): every callback of one iteration sees the same
+ * time, and a request costs no clock read of its own. */
+uint64_t gw_worker_now_ns(gw_worker_t *w);
 
 #endif
