@@ -30,8 +30,6 @@ typedef struct {
     uint64_t *fails; /* ring of the last passive failure times (ms) */
     unsigned nfails, head;
     uint64_t readmit_at; /* passive only: when an ejected node comes back; 0 none */
-    char reason[128];
-    char last_error[128];
 } hnode_t;
 
 struct gw_health_s {
@@ -55,12 +53,6 @@ gw_health_enabled(const gw_upstream_conf_t *conf)
     return conf && (conf->health_active.enabled || conf->health_passive.enabled);
 }
 
-int
-gw_health_is_failure(const gw_upstream_conf_t *conf, int status)
-{
-    return gw_breaker_is_failure(&conf->breaker, status);
-}
-
 static void
 publish(gw_health_t *h)
 {
@@ -82,7 +74,6 @@ set_state(hnode_t *n, int healthy, const char *reason)
     n->ok_run = n->fail_run = 0;
     n->nfails = n->head = 0;
     n->readmit_at = 0;
-    snprintf(n->reason, sizeof(n->reason), "%s", reason);
     gw_log(h->log, healthy ? GW_LOG_INFO : GW_LOG_WARN, "upstream \"%s\": node %s %s: %s",
            h->conf->name, n->node->conf->addr, healthy ? "is healthy again" : "ejected", reason);
     publish(h);
@@ -141,7 +132,7 @@ gw_health_observe(gw_health_t *h, const gw_node_t *node, int status)
     if (h == NULL || h->stopped || !h->conf->health_passive.enabled || node->index >= h->nnodes)
         return;
     hnode_t *n = &h->nodes[node->index];
-    if (!n->node->healthy || !gw_health_is_failure(h->conf, status))
+    if (!n->node->healthy || !gw_breaker_is_failure(&h->conf->breaker, status))
         return;
     uint64_t now = uv_now(h->loop);
     n->fails[n->head] = now;
@@ -184,7 +175,6 @@ probe_result(hnode_t *n, int ok, const char *error)
         }
         return;
     }
-    snprintf(n->last_error, sizeof(n->last_error), "%s", error);
     n->ok_run = 0;
     n->fail_run++;
     if (n->node->healthy && n->fail_run >= (unsigned)a->unhealthy) {
@@ -366,32 +356,4 @@ gw_health_free(gw_health_t *h)
     free(h->nodes);
     free(h->ring);
     free(h);
-}
-
-const char *
-gw_health_node_state(const gw_health_t *h, size_t i)
-{
-    if (h == NULL || i >= h->nnodes)
-        return NULL;
-    return h->nodes[i].node->healthy ? "healthy" : "unhealthy";
-}
-
-int
-gw_health_node_stats(const gw_health_t *h, size_t i, gw_health_node_stats_t *out)
-{
-    if (h == NULL || i >= h->nnodes || out == NULL)
-        return GW_ERROR;
-    const hnode_t *n = &h->nodes[i];
-    out->healthy = n->node->healthy;
-    out->probe_successes = n->ok_run;
-    out->probe_failures = n->fail_run;
-    out->recent_failures = 0;
-    uint64_t now = uv_now(h->loop), window = h->conf->health_passive.window_ms;
-    for (unsigned k = 0; n->fails && k < n->nfails; k++)
-        if (now - n->fails[k] < window)
-            out->recent_failures++;
-    out->probing = n->probe != NULL;
-    out->reason = n->reason;
-    out->last_error = n->last_error;
-    return GW_OK;
 }

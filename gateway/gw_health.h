@@ -27,26 +27,8 @@
 typedef struct gw_health_s gw_health_t;
 typedef struct gw_log_s gw_log_t;
 
-/* A copy of one node's figures, for an admin view. */
-typedef struct {
-    int healthy;
-    unsigned probe_successes; /* consecutive successful probes */
-    unsigned probe_failures;  /* consecutive failed probes */
-    unsigned recent_failures; /* passive failures still in the window */
-    int probing;              /* a probe is in flight */
-    const char *reason;       /* why the last state change happened; "" none */
-    const char *last_error;   /* the last failed probe's cause; "" none */
-} gw_health_node_stats_t;
-
 /** Whether conf asks for active or passive checks at all. */
 int gw_health_enabled(const gw_upstream_conf_t *conf);
-
-/**
- * Whether a proxied attempt's outcome counts as a failure: status 0 (no
- * response: connect error, reset, timeout), or a status in the upstream's
- * breaker.failure_statuses when that list is set, else any status >= 500.
- */
-int gw_health_is_failure(const gw_upstream_conf_t *conf, int status);
 
 /**
  * A checker for the nnodes nodes (conf's nodes, same order) of the upstream
@@ -77,11 +59,5 @@ void gw_health_free(gw_health_t *h);
  * Never allocates.
  */
 void gw_health_observe(gw_health_t *h, const gw_node_t *node, int status);
-
-/** "healthy" or "unhealthy" for node index i; NULL when i is out of range. */
-const char *gw_health_node_state(const gw_health_t *h, size_t i);
-
-/** Fills *out for node index i; GW_ERROR when i is out of range. */
-int gw_health_node_stats(const gw_health_t *h, size_t i, gw_health_node_stats_t *out);
 
 #endif

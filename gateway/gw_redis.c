@@ -77,22 +77,6 @@ gw_redis_script_init(gw_redis_script_t *s, const char *text)
     s->sha[40] = '\0';
 }
 
-static const char *
-state_name(state_t s)
-{
-    switch (s) {
-    case ST_CONNECTING:
-    case ST_HANDSHAKE:
-        return "connecting";
-    case ST_READY:
-        return "ready";
-    case ST_SUSPECT:
-        return "suspect";
-    default:
-        return "down";
-    }
-}
-
 /* One log line per change of what users see (ready or not). */
 static void
 set_state(gw_redis_t *rd, state_t s, const char *why)
@@ -760,16 +744,4 @@ int
 gw_redis_ready(const gw_redis_t *rd)
 {
     return rd != NULL && rd->state == ST_READY;
-}
-
-const char *
-gw_redis_state(const gw_redis_t *rd)
-{
-    return rd ? state_name(rd->state) : "down";
-}
-
-size_t
-gw_redis_pending(const gw_redis_t *rd)
-{
-    return rd ? rd->npending : 0;
 }

@@ -98,9 +98,4 @@ gw_redis_cmd_t *gw_redis_eval(gw_redis_t *rd, const gw_redis_script_t *s, int nk
 /* The waiter went away: CB is not called for this command. */
 void gw_redis_cmd_cancel(gw_redis_cmd_t *c);
 
-/* For /metrics and tests: state name ("connecting", "ready", "suspect",
- * "down") and the number of commands waiting for an answer. */
-const char *gw_redis_state(const gw_redis_t *rd);
-size_t gw_redis_pending(const gw_redis_t *rd);
-
 #endif
