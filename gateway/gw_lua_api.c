@@ -615,6 +615,13 @@ gw_ffi_limit_result(gw_request_t *r, int64_t *o)
     memcpy(o, r->lua_limit_res, sizeof(r->lua_limit_res));
 }
 
+/* The matched route's index, -1 when none. */
+EXPORT int
+gw_ffi_route_index(gw_request_t *r)
+{
+    return r->route ? (int)r->route->index : -1;
+}
+
 EXPORT int
 gw_ffi_limit_allowed(gw_request_t *r)
 {
@@ -634,8 +641,6 @@ gw_ffi_resp_add_header(gw_request_t *r, const char *name, size_t nlen, const cha
     gw_buf_append(&r->resp_extra, "\r\n", 2);
     return GW_OK;
 }
-
-void gw_ffi_redis_release(gw_request_t *r);
 
 static void
 limit_cancel(gw_request_t *r)

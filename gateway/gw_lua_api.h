@@ -54,6 +54,18 @@ int gw_ffi_http_result(gw_request_t *r, int *status, const char **headers, size_
 
 void gw_ffi_http_release(gw_request_t *r);
 void gw_ffi_body_out(gw_request_t *r, const char *p, size_t n);
+int gw_ffi_limiter_new(gw_request_t *r, int kind, double a, double b, int align, const char *prefix,
+                       size_t plen, int policy, int on_err);
+int gw_ffi_limit_take(gw_request_t *r, int id, int which, const char *key, size_t klen, int flags);
+void gw_ffi_limit_result(gw_request_t *r, int64_t *o);
+int gw_ffi_limit_allowed(gw_request_t *r);
+int gw_ffi_route_index(gw_request_t *r);
+int gw_ffi_resp_add_header(gw_request_t *r, const char *name, size_t nlen, const char *value,
+                           size_t vlen);
+int gw_ffi_redis(gw_request_t *r, int argc, const char **argv, const size_t *lens,
+                 const char **err);
+int gw_ffi_redis_result(gw_request_t *r, const char **p, size_t *n, const char **err);
+void gw_ffi_redis_release(gw_request_t *r);
 
 /* Values of `what` for gw_ffi_req_get. */
 enum {

@@ -38,6 +38,7 @@ int gw_ffi_limiter_new(uintptr_t r, int kind, double a, double b, int align, con
 int gw_ffi_limit_take(uintptr_t r, int id, int which, const char *key, size_t klen, int flags);
 void gw_ffi_limit_result(uintptr_t r, int64_t *out);
 int gw_ffi_limit_allowed(uintptr_t r);
+int gw_ffi_route_index(uintptr_t r);
 int gw_ffi_resp_add_header(uintptr_t r, const char *name, size_t nlen, const char *value,
                            size_t vlen);
 int gw_ffi_redis(uintptr_t r, int argc, const char **argv, const size_t *lens, const char **err);

@@ -37,22 +37,23 @@ end
 local handles = setmetatable({}, { __mode = "k" })
 
 local function handle(kind, conf)
-    local route = gw.var.route or ""
+    -- the route by index (no string made per request); its name only once
+    local ri = C.gw_ffi_route_index(api.current())
     local byroute = handles[conf]
     if byroute == nil then
         byroute = {}
         handles[conf] = byroute
     end
-    local id = byroute[route]
+    local id = byroute[ri]
     if id then return id end
-    local prefix = conf.prefix or ("limit:" .. kind .. ":" .. route .. ":")
+    local prefix = conf.prefix or ("limit:" .. kind .. ":" .. (gw.var.route or "") .. ":")
     local a, b
     if kind == "period" then a, b = conf.quota, conf.period else a, b = conf.rate, conf.burst end
     id = C.gw_ffi_limiter_new(api.current(), KINDS[kind], a, b, conf.align and 1 or 0, prefix,
                               #prefix, POLICIES[conf.policy or "redis"],
                               ON_ERR[conf.on_redis_error or "local"])
     if id < 0 then error("gw.limit: cannot create the " .. kind .. " limiter", 3) end
-    byroute[route] = id
+    byroute[ri] = id
     return id
 end
 
