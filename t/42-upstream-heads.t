@@ -12,9 +12,6 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use GwTest;
-use IO::Socket::INET;
-use IO::Select;
-use POSIX ();
 use Time::HiRes qw(time sleep);
 
 plan skip_all => 'gateway binary ' . gw_bin() . ' not built' unless -x gw_bin();
@@ -62,43 +59,13 @@ my $dir = tmpdir();
 my $connlog = "$dir/conns.log";
 open my $cfh, '>', $connlog or die $!;
 close $cfh;
-my $l = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Proto => 'tcp',
-    Listen => 64, ReuseAddr => 1) or die "listen: $!";
-my $port = $l->sockport;
-my $parent = $$;
-my $origin = fork // die "fork: $!";
-if ($origin == 0) {
-    open STDOUT, '>', '/dev/null';
-    open STDERR, '>', '/dev/null';
-    $SIG{TERM} = sub { POSIX::_exit(0) };
-    $SIG{CHLD} = 'IGNORE';
-    while (1) {
-        POSIX::_exit(0) if getppid() != $parent;
-        my $c = $l->accept or next;
-        open my $lf, '>>', $connlog;
-        syswrite($lf, "conn\n");
-        close $lf;
-        my $kid = fork;
-        next if !defined $kid || $kid;
-        my $buf = '';
-        while (1) {
-            my $i;
-            while (($i = index($buf, "\r\n\r\n")) < 0) {
-                my $n = sysread($c, $buf, 65536, length $buf);
-                POSIX::_exit(0) unless $n;
-            }
-            my $head = substr($buf, 0, $i + 4, '');
-            my ($name) = $head =~ m{^\S+ /case/(\w+)};
-            my $parts = $cases{$name // ''} // ["HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"];
-            for my $k (0 .. $#$parts) {
-                syswrite($c, $parts->[$k]);
-                sleep 0.03 if $k < $#$parts;
-            }
-        }
-    }
-}
-close $l;
-END { if ($origin) { kill 'TERM', $origin; waitpid($origin, 0) } }
+my $port = start_scripted_origin(
+    conn_log => $connlog,
+    answer   => sub {
+        my ($name) = $_[0] =~ m{^\S+ /case/(\w+)};
+        return $cases{$name // ''} // ["HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"];
+    },
+)->{port};
 
 my $gw = start_gateway(config => {
     upstreams => [{ name => 'o', nodes => ["127.0.0.1:$port"], retries => 0,

@@ -10,8 +10,6 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use GwTest;
-use IO::Socket::INET;
-use POSIX ();
 use Time::HiRes qw(time sleep);
 
 plan skip_all => 'gateway binary ' . gw_bin() . ' not built' unless -x gw_bin();
@@ -39,45 +37,17 @@ for (1 .. 300) {
 
 # The origin: GET /c/N answers case N; every third answer goes in two
 # pieces, every fifth connection closes after its answer.
-my $l = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Proto => 'tcp',
-    Listen => 64, ReuseAddr => 1) or die "listen: $!";
-my $port   = $l->sockport;
-my $parent = $$;
-my $origin = fork // die "fork: $!";
-if ($origin == 0) {
-    open STDOUT, '>', '/dev/null';
-    open STDERR, '>', '/dev/null';
-    $SIG{TERM} = sub { POSIX::_exit(0) };
-    $SIG{CHLD} = 'IGNORE';
-    while (1) {
-        POSIX::_exit(0) if getppid() != $parent;
-        my $c = $l->accept or next;
-        my $kid = fork;
-        next if !defined $kid || $kid;
-        my $buf = '';
-        while (1) {
-            my $i;
-            while (($i = index($buf, "\r\n\r\n")) < 0) {
-                my $n = sysread($c, $buf, 65536, length $buf);
-                POSIX::_exit(0) unless $n;
-            }
-            my $head = substr($buf, 0, $i + 4, '');
-            my ($n) = $head =~ m{^\S+ /c/(\d+)};
-            my $out = $cases[$n // 0];
-            if (length($out) > 10 && ($n // 0) % 3 == 0) {
-                my $k = int(length($out) / 2);
-                syswrite($c, substr($out, 0, $k));
-                sleep 0.005;
-                syswrite($c, substr($out, $k));
-            } else {
-                syswrite($c, $out);
-            }
-            POSIX::_exit(0) if ($n // 0) % 5 == 0;
-        }
-    }
-}
-close $l;
-END { if ($origin) { kill 'TERM', $origin; waitpid($origin, 0) } }
+my $port = start_scripted_origin(
+    pause  => 0.005,
+    answer => sub {
+        my ($n) = $_[0] =~ m{^\S+ /c/(\d+)};
+        $n //= 0;
+        my $out = $cases[$n];
+        my $k   = int(length($out) / 2);
+        my @parts = length($out) > 10 && $n % 3 == 0 ? (substr($out, 0, $k), substr($out, $k)) : ($out);
+        return (\@parts, $n % 5 == 0);
+    },
+)->{port};
 
 my $gw = start_gateway(config => {
     upstreams => [{ name => 'o', nodes => ["127.0.0.1:$port"], retries => 0, breaker => 'off',

@@ -28,6 +28,7 @@ our @EXPORT = qw(
   parse_responses build_request json_body
   wait_for gw_error_ok rejects_ok yaml_dump
   start_redis stop_redis redis_cmd have_redis
+  start_scripted_origin
 );
 
 $SIG{PIPE} = 'IGNORE';
@@ -35,7 +36,7 @@ $SIG{PIPE} = 'IGNORE';
 my $LIBDIR = dirname(abs_path(__FILE__));
 my $JSON   = JSON::PP->new->ascii->canonical;
 
-my (@gateways, @upstreams, @redises, $tmpdir_obj, $told_dir);
+my (@gateways, @upstreams, @redises, @origins, $tmpdir_obj, $told_dir);
 
 # --- basics ----------------------------------------------------------------
 
@@ -314,6 +315,57 @@ sub clear_upstream_log {
     truncate $up->{log}, 0;
 }
 
+# --- scripted origins -------------------------------------------------------
+
+# start_scripted_origin(answer => sub { my ($head) = @_; ... return (\@parts, $close) },
+#                       [pause => s], [conn_log => FILE]) -> {port, pid}
+# An origin that answers each request head (body ignored) with the byte
+# strings ANSWER returns, written with PAUSE (default 0.03 s) between them,
+# then closes the connection when CLOSE is true. Each connection is served
+# by a child of its own; CONN_LOG gets a line "conn" per accepted one.
+sub start_scripted_origin {
+    my (%o) = @_;
+    my $pause = $o{pause} // 0.03;
+    my $l = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Proto => 'tcp',
+        Listen => 64, ReuseAddr => 1) or die "listen: $!";
+    my $origin = { port => $l->sockport };
+    my $parent = $$;
+    $origin->{pid} = fork // die "fork: $!";
+    if ($origin->{pid} == 0) {
+        open STDOUT, '>', '/dev/null';
+        open STDERR, '>', '/dev/null';
+        $SIG{TERM} = sub { POSIX::_exit(0) };
+        $SIG{CHLD} = 'IGNORE';
+        while (1) {
+            POSIX::_exit(0) if getppid() != $parent;
+            my $c = $l->accept or next;
+            if (defined $o{conn_log} && open my $lf, '>>', $o{conn_log}) {
+                syswrite($lf, "conn\n");
+                close $lf;
+            }
+            my $kid = fork;
+            next if !defined $kid || $kid;
+            my $buf = '';
+            while (1) {
+                my $i;
+                while (($i = index($buf, "\r\n\r\n")) < 0) {
+                    my $n = sysread($c, $buf, 65536, length $buf);
+                    POSIX::_exit(0) unless $n;
+                }
+                my ($parts, $close) = $o{answer}->(substr($buf, 0, $i + 4, ''));
+                for my $k (0 .. $#$parts) {
+                    syswrite($c, $parts->[$k]);
+                    sleep $pause if $k < $#$parts;
+                }
+                POSIX::_exit(0) if $close;
+            }
+        }
+    }
+    close $l;
+    push @origins, $origin;
+    return $origin;
+}
+
 # --- redis -----------------------------------------------------------------
 
 sub have_redis {
@@ -490,6 +542,11 @@ END {
         next if $up->{stopped}++;
         kill 'TERM', $up->{pid};
         reap($up->{pid}, 5 * mult());
+    }
+    for my $o (@origins) {
+        next if $o->{stopped}++;
+        kill 'TERM', $o->{pid};
+        reap($o->{pid}, 5 * mult());
     }
     for my $rd (@redises) {
         next if $rd->{stopped}++;
