@@ -34,6 +34,43 @@ gw_str_eq(gw_str_t a, gw_str_t b)
     return a.len == b.len && (a.len == 0 || memcmp(a.data, b.data, a.len) == 0);
 }
 
+/* Eight bytes at a time: x with the ASCII capitals of each byte made lower
+ * case, every other byte value left as it is. The additions cannot carry
+ * out of a byte because the high bits are cleared first. */
+static inline uint64_t
+gw_ascii_lower8(uint64_t x)
+{
+    uint64_t low7 = x & 0x7f7f7f7f7f7f7f7fULL;
+    uint64_t ge_a = low7 + 0x3f3f3f3f3f3f3f3fULL; /* bit 7 set where byte >= 'A' */
+    uint64_t gt_z = low7 + 0x2525252525252525ULL; /* bit 7 set where byte > 'Z' */
+    uint64_t upper = ge_a & ~gt_z & ~x & 0x8080808080808080ULL;
+    return x | (upper >> 2); /* 0x80 >> 2 is the case bit, 0x20 */
+}
+
+/* Up to eight bytes as a little word; the bytes not read are zero. */
+static inline uint64_t
+gw_load_upto8(const char *p, size_t n)
+{
+    uint64_t x = 0;
+    if (n >= 8) {
+        memcpy(&x, p, 8);
+        return x;
+    }
+    for (size_t i = 0; i < n; i++)
+        x |= (uint64_t)(unsigned char)p[i] << (8 * i);
+    return x;
+}
+
+/* Nonzero when some byte of x is a control character: below 0x20, or
+ * 0x7f. Exact as a yes/no; which byte it was takes a look at each. */
+static inline uint64_t
+gw_ctl8(uint64_t x)
+{
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+    uint64_t del = x ^ (0x7f * ones);
+    return ((x - 0x20 * ones) & ~x & highs) | ((del - ones) & ~del & highs);
+}
+
 /* ASCII case-insensitive equality: header names and tokens are ASCII,
  * and locale-aware strncasecmp costs more than the comparison itself.
  * Inline: it runs a dozen times per request. */
@@ -42,15 +79,17 @@ gw_str_caseeq(gw_str_t a, gw_str_t b)
 {
     if (a.len != b.len)
         return 0;
-    for (size_t i = 0; i < a.len; i++) {
-        unsigned char x = (unsigned char)a.data[i], y = (unsigned char)b.data[i];
-        if (x == y)
-            continue;
-        x |= 0x20;
-        if (x != (y | 0x20) || x < 'a' || x > 'z')
+    size_t n = a.len, i = 0;
+    if (n < 8)
+        return gw_ascii_lower8(gw_load_upto8(a.data, n)) ==
+               gw_ascii_lower8(gw_load_upto8(b.data, n));
+    for (; i + 8 <= n; i += 8)
+        if (gw_ascii_lower8(gw_load_upto8(a.data + i, 8)) !=
+            gw_ascii_lower8(gw_load_upto8(b.data + i, 8)))
             return 0;
-    }
-    return 1;
+    /* the last, partial word again as the last eight bytes */
+    return i == n || gw_ascii_lower8(gw_load_upto8(a.data + n - 8, 8)) ==
+                         gw_ascii_lower8(gw_load_upto8(b.data + n - 8, 8));
 }
 
 typedef struct {

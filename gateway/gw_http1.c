@@ -13,6 +13,8 @@
 #include <strings.h>
 
 #include "gw_http1.h"
+
+#include "gw_edge.h"
 #include "gw_log.h"
 #include "gw_metrics.h"
 #include "gw_request.h"
@@ -450,6 +452,7 @@ on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             release_rbuf(c);
         return;
     }
+    gw_edge_after_read(&c->edge, s, nread, buf->len);
     c->len += (size_t)nread;
     if (c->state == GW_CONN_S_BODY && c->req && !c->req->body_done)
         timer_arm(c); /* client_body runs between reads */
@@ -468,10 +471,19 @@ trim(gw_str_t v)
     return v;
 }
 
+/* Control bytes other than tab; obs-text (0x80-0xff) is let through.
+ * Eight bytes at a time: almost every value has no control byte at all. */
 static int
 bad_value_bytes(gw_str_t v)
 {
-    for (size_t i = 0; i < v.len; i++) {
+    size_t i = 0;
+    for (; i + 8 <= v.len; i += 8) {
+        uint64_t x;
+        memcpy(&x, v.data + i, 8);
+        if (gw_ctl8(x))
+            break;
+    }
+    for (; i < v.len; i++) {
         unsigned char ch = (unsigned char)v.data[i];
         if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
             return 1;
@@ -479,18 +491,29 @@ bad_value_bytes(gw_str_t v)
     return 0;
 }
 
+/* Host: a name, IPv4 or [IPv6] with an optional port, in the bytes those
+ * can hold (underscores too, as some internal names have them). */
+static const unsigned char host_byte[256] = {
+    ['.'] = 1, ['-'] = 1, [':'] = 1, ['['] = 1, [']'] = 1, ['_'] = 1,
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1,
+    ['8'] = 1, ['9'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1,
+    ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1,
+    ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1,
+    ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1, ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1,
+    ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1,
+    ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1,
+    ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1,
+};
+
 static int
 host_ok(gw_str_t h)
 {
     if (h.len == 0 || h.len > 255)
         return 0;
-    for (size_t i = 0; i < h.len; i++) {
-        unsigned char ch = (unsigned char)h.data[i];
-        if (!(ch == '.' || ch == '-' || ch == ':' || ch == '[' || ch == ']' || ch == '_' ||
-              (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z')))
-            return 0;
-    }
-    return 1;
+    unsigned ok = 1;
+    for (size_t i = 0; i < h.len; i++)
+        ok &= host_byte[(unsigned char)h.data[i]];
+    return (int)ok;
 }
 
 /*
@@ -925,6 +948,7 @@ finish_request(gw_conn_t *c)
     c->state = GW_CONN_S_IDLE;
     conn_state(c, GW_CONN_IDLE);
     gw_wqueue_trim(&c->out, 65536);
+    gw_edge_try(&c->edge, (uv_stream_t *)&c->tcp);
     if (rest == 0) {
         release_rbuf(c);
         timer_arm(c);

@@ -62,6 +62,7 @@ struct gw_conn_s {
     gw_wqueue_t out;           /* bytes waiting for the socket */
     uint64_t head_deadline_ms; /* client_header: absolute, not reset by trickling */
     unsigned requests;
+    unsigned char edge; /* GW_EDGE_*: how epoll reports this socket */
     char remote_ip[48];
     unsigned char remote_ip_len;
 };

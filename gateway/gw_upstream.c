@@ -9,6 +9,7 @@
 #include "gw_split.h"
 #include "gw_upstream.h"
 #include "gw_breaker.h"
+#include "gw_edge.h"
 
 enum { UP_CONNECTING = 1, UP_ACTIVE, UP_IDLE };
 
@@ -597,6 +598,24 @@ plain_text(unsigned char c)
     return c == '\t' || (c >= 0x20 && c < 0x7f);
 }
 
+/* The first byte from s on that is not plain text. Only called inside a
+ * head whose end (CRLF CRLF) was found: a CR stops the byte loop at the
+ * latest, and whole words are read only up to lim, the head's end. */
+static const unsigned char *
+plain_run(const unsigned char *s, const unsigned char *lim)
+{
+    while (lim - s >= 8) {
+        uint64_t x;
+        memcpy(&x, s, 8);
+        if (gw_ctl8(x) | (x & 0x8080808080808080ULL))
+            break;
+        s += 8;
+    }
+    while (plain_text(*s))
+        s++;
+    return s;
+}
+
 /* 1: a plain head was read (u->pos is past it); 0: not all of it is here
  * yet and nothing so far rules the fast path out; -1: llhttp decides. */
 static int
@@ -623,16 +642,15 @@ fast_head(gw_upconn_t *u)
         return 0;
     const unsigned char *s = (const unsigned char *)p + 9;
     const unsigned char *e = (const unsigned char *)stop + 2; /* the head's last CRLF */
+    const unsigned char *lim = e + 2;                          /* one past the head */
     if (s[0] < '2' || s[0] > '5' || s[1] < '0' || s[1] > '9' || s[2] < '0' || s[2] > '9' ||
         s[3] != ' ')
         return -1;
     int status = (s[0] - '0') * 100 + (s[1] - '0') * 10 + (s[2] - '0');
     if (status == 204 || status == 304)
         return -1;
-    for (s += 4; *s != '\r'; s++)
-        if (!plain_text(*s))
-            return -1;
-    if (s[1] != '\n')
+    s = plain_run(s + 4, lim);
+    if (s[0] != '\r' || s[1] != '\n')
         return -1;
     s += 2;
     size_t nh = 0;
@@ -649,13 +667,9 @@ fast_head(gw_upconn_t *u)
         while (*s == ' ' || *s == '\t')
             s++;
         const unsigned char *val = s;
-        while (*s != '\r') {
-            if (!plain_text(*s))
-                return -1;
-            s++;
-        }
+        s = plain_run(s, lim);
         size_t vlen = (size_t)(s - val);
-        if (s[1] != '\n' || vlen == 0 || val[vlen - 1] == ' ' || val[vlen - 1] == '\t')
+        if (s[0] != '\r' || s[1] != '\n' || vlen == 0 || val[vlen - 1] == ' ' || val[vlen - 1] == '\t')
             return -1;
         s += 2;
         gw_str_t n = {(const char *)name, nlen}, v = {(const char *)val, vlen};
@@ -867,6 +881,7 @@ on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         up_fail(u, u->got_bytes ? GW_UP_TRUNCATED : GW_UP_RESET);
         return;
     }
+    gw_edge_after_read(&u->edge, s, nread, buf->len);
     if (!u->got_bytes) {
         u->got_bytes = 1;
         llhttp_init(&u->parser, HTTP_RESPONSE, &response_settings);
@@ -942,6 +957,7 @@ gw_upconn_release(gw_upconn_t *u, int reuse)
     pool->nidle++;
     timer_start(u, u->up->conf->keepalive_idle_ms);
     up_read_start(u);
+    gw_edge_try(&u->edge, (uv_stream_t *)&u->tcp);
 }
 
 void

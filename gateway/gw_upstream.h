@@ -94,6 +94,7 @@ struct gw_upconn_s {
     unsigned held : 1;           /* the response head waits for a plugin */
     unsigned fast : 2;           /* UP_FAST_*: how this response is being read */
     unsigned fast_keepalive : 1; /* the fast path's reading of Connection */
+    unsigned char edge;          /* GW_EDGE_*: how epoll reports this socket */
     int64_t remaining;           /* fast path: body bytes still to come */
     int header_state;
     int failed; /* a gw_up_error_t waiting to be reported from the loop */

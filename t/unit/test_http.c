@@ -10,9 +10,88 @@ S(const char *s)
     return (gw_str_t){s, strlen(s)};
 }
 
+/* The byte-at-a-time definitions the word-at-a-time helpers must match. */
+static int
+ref_caseeq(const unsigned char *a, const unsigned char *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char x = a[i], y = b[i];
+        if (x >= 'A' && x <= 'Z')
+            x += 32;
+        if (y >= 'A' && y <= 'Z')
+            y += 32;
+        if (x != y)
+            return 0;
+    }
+    return 1;
+}
+
+static int
+ref_ctl(const unsigned char *a)
+{
+    for (int i = 0; i < 8; i++)
+        if (a[i] < 0x20 || a[i] == 0x7f)
+            return 1;
+    return 0;
+}
+
+/* Every byte value in every position of a word, against the references. */
+static void
+ascii_words(void)
+{
+    int bad_lower = 0, bad_ctl = 0, bad_eq = 0;
+    unsigned char w[8];
+    for (int pos = 0; pos < 8; pos++) {
+        for (int v = 0; v < 256; v++) {
+            memcpy(w, "aZ-0~_ k", 8);
+            w[pos] = (unsigned char)v;
+            uint64_t x, lx;
+            memcpy(&x, w, 8);
+            lx = gw_ascii_lower8(x);
+            unsigned char lw[8];
+            memcpy(lw, &lx, 8);
+            for (int i = 0; i < 8; i++) {
+                unsigned char want =
+                    (w[i] >= 'A' && w[i] <= 'Z') ? (unsigned char)(w[i] + 32) : w[i];
+                bad_lower += lw[i] != want;
+            }
+            bad_ctl += (gw_ctl8(x) != 0) != ref_ctl(w);
+        }
+    }
+    /* equality over lengths 0-20 against strings differing in one byte,
+     * in case only, or not at all */
+    unsigned seed = 12345;
+    for (int round = 0; round < 20000; round++) {
+        unsigned char a[24], b[24];
+        size_t n = (size_t)(round % 21);
+        for (size_t i = 0; i < n; i++) {
+            seed = seed * 1103515245u + 12345u;
+            a[i] = (unsigned char)(seed >> 16);
+            b[i] = a[i];
+            if ((seed >> 8) & 1) { /* flip the case bit: equal if a letter */
+                b[i] ^= 0x20;
+            }
+        }
+        if (n && round % 3 == 0)
+            b[round % n] = (unsigned char)(b[round % n] + 1 + round % 5);
+        int got = gw_str_caseeq((gw_str_t){(const char *)a, n}, (gw_str_t){(const char *)b, n});
+        bad_eq += got != ref_caseeq(a, b, n);
+    }
+    is_int(bad_lower, 0, "gw_ascii_lower8 lowers A-Z only, in every position");
+    is_int(bad_ctl, 0, "gw_ctl8 finds bytes below 0x20 and 0x7f, in every position");
+    is_int(bad_eq, 0, "gw_str_caseeq agrees with a byte-wise comparison (lengths 0-20)");
+    ok(gw_str_caseeq(S("Content-Length"), S("content-length")), "Content-Length");
+    ok(!gw_str_caseeq(S("content-lengti"), S("content-length")), "last byte differs");
+    ok(!gw_str_caseeq(S("@"), S("`")), "@ is not the capital of `");
+    ok(!gw_str_caseeq(S("^"), S("~")), "^ is not the capital of ~");
+    ok(!gw_str_caseeq(S("Keep\ralive"), S("keep-alive")), "CR is not a dash");
+}
+
 int
 main(void)
 {
+    ascii_words();
+
     /* request ids */
     ok(gw_http_request_id_ok(S("abc-123_x.y:z")), "sane request id kept");
     ok(!gw_http_request_id_ok(S("")), "empty request id replaced");
