@@ -46,6 +46,8 @@
 #   /bad/status      a garbage status line
 #   /slow-body/MS    head (Content-Length) at once, the body after MS ms
 #   /nobody/204      204 No Content
+#   /sink            the default answer, but "body" (logged and echoed) is
+#                    "bytes=N md5=HEX" of the body received
 # A HEAD request gets the head of the answer without its body.
 
 use strict;
@@ -57,6 +59,7 @@ use Time::HiRes qw(time sleep);
 use JSON::PP;
 use Fcntl qw(O_WRONLY O_APPEND O_CREAT);
 use Getopt::Long;
+use Digest::MD5 qw(md5_hex);
 
 my ($port, $name, $log, $ready, $fail_status) = (undef, 'echo', undef, 0, undef);
 GetOptions('port=i' => \$port, 'name=s' => \$name, 'log=s' => \$log,
@@ -216,6 +219,10 @@ sub serve {
             $body = substr($buf, 0, $len, '');
         }
         $seq++;
+        # Megabytes are counted, not logged or echoed: JSON::PP takes
+        # seconds over them.
+        $body = sprintf('bytes=%d md5=%s', length $body, md5_hex($body))
+          if $uri =~ m{^/sink};
 
         write_log({
             name     => $name,
