@@ -148,19 +148,19 @@ gw_http_is_hop_by_hop(gw_str_t n)
 {
     switch (n.len) {
     case 2:
-        return gw_str_caseeq(n, GW_STR("te"));
+        return gw_str_caseeq_lc(n, GW_STR("te"));
     case 7:
-        return gw_str_caseeq(n, GW_STR("trailer")) || gw_str_caseeq(n, GW_STR("upgrade"));
+        return gw_str_caseeq_lc(n, GW_STR("trailer")) || gw_str_caseeq_lc(n, GW_STR("upgrade"));
     case 10:
-        return gw_str_caseeq(n, GW_STR("connection")) || gw_str_caseeq(n, GW_STR("keep-alive"));
+        return gw_str_caseeq_lc(n, GW_STR("connection")) || gw_str_caseeq_lc(n, GW_STR("keep-alive"));
     case 16:
-        return gw_str_caseeq(n, GW_STR("proxy-connection"));
+        return gw_str_caseeq_lc(n, GW_STR("proxy-connection"));
     case 17:
-        return gw_str_caseeq(n, GW_STR("transfer-encoding"));
+        return gw_str_caseeq_lc(n, GW_STR("transfer-encoding"));
     case 19:
-        return gw_str_caseeq(n, GW_STR("proxy-authorization"));
+        return gw_str_caseeq_lc(n, GW_STR("proxy-authorization"));
     case 18:
-        return gw_str_caseeq(n, GW_STR("proxy-authenticate"));
+        return gw_str_caseeq_lc(n, GW_STR("proxy-authenticate"));
     default:
         return 0;
     }

@@ -543,17 +543,17 @@ check_head(gw_conn_t *c, gw_request_t *r, const char **msg)
             return 400;
         h->value = trim(h->value);
         gw_str_t n = h->name;
-        if (n.len == 4 && gw_str_caseeq(n, GW_STR("host"))) {
+        if (n.len == 4 && gw_str_caseeq_lc(n, GW_STR("host"))) {
             nhost++;
             r->host_header = h->value;
-        } else if (n.len == 14 && gw_str_caseeq(n, GW_STR("content-length"))) {
+        } else if (n.len == 14 && gw_str_caseeq_lc(n, GW_STR("content-length"))) {
             ncl++;
-        } else if (n.len == 17 && gw_str_caseeq(n, GW_STR("transfer-encoding"))) {
+        } else if (n.len == 17 && gw_str_caseeq_lc(n, GW_STR("transfer-encoding"))) {
             nte++;
-            if (!gw_str_caseeq(h->value, GW_STR("chunked")))
+            if (!gw_str_caseeq_lc(h->value, GW_STR("chunked")))
                 return 400;
-        } else if (n.len == 6 && gw_str_caseeq(n, GW_STR("expect"))) {
-            if (!gw_str_caseeq(h->value, GW_STR("100-continue"))) {
+        } else if (n.len == 6 && gw_str_caseeq_lc(n, GW_STR("expect"))) {
+            if (!gw_str_caseeq_lc(h->value, GW_STR("100-continue"))) {
                 *msg = "expectation failed";
                 return 417;
             }

@@ -329,21 +329,21 @@ classify_header(gw_str_t n)
         return H_DROP;
     switch (n.len) {
     case 6:
-        return gw_str_caseeq(n, GW_STR("expect")) ? H_DROP : H_PASS;
+        return gw_str_caseeq_lc(n, GW_STR("expect")) ? H_DROP : H_PASS;
     case 11:
-        return gw_str_caseeq(n, GW_STR("traceparent")) ? H_TRACEPARENT : H_PASS;
+        return gw_str_caseeq_lc(n, GW_STR("traceparent")) ? H_TRACEPARENT : H_PASS;
     case 12:
-        return gw_str_caseeq(n, GW_STR("x-request-id")) ? H_REQUEST_ID : H_PASS;
+        return gw_str_caseeq_lc(n, GW_STR("x-request-id")) ? H_REQUEST_ID : H_PASS;
     case 14:
-        return gw_str_caseeq(n, GW_STR("content-length")) ? H_DROP : H_PASS;
+        return gw_str_caseeq_lc(n, GW_STR("content-length")) ? H_DROP : H_PASS;
     case 15:
-        return gw_str_caseeq(n, GW_STR("x-forwarded-for")) ? H_XFF : H_PASS;
+        return gw_str_caseeq_lc(n, GW_STR("x-forwarded-for")) ? H_XFF : H_PASS;
     case 16:
-        if (gw_str_caseeq(n, GW_STR("x-forwarded-host")))
+        if (gw_str_caseeq_lc(n, GW_STR("x-forwarded-host")))
             return H_DROP;
         return H_PASS;
     case 17:
-        return gw_str_caseeq(n, GW_STR("x-forwarded-proto")) ? H_DROP : H_PASS;
+        return gw_str_caseeq_lc(n, GW_STR("x-forwarded-proto")) ? H_DROP : H_PASS;
     default:
         return H_PASS;
     }
@@ -356,9 +356,9 @@ ids_init(gw_request_t *r)
     gw_str_t rid = GW_NULL_STR, tp = GW_NULL_STR;
     for (size_t i = 0; i < r->nheaders; i++) {
         gw_str_t n = r->headers[i].name;
-        if (n.len == 12 && gw_str_caseeq(n, GW_STR("x-request-id")) && rid.data == NULL)
+        if (n.len == 12 && gw_str_caseeq_lc(n, GW_STR("x-request-id")) && rid.data == NULL)
             rid = r->headers[i].value;
-        else if (n.len == 11 && gw_str_caseeq(n, GW_STR("traceparent")) && tp.data == NULL)
+        else if (n.len == 11 && gw_str_caseeq_lc(n, GW_STR("traceparent")) && tp.data == NULL)
             tp = r->headers[i].value;
     }
     int made_id = 0;
@@ -403,12 +403,12 @@ build_upstream_head(gw_request_t *r, gw_str_t path)
     for (size_t i = 0; i < r->nheaders; i++) {
         gw_str_t n = r->headers[i].name;
         need += n.len + r->headers[i].value.len + 4;
-        if (n.len == 10 && gw_str_caseeq(n, GW_STR("connection")))
+        if (n.len == 10 && gw_str_caseeq_lc(n, GW_STR("connection")))
             conn_tokens = r->headers[i].value;
     }
     /* only a Connection header naming other headers needs the search */
-    if (gw_str_caseeq(conn_tokens, GW_STR("keep-alive")) ||
-        gw_str_caseeq(conn_tokens, GW_STR("close")))
+    if (gw_str_caseeq_lc(conn_tokens, GW_STR("keep-alive")) ||
+        gw_str_caseeq_lc(conn_tokens, GW_STR("close")))
         conn_tokens = GW_NULL_STR;
     b->len = 0;
     gw_buf_reserve(b, need); /* one check; everything below is unchecked */
@@ -954,12 +954,12 @@ build_response_head(gw_request_t *r, gw_upconn_t *u)
     for (size_t i = 0; i < nh; i++) {
         gw_str_t n = hs[i].name;
         need += n.len + hs[i].value.len + 4;
-        if (n.len == 10 && gw_str_caseeq(n, GW_STR("connection")))
+        if (n.len == 10 && gw_str_caseeq_lc(n, GW_STR("connection")))
             conn_tokens = hs[i].value;
     }
     /* the usual values name no header: skip the per-header token search */
-    if (gw_str_caseeq(conn_tokens, GW_STR("keep-alive")) ||
-        gw_str_caseeq(conn_tokens, GW_STR("close")))
+    if (gw_str_caseeq_lc(conn_tokens, GW_STR("keep-alive")) ||
+        gw_str_caseeq_lc(conn_tokens, GW_STR("close")))
         conn_tokens = GW_NULL_STR;
     b->len = 0;
     gw_buf_reserve(b, need + r->request_id.len + r->resp_extra.len);
@@ -969,11 +969,11 @@ build_response_head(gw_request_t *r, gw_upconn_t *u)
         gw_str_t n = h->name;
         if (n.len == 0 || gw_http_is_hop_by_hop(n))
             continue;
-        if (n.len == 12 && gw_str_caseeq(n, GW_STR("x-request-id")))
+        if (n.len == 12 && gw_str_caseeq_lc(n, GW_STR("x-request-id")))
             continue;
-        if (filtered && n.len == 14 && gw_str_caseeq(n, GW_STR("content-length")))
+        if (filtered && n.len == 14 && gw_str_caseeq_lc(n, GW_STR("content-length")))
             continue;
-        if (n.len == 4 && gw_str_caseeq(n, GW_STR("date")))
+        if (n.len == 4 && gw_str_caseeq_lc(n, GW_STR("date")))
             has_date = 1;
         if (conn_tokens.len && gw_http_has_token(conn_tokens, n))
             continue;
@@ -1262,8 +1262,8 @@ write_own_response(gw_request_t *r, int status, const char *ctype, const char *b
         for (size_t i = 0; i < r->nrhdrs; i++) {
             gw_str_t n = r->rhdrs[i].name;
             if (n.len == 0 || gw_http_is_hop_by_hop(n) ||
-                gw_str_caseeq(n, GW_STR("content-length")) ||
-                gw_str_caseeq(n, GW_STR("x-request-id")) || gw_str_caseeq(n, GW_STR("date")))
+                gw_str_caseeq_lc(n, GW_STR("content-length")) ||
+                gw_str_caseeq_lc(n, GW_STR("x-request-id")) || gw_str_caseeq_lc(n, GW_STR("date")))
                 continue;
             gw_buf_puts(b, n);
             GW_BUF_PUT_LIT(b, ": ");
@@ -1430,7 +1430,7 @@ access_log(gw_request_t *r, double secs)
     e.upstream_status = r->up_status;
     e.upstream_latency_ms = r->up_latency_ns / 1e6;
     for (size_t i = 0; i < r->nheaders; i++)
-        if (r->headers[i].name.len == 10 && gw_str_caseeq(r->headers[i].name, GW_STR("user-agent")))
+        if (r->headers[i].name.len == 10 && gw_str_caseeq_lc(r->headers[i].name, GW_STR("user-agent")))
             e.user_agent = r->headers[i].value;
     gw_access_log_write(w->access_log, &e);
 }

@@ -673,7 +673,7 @@ fast_head(gw_upconn_t *u)
             return -1;
         s += 2;
         gw_str_t n = {(const char *)name, nlen}, v = {(const char *)val, vlen};
-        if (nlen == 14 && gw_str_caseeq(n, GW_STR("content-length"))) {
+        if (nlen == 14 && gw_str_caseeq_lc(n, GW_STR("content-length"))) {
             if (clen >= 0 || vlen > 18)
                 return -1;
             clen = 0;
@@ -682,14 +682,14 @@ fast_head(gw_upconn_t *u)
                     return -1;
                 clen = clen * 10 + (val[i] - '0');
             }
-        } else if (nlen == 10 && gw_str_caseeq(n, GW_STR("connection"))) {
-            if (gw_str_caseeq(v, GW_STR("close")))
+        } else if (nlen == 10 && gw_str_caseeq_lc(n, GW_STR("connection"))) {
+            if (gw_str_caseeq_lc(v, GW_STR("close")))
                 keepalive = 0;
-            else if (!gw_str_caseeq(v, GW_STR("keep-alive")))
+            else if (!gw_str_caseeq_lc(v, GW_STR("keep-alive")))
                 return -1;
-        } else if ((nlen == 17 && gw_str_caseeq(n, GW_STR("transfer-encoding"))) ||
-                   (nlen == 16 && gw_str_caseeq(n, GW_STR("proxy-connection"))) ||
-                   (nlen == 7 && gw_str_caseeq(n, GW_STR("upgrade")))) {
+        } else if ((nlen == 17 && gw_str_caseeq_lc(n, GW_STR("transfer-encoding"))) ||
+                   (nlen == 16 && gw_str_caseeq_lc(n, GW_STR("proxy-connection"))) ||
+                   (nlen == 7 && gw_str_caseeq_lc(n, GW_STR("upgrade")))) {
             return -1;
         }
         u->headers[nh].name = n;

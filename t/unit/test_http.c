@@ -39,7 +39,7 @@ ref_ctl(const unsigned char *a)
 static void
 ascii_words(void)
 {
-    int bad_lower = 0, bad_ctl = 0, bad_eq = 0;
+    int bad_lower = 0, bad_ctl = 0, bad_eq = 0, bad_lc = 0;
     unsigned char w[8];
     for (int pos = 0; pos < 8; pos++) {
         for (int v = 0; v < 256; v++) {
@@ -76,10 +76,20 @@ ascii_words(void)
             b[round % n] = (unsigned char)(b[round % n] + 1 + round % 5);
         int got = gw_str_caseeq((gw_str_t){(const char *)a, n}, (gw_str_t){(const char *)b, n});
         bad_eq += got != ref_caseeq(a, b, n);
+        unsigned char lc[24];
+        for (size_t i = 0; i < n; i++)
+            lc[i] = (b[i] >= 'A' && b[i] <= 'Z') ? (unsigned char)(b[i] + 32) : b[i];
+        got = gw_str_caseeq_lc((gw_str_t){(const char *)a, n}, (gw_str_t){(const char *)lc, n});
+        bad_lc += got != ref_caseeq(a, lc, n);
     }
     is_int(bad_lower, 0, "gw_ascii_lower8 lowers A-Z only, in every position");
     is_int(bad_ctl, 0, "gw_ctl8 finds bytes below 0x20 and 0x7f, in every position");
     is_int(bad_eq, 0, "gw_str_caseeq agrees with a byte-wise comparison (lengths 0-20)");
+    is_int(bad_lc, 0, "gw_str_caseeq_lc agrees with it against lower-case literals");
+    ok(gw_str_caseeq_lc(S("Content-Length"), S("content-length")), "Content-Length (literal)");
+    ok(gw_str_caseeq_lc(S("KEEP-ALIVE"), S("keep-alive")), "KEEP-ALIVE (literal)");
+    ok(!gw_str_caseeq_lc(S("keep\ralive"), S("keep-alive")), "CR is not a dash (literal)");
+    ok(!gw_str_caseeq_lc(S("Host"), S("hosT")), "the literal must be lower case");
     ok(gw_str_caseeq(S("Content-Length"), S("content-length")), "Content-Length");
     ok(!gw_str_caseeq(S("content-lengti"), S("content-length")), "last byte differs");
     ok(!gw_str_caseeq(S("@"), S("`")), "@ is not the capital of `");
