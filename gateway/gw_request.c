@@ -1015,6 +1015,12 @@ write_body(gw_request_t *r, const char *data, size_t len, int last)
     char size[24];
     if (r->head_pending) {
         r->head_pending = 0;
+        /* a small body rides in the head's buffer: one plain send() */
+        if (!r->rechunk && len > 0 && len <= 2048) {
+            gw_buf_append(&r->uphead, data, len);
+            r->bytes_sent += len;
+            len = 0;
+        }
         b[n++] = uv_buf_init(r->uphead.data, (unsigned)r->uphead.len);
     }
     if (r->rechunk && len) {
