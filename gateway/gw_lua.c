@@ -474,6 +474,18 @@ gw_lua_wants_upstream(gw_request_t *r, int status)
 }
 
 void
+gw_lua_abandon(gw_request_t *r)
+{
+    if (r->w->lua == NULL || r->lua_co_ref == 0)
+        return;
+    uv_timer_stop(&r->lua_timer);
+    gw_lua_api_cancel(r);
+    drop_co(r); /* suspended: never back to the pool */
+    r->lua_waiting = 0;
+    r->lua_done = NULL;
+}
+
+void
 gw_lua_request_end(gw_request_t *r)
 {
     gw_lua_t *lua = r->w->lua;

@@ -73,6 +73,11 @@ int gw_lua_wants_upstream(gw_request_t *r, int status);
 
 /* The request is going away: drop its coroutine and cancel what it
  * waits for. */
+/* The client is gone while a phase waits: that phase is dropped with its
+ * waits (it never resumes), so that the log phase can run, and wait, in a
+ * coroutine of its own. */
+void gw_lua_abandon(gw_request_t *r);
+
 void gw_lua_request_end(gw_request_t *r);
 
 /* Resumes r's coroutine after an operation it waited for (gw_lua_api.c). */

@@ -1155,17 +1155,23 @@ gw_request_on_client_drained(gw_request_t *r)
 }
 
 void
-gw_request_on_client_gone(gw_request_t *r)
+gw_request_on_client_gone(gw_request_t *r, void (*log_done)(gw_request_t *, int))
 {
     r->client_gone = 1;
     if (r->up) {
         gw_upconn_release(r->up, 0);
         r->up = NULL;
     }
+    if (r->budget_active) {
+        uv_timer_stop(&r->budget);
+        r->budget_active = 0;
+    }
     if (!r->head_sent && r->status == 0)
         r->status = 499; /* nginx's "client closed request", for logs only */
+    if (r->lua_phases)
+        gw_lua_abandon(r);
     if (r->method.len)
-        gw_request_log(r, NULL);
+        gw_request_log(r, log_done);
     r->finished = 1;
 }
 
@@ -1436,7 +1442,8 @@ access_log(gw_request_t *r, double secs)
     e.upstream_status = r->up_status;
     e.upstream_latency_ms = r->up_latency_ns / 1e6;
     for (size_t i = 0; i < r->nheaders; i++)
-        if (r->headers[i].name.len == 10 && gw_str_caseeq_lc(r->headers[i].name, GW_STR("user-agent")))
+        if (r->headers[i].name.len == 10 &&
+            gw_str_caseeq_lc(r->headers[i].name, GW_STR("user-agent")))
             e.user_agent = r->headers[i].value;
     gw_access_log_write(w->access_log, &e);
 }

@@ -159,8 +159,11 @@ void gw_request_on_head(gw_request_t *r);
 int gw_request_on_body(gw_request_t *r, const char *data, size_t len);
 void gw_request_on_body_done(gw_request_t *r);
 void gw_request_on_client_drained(gw_request_t *r);
-/* The client connection failed or closed: abandon the upstream side. */
-void gw_request_on_client_gone(gw_request_t *r);
+/* The client connection failed or closed: abandon the upstream side and
+ * any Lua phase that waits; log. A log phase that waits returns with
+ * log_waiting set and calls log_done when it ends: the caller detaches the
+ * request meanwhile (gw_request_detach). */
+void gw_request_on_client_gone(gw_request_t *r, void (*log_done)(gw_request_t *, int));
 
 /* Ends the request with an error the gateway makes (JSON envelope). */
 void gw_request_fail(gw_request_t *r, int status, const char *message);

@@ -25,6 +25,19 @@ function plugin.log(conf, ctx)
 end
 return plugin
 LUA
+GwTest::spew("$pdir/t-slow-access.lua", <<'LUA');
+local plugin = { name = "t-slow-access", priority = 200, schema = { type = "object" } }
+function plugin.access(conf, ctx)
+  gw.sleep(0.4)
+  ctx.passed = true
+end
+function plugin.log(conf, ctx)
+  gw.sleep(0.05)
+  gw.log("info", "t-slow-access log ", gw.req.path(), " status=", gw.resp.status(),
+         " passed=", tostring(ctx.passed))
+end
+return plugin
+LUA
 GwTest::spew("$pdir/t-fallback.lua", <<'LUA');
 local plugin = { name = "t-fallback", priority = 100,
   schema = { type = "object", properties = { url = { type = "string" } }, required = { "url" } } }
@@ -81,6 +94,8 @@ my $gw = start_gateway(config => {
     routes => [
         { name => 'audited', match => { path => '/aud/*' }, upstream => 'a',
           plugins => { 't-audit' => { url => "http://127.0.0.1:$audit->{port}" } } },
+        { name => 'slowacc', match => { path => '/sa/*' }, upstream => 'a',
+          plugins => { 't-slow-access' => {} } },
         { name => 'upper', match => { path => '/up/*' }, upstream => 'a', strip_prefix => '/up',
           plugins => { 't-slow-upper' => {} } },
         { name => 'upstatus', match => { path => '/us/*' }, upstream => 'a', strip_prefix => '/us',
@@ -114,6 +129,35 @@ ok(wait_for(sub { gateway_log($gw) =~ m{t-audit /aud/three 200} }, 3),
 ok(wait_for(sub { grep { $_->{uri} eq '/audit/aud/three' } upstream_requests($audit) }, 3),
    'log waits: its request reached the audit service');
 like(gateway_log($gw), qr{t-audit /aud/one 200}, 'log waits: first log line');
+
+# the client leaves before its answer: the log phase still runs, and waits
+{
+    clear_upstream_log($up);
+    my $c = gw_connect($gw->{port});
+    $c->write(build_request('GET', '/aud/sleep/400'));
+    sleep 0.1;
+    $c->close;
+    ok(wait_for(sub { gateway_log($gw) =~ m{t-audit /aud/sleep/400 200} }, 3),
+       'client gone mid-response: the log phase waited and reached the audit service');
+    ok(wait_for(sub { grep { $_->{uri} eq '/audit/aud/sleep/400' } upstream_requests($audit) }, 3),
+       'client gone mid-response: the audit request arrived');
+}
+# ... and while an access phase waits: that phase is dropped, the log phase runs
+{
+    clear_upstream_log($up);
+    my $c = gw_connect($gw->{port});
+    $c->write(build_request('GET', '/sa/x'));
+    sleep 0.1;
+    $c->close;
+    ok(wait_for(sub { gateway_log($gw) =~ m{t-slow-access log /sa/x status=499 passed=nil} }, 3),
+       'client gone during a waiting access phase: the log phase ran and waited, status 499');
+    sleep 0.5;
+    ok(!grep({ $_->{uri} =~ m{^/sa/} } upstream_requests($up)),
+       'the dropped access phase never resumed: nothing went upstream');
+    unlike(gateway_log($gw), qr/cannot wait here/, 'no "cannot wait here" error');
+    my $r = http_request($gw->{port}, 'GET', '/sa/y');
+    is($r->{status}, 200, 'the route serves the next client');
+}
 
 # the error phase waits for a fallback
 my $r4 = http_request($gw->{port}, 'GET', '/fb/x');
