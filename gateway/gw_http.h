@@ -49,6 +49,51 @@ void gw_buf_free(gw_buf_t *b);
 const char *gw_http_reason(int status);
 
 /* Hop-by-hop headers (RFC 9110 7.6.1 plus the usual legacy ones). */
+/* 1 for the bytes of an RFC 9110 token (header names, methods). */
+extern const unsigned char gw_http_tchar[256];
+
+/* HTAB, SP and visible ASCII: what a plain field value or reason holds. */
+static inline int
+gw_http_plain_byte(unsigned char c)
+{
+    return c == '\t' || (c >= 0x20 && c < 0x7f);
+}
+
+/* The first byte from s on (before end) that is not plain, or end. Eight
+ * bytes at a time while eight remain. */
+static inline const unsigned char *
+gw_http_plain_run(const unsigned char *s, const unsigned char *end)
+{
+    while (end - s >= 8) {
+        uint64_t x;
+        memcpy(&x, s, 8);
+        if (gw_ctl8(x) | (x & 0x8080808080808080ULL))
+            break;
+        s += 8;
+    }
+    while (s < end && gw_http_plain_byte(*s))
+        s++;
+    return s;
+}
+
+/* The same for visible ASCII only (no SP, no HTAB): a request target. */
+static inline const unsigned char *
+gw_http_visible_run(const unsigned char *s, const unsigned char *end)
+{
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+    while (end - s >= 8) {
+        uint64_t x;
+        memcpy(&x, s, 8);
+        uint64_t sp = x ^ (0x20 * ones);
+        if (gw_ctl8(x) | (x & highs) | ((sp - ones) & ~sp & highs))
+            break;
+        s += 8;
+    }
+    while (s<end && * s> 0x20 && *s < 0x7f)
+        s++;
+    return s;
+}
+
 int gw_http_is_hop_by_hop(gw_str_t name);
 
 /* A client-supplied X-Request-Id is kept when 1..128 chars of

@@ -578,44 +578,6 @@ up_read_stop(gw_upconn_t *u)
 
 enum { UP_FAST_TRY = 0, UP_FAST_OFF, UP_FAST_BODY };
 
-static const unsigned char tchar[256] = {
-    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1,
-    ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1,  ['~'] = 1, ['0'] = 1,
-    ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1,  ['7'] = 1, ['8'] = 1,
-    ['9'] = 1, ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1,  ['F'] = 1, ['G'] = 1,
-    ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1,  ['N'] = 1, ['O'] = 1,
-    ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1,  ['V'] = 1, ['W'] = 1,
-    ['X'] = 1, ['Y'] = 1, ['Z'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1,  ['d'] = 1, ['e'] = 1,
-    ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1,  ['l'] = 1, ['m'] = 1,
-    ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1,  ['t'] = 1, ['u'] = 1,
-    ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
-};
-
-/* HTAB, SP and visible ASCII: what a plain field value or reason holds. */
-static int
-plain_text(unsigned char c)
-{
-    return c == '\t' || (c >= 0x20 && c < 0x7f);
-}
-
-/* The first byte from s on that is not plain text. Only called inside a
- * head whose end (CRLF CRLF) was found: a CR stops the byte loop at the
- * latest, and whole words are read only up to lim, the head's end. */
-static const unsigned char *
-plain_run(const unsigned char *s, const unsigned char *lim)
-{
-    while (lim - s >= 8) {
-        uint64_t x;
-        memcpy(&x, s, 8);
-        if (gw_ctl8(x) | (x & 0x8080808080808080ULL))
-            break;
-        s += 8;
-    }
-    while (plain_text(*s))
-        s++;
-    return s;
-}
-
 /* 1: a plain head was read (u->pos is past it); 0: not all of it is here
  * yet and nothing so far rules the fast path out; -1: llhttp decides. */
 static int
@@ -642,14 +604,14 @@ fast_head(gw_upconn_t *u)
         return 0;
     const unsigned char *s = (const unsigned char *)p + 9;
     const unsigned char *e = (const unsigned char *)stop + 2; /* the head's last CRLF */
-    const unsigned char *lim = e + 2;                          /* one past the head */
+    const unsigned char *lim = e + 2;                         /* one past the head */
     if (s[0] < '2' || s[0] > '5' || s[1] < '0' || s[1] > '9' || s[2] < '0' || s[2] > '9' ||
         s[3] != ' ')
         return -1;
     int status = (s[0] - '0') * 100 + (s[1] - '0') * 10 + (s[2] - '0');
     if (status == 204 || status == 304)
         return -1;
-    s = plain_run(s + 4, lim);
+    s = gw_http_plain_run(s + 4, lim);
     if (s[0] != '\r' || s[1] != '\n')
         return -1;
     s += 2;
@@ -658,7 +620,7 @@ fast_head(gw_upconn_t *u)
     int keepalive = 1;
     while (s < e) {
         const unsigned char *name = s;
-        while (tchar[*s])
+        while (gw_http_tchar[*s])
             s++;
         size_t nlen = (size_t)(s - name);
         if (nlen == 0 || *s != ':' || nh == GW_MAX_HEADERS)
@@ -667,9 +629,10 @@ fast_head(gw_upconn_t *u)
         while (*s == ' ' || *s == '\t')
             s++;
         const unsigned char *val = s;
-        s = plain_run(s, lim);
+        s = gw_http_plain_run(s, lim);
         size_t vlen = (size_t)(s - val);
-        if (s[0] != '\r' || s[1] != '\n' || vlen == 0 || val[vlen - 1] == ' ' || val[vlen - 1] == '\t')
+        if (s[0] != '\r' || s[1] != '\n' || vlen == 0 || val[vlen - 1] == ' ' ||
+            val[vlen - 1] == '\t')
             return -1;
         s += 2;
         gw_str_t n = {(const char *)name, nlen}, v = {(const char *)val, vlen};
