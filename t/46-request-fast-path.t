@@ -69,7 +69,7 @@ my %heads = (
 # What the client sees and the upstream gets for one head, sent whole or
 # split after its first 5 bytes.
 sub exchange {
-    my ($bytes, $split) = @_;
+    my ($bytes, $split, $wait) = @_;
     clear_upstream_log($up);
     my $c = gw_connect($gw->{port});
     if ($split) {
@@ -82,7 +82,8 @@ sub exchange {
     my $want = () = $bytes =~ m{ HTTP/1\.\d\r?\n}g; # requests in the bytes
     my @st;
     while (@st < $want) {
-        my $r = $c->read_response(timeout => 2, head => ($bytes =~ /^HEAD/ ? 1 : 0)) or last;
+        my $r = $c->read_response(timeout => $wait // 2, head => ($bytes =~ /^HEAD/ ? 1 : 0))
+          or last;
         push @st, $r->{status};
         last if $c->{eof};
     }
@@ -102,6 +103,28 @@ for my $name (sort keys %heads) {
     my $split = exchange($heads{$name}, 1);
     is_deeply($whole, $split, "$name: same answer and upstream request whole and split")
       or diag explain { whole => $whole, split => $split };
+}
+
+# mutated heads (fixed seed): one byte replaced, inserted or removed, by
+# the bytes that matter to a parser; whole and split must still agree
+{
+    srand(4646);
+    my @base = ($heads{plain}, $heads{ows}, $heads{conn_close}, $heads{query});
+    my @bytes = ("\r", "\n", ' ', "\t", ':', "\0", "\x7f", "\x80", 'A', '/', '?', '#', ',');
+    my ($same, $n, $first_diff) = (0, $ENV{GW_T46_MUTATIONS} // 60, '');
+    for my $i (1 .. $n) {
+        my $h = $base[$i % @base];
+        my $at = int(rand(length $h));
+        my $b = $bytes[int(rand(@bytes))];
+        if ($i % 3 == 0)    { substr($h, $at, 0, $b) }  # insert
+        elsif ($i % 3 == 1) { substr($h, $at, 1, '') }  # remove
+        else                { substr($h, $at, 1, $b) }  # replace
+        my ($w, $sp) = (exchange($h, 0, 0.5), exchange($h, 1, 0.5));
+        my $key = sub { join "\x1e", $_[0]{status}, $_[0]{closed}, @{ $_[0]{upstream} } };
+        if ($key->($w) eq $key->($sp)) { $same++ }
+        else { $first_diff ||= explain({ head => $h, whole => $w, split => $sp }) }
+    }
+    is($same, $n, "$n mutated heads: the same outcome whole and split") or diag $first_diff;
 }
 
 # the answers themselves, for the heads the short parser takes
