@@ -94,6 +94,41 @@ gw_http_visible_run(const unsigned char *s, const unsigned char *end)
     return s;
 }
 
+/* One header line of the plain form at s, all before end: a token, ':',
+ * optional whitespace, a plain value, CRLF. Returns the byte after the
+ * CRLF with *name and *value set (leading whitespace skipped, trailing
+ * kept: the callers differ on it), or NULL when the line is of another
+ * form (the caller hands the head to llhttp then). */
+static inline const unsigned char *
+gw_http_plain_header(const unsigned char *s, const unsigned char *end, gw_str_t *name,
+                     gw_str_t *value)
+{
+    const unsigned char *n = s;
+    while (s < end && gw_http_tchar[*s])
+        s++;
+    if (s == n || s == end || *s != ':')
+        return NULL;
+    *name = (gw_str_t){(const char *)n, (size_t)(s - n)};
+    for (s++; s < end && (*s == ' ' || *s == '\t'); s++)
+        ;
+    const unsigned char *v = s;
+    s = gw_http_plain_run(s, end);
+    if (end - s < 2 || s[0] != '\r' || s[1] != '\n')
+        return NULL;
+    *value = (gw_str_t){(const char *)v, (size_t)(s - v)};
+    return s + 2;
+}
+
+/* A Connection value the short parsers take: 1 keep-alive, 0 close, -1
+ * anything else (a list, other tokens: llhttp's to read). */
+static inline int
+gw_http_plain_connection(gw_str_t v)
+{
+    if (gw_str_caseeq_lc(v, GW_STR("keep-alive")))
+        return 1;
+    return gw_str_caseeq_lc(v, GW_STR("close")) ? 0 : -1;
+}
+
 int gw_http_is_hop_by_hop(gw_str_t name);
 
 /* A client-supplied X-Request-Id is kept when 1..128 chars of

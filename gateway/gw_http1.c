@@ -727,25 +727,14 @@ fast_request_head(gw_conn_t *c, gw_request_t *r, int *keepalive)
             s += 2;
             break;
         }
-        const unsigned char *name = s;
-        while (s < end && gw_http_tchar[*s])
-            s++;
-        size_t nlen = (size_t)(s - name);
-        if (nlen == 0 || s == end || *s != ':' || nh == GW_MAX_HEADERS)
+        gw_str_t n, v;
+        if (nh == GW_MAX_HEADERS || (s = gw_http_plain_header(s, end, &n, &v)) == NULL)
             return 0;
-        for (s++; s < end && (*s == ' ' || *s == '\t'); s++)
-            ;
-        const unsigned char *val = s;
-        s = gw_http_plain_run(s, end);
-        if (end - s < 2 || s[0] != '\r' || s[1] != '\n')
+        while (v.len && (v.data[v.len - 1] == ' ' || v.data[v.len - 1] == '\t'))
+            v.len--;
+        if (v.len == 0)
             return 0;
-        size_t vlen = (size_t)(s - val);
-        while (vlen && (val[vlen - 1] == ' ' || val[vlen - 1] == '\t'))
-            vlen--;
-        if (vlen == 0)
-            return 0;
-        s += 2;
-        gw_str_t n = {(const char *)name, nlen}, v = {(const char *)val, vlen};
+        size_t nlen = n.len;
         if ((nlen == 14 && gw_str_caseeq_lc(n, GW_STR("content-length"))) ||
             (nlen == 17 && gw_str_caseeq_lc(n, GW_STR("transfer-encoding"))) ||
             (nlen == 6 && gw_str_caseeq_lc(n, GW_STR("expect"))) ||
@@ -753,10 +742,10 @@ fast_request_head(gw_conn_t *c, gw_request_t *r, int *keepalive)
             (nlen == 16 && gw_str_caseeq_lc(n, GW_STR("proxy-connection"))))
             return 0;
         if (nlen == 10 && gw_str_caseeq_lc(n, GW_STR("connection"))) {
-            if (gw_str_caseeq_lc(v, GW_STR("close")))
-                keep = 0;
-            else if (!gw_str_caseeq_lc(v, GW_STR("keep-alive")))
+            int k = gw_http_plain_connection(v);
+            if (k < 0)
                 return 0;
+            keep &= k; /* a close anywhere wins, as in llhttp */
         }
         r->headers[nh++] = (gw_header_t){n, v};
     }

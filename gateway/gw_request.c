@@ -78,10 +78,11 @@ gw_request_detach(gw_request_t *r)
 
 static void on_budget_closed(uv_handle_t *h);
 
-void
-gw_request_free(gw_request_t *r)
+/* The route budget stops and the node's connection goes back unreused:
+ * nothing of the upstream exchange may call into the request any more. */
+static void
+drop_upstream(gw_request_t *r)
 {
-    gw_worker_t *w = r->w;
     if (r->budget_active) {
         uv_timer_stop(&r->budget);
         r->budget_active = 0;
@@ -90,6 +91,13 @@ gw_request_free(gw_request_t *r)
         gw_upconn_release(r->up, 0);
         r->up = NULL;
     }
+}
+
+void
+gw_request_free(gw_request_t *r)
+{
+    gw_worker_t *w = r->w;
+    drop_upstream(r);
     if (r->lua_phases)
         gw_lua_request_end(r);
     while (r->extra) {
@@ -1158,14 +1166,7 @@ void
 gw_request_on_client_gone(gw_request_t *r, void (*log_done)(gw_request_t *, int))
 {
     r->client_gone = 1;
-    if (r->up) {
-        gw_upconn_release(r->up, 0);
-        r->up = NULL;
-    }
-    if (r->budget_active) {
-        uv_timer_stop(&r->budget);
-        r->budget_active = 0;
-    }
+    drop_upstream(r);
     if (!r->head_sent && r->status == 0)
         r->status = 499; /* nginx's "client closed request", for logs only */
     if (r->lua_phases)

@@ -619,23 +619,13 @@ fast_head(gw_upconn_t *u)
     int64_t clen = -1;
     int keepalive = 1;
     while (s < e) {
-        const unsigned char *name = s;
-        while (gw_http_tchar[*s])
-            s++;
-        size_t nlen = (size_t)(s - name);
-        if (nlen == 0 || *s != ':' || nh == GW_MAX_HEADERS)
+        gw_str_t n, v;
+        if (nh == GW_MAX_HEADERS || (s = gw_http_plain_header(s, lim, &n, &v)) == NULL)
             return -1;
-        s++;
-        while (*s == ' ' || *s == '\t')
-            s++;
-        const unsigned char *val = s;
-        s = gw_http_plain_run(s, lim);
-        size_t vlen = (size_t)(s - val);
-        if (s[0] != '\r' || s[1] != '\n' || vlen == 0 || val[vlen - 1] == ' ' ||
-            val[vlen - 1] == '\t')
+        const unsigned char *val = (const unsigned char *)v.data;
+        size_t nlen = n.len, vlen = v.len;
+        if (vlen == 0 || val[vlen - 1] == ' ' || val[vlen - 1] == '\t')
             return -1;
-        s += 2;
-        gw_str_t n = {(const char *)name, nlen}, v = {(const char *)val, vlen};
         if (nlen == 14 && gw_str_caseeq_lc(n, GW_STR("content-length"))) {
             if (clen >= 0 || vlen > 18)
                 return -1;
@@ -646,10 +636,10 @@ fast_head(gw_upconn_t *u)
                 clen = clen * 10 + (val[i] - '0');
             }
         } else if (nlen == 10 && gw_str_caseeq_lc(n, GW_STR("connection"))) {
-            if (gw_str_caseeq_lc(v, GW_STR("close")))
-                keepalive = 0;
-            else if (!gw_str_caseeq_lc(v, GW_STR("keep-alive")))
+            int k = gw_http_plain_connection(v);
+            if (k < 0)
                 return -1;
+            keepalive &= k; /* a close anywhere wins, as in llhttp */
         } else if ((nlen == 17 && gw_str_caseeq_lc(n, GW_STR("transfer-encoding"))) ||
                    (nlen == 16 && gw_str_caseeq_lc(n, GW_STR("proxy-connection"))) ||
                    (nlen == 7 && gw_str_caseeq_lc(n, GW_STR("upgrade")))) {

@@ -34,6 +34,7 @@ my %heads = (
     ows              => "GET /o HTTP/1.1\r\n${H}X-Pad:   v  w \t \r\nX-Tab:\tt\r\n\r\n",
     conn_close       => "GET /c HTTP/1.1\r\n${H}Connection: close\r\n\r\n",
     conn_keep_mixed  => "GET /k HTTP/1.1\r\n${H}Connection: Keep-Alive\r\n\r\n",
+    conn_close_keep  => "GET /k HTTP/1.1\r\n${H}Connection: close\r\nConnection: keep-alive\r\n\r\n",
     conn_list        => "GET /k HTTP/1.1\r\n${H}Connection: keep-alive, X-Foo\r\nX-Foo: 1\r\n\r\n",
     lower_method     => "get /a HTTP/1.1\r\n$H\r\n",
     http10           => "GET /a HTTP/1.0\r\n$H\r\n",
