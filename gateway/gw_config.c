@@ -2088,11 +2088,110 @@ compile_plugins(cctx_t *c, const ynode_t *v, const char *path, gw_plugin_conf_t 
     }
 }
 
+/* The position of :NAME among PATH's :params, or -1 (the first when repeated). */
+static long
+path_param_index(const char *path, const char *name, size_t nlen)
+{
+    long at = 0;
+    for (const char *seg = path + 1;;) {
+        const char *end = strchr(seg, '/');
+        size_t len = end ? (size_t)(end - seg) : strlen(seg);
+        if (len > 0 && seg[0] == ':') {
+            if (len - 1 == nlen && memcmp(seg + 1, name, nlen) == 0)
+                return at;
+            at++;
+        }
+        if (end == NULL)
+            return -1;
+        seg = end + 1;
+    }
+}
+
+static int
+upath_byte_ok(unsigned char ch)
+{
+    return ch > ' ' && ch != 0x7f && ch != '?' && ch != '#';
+}
+
+/*
+ * upstream_path: "/v1/user/{id}", each {name} a :param of match.path. Only
+ * exact and :param paths without a final star segment qualify: a prefix,
+ * regex or any-path route matches a rest the template has no place for
+ * (strip_prefix serves those), and strip_prefix on the same route would
+ * fight over the same path.
+ */
+static void
+compile_upstream_path(cctx_t *c, const ynode_t *v, const char *path, gw_route_conf_t *r)
+{
+    char p[PATHLEN];
+    if (get_str(c, v, path, "upstream_path", &r->upstream_path) <= 0)
+        return;
+    sub_key(p, path, "upstream_path");
+    const char *t = r->upstream_path;
+    size_t tlen = strlen(t);
+    size_t plen = r->path ? strlen(r->path) : 0;
+    int star = plen >= 2 && r->path[plen - 2] == '/' && r->path[plen - 1] == '*';
+    if (t[0] != '/') {
+        cerr(c, p, "must start with '/', got \"%.100s\"", t);
+        return;
+    }
+    if (r->strip_prefix) {
+        cerr(c, p, "cannot be combined with strip_prefix");
+        return;
+    }
+    if (r->path_kind != GW_PATH_EXACT && !(r->path_kind == GW_PATH_PARAM && !star)) {
+        cerr(c, p,
+             "needs an exact or :param match.path without a final /*, got %s%.100s%s "
+             "(strip_prefix rewrites prefix routes)",
+             r->path_kind == GW_PATH_REGEX ? "{regex: \""
+             : r->path                     ? "\""
+                                           : "",
+             r->path ? r->path : "no path",
+             r->path_kind == GW_PATH_REGEX ? "\"}"
+             : r->path                     ? "\""
+                                           : "");
+        return;
+    }
+    r->upath = xcalloc(tlen, sizeof(*r->upath)); /* a part is at least one byte */
+    for (size_t i = 0; i < tlen;) {
+        gw_upath_part_t *part = &r->upath[r->nupath++];
+        if (t[i] != '{') {
+            size_t j = i;
+            while (j < tlen && t[j] != '{' && t[j] != '}' && upath_byte_ok((unsigned char)t[j]))
+                j++;
+            if (j < tlen && t[j] != '{') {
+                cerr(c, p,
+                     t[j] == '}' ? "'}' without '{' in \"%.100s\""
+                                 : "must not contain spaces, '?' or '#', got \"%.100s\"",
+                     t);
+                return;
+            }
+            *part = (gw_upath_part_t){t + i, j - i, 0};
+            i = j;
+            continue;
+        }
+        const char *name = t + i + 1, *close = strchr(name, '}');
+        size_t nlen = close ? (size_t)(close - name) : 0;
+        if (close == NULL || nlen == 0 || memchr(name, '{', nlen) || memchr(name, '/', nlen)) {
+            cerr(c, p, "a parameter is written {name}, got \"%.100s\"", t);
+            return;
+        }
+        long at = path_param_index(r->path, name, nlen);
+        if (r->path_kind != GW_PATH_PARAM || at < 0) {
+            cerr(c, p, "{%.*s} is not captured by match.path \"%.100s\"", (int)nlen, name, r->path);
+            return;
+        }
+        *part = (gw_upath_part_t){NULL, 0, (size_t)at};
+        i += nlen + 2;
+    }
+}
+
 static void
 compile_route(cctx_t *c, const ynode_t *v, const char *path, gw_route_conf_t *r)
 {
-    static const char *const keys[] = {"name",    "match", "priority", "upstream", "strip_prefix",
-                                       "timeout", "split", "plugins",  NULL};
+    static const char *const keys[] = {"name",          "match",   "priority", "upstream",
+                                       "strip_prefix",  "timeout", "split",    "plugins",
+                                       "upstream_path", NULL};
     static const char *const mkeys[] = {"host", "path", "methods", "headers", "query", NULL};
     char p[PATHLEN], ip[PATHLEN];
     const ynode_t *s;
@@ -2120,6 +2219,7 @@ compile_route(cctx_t *c, const ynode_t *v, const char *path, gw_route_conf_t *r)
             cerr(c, p, "must start with '/', got \"%.100s\"", r->strip_prefix);
         }
     }
+    compile_upstream_path(c, v, path, r);
     get_dur(c, v, path, "timeout", 0, &r->timeout_ms);
 
     sub_key(p, path, "split");
@@ -2425,6 +2525,8 @@ gw_conf_free(gw_conf_t *conf)
         free_predicates(r->headers, r->nheaders);
         free_predicates(r->query, r->nquery);
         free(r->strip_prefix);
+        free(r->upstream_path);
+        free(r->upath);
         for (size_t j = 0; r->split && j < r->nsplit; j++) {
             free(r->split[j].header_name);
             free(r->split[j].header_value);

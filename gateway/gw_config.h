@@ -168,6 +168,14 @@ typedef struct {
     size_t nsubset;
 } gw_split_rule_t;
 
+/* One piece of a route's upstream_path: a literal run, or a :param of its
+ * match.path, by position (the router captures them in that order). */
+typedef struct {
+    const char *lit; /* a slice of upstream_path; NULL for a :param */
+    size_t len;
+    size_t param; /* for a :param: 0 for the path's first :param, ... */
+} gw_upath_part_t;
+
 /* A plugin's config as written, kept as JSON text: the Lua runtime decodes
  * it and checks it against the plugin's schema (gw_lua_vm.c). */
 typedef struct {
@@ -193,6 +201,9 @@ struct gw_route_conf_s {
     gw_upstream_conf_t *upstream;
     char *strip_prefix; /* NULL -> none */
     size_t strip_prefix_len;
+    char *upstream_path; /* NULL -> the request path; "/v1/user/{id}" */
+    gw_upath_part_t *upath;
+    size_t nupath;
     uint64_t timeout_ms; /* 0 -> no route budget */
     gw_split_rule_t *split;
     size_t nsplit;

@@ -142,6 +142,34 @@ gw_ffi_req_set_path(gw_request_t *r, const char *p, size_t n)
     return GW_OK;
 }
 
+/* The route's :params: names are its path's, values slices of the path as
+ * routed (set_path does not change them). The first of a repeated name. */
+EXPORT int
+gw_ffi_req_param(gw_request_t *r, const char *name, size_t nlen, const char **value, size_t *vlen)
+{
+    for (size_t i = 0; i < r->nparams; i++)
+        if (gw_str_eq(r->params[i].name, S(name, nlen)))
+            return out(r->params[i].value, value, vlen);
+    return GW_DECLINED;
+}
+
+EXPORT int
+gw_ffi_req_nparams(gw_request_t *r)
+{
+    return (int)r->nparams;
+}
+
+EXPORT int
+gw_ffi_req_param_at(gw_request_t *r, int i, const char **name, size_t *nlen, const char **value,
+                    size_t *vlen)
+{
+    if (i < 0 || (size_t)i >= r->nparams)
+        return GW_DECLINED;
+    out(r->params[i].name, name, nlen);
+    out(r->params[i].value, value, vlen);
+    return GW_OK;
+}
+
 EXPORT int
 gw_ffi_req_body(gw_request_t *r, const char **p, size_t *n)
 {

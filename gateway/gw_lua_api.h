@@ -23,6 +23,11 @@ int gw_ffi_req_header(gw_request_t *r, const char *name, size_t nlen, const char
 int gw_ffi_req_set_header(gw_request_t *r, const char *name, size_t nlen, const char *value,
                           size_t vlen, int clear);
 int gw_ffi_req_set_path(gw_request_t *r, const char *p, size_t n);
+int gw_ffi_req_param(gw_request_t *r, const char *name, size_t nlen, const char **value,
+                     size_t *vlen);
+int gw_ffi_req_nparams(gw_request_t *r);
+int gw_ffi_req_param_at(gw_request_t *r, int i, const char **name, size_t *nlen, const char **value,
+                        size_t *vlen);
 double gw_ffi_req_elapsed(gw_request_t *r);
 int gw_ffi_req_body(gw_request_t *r, const char **p, size_t *n);
 

@@ -73,6 +73,8 @@ gw_request_detach(gw_request_t *r)
     r->view.path = keep_str(r, r->view.path);
     r->view.query = keep_str(r, r->view.query);
     r->view.remote_ip = keep_str(r, r->view.remote_ip);
+    for (size_t i = 0; i < r->nparams; i++)
+        r->params[i].value = keep_str(r, r->params[i].value);
     r->conn = NULL;
 }
 
@@ -149,18 +151,26 @@ gw_request_pool_close(gw_worker_t *w)
     }
 }
 
-char *
-gw_request_strdup(gw_request_t *r, const char *p, size_t n)
+/* N bytes from the arena, else from the heap (freed with the request). */
+static char *
+request_buf(gw_request_t *r, size_t n)
 {
-    char *d = gw_request_alloc(r, n + 1);
+    char *d = gw_request_alloc(r, n);
     if (d == NULL) {
-        void **chunk = malloc(sizeof(void *) + n + 1);
+        void **chunk = malloc(sizeof(void *) + n);
         if (chunk == NULL)
             abort();
         *chunk = r->extra;
         r->extra = chunk;
         d = (char *)(chunk + 1);
     }
+    return d;
+}
+
+char *
+gw_request_strdup(gw_request_t *r, const char *p, size_t n)
+{
+    char *d = request_buf(r, n + 1);
     memcpy(d, p, n);
     d[n] = 0;
     return d;
@@ -558,7 +568,7 @@ gw_request_on_head(gw_request_t *r)
     }
     r->view.path = path;
 
-    r->route = gw_router_match(w->router, &r->view, NULL, NULL);
+    r->route = gw_router_match(w->router, &r->view, r->params, &r->nparams);
     /* global plugins see requests that match no route too (not_found) */
     r->lua_phases = gw_lua_route_phases(w->lua, r->route ? r->route->index : SIZE_MAX);
     if (r->route == NULL) {
@@ -597,6 +607,24 @@ on_plugins_done(gw_request_t *r, int rc)
     proxy(r);
 }
 
+/* The path the node gets: a plugin's gw.req.set_path, else the route's
+ * strip_prefix or upstream_path applied to the path as routed. */
+static gw_str_t
+upstream_path(gw_request_t *r)
+{
+    gw_str_t p = r->view.path;
+    if (r->path_set)
+        return p;
+    if (r->route->strip_prefix) {
+        gw_router_strip_prefix(r->route, p, &p);
+    } else if (r->route->upstream_path) {
+        p.len = gw_router_upstream_path(r->route, r->params, r->nparams, NULL);
+        p.data = request_buf(r, p.len);
+        gw_router_upstream_path(r->route, r->params, r->nparams, (char *)p.data);
+    }
+    return p;
+}
+
 /* split -> route budget -> upstream head -> balancer and connection */
 static void
 proxy(gw_request_t *r)
@@ -618,10 +646,7 @@ proxy(gw_request_t *r)
         r->budget_active = 1;
         uv_timer_start(&r->budget, on_budget, r->route->timeout_ms, 0);
     }
-    gw_str_t up_path = r->view.path;
-    if (r->route->strip_prefix && !r->path_set)
-        gw_router_strip_prefix(r->route, r->view.path, &up_path);
-    build_upstream_head(r, up_path);
+    build_upstream_head(r, upstream_path(r));
     pick_and_connect(r);
 }
 

@@ -15,6 +15,7 @@
 
 #include "gw_config.h"
 #include "gw_http.h"
+#include "gw_router.h"
 #include "gw_worker.h"
 
 #define GW_MAX_HEADERS 128
@@ -69,6 +70,7 @@ struct gw_request_s {
     gw_str_t xff;
 
     const gw_route_conf_t *route;
+    size_t nparams; /* the route's :params, in params[] */
     gw_target_t *target;
     gw_node_t *node;
     gw_node_t *tried[GW_MAX_TRIES];
@@ -121,6 +123,8 @@ struct gw_request_s {
 
     /* not cleared between requests: only [0, nheaders) is meaningful */
     gw_header_t headers[GW_MAX_HEADERS];
+    /* [0, nparams): values are slices of the path as routed */
+    gw_param_t params[GW_MAX_PARAMS];
     gw_header_t vars[16]; /* variables plugins set: var:NAME */
     gw_header_t *rhdrs;   /* GW_MAX_HEADERS slots, allocated on first use */
     int lua_ctx_ref;      /* registry slot of ctx, kept across requests */

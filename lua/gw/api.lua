@@ -105,6 +105,27 @@ function req.headers()
     return t
 end
 
+-- The route's path parameters (/users/:id), as they are in the request
+-- path: still percent-encoded, never holding a '/'.
+function req.param(name)
+    need_request("gw.req.param")
+    if type(name) ~= "string" then error("gw.req.param: name must be a string", 2) end
+    if C.gw_ffi_req_param(cur, name, #name, P, N) ~= OK then return nil end
+    return fstr(P[0], N[0])
+end
+
+function req.params()
+    need_request("gw.req.params")
+    local t = {}
+    for i = 0, C.gw_ffi_req_nparams(cur) - 1 do
+        if C.gw_ffi_req_param_at(cur, i, P, N, P2, N2) == OK then
+            local k = fstr(P[0], N[0])
+            if t[k] == nil then t[k] = fstr(P2[0], N2[0]) end
+        end
+    end
+    return t
+end
+
 -- Names and values are checked in C (gw_ffi_*_set_header refuse control
 -- characters, ':' and spaces in names): string patterns would stop the JIT.
 local function header_arg(fn, name, value)

@@ -12,6 +12,11 @@ int gw_ffi_req_header(uintptr_t r, const char *name, size_t nlen, const char **v
 int gw_ffi_req_set_header(uintptr_t r, const char *name, size_t nlen, const char *value,
                           size_t vlen, int clear);
 int gw_ffi_req_set_path(uintptr_t r, const char *p, size_t n);
+int gw_ffi_req_param(uintptr_t r, const char *name, size_t nlen, const char **value,
+                     size_t *vlen);
+int gw_ffi_req_nparams(uintptr_t r);
+int gw_ffi_req_param_at(uintptr_t r, int i, const char **name, size_t *nlen,
+                        const char **value, size_t *vlen);
 double gw_ffi_req_elapsed(uintptr_t r);
 int gw_ffi_req_body(uintptr_t r, const char **p, size_t *n);
 int gw_ffi_var_get(uintptr_t r, const char *name, size_t nlen, const char **value, size_t *vlen);
