@@ -106,6 +106,52 @@ for my $c (@bad) {
     cmp_ok(scalar(@lines), '>=', 2, 'two errors: one line each') or diag($out);
 }
 
+# upstream_path: every {name} must be a :param of the route's match.path;
+# only exact and :param paths (without a final /*) take one, never beside
+# strip_prefix.
+{
+    my $route = sub {
+        my ($path, $tmpl, $extra) = @_;
+        return $base . "  - name: up\n    match: {path: $path}\n    upstream: svc\n"
+          . "    upstream_path: \"$tmpl\"\n" . ($extra // '');
+    };
+    my ($code, $out) = check_config(yaml => $route->('/users/:id/:tab', '/v1/{tab}/x-{id}'));
+    is($code, 0, 'upstream_path with two captured parameters: OK') or diag($out);
+    ($code, $out) = check_config(yaml => $route->('/health', '/status'));
+    is($code, 0, 'upstream_path without parameters on an exact path: OK') or diag($out);
+
+    my @cases = (
+        ['a parameter the path does not capture', $route->('/users/:id', '/v1/user/{name}'),
+         qr{^routes\[2\]\.upstream_path: \{name\} is not captured by match\.path "/users/:id"$}m],
+        ['a parameter on an exact path', $route->('/users', '/v1/{id}'),
+         qr{^routes\[2\]\.upstream_path: \{id\} is not captured by match\.path "/users"$}m],
+        ['a prefix path', $route->('/users/*', '/v1/users'),
+         qr{^routes\[2\]\.upstream_path: needs an exact or :param match\.path without a final /\*, got "/users/\*"}m],
+        ['a :param path ending in /*', $route->('/users/:id/*', '/v1/{id}'),
+         qr{^routes\[2\]\.upstream_path: needs an exact or :param match\.path}m],
+        ['a regex path', $route->('{regex: "^/u"}', '/v1'),
+         qr{^routes\[2\]\.upstream_path: needs an exact or :param match\.path.*got \{regex: "\^/u"\}}m],
+        ['beside strip_prefix', $route->('/users/:id', '/v1/{id}', "    strip_prefix: /users\n"),
+         qr{^routes\[2\]\.upstream_path: cannot be combined with strip_prefix$}m],
+        ['an unclosed brace', $route->('/users/:id', '/v1/{id'),
+         qr{^routes\[2\]\.upstream_path: a parameter is written \{name\}, got "/v1/\{id"$}m],
+        ['an empty name', $route->('/users/:id', '/v1/{}'),
+         qr{^routes\[2\]\.upstream_path: a parameter is written \{name\}}m],
+        ['a stray }', $route->('/users/:id', '/v1/id}'),
+         qr{^routes\[2\]\.upstream_path: '\}' without '\{'}m],
+        ['a relative template', $route->('/users/:id', 'v1/{id}'),
+         qr{^routes\[2\]\.upstream_path: must start with '/'}m],
+        ['a query in the template', $route->('/users/:id', '/v1/{id}?x=1'),
+         qr{^routes\[2\]\.upstream_path: must not contain spaces, '\?' or '#'}m],
+    );
+    for my $c (@cases) {
+        my ($name, $text, $want) = @$c;
+        ($code, $out) = check_config(yaml => $text);
+        is($code, 1, "upstream_path, $name: exit 1");
+        like($out, $want, "upstream_path, $name: the error names routes[2].upstream_path") or diag($out);
+    }
+}
+
 # YAML syntax error: exit 1, a message (no crash).
 {
     my $text = $base . "routes: [unclosed\n  - {\n";

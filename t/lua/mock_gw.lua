@@ -3,7 +3,7 @@
 --
 --   local mock = require "mock_gw"
 --   local g = mock.new{ method = "GET", path = "/x", headers = {...},
---                       query = {...}, remote_addr = "10.0.0.1",
+--                       query = {...}, params = {id = "42"}, remote_addr = "10.0.0.1",
 --                       consumers = {...}, now = 1000, var = {...},
 --                       status = 200, resp_headers = {...} }
 --   -- g is also installed as the global `gw`
@@ -229,6 +229,7 @@ function M.new(o)
     g.path = o.path or "/"
     g.method = o.method or "GET"
     g.query_args = copy(o.query)
+    g.params = copy(o.params)
     g.body = o.body or ""
     g.clock = o.now or 1000
     g.consumer_list = o.consumers or {}
@@ -248,6 +249,8 @@ function M.new(o)
         query_arg = function(name) return g.query_args[name] end,
         header = function(name) return g.req_headers[name:lower()] end,
         headers = function() return copy(g.req_headers) end,
+        param = function(name) return g.params[name] end,
+        params = function() return copy(g.params) end,
         set_header = function(name, value) g.req_headers[name:lower()] = value end,
         clear_header = function(name) g.req_headers[name:lower()] = nil end,
         set_path = function(p) g.path = p end,

@@ -603,6 +603,18 @@ test_errors(void)
                "\"api.example.com:80\"");
     expect_err(BASE "routes: [{upstream: a, strip_prefix: api}]\n",
                "routes[0].strip_prefix: must start with '/', got \"api\"");
+    expect_err(BASE
+               "routes: [{match: {path: /u/:id}, upstream: a, upstream_path: \"/v1/{name}\"}]\n",
+               "routes[0].upstream_path: {name} is not captured by match.path \"/u/:id\"");
+    expect_err(BASE "routes: [{match: {path: /u/:id}, upstream: a, strip_prefix: /u,"
+                    " upstream_path: \"/v1/{id}\"}]\n",
+               "routes[0].upstream_path: cannot be combined with strip_prefix");
+    expect_err(BASE "routes: [{match: {path: /u/*}, upstream: a, upstream_path: /v1}]\n",
+               "routes[0].upstream_path: needs an exact or :param match.path without a final /*, "
+               "got \"/u/*\" (strip_prefix rewrites prefix routes)");
+    expect_err(BASE "routes: [{upstream: a, upstream_path: /v1}]\n",
+               "routes[0].upstream_path: needs an exact or :param match.path without a final /*, "
+               "got no path (strip_prefix rewrites prefix routes)");
     expect_err(BASE "routes: [{upstream: a, timeout: 3}]\n",
                "routes[0].timeout: expected a duration (a number with ms, s, m or h, e.g. 10s), "
                "got \"3\"");
