@@ -618,9 +618,10 @@ upstream_path(gw_request_t *r)
     if (r->route->strip_prefix) {
         gw_router_strip_prefix(r->route, p, &p);
     } else if (r->route->upstream_path) {
-        p.len = gw_router_upstream_path(r->route, r->params, r->nparams, NULL);
-        p.data = request_buf(r, p.len);
-        gw_router_upstream_path(r->route, r->params, r->nparams, (char *)p.data);
+        size_t n = gw_router_upstream_path(r->route, r->params, r->nparams, NULL);
+        char *buf = request_buf(r, n);
+        gw_router_upstream_path(r->route, r->params, r->nparams, buf);
+        p = (gw_str_t){buf, n};
     }
     return p;
 }
