@@ -95,6 +95,20 @@ end
 return plugin
 LUA
 
+# gw.resp.add_header and the headers the gateway writes itself
+plugin_file('t-add-header', <<'LUA');
+local plugin = { name = "t-add-header", priority = 100 }
+function plugin.access(conf, ctx)
+  local out = {}
+  for _, n in ipairs({ "Content-Length", "transfer-encoding", "Connection", "Content-Type",
+                       "X-Request-Id", "Date", "X-Fine" }) do
+    out[n] = pcall(gw.resp.add_header, n, "1")
+  end
+  return gw.exit(200, out)
+end
+return plugin
+LUA
+
 my $up     = start_upstream(name => 'a');
 my $closed = free_port();
 
@@ -136,6 +150,7 @@ my $gw = start_gateway(config => {
                        limited => { code => 42900, message => 'busy', http_status => 200 } } } }),
         route('err', { 't-err-refuse' => {} }, upstream => 'down'),
         route('hf', { 't-hf-refuse' => {} }),
+        route('add', { 't-add-header' => {} }),
     ],
 });
 
@@ -279,6 +294,15 @@ $r = req('GET', '/hf/x');
 error_envelope_is($r, 500, 'internal error', 'gw.exit_error in header_filter: the plugin fails');
 like(gateway_log($gw), qr/gw\.exit_error cannot be called in the header_filter phase/,
      'gw.exit_error in header_filter: the reason is logged');
+
+$r = req('GET', '/add/x');
+is_deeply(json_body($r), { 'Content-Length' => JSON::PP::false, 'transfer-encoding' => JSON::PP::false,
+    Connection => JSON::PP::false, 'Content-Type' => JSON::PP::false, 'X-Request-Id' => JSON::PP::false,
+    Date => JSON::PP::false, 'X-Fine' => JSON::PP::true },
+    'gw.resp.add_header refuses the headers the gateway writes itself');
+is($r->{headers}{'x-fine'}, '1', 'gw.resp.add_header: another header is added');
+is(scalar(grep { lc $_->[0] eq 'content-length' } @{ $r->{header_list} // [] }), 1,
+   'gw.resp.add_header: one Content-Length');
 
 my @died = gateway_log($gw) =~ /(master: worker \d+ .*(?:killed by signal|exited with status).*)/g;
 is(scalar(@died), 0, 'no worker died') or diag(join "\n", @died);
