@@ -248,11 +248,37 @@ gw_ffi_exit(gw_request_t *r, int status, const char *body, size_t blen, const ch
 {
     if (status < 100 || status > 599)
         return GW_ERROR;
+    if (r->err == GW_ERR_REFUSED) /* the last way out a plugin chose wins */
+        r->err = GW_ERR_NONE;
     r->lua_exit_status = status;
     r->lua_exit_body.len = 0;
     gw_buf_append(&r->lua_exit_body, body, blen);
     r->lua_exit_ctype =
         ctype && strcmp(ctype, "text") == 0 ? "text/plain; charset=utf-8" : "application/json";
+    return GW_OK;
+}
+
+/* gw.exit_error: the request ends with the gateway's error envelope. From
+ * rewrite or access it goes the way the gateway's own errors go, through
+ * the error phase (kind "refused", or "limited" for 429), so error-mapping
+ * and degradation see it; from the error phase it is that phase's answer. */
+EXPORT int
+gw_ffi_exit_error(gw_request_t *r, int status, const char *msg, size_t mlen)
+{
+    if (status < 400 || status > 599)
+        return GW_ERROR;
+    const char *m = gw_request_strdup(r, msg, mlen);
+    if (r->in_error_phase) {
+        r->lua_exit_status = status;
+        r->lua_exit_body.len = 0;
+        gw_http_error_body(&r->lua_exit_body, status, m, r->request_id);
+        r->lua_exit_ctype = "application/json";
+        return GW_OK;
+    }
+    r->lua_exit_status = 0;
+    r->err = GW_ERR_REFUSED;
+    r->fail_status = status;
+    r->fail_message = m;
     return GW_OK;
 }
 
@@ -656,12 +682,24 @@ gw_ffi_limit_allowed(gw_request_t *r)
     return (int)r->lua_limit_res[0];
 }
 
+/* Headers the gateway writes itself on every response it makes: another
+ * copy would contradict them (or the framing). */
+static int
+gateway_owned(gw_str_t n)
+{
+    return gw_str_caseeq(n, GW_STR("content-length")) ||
+           gw_str_caseeq(n, GW_STR("transfer-encoding")) ||
+           gw_str_caseeq(n, GW_STR("connection")) || gw_str_caseeq(n, GW_STR("content-type")) ||
+           gw_str_caseeq(n, GW_STR("x-request-id")) || gw_str_caseeq(n, GW_STR("date"));
+}
+
 /* Headers every response of the request gets (gateway-made ones too). */
 EXPORT int
 gw_ffi_resp_add_header(gw_request_t *r, const char *name, size_t nlen, const char *value,
                        size_t vlen)
 {
-    if (!header_token_ok(S(name, nlen), 0) || !header_token_ok(S(value, vlen), 1))
+    if (!header_token_ok(S(name, nlen), 0) || !header_token_ok(S(value, vlen), 1) ||
+        gateway_owned(S(name, nlen)))
         return GW_ERROR;
     gw_buf_append(&r->resp_extra, name, nlen);
     gw_buf_append(&r->resp_extra, ": ", 2);

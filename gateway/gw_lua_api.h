@@ -38,6 +38,8 @@ int gw_ffi_var_set(gw_request_t *r, const char *name, size_t nlen, const char *v
 int gw_ffi_exit(gw_request_t *r, int status, const char *body, size_t blen, const char *ctype);
 int gw_ffi_exit_header(gw_request_t *r, const char *name, size_t nlen, const char *value,
                        size_t vlen);
+/* The error envelope with STATUS (400..599) and MSG; GW_ERROR for another status. */
+int gw_ffi_exit_error(gw_request_t *r, int status, const char *msg, size_t mlen);
 
 int gw_ffi_resp_status(gw_request_t *r);
 int gw_ffi_resp_set_status(gw_request_t *r, int status);

@@ -600,6 +600,10 @@ on_plugins_done(gw_request_t *r, int rc)
         gw_conn_send_error(r->conn, 429, "too many requests", 0);
         return;
     }
+    if (r->err == GW_ERR_REFUSED) {
+        gw_conn_send_error(r->conn, r->fail_status, r->fail_message, 0);
+        return;
+    }
     if (r->lua_exit_status) {
         send_exit(r);
         return;
@@ -1363,6 +1367,8 @@ err_kind(const gw_request_t *r, int status)
         return "limited";
     case GW_ERR_BREAKER_OPEN:
         return "breaker_open";
+    case GW_ERR_REFUSED: /* gw.exit_error; a plugin's 429 is a limiter's */
+        return status == 429 ? "limited" : "refused";
     default:
         return status == 429 ? "limited" : NULL;
     }
@@ -1383,7 +1389,6 @@ on_error_phase_done(gw_request_t *r, int rc)
 void
 gw_request_fail(gw_request_t *r, int status, const char *message)
 {
-    char body[320];
     gw_buf_t bb = {0};
     if (r->request_id.len == 0) {
         char *p = gw_request_alloc(r, 32);
@@ -1406,11 +1411,11 @@ gw_request_fail(gw_request_t *r, int status, const char *message)
             on_error_phase_done(r, rc);
         return;
     }
+    /* respond copies the body (to the client's head buffer, or into the
+     * request while header_filter runs) */
     gw_http_error_body(&bb, status, message, r->request_id);
-    size_t n = bb.len < sizeof(body) ? bb.len : sizeof(body);
-    memcpy(body, bb.data, n);
+    respond(r, status, "application/json", bb.data, bb.len, NULL);
     gw_buf_free(&bb);
-    respond(r, status, "application/json", body, n, NULL);
 }
 
 /* The log phase of Lua plugins: in a coroutine when the connection can

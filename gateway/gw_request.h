@@ -34,6 +34,7 @@ typedef enum {
     GW_ERR_PLUGIN,
     GW_ERR_LIMITED,      /* a rate limiter refused it: 429 */
     GW_ERR_BREAKER_OPEN, /* the breaker dropped it: 503 */
+    GW_ERR_REFUSED,      /* a plugin refused it with gw.exit_error */
 } gw_err_kind_t;
 
 struct gw_request_s {
@@ -118,7 +119,7 @@ struct gw_request_s {
     int status_override;
     int fail_status;          /* the error the error phase may replace */
     int own_status;           /* a gateway-made response waiting for header_filter */
-    const char *fail_message; /* always one of the gateway's constants */
+    const char *fail_message; /* a constant, or a plugin's (in the request's arena) */
     void *extra;              /* allocations the arena could not hold */
 
     /* not cleared between requests: only [0, nheaders) is meaningful */

@@ -178,16 +178,14 @@ sub up_header {
 
 sub last_up { my @r = upstream_requests($_[0]); $r[-1] }
 
-# A refused request: status, JSON body with the message, nothing upstream.
+# A refused request: the gateway's error envelope with the message, nothing
+# upstream.
 sub refused {
     my ($path, $headers, $status, $message, $name) = @_;
     local $Test::Builder::Level = $Test::Builder::Level + 1;
     clear_upstream_log($_) for $up, $up2;
     my $r = http_request($gw->{port}, 'GET', $path, headers => $headers);
-    is($r->{status}, $status, "$name: $status");
-    like($r->{headers}{'content-type'} // '', qr{^application/json}, "$name: JSON content type");
-    my $j = json_body($r);
-    is(ref $j eq 'HASH' ? $j->{message} : $r->{body}, $message, "$name: message");
+    error_envelope_is($r, $status, $message, $name);
     is(ups_count($up) + ups_count($up2), 0, "$name: nothing reached the upstream");
 }
 

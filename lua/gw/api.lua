@@ -11,7 +11,7 @@ local OK, AGAIN, DECLINED = base.OK, base.AGAIN, base.DECLINED
 local fstr = ffi.string
 local yield, running = coroutine.yield, coroutine.running
 local concat, tostring, type, pairs, select = table.concat, tostring, type, pairs, select
-local lower, byte, char = string.lower, string.byte, string.char
+local lower, byte, char, sfind = string.lower, string.byte, string.char, string.find
 
 local M = {}
 
@@ -270,6 +270,35 @@ function gw.exit(status, body, headers)
             end
         end
     end
+    M.exited = true
+    return true
+end
+
+-- gw.exit_error(status, message[, headers]): the request ends with the
+-- gateway's own error answer, {"code": status, "message": message,
+-- "request_id": <X-Request-Id>} as application/json, going through the
+-- error phase as the gateway's errors do. headers (name -> value) go on
+-- that answer whatever replaces it (Retry-After, WWW-Authenticate, ...).
+function gw.exit_error(status, message, headers)
+    need_request("gw.exit_error")
+    check_phase("exit", "gw.exit_error")
+    status = tonumber(status)
+    if not status or status % 1 ~= 0 or status < 400 or status > 599 then
+        error("gw.exit_error: status must be an integer 400..599", 2)
+    end
+    if type(message) ~= "string" or message == "" or sfind(message, "\0", 1, true) then
+        error("gw.exit_error: message must be a non-empty string without NUL bytes", 2)
+    end
+    if headers ~= nil then
+        if type(headers) ~= "table" then error("gw.exit_error: headers must be a table", 2) end
+        for k, v in pairs(headers) do
+            k, v = tostring(k), tostring(v)
+            if C.gw_ffi_resp_add_header(cur, k, #k, v, #v) ~= OK then
+                error("gw.exit_error: invalid header " .. k .. " (or one the gateway sets)", 2)
+            end
+        end
+    end
+    C.gw_ffi_exit_error(cur, status, message, #message)
     M.exited = true
     return true
 end

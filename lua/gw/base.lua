@@ -23,6 +23,7 @@ int gw_ffi_var_get(uintptr_t r, const char *name, size_t nlen, const char **valu
 int gw_ffi_var_set(uintptr_t r, const char *name, size_t nlen, const char *value, size_t vlen);
 int gw_ffi_exit(uintptr_t r, int status, const char *body, size_t blen, const char *ctype);
 int gw_ffi_exit_header(uintptr_t r, const char *name, size_t nlen, const char *value, size_t vlen);
+int gw_ffi_exit_error(uintptr_t r, int status, const char *msg, size_t mlen);
 int gw_ffi_resp_status(uintptr_t r);
 int gw_ffi_resp_set_status(uintptr_t r, int status);
 int gw_ffi_resp_header(uintptr_t r, const char *name, size_t nlen, const char **value,

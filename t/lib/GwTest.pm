@@ -29,6 +29,7 @@ our @EXPORT = qw(
   wait_for gw_error_ok rejects_ok yaml_dump
   start_redis stop_redis redis_cmd have_redis
   start_scripted_origin
+  error_envelope_is
 );
 
 $SIG{PIPE} = 'IGNORE';
@@ -816,6 +817,25 @@ sub gw_error_ok {
         && $j->{request_id} eq ($r->{headers}{'x-request-id'} // ''),
         "$name: request_id matches X-Request-Id");
     $ok &= Test::More::ok(defined $r->{headers}{date}, "$name: Date header");
+    return $ok;
+}
+
+# error_envelope_is($r, $status, $message, $name): $r is exactly the error
+# envelope: that status, Content-Type application/json and the body
+# {"code": $status, "message": $message, "request_id": <its X-Request-Id>}
+# and nothing else.
+sub error_envelope_is {
+    my ($r, $status, $message, $name) = @_;
+    local $Test::Builder::Level = $Test::Builder::Level + 1;
+    $r = { status => 0, headers => {}, body => '', %{ $r // {} } };
+    my $rid = $r->{headers}{'x-request-id'} // '';
+    my $ok = Test::More::is($r->{status}, $status, "$name: status $status");
+    $ok &= Test::More::like($r->{headers}{'content-type'} // '', qr{^application/json\b},
+        "$name: Content-Type application/json");
+    $ok &= Test::More::ok(length $rid, "$name: X-Request-Id set");
+    $ok &= Test::More::is_deeply(json_body($r),
+        { code => $status, message => $message, request_id => $rid },
+        "$name: body is the envelope") or Test::More::diag("body: $r->{body}");
     return $ok;
 }
 

@@ -8,7 +8,8 @@
 --                       status = 200, resp_headers = {...} }
 --   -- g is also installed as the global `gw`
 --   plugin.access(conf, g.ctx)
---   g.exited        -> {status =, body =, headers =} after gw.exit
+--   g.exited        -> {status =, body =, headers =} after gw.exit; after
+--                      gw.exit_error also error = true, body the envelope
 --   g.req_headers   -> request headers as they would go upstream (lower-case names)
 --   g.resp_status, g.resp_headers (lower-case names), g.logs ({level, msg})
 --
@@ -271,6 +272,18 @@ function M.new(o)
     function g.exit(status, body, headers)
         g.exited = { status = status, body = body, headers = headers or {} }
         return status
+    end
+    -- as the gateway's: the envelope, error = true (went through exit_error)
+    function g.exit_error(status, message, headers)
+        if type(status) ~= "number" or status < 400 or status > 599 then
+            error("gw.exit_error: status must be an integer 400..599", 2)
+        end
+        if type(message) ~= "string" or message == "" then
+            error("gw.exit_error: message must be a non-empty string", 2)
+        end
+        g.exited = { status = status, error = true, headers = headers or {},
+                     body = { code = status, message = message, request_id = g.var.request_id } }
+        return true
     end
     function g.log(level, ...)
         local parts = {}
