@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <yaml.h>
 
@@ -1092,6 +1093,28 @@ compile_tls(cctx_t *c, const ynode_t *v)
     }
 }
 
+/* A plugin directory that is not there would only show as "unknown plugin"
+ * later, or as a plugin silently not replaced: say so where it is written.
+ * Relative paths are resolved against the working directory, as -c is. The
+ * default list is not checked: the built-in plugins are found on their own. */
+static void
+check_plugin_paths(cctx_t *c, const gw_conf_t *conf)
+{
+    char p[PATHLEN];
+    for (size_t i = 0; i < conf->nplugin_paths; i++) {
+        struct stat st;
+        const char *d = conf->plugin_paths[i];
+        snprintf(p, sizeof(p), "gateway.plugin_paths[%zu]", i);
+        if (d[0] == '\0')
+            cerr(c, p, "the path is empty");
+        else if (stat(d, &st) != 0)
+            cerr(c, p, "\"%s\": %s%s", d, strerror(errno),
+                 d[0] == '/' ? "" : " (relative to the working directory)");
+        else if (!S_ISDIR(st.st_mode))
+            cerr(c, p, "\"%s\" is not a directory", d);
+    }
+}
+
 static void
 compile_gateway(cctx_t *c, const ynode_t *gw)
 {
@@ -1191,7 +1214,9 @@ compile_gateway(cctx_t *c, const ynode_t *gw)
         free_str_list(conf->plugin_paths, conf->nplugin_paths);
         conf->plugin_paths = NULL;
         conf->nplugin_paths = 0;
-        get_str_list(c, gw, "gateway", "plugin_paths", &conf->plugin_paths, &conf->nplugin_paths);
+        if (get_str_list(c, gw, "gateway", "plugin_paths", &conf->plugin_paths,
+                         &conf->nplugin_paths) > 0)
+            check_plugin_paths(c, conf);
     }
     if (get_str(c, gw, "gateway", "pid_file", &conf->pid_file) > 0 && conf->pid_file[0] == '\0')
         cerr(c, "gateway.pid_file", "the path is empty");

@@ -58,10 +58,11 @@ typedef struct {
 static void
 usage(FILE *f)
 {
-    fprintf(f, "usage: gateway [-c FILE] [-t] [-s reload|stop] [-v]\n"
+    fprintf(f, "usage: gateway [-c FILE] [-t] [-s reload|stop|reopen] [-v]\n"
                "  -c FILE   configuration (default conf/gateway.yaml)\n"
                "  -t        check the configuration and exit\n"
-               "  -s SIG    signal the running master: reload or stop\n"
+               "  -s SIG    signal the running master (its pid file): reload (SIGHUP),\n"
+               "            stop (SIGTERM, graceful) or reopen the logs (SIGUSR1)\n"
                "  -v        print the version\n");
 }
 

@@ -272,7 +272,7 @@ normalize_path(gw_request_t *r, gw_str_t in, gw_str_t *out)
     for (size_t i = 0; i < in.len; i++) {
         unsigned char ch = (unsigned char)in.data[i];
         if (ch == '%') {
-            if (i + 2 >= in.len + 0 && i + 2 > in.len - 1 + 0 && i + 2 >= in.len)
+            if (i + 2 >= in.len) /* a % without its two hex digits */
                 return -1;
             int hi = hexval(in.data[i + 1]), lo = hexval(in.data[i + 2]);
             if (hi < 0 || lo < 0)

@@ -47,7 +47,7 @@ struct gw_request_s {
     gw_str_t method;
     gw_str_t url;
     size_t nheaders;
-    int header_state; /* 0 none, 1 in name, 2 in value */
+    int header_state; /* 0 none, 1 in a name, 2 in a value, 3 after a value */
     unsigned http_major, http_minor;
     int64_t content_length; /* -1: none */
     unsigned chunked : 1;

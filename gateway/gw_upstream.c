@@ -357,7 +357,6 @@ gw_upconn_acquire(gw_worker_t *w, gw_upstream_rt_t *up, gw_node_t *node, gw_requ
         pool->nidle--;
         u->state = UP_ACTIVE;
         if (!r->idempotent && !idle_conn_alive(u)) {
-            u->state = UP_ACTIVE;
             up_close(u);
             continue;
         }

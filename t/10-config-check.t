@@ -197,5 +197,23 @@ SKIP: {
     like($out, qr/configuration OK/, 'conf/gateway.yaml: "configuration OK"');
 }
 
+# -h names every -s signal the master takes
+{
+    my $bin = gw_bin();
+    my $help = `$bin -h 2>&1`;
+    is($? >> 8, 0, '-h: exit 0');
+    like($help, qr/-s reload\|stop\|reopen/, '-h: lists reload, stop and reopen');
+    like($help, qr/reopen the logs/, '-h: says what reopen does');
+}
+
+# a plugin directory that is not there is an error, not silence
+{
+    my ($code, $out) = check_config(yaml => "gateway:\n  listen: [\"127.0.0.1:1\"]\n"
+        . "  plugin_paths: [\"plugins\", \"my-plugins\"]\n");
+    is($code, 1, 'missing plugin directory: exit 1');
+    like($out, qr/gateway\.plugin_paths\[1\]: "my-plugins": No such file or directory \(relative to the working directory\)/,
+        'missing plugin directory: named, with how it was resolved') or diag($out);
+}
+
 stop_all();
 done_testing();

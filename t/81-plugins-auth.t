@@ -20,20 +20,6 @@ my $pdir = "$dir/plugins";
 mkdir $pdir or die "mkdir $pdir: $!";
 my $JSON = JSON::PP->new->canonical;
 
-sub slurp_file {
-    my ($f) = @_;
-    open my $fh, '<:raw', $f or die "$f: $!";
-    local $/;
-    return scalar <$fh>;
-}
-
-sub spew_file {
-    my ($f, $s) = @_;
-    open my $fh, '>:raw', $f or die "$f: $!";
-    print $fh $s;
-    close $fh;
-}
-
 # a plugin that shows the consumer to the upstream
 spew_file("$pdir/t-whoami.lua", <<'LUA');
 local plugin = { name = "t-whoami", priority = 100 }

@@ -6,7 +6,7 @@ local base = require "gw.base"
 local cjson = require "cjson.safe"
 
 local ffi, C = base.ffi, base.C
-local P, N, P2, N2, P3, N3 = base.p, base.n, base.p2, base.n2, base.p3, base.n3
+local P, N, P2, N2, P3 = base.p, base.n, base.p2, base.n2, base.p3
 local OK, AGAIN, DECLINED = base.OK, base.AGAIN, base.DECLINED
 local fstr = ffi.string
 local yield, running = coroutine.yield, coroutine.running
@@ -384,7 +384,8 @@ function gw.redis(...)
     can_wait("gw.redis")
     local n = select("#", ...)
     if n == 0 then error("gw.redis: a command name and its arguments", 2) end
-    local argv, lens, keep = argv_t(n), lens_t(n), {}
+    -- keep holds the strings argv points into until the call returns
+    local argv, lens, keep = argv_t(n), lens_t(n), {} -- luacheck: ignore 241
     for i = 1, n do
         local a = select(i, ...)
         local ta = type(a)

@@ -217,7 +217,7 @@ test_full(void)
         "  limits: {max_header_size: 8k, max_body_size: 1g, max_connections: 50}\n"
         "  access_log: logs/access.log\n"
         "  error_log: {path: logs/error.log, level: warn}\n"
-        "  plugin_paths: [a, b]\n"
+        "  plugin_paths: [plugins, t/lua]\n"
         "  pid_file: /tmp/gw.pid\n"
         "redis: {addr: \"127.0.0.1:6379\", password: pw, db: 2, timeout: 20ms}\n"
         "registries:\n"
@@ -300,7 +300,7 @@ test_full(void)
     is_str(conf->access_log, "logs/access.log", "access log");
     is_str(conf->error_log, "logs/error.log", "error log");
     is_int(conf->error_log_level, GW_LOG_WARN, "error log level");
-    ok(conf->nplugin_paths == 2 && strcmp(conf->plugin_paths[1], "b") == 0, "plugin_paths");
+    ok(conf->nplugin_paths == 2 && strcmp(conf->plugin_paths[1], "t/lua") == 0, "plugin_paths");
     is_str(conf->pid_file, "/tmp/gw.pid", "pid file");
     is_int(conf->has_redis, 1, "redis");
     is_str(conf->redis_addr, "127.0.0.1:6379", "redis addr");
@@ -471,6 +471,17 @@ test_errors(void)
                "upstreams[1].timeouts.conect: unknown key");
     expect_err(BASE "routes: [{upstream: a, match: {paht: /}}]\n",
                "routes[0].match.paht: unknown key");
+
+    /* plugin directories must exist */
+    expect_err("gateway: {listen: [127.0.0.1:80], plugin_paths: [plugins, no/such/dir]}\n",
+               "gateway.plugin_paths[1]: \"no/such/dir\": No such file or directory (relative to "
+               "the working directory)");
+    expect_err("gateway: {listen: [127.0.0.1:80], plugin_paths: [/nonexistent-gw-plugins]}\n",
+               "gateway.plugin_paths[0]: \"/nonexistent-gw-plugins\": No such file or directory");
+    expect_err("gateway: {listen: [127.0.0.1:80], plugin_paths: [Makefile]}\n",
+               "gateway.plugin_paths[0]: \"Makefile\" is not a directory");
+    expect_err("gateway: {listen: [127.0.0.1:80], plugin_paths: [\"\"]}\n",
+               "gateway.plugin_paths[0]: the path is empty");
 
     /* types and values */
     expect_err("gateway: {listen: [127.0.0.1:80], workers: x}\n",
