@@ -19,21 +19,28 @@ local schema = {
 
 local plugin = { name = "remote-auth", priority = 2400, schema = schema }
 
--- Module-level state lives as long as the worker's VM: one cache per worker.
--- token -> { expires = <gw.now()>, user = <id, or false for a refusal> }
-local cache, cached = {}, 0
+-- Module-level state lives as long as the worker's VM: one cache per worker
+-- and per config (two routes may ask two different services), dropped with
+-- its config on reload. conf -> { n = <entries>, by_token = { [token] =
+-- { expires = <gw.now()>, user = <id, or false for a refusal> } } }
+local caches = setmetatable({}, { __mode = "k" })
 
-local function lookup(token)
-    local e = cache[token]
+local function lookup(conf, token)
+    local c = caches[conf]
+    local e = c and c.by_token[token]
     if e and e.expires > gw.now() then return e end
     return nil
 end
 
 local function store(conf, token, user)
-    if cached >= conf.max_cache then cache, cached = {}, 0 end -- crude bound
-    if not cache[token] then cached = cached + 1 end
+    local c = caches[conf]
+    if not c or c.n >= conf.max_cache then -- crude bound: start over
+        c = { n = 0, by_token = {} }
+        caches[conf] = c
+    end
+    if not c.by_token[token] then c.n = c.n + 1 end
     local e = { expires = gw.now() + conf.ttl, user = user }
-    cache[token] = e
+    c.by_token[token] = e
     return e
 end
 
@@ -72,7 +79,7 @@ function plugin.access(conf, ctx)
     if not token then
         return gw.exit_error(401, "missing token")
     end
-    local e = lookup(token)
+    local e = lookup(conf, token)
     if not e then
         local status, message
         e, status, message = ask(conf, token)

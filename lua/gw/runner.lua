@@ -101,7 +101,7 @@ function sandbox_base()
         pcall = pcall, select = select, tonumber = tonumber, tostring = tostring, type = type,
         unpack = unpack, xpcall = xpcall, setmetatable = setmetatable,
         getmetatable = getmetatable, rawget = rawget, rawset = rawset, rawequal = rawequal,
-        rawlen = rawlen, string = copy(string), table = copy(table), math = copy(math),
+        string = copy(string), table = copy(table), math = copy(math),
         bit = copy(bit), require = safe_require, gw = gw_view, _VERSION = _VERSION,
     }
     -- text only: a binary chunk could break the VM's invariants

@@ -67,4 +67,26 @@ local before = calls
 access("boom", 101)
 t.is(calls, before + 1, "failures are not cached")
 
+-- a second route's config (another auth service) has a cache of its own
+local conf2 = assert(schema.validate(plugin.schema, { url = "http://other/check" }))
+local function other_service() return { status = 401, body = "" } end
+g = mock.new{ headers = { Authorization = "Bearer good" }, http = other_service, now = 111 }
+plugin.access(conf2, g.ctx)
+t.is(g.exited and g.exited.status, 401, "another route's service is asked, not the first one's cache")
+
+-- tokens are only keys: no name of the cache's own can clash
+g = access("n", 120)
+t.is(g.exited and g.exited.status, 401, "token 'n' refused like any other")
+g = access("n", 121)
+t.is(g.exited and g.exited.status, 401, "and served from the cache")
+
+-- a full cache starts over
+local small = assert(schema.validate(plugin.schema, { url = "http://auth/check", max_cache = 1 }))
+calls = 0
+for _, tok in ipairs({ "good", "other", "good" }) do
+    local gs = mock.new{ headers = { Authorization = "Bearer " .. tok }, http = auth_service, now = 200 }
+    plugin.access(small, gs.ctx)
+end
+t.is(calls, 3, "max_cache 1: the first entry was dropped when the second came")
+
 t.done()
