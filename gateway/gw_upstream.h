@@ -49,7 +49,8 @@ struct gw_upstreams_s {
     struct gw_breaker_s ***route_breakers;
     const gw_conf_t *w_conf;
     size_t n;
-    gw_target_t **route_targets; /* per route: [0] the route's upstream, [1+i] split rule i */
+    gw_target_t **route_targets; /* per route: [0] the route's upstream (and subset),
+                                  * [1+i] split rule i */
     size_t *nsplits;
     size_t nroutes;
 };
