@@ -2,7 +2,7 @@
  * Load balancers: choose one node of a candidate set for a request.
  *
  * One balancer per candidate set per worker (an upstream's nodes, or the
- * subset a split rule selects). A balancer is used by one thread only and
+ * subset a route or a split rule selects). A balancer is used by one thread only and
  * keeps its positions, ring and PRNG inside itself, so a pick never
  * allocates and never locks. Nodes are read (weight, healthy, inflight,
  * ewma_latency_us) but never owned.

@@ -1,7 +1,7 @@
 /*
  * Upstreams as one worker runs them: nodes with their keep-alive pools,
  * balancer targets (an upstream, or a subset of its nodes chosen by a
- * canary rule), and upstream connections: connect, send, read and parse
+ * route or a canary rule), and upstream connections: connect, send, read and parse
  * the response (llhttp, strict), with connect/send/read timeouts.
  *
  * A Content-Length body is passed through as the bytes the upstream sent,
