@@ -26,6 +26,7 @@
 
 #include "gw_config.h"
 #include "gw_http.h"
+#include "gw_split.h"
 
 #define PATHLEN 512
 /* Deeper than any sane config; bounds the recursion of the tree builder. */
@@ -148,6 +149,23 @@ cerr(cctx_t *c, const char *path, const char *fmt, ...)
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     raw_err(c, "%s: %s", path[0] ? path : c->name, msg);
+}
+
+/* Like cerr, but the config stays valid: conf->warnings. */
+static void
+cwarn(cctx_t *c, const char *path, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    size_t len = strlen(path) + 2 + strlen(msg) + 1;
+    char *line = xcalloc(1, len);
+    snprintf(line, len, "%s: %s", path, msg);
+    gw_conf_t *conf = c->conf;
+    conf->warnings = xrealloc(conf->warnings, (conf->nwarnings + 1) * sizeof(char *));
+    conf->warnings[conf->nwarnings++] = line;
 }
 
 static void
@@ -652,9 +670,12 @@ get_kv(cctx_t *c, const ynode_t *map, const char *path, const char *key, gw_kv_t
     size_t n = 0;
     int rc = 1;
     for (size_t i = 0; i < v->n; i++) {
-        if (v->vals[i]->kind != YN_SCALAR) {
+        if (v->vals[i]->kind != YN_SCALAR || is_null(v->vals[i])) {
             sub_key(ip, p, v->keys[i]->str);
-            type_err(c, ip, "a string", v->vals[i]);
+            if (v->vals[i]->kind == YN_SCALAR)
+                cerr(c, ip, "expected a string, got null");
+            else
+                type_err(c, ip, "a string", v->vals[i]);
             rc = -1;
             continue;
         }
@@ -2214,9 +2235,9 @@ compile_upstream_path(cctx_t *c, const ynode_t *v, const char *path, gw_route_co
 static void
 compile_route(cctx_t *c, const ynode_t *v, const char *path, gw_route_conf_t *r)
 {
-    static const char *const keys[] = {"name",          "match",   "priority", "upstream",
-                                       "strip_prefix",  "timeout", "split",    "plugins",
-                                       "upstream_path", NULL};
+    static const char *const keys[] = {"name",         "match",         "priority", "upstream",
+                                       "strip_prefix", "timeout",       "subset",   "split",
+                                       "plugins",      "upstream_path", NULL};
     static const char *const mkeys[] = {"host", "path", "methods", "headers", "query", NULL};
     char p[PATHLEN], ip[PATHLEN];
     const ynode_t *s;
@@ -2246,6 +2267,7 @@ compile_route(cctx_t *c, const ynode_t *v, const char *path, gw_route_conf_t *r)
     }
     compile_upstream_path(c, v, path, r);
     get_dur(c, v, path, "timeout", 0, &r->timeout_ms);
+    get_kv(c, v, path, "subset", &r->subset, &r->nsubset);
 
     sub_key(p, path, "split");
     if ((s = mget(v, "split")) != NULL) {
@@ -2341,6 +2363,68 @@ compile_consumers(cctx_t *c, const ynode_t *v)
     }
 }
 
+/* ---- warnings: valid, but likely not what was meant ------------------------ */
+
+/* A subset no static node matches: its requests can only get 503. */
+static void
+warn_empty_subset(cctx_t *c, const char *path, const gw_upstream_conf_t *u, const gw_kv_t *subset,
+                  size_t nsubset, const char *who)
+{
+    if (u == NULL || subset == NULL || u->discovery.kind != GW_DISC_STATIC)
+        return;
+    for (size_t i = 0; i < u->nnodes; i++) {
+        if (gw_subset_match(&u->nodes[i], subset, nsubset))
+            return;
+    }
+    cwarn(c, path, "matches no node of upstream \"%.100s\": %s get 503 \"no healthy node\"",
+          u->name, who);
+}
+
+/* random and p2c draw among nodes as equals; a weight there is a mistake. */
+static void
+warn_ignored_weights(cctx_t *c, const char *path, const gw_upstream_conf_t *u)
+{
+    if (u->balancer != GW_BAL_RANDOM && u->balancer != GW_BAL_P2C)
+        return;
+    for (size_t i = 1; i < u->nnodes; i++) {
+        if (u->nodes[i].weight != u->nodes[0].weight) {
+            cwarn(c, path,
+                  "%s ignores node weights, which differ here; use round_robin, least_conn or "
+                  "consistent_hash for weighted shares",
+                  u->balancer == GW_BAL_RANDOM ? "random" : "p2c");
+            return;
+        }
+    }
+}
+
+static void
+warn_all(cctx_t *c)
+{
+    const gw_conf_t *conf = c->conf;
+    char p[PATHLEN], sp[PATHLEN];
+
+    for (size_t i = 0; i < conf->nupstreams; i++) {
+        sub_idx(p, "upstreams", i);
+        sub_key(sp, p, "balancer");
+        warn_ignored_weights(c, sp, &conf->upstreams[i]);
+    }
+    for (size_t i = 0; i < conf->nroutes; i++) {
+        const gw_route_conf_t *r = &conf->routes[i];
+        sub_idx(p, "routes", i);
+        sub_key(sp, p, "subset");
+        warn_empty_subset(c, sp, r->upstream, r->subset, r->nsubset,
+                          "requests no split rule takes");
+        for (size_t j = 0; j < r->nsplit; j++) {
+            char rp[PATHLEN], ip[PATHLEN];
+            sub_key(rp, p, "split");
+            sub_idx(ip, rp, j);
+            sub_key(sp, ip, "subset");
+            warn_empty_subset(c, sp, r->split[j].upstream, r->split[j].subset, r->split[j].nsubset,
+                              "requests this rule takes");
+        }
+    }
+}
+
 /* ---- the whole file ------------------------------------------------------- */
 
 static void
@@ -2380,6 +2464,8 @@ compile(cctx_t *c, const ynode_t *root)
     }
     if ((v = mget(root, "plugins")) != NULL)
         compile_plugins(c, v, "plugins", &c->conf->global_plugins, &c->conf->nglobal_plugins);
+    if (c->nerr == 0)
+        warn_all(c);
 }
 
 static gw_conf_t *
@@ -2552,6 +2638,7 @@ gw_conf_free(gw_conf_t *conf)
         free(r->strip_prefix);
         free(r->upstream_path);
         free(r->upath);
+        free_kv(r->subset, r->nsubset);
         for (size_t j = 0; r->split && j < r->nsplit; j++) {
             free(r->split[j].header_name);
             free(r->split[j].header_value);
@@ -2564,6 +2651,7 @@ gw_conf_free(gw_conf_t *conf)
     free(conf->routes);
     free_plugins(conf->global_plugins, conf->nglobal_plugins);
     free(conf->consumers_json);
+    free_str_list(conf->warnings, conf->nwarnings);
     free(conf);
 }
 

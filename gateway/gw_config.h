@@ -205,6 +205,8 @@ struct gw_route_conf_s {
     gw_upath_part_t *upath;
     size_t nupath;
     uint64_t timeout_ms; /* 0 -> no route budget */
+    gw_kv_t *subset; /* default (non-split) traffic: node meta that must all match; NULL -> all */
+    size_t nsubset;
     gw_split_rule_t *split;
     size_t nsplit;
     gw_plugin_conf_t *plugins;
@@ -257,6 +259,12 @@ struct gw_conf_s {
     size_t nglobal_plugins;
     char *consumers_json; /* the consumers list as JSON text, "[]" when absent */
     int has_plugins;      /* some route or the global list names a plugin */
+
+    /* "yaml.path: what" about a valid config that likely does not do what was
+     * meant (a subset no node matches, weights a balancer ignores): -t prints
+     * them, the master logs them at start and reload. */
+    char **warnings;
+    size_t nwarnings;
 };
 
 /* Error list: one line per problem, "yaml.path: what is wrong". */

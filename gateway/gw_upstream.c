@@ -36,6 +36,23 @@ target_init(gw_target_t *t, gw_upstream_rt_t *up, const gw_kv_t *subset, size_t 
     return t->bal ? GW_OK : GW_ERROR;
 }
 
+/*
+ * A route's target (its own traffic, or a split rule's): a subset gets a
+ * balancer of its own; without one the target borrows the upstream's, so a
+ * route without subsets costs nothing (bal NULL marks the borrowed target,
+ * see gw_upstreams_target).
+ */
+static int
+route_target_init(gw_target_t *t, gw_upstream_rt_t *up, const gw_kv_t *subset, size_t nsubset,
+                  uint64_t seed)
+{
+    if (nsubset > 0)
+        return target_init(t, up, subset, nsubset, seed);
+    *t = up->all;
+    t->bal = NULL;
+    return GW_OK;
+}
+
 static void
 target_close(gw_target_t *t)
 {
@@ -156,18 +173,14 @@ gw_upstreams_new(gw_worker_t *w, char *err, size_t errlen)
             goto failed;
         u->route_targets[r] = ts;
         u->nsplits[r] = rc->nsplit;
-        ts[0] = u->ups[rc->upstream->index].all;
-        ts[0].bal = NULL; /* marks a borrowed target: see gw_upstreams_target */
+        if (route_target_init(&ts[0], &u->ups[rc->upstream->index], rc->subset, rc->nsubset,
+                              w->rng + r * 131 + rc->nsplit) != GW_OK)
+            goto failed;
         for (size_t s = 0; s < rc->nsplit; s++) {
             const gw_split_rule_t *rule = &rc->split[s];
-            gw_upstream_rt_t *up = &u->ups[rule->upstream->index];
-            if (rule->nsubset == 0) {
-                ts[s + 1] = up->all;
-                ts[s + 1].bal = NULL;
-            } else if (target_init(&ts[s + 1], up, rule->subset, rule->nsubset,
-                                   w->rng + r * 131 + s) != GW_OK) {
+            if (route_target_init(&ts[s + 1], &u->ups[rule->upstream->index], rule->subset,
+                                  rule->nsubset, w->rng + r * 131 + s) != GW_OK)
                 goto failed;
-            }
         }
     }
     for (size_t r = 0; r < conf->nroutes; r++)
@@ -198,7 +211,7 @@ gw_upstreams_free(gw_upstreams_t *u)
         return;
     for (size_t r = 0; u->route_targets && r < u->nroutes; r++) {
         gw_target_t *ts = u->route_targets[r];
-        for (size_t s = 1; ts && s < u->nsplits[r] + 1; s++)
+        for (size_t s = 0; ts && s < u->nsplits[r] + 1; s++)
             if (ts[s].bal)
                 target_close(&ts[s]);
         free(ts);

@@ -1,7 +1,7 @@
 /*
  * Upstreams as one worker runs them: nodes with their keep-alive pools,
  * balancer targets (an upstream, or a subset of its nodes chosen by a
- * canary rule), and upstream connections: connect, send, read and parse
+ * route or a canary rule), and upstream connections: connect, send, read and parse
  * the response (llhttp, strict), with connect/send/read timeouts.
  *
  * A Content-Length body is passed through as the bytes the upstream sent,
@@ -49,7 +49,8 @@ struct gw_upstreams_s {
     struct gw_breaker_s ***route_breakers;
     const gw_conf_t *w_conf;
     size_t n;
-    gw_target_t **route_targets; /* per route: [0] the route's upstream, [1+i] split rule i */
+    gw_target_t **route_targets; /* per route: [0] the route's upstream (and subset),
+                                  * [1+i] split rule i */
     size_t *nsplits;
     size_t nroutes;
 };

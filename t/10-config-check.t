@@ -79,6 +79,21 @@ my @bad = (
     ['unknown predicate op',
      sub { $_[0] =~ s/op: equals/op: sounds_like/r },
      qr/routes\[0\]\.match\.headers\[0\]\.op/],
+    ['route subset not a map',
+     sub { $_[0] =~ s/    timeout: 3s\n/    timeout: 3s\n    subset: v2\n/r },
+     qr/routes\[0\]\.subset: expected a map of strings/],
+    ['route subset value a list',
+     sub { $_[0] =~ s/    timeout: 3s\n/    timeout: 3s\n    subset: {version: [v1, v2]}\n/r },
+     qr/routes\[0\]\.subset\.version: expected a string, got a list/],
+    ['route subset value a map',
+     sub { $_[0] =~ s/    timeout: 3s\n/    timeout: 3s\n    subset: {version: {is: v2}}\n/r },
+     qr/routes\[0\]\.subset\.version: expected a string, got a map/],
+    ['route subset value null',
+     sub { $_[0] =~ s/    timeout: 3s\n/    timeout: 3s\n    subset: {version: ~}\n/r },
+     qr/routes\[0\]\.subset\.version: expected a string, got null/],
+    ['split rule subset value a list',
+     sub { $_[0] =~ s/    timeout: 3s\n/    timeout: 3s\n    split: [{when: {weight: 5}, upstream: svc, subset: {version: [v2]}}]\n/r },
+     qr/routes\[0\]\.split\[0\]\.subset\.version: expected a string, got a list/],
     ['bad listen address',
      sub { $_[0] =~ s/listen: \["127\.0\.0\.1:%PORT%"\]/listen: ["127.0.0.1:notaport"]/r },
      qr/gateway\.listen/],
@@ -92,6 +107,52 @@ for my $c (@bad) {
     is($code, 1, "$name: exit 1");
     like($out, $path_re, "$name: names the path") or diag($out);
     unlike($out, qr/configuration OK/, "$name: no OK line");
+}
+
+# Warnings: the config is valid (exit 0, "configuration OK"), but -t says
+# what will not do what it seems to, and the gateway logs it at start.
+{
+    my $route_subset = sub { $_[0] =~ s/    timeout: 3s\n/    timeout: 3s\n    subset: {version: $_[1]}\n/r };
+    my ($code, $out) = check_config(yaml => $route_subset->($base, 'v2'));
+    is($code, 0, 'route subset matching a node: exit 0') or diag($out);
+    like($out, qr/configuration OK/, 'route subset matching a node: OK');
+    unlike($out, qr/warning/, 'route subset matching a node: no warning');
+
+    ($code, $out) = check_config(yaml => $route_subset->($base, 'v1'));
+    is($code, 0, 'route subset matching no node: still exit 0') or diag($out);
+    like($out, qr/configuration OK/, 'route subset matching no node: OK');
+    like($out, qr/^warning: routes\[0\]\.subset: matches no node of upstream "svc": .*503/m,
+        'route subset matching no node: a warning naming the path') or diag($out);
+
+    my $split = $base =~ s/    timeout: 3s\n/    timeout: 3s\n    split:\n      - {when: {weight: 5}, upstream: svc, subset: {version: v2}}\n      - {when: {weight: 5}, upstream: svc, subset: {zone: x}}\n/r;
+    ($code, $out) = check_config(yaml => $split);
+    is($code, 0, 'split subset matching no node: exit 0') or diag($out);
+    like($out, qr/^warning: routes\[0\]\.split\[1\]\.subset: matches no node of upstream "svc"/m,
+        'split subset matching no node: a warning naming the rule') or diag($out);
+    unlike($out, qr/split\[0\]/, 'split subset matching a node: no warning for it');
+
+    # weights: round_robin counts them (no warning); random and p2c ignore them
+    unlike((check_config(yaml => $base))[1], qr/warning/, 'round_robin with weights: no warning');
+    for my $bal (qw(random p2c)) {
+        ($code, $out) = check_config(yaml => $base =~ s/balancer: round_robin/balancer: $bal/r);
+        is($code, 0, "$bal with weights: exit 0") or diag($out);
+        like($out, qr/configuration OK/, "$bal with weights: OK");
+        like($out, qr/^warning: upstreams\[0\]\.balancer: $bal ignores node weights/m,
+            "$bal with weights: a warning") or diag($out);
+        ($code, $out) = check_config(yaml => $base =~ s/balancer: round_robin/balancer: $bal/r =~ s/weight: 3, //r);
+        unlike($out, qr/warning/, "$bal with equal weights: no warning");
+    }
+
+    # at start, the same warnings go to the error log and the gateway runs
+    my $up = start_upstream(name => 'w');
+    my $text = $route_subset->($base, 'v1') =~ s/balancer: round_robin/balancer: p2c/r
+        =~ s/127\.0\.0\.1:9001/127.0.0.1:$up->{port}/r;
+    my $gw = start_gateway(yaml => $text);
+    ok(wait_for(sub { gateway_log($gw) =~ /routes\[0\]\.subset: matches no node/ }, 5),
+        'start: the route subset warning is logged') or diag(gateway_log($gw));
+    like(gateway_log($gw), qr/\[warn\].*upstreams\[0\]\.balancer: p2c ignores node weights/,
+        'start: the weight warning is logged at warn');
+    is(stop_gateway($gw), 0, 'start with warnings: runs and stops cleanly');
 }
 
 # Two independent errors: one line each.

@@ -691,6 +691,105 @@ test_errors(void)
     ok(gw_conf_load_string("x", 1, "t", NULL) == NULL, "NULL errs is accepted");
 }
 
+static int
+has_warning(const gw_conf_t *conf, const char *line)
+{
+    for (size_t i = 0; conf && i < conf->nwarnings; i++) {
+        if (strcmp(conf->warnings[i], line) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* A route's own subset, its errors, and the warnings a valid config can get. */
+static void
+test_subsets(void)
+{
+#define POOL                                                                                       \
+    "gateway: {listen: [\"127.0.0.1:8080\"]}\n"                                                    \
+    "upstreams:\n"                                                                                 \
+    "  - name: pool\n"                                                                             \
+    "    nodes: [{addr: \"127.0.0.1:9001\", meta: {version: v1}},\n"                               \
+    "            {addr: \"127.0.0.1:9002\", meta: {version: v2, zone: x}}]\n"
+
+    gw_conf_t *conf = expect_ok(POOL "routes:\n"
+                                     "  - upstream: pool\n"
+                                     "    subset: {version: v1}\n"
+                                     "    split: [{when: {weight: 5}, upstream: pool, subset: "
+                                     "{version: v2, zone: x}}]\n",
+                                "route subset");
+    if (conf != NULL) {
+        const gw_route_conf_t *r = &conf->routes[0];
+        ok(r->nsubset == 1 && strcmp(r->subset[0].key, "version") == 0 &&
+               strcmp(r->subset[0].value, "v1") == 0,
+           "route subset version=v1 kept");
+        is_int(r->split[0].nsubset, 2, "the split rule keeps its own subset");
+        is_int(conf->nwarnings, 0, "subsets that match a node: no warning");
+    }
+    gw_conf_free(conf);
+
+    conf = expect_ok(POOL "routes: [{upstream: pool, subset: {}}]\n", "empty route subset");
+    ok(conf && conf->routes[0].subset == NULL && conf->routes[0].nsubset == 0,
+       "an empty subset is no subset: every node");
+    gw_conf_free(conf);
+
+    conf = expect_ok(POOL "routes: [{upstream: pool}]\n", "no route subset");
+    ok(conf && conf->routes[0].subset == NULL, "no subset by default");
+    gw_conf_free(conf);
+
+    expect_err(POOL "routes: [{upstream: pool, subset: v1}]\n",
+               "routes[0].subset: expected a map of strings, got \"v1\"");
+    expect_err(POOL "routes: [{upstream: pool, subset: [v1]}]\n",
+               "routes[0].subset: expected a map of strings, got a list");
+    expect_err(POOL "routes: [{upstream: pool, subset: {version: [v1]}}]\n",
+               "routes[0].subset.version: expected a string, got a list");
+    expect_err(POOL "routes: [{upstream: pool, subset: {version: {a: b}}}]\n",
+               "routes[0].subset.version: expected a string, got a map");
+    expect_err(POOL "routes: [{upstream: pool, subset: {version: ~}}]\n",
+               "routes[0].subset.version: expected a string, got null");
+    expect_err(POOL "routes: [{upstream: pool, subset: {version: }}]\n",
+               "routes[0].subset.version: expected a string, got null");
+
+    conf = expect_ok(POOL "routes:\n"
+                          "  - upstream: pool\n"
+                          "    subset: {version: v3}\n"
+                          "    split: [{when: {weight: 5}, upstream: pool, subset: {zone: y}},\n"
+                          "            {when: {weight: 5}, upstream: pool, subset: {zone: x}}]\n",
+                     "subsets matching no node are valid");
+    ok(conf && conf->nwarnings == 2, "two warnings (got %zu)", conf ? conf->nwarnings : 0);
+    ok(has_warning(conf, "routes[0].subset: matches no node of upstream \"pool\": requests no "
+                         "split rule takes get 503 \"no healthy node\""),
+       "warning: route subset matching no node");
+    ok(has_warning(conf, "routes[0].split[0].subset: matches no node of upstream \"pool\": "
+                         "requests this rule takes get 503 \"no healthy node\""),
+       "warning: split subset matching no node");
+    gw_conf_free(conf);
+
+    /* weights: counted by round_robin, ignored (with a warning) by random and p2c */
+    static const char *const bals[] = {
+        "round_robin", "weighted_round_robin", "least_conn", "consistent_hash", "random", "p2c"};
+    for (size_t i = 0; i < GW_ARRAY_LEN(bals); i++) {
+        char yaml[512], want[256];
+        snprintf(
+            yaml, sizeof(yaml),
+            "gateway: {listen: [\"127.0.0.1:8080\"]}\n"
+            "upstreams: [{name: a, balancer: %s,\n"
+            "             nodes: [\"127.0.0.1:9001\", {addr: \"127.0.0.1:9002\", weight: 3}]}]\n",
+            bals[i]);
+        snprintf(want, sizeof(want),
+                 "upstreams[0].balancer: %s ignores node weights, which differ here; use "
+                 "round_robin, least_conn or consistent_hash for weighted shares",
+                 bals[i]);
+        conf = load(yaml, NULL);
+        int ignores = i >= 4;
+        ok(conf != NULL &&
+               (ignores ? conf->nwarnings == 1 && has_warning(conf, want) : conf->nwarnings == 0),
+           "%s with weights 1 and 3: %s", bals[i], ignores ? "a warning" : "no warning");
+        gw_conf_free(conf);
+    }
+#undef POOL
+}
+
 static void
 test_files(void)
 {
@@ -700,6 +799,7 @@ test_files(void)
     for (size_t i = 0; i < GW_ARRAY_LEN(files); i++) {
         gw_conf_t *conf = gw_conf_load(files[i], &e);
         ok(conf != NULL && e.n == 0, "%s loads", files[i]);
+        ok(conf != NULL && conf->nwarnings == 0, "%s: no warning", files[i]);
         if (conf == NULL)
             dump(&e);
         gw_conf_free(conf);
@@ -720,6 +820,7 @@ main(void)
     test_full();
     test_styles();
     test_errors();
+    test_subsets();
     test_files();
     done_testing();
 }
