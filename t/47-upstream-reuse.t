@@ -5,7 +5,8 @@
 # and without a failure for passive health; a POST, or a request with a
 # body, gets 502 and reaches the node once; a node that closes new
 # connections too gets one new connection, not a loop; the route's timeout
-# bounds the new attempt.
+# bounds the new attempt. A reset found by the write (nothing sent) is
+# handled the same way.
 
 use strict;
 use warnings;
@@ -14,6 +15,10 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use GwTest;
 use Time::HiRes qw(time sleep);
+use IO::Socket::INET;
+use IO::Select;
+use Socket qw(SOL_SOCKET SO_LINGER);
+use POSIX ();
 
 plan skip_all => 'gateway binary ' . gw_bin() . ' not built' unless -x gw_bin();
 
@@ -60,6 +65,84 @@ sub seen {
     return grep { (split / /)[3] eq $target } map { chomp; $_ } <$fh>;
 }
 
+# For the write side: an origin that answers every request 200 with
+# keep-alive, and resets (SO_LINGER 0) the one connection that sees the
+# file $rst_now appear first (it takes the file away). Heads are logged as
+# above, in $rst_log.
+my $rst_now = "$dir/rst-now";
+my $rst_log = "$dir/rst.log";
+my @rst_pids;
+
+sub start_resetting_origin {
+    my $l = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Proto => 'tcp',
+        Listen => 16, ReuseAddr => 1) or die "listen: $!";
+    my $parent = $$;
+    my $pid = fork // die "fork: $!";
+    if ($pid == 0) {
+        open STDOUT, '>', '/dev/null';
+        open STDERR, '>', '/dev/null';
+        $SIG{TERM} = sub { POSIX::_exit(0) };
+        $SIG{CHLD} = 'IGNORE';
+        my $sel = IO::Select->new($l);
+        while (1) {
+            POSIX::_exit(0) if getppid() != $parent;
+            next unless $sel->can_read(0.5);
+            my $c = $l->accept or next;
+            my $kid = fork;
+            next if !defined $kid || $kid;
+            my ($buf, $n, $cs) = ('', 0, IO::Select->new($c));
+            while (1) {
+                POSIX::_exit(0) if getppid() == 1;
+                if (unlink $rst_now) {
+                    setsockopt($c, SOL_SOCKET, SO_LINGER, pack('ii', 1, 0));
+                    POSIX::_exit(0);
+                }
+                next unless $cs->can_read(0.01);
+                sysread($c, $buf, 65536, length $buf) or POSIX::_exit(0);
+                while ((my $i = index($buf, "\r\n\r\n")) >= 0) {
+                    my ($m, $t) = substr($buf, 0, $i + 4, '') =~ /^(\S+) (\S+)/;
+                    $n++;
+                    open my $lf, '>>', $rst_log or die;
+                    syswrite($lf, "$$ $n $m $t\n");
+                    close $lf;
+                    syswrite($c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Conn: $$\r\n\r\nok");
+                }
+            }
+        }
+    }
+    my $port = $l->sockport;
+    close $l;
+    push @rst_pids, $pid;
+    return $port;
+}
+
+END { kill 'TERM', $_ for @rst_pids; waitpid($_, 0) for @rst_pids }
+
+sub rst_seen {
+    my ($target) = @_;
+    open my $fh, '<', $rst_log or return ();
+    return grep { (split / /)[3] eq $target } map { chomp; $_ } <$fh>;
+}
+
+# Blocks the worker in the access phase for X-Spin seconds: a reset that
+# arrives meanwhile is only seen when the request is written.
+my $pdir = "$dir/plugins";
+mkdir $pdir or die "$pdir: $!";
+open my $pf, '>', "$pdir/t-spin.lua" or die "$pdir: $!";
+print $pf <<'LUA';
+local plugin = { name = "t-spin", priority = 100, schema = { type = "object" } }
+function plugin.access(conf, ctx)
+  local s = tonumber(gw.req.header("X-Spin") or "")
+  if s then
+    local t = gw.now() + s
+    while gw.now() < t do end
+  end
+end
+return plugin
+LUA
+close $pf;
+my $rst_node = '127.0.0.1:' . start_resetting_origin();
+
 my %t = (connect => '1s', send => '5s', read => '5s');
 # one node each, so that nothing but the same node can answer; separate
 # upstreams keep separate pools
@@ -69,12 +152,15 @@ my @ups = (
     { name => 'post', nodes => [$node], timeouts => {%t} },
     { name => 'never', retries => 1, nodes => [$node], timeouts => {%t} },
     { name => 'hang', nodes => [$node], timeouts => {%t} },
+    { name => 'spin', retries => 0, nodes => [$rst_node], timeouts => {%t} },
 );
 my $gw = start_gateway(config => {
+    gateway   => { plugin_paths => [$pdir] },
     upstreams => \@ups,
     routes => [ map { { name => $_->{name}, match => { path => "/$_->{name}/*" },
                         upstream => $_->{name}, strip_prefix => "/$_->{name}",
-                        ($_->{name} eq 'hang' ? (timeout => '600ms') : ()) } } @ups ],
+                        ($_->{name} eq 'hang' ? (timeout => '600ms') : ()),
+                        ($_->{name} eq 'spin' ? (plugins => { 't-spin' => {} }) : ()) } } @ups ],
 });
 
 sub req {
@@ -168,6 +254,30 @@ sub retries_of {
     is(scalar(my @s = seen('/slow')), 2, 'the node saw it on both connections');
     is(retries_of('hang'), 1, 'one new-connection retry counted');
     set_mode('stale');
+}
+
+# --- the reset seen by the write: nothing of the request reached the node -----
+# The GET waits in the access phase while the node resets the pooled
+# connection; its write then fails (ECONNRESET), and the request goes out
+# on a new connection.
+{
+    my $r = req('GET', '/spin/prime');
+    is($r->{status}, 200, 'reset before the write: the pool is primed');
+    my $pooled = $r->{headers}{'x-conn'} // '';
+    my $c = gw_connect($gw->{port}, timeout => 10 * mult());
+    $c->write(build_request('GET', '/spin/w', headers => ['X-Spin' => 1.5 * mult()]));
+    sleep 0.3 * mult(); # the worker is in the access phase now
+    open my $fh, '>', $rst_now or die "$rst_now: $!";
+    close $fh;
+    $r = $c->read_response // { status => 0, headers => {} };
+    $c->close;
+    is($r->{status}, 200, 'reset before the write: 200');
+    ok(!-e $rst_now, 'reset before the write: the pooled connection was reset meanwhile');
+    my @s = rst_seen('/w');
+    is(scalar @s, 1, 'reset before the write: the node saw it once, on a new connection')
+      or diag(explain(\@s));
+    isnt((split / /, $s[0] // '')[0] // '', $pooled, 'reset before the write: not on the pooled one');
+    is(retries_of('spin'), 1, 'reset before the write: one new-connection retry counted');
 }
 
 stop_all();
