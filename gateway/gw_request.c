@@ -835,15 +835,17 @@ gw_request_on_upstream_error(gw_request_t *r, gw_up_error_t e)
 {
     if (reconnect_stale(r, e))
         return;
+    if (e == GW_UP_STALE)
+        e = GW_UP_RESET; /* not sent again: a close like any other */
     upstream_feedback(r, 0);
     int never_sent = e == GW_UP_CONNECT_FAILED || e == GW_UP_CONNECT_TIMEOUT;
     int timeout = e == GW_UP_TIMEOUT || e == GW_UP_CONNECT_TIMEOUT;
-    const char *what = e == GW_UP_CONNECT_FAILED              ? "connect failed"
-                       : e == GW_UP_CONNECT_TIMEOUT           ? "connect timed out"
-                       : e == GW_UP_TIMEOUT                   ? "timed out"
-                       : e == GW_UP_BAD_RESPONSE              ? "invalid response"
-                       : e == GW_UP_RESET || e == GW_UP_STALE ? "closed before responding"
-                                                              : "closed mid-response";
+    const char *what = e == GW_UP_CONNECT_FAILED    ? "connect failed"
+                       : e == GW_UP_CONNECT_TIMEOUT ? "connect timed out"
+                       : e == GW_UP_TIMEOUT         ? "timed out"
+                       : e == GW_UP_BAD_RESPONSE    ? "invalid response"
+                       : e == GW_UP_RESET           ? "closed before responding"
+                                                    : "closed mid-response";
     gw_log(r->w->log, GW_LOG_WARN, "upstream %s node %s: %s (request %.*s)",
            r->target->up->conf->name, r->node->conf->addr, what, (int)r->request_id.len,
            r->request_id.data);
