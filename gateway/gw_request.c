@@ -798,9 +798,45 @@ upstream_feedback(gw_request_t *r, int status)
         breaker_report(r, status);
 }
 
+/*
+ * The node closed a pooled connection as our request went out on it: most
+ * likely its idle timeout crossed the request, the node did nothing wrong.
+ * Like Go's http.Transport, send the request once more, on a new
+ * connection to the same node, outside the route's retries and without a
+ * failure for health checks, breakers or the balancer. Only what may be
+ * sent twice: an idempotent request without a body (a body is streamed,
+ * not kept). Non-idempotent requests get a peek at the pooled socket
+ * before they are written instead (gw_upconn_acquire). 1: the request is
+ * on its way again.
+ */
+static int
+reconnect_stale(gw_request_t *r, gw_up_error_t e)
+{
+    gw_worker_t *w = r->w;
+    if (e != GW_UP_STALE || r->reconnected || !r->idempotent || r->has_body || r->head_sent)
+        return 0;
+    if (r->budget_active && uv_timer_get_due_in(&r->budget) == 0)
+        return 0; /* the route's deadline is due: its 504 follows */
+    r->reconnected = 1;
+    r->up = gw_upconn_connect(w, r->target->up, r->node, r);
+    if (r->up == NULL)
+        return 0;
+    gw_metrics_reused_conn_retry(w->metrics, w->slot, (int)r->target->up->conf->index);
+    gw_log(w->log, GW_LOG_INFO,
+           "upstream %s node %s: kept-alive connection closed, sending again on a new one "
+           "(request %.*s)",
+           r->target->up->conf->name, r->node->conf->addr, (int)r->request_id.len,
+           r->request_id.data);
+    return 1;
+}
+
 void
 gw_request_on_upstream_error(gw_request_t *r, gw_up_error_t e)
 {
+    if (reconnect_stale(r, e))
+        return;
+    if (e == GW_UP_STALE)
+        e = GW_UP_RESET; /* not sent again: a close like any other */
     upstream_feedback(r, 0);
     int never_sent = e == GW_UP_CONNECT_FAILED || e == GW_UP_CONNECT_TIMEOUT;
     int timeout = e == GW_UP_TIMEOUT || e == GW_UP_CONNECT_TIMEOUT;

@@ -79,6 +79,7 @@ struct gw_request_s {
     unsigned ndropped;        /* nodes whose breaker (scope node) dropped this request */
     struct gw_breaker_s *brk; /* the route or upstream breaker that let it pass */
     unsigned brk_pending : 1; /* brk waits for this request's outcome */
+    unsigned reconnected : 1; /* sent again once on a new connection (stale pooled one) */
     gw_upconn_t *up;
     uint64_t up_start_ns;
     uint64_t up_latency_ns; /* connect to response end of the last attempt */

@@ -389,6 +389,13 @@ gw_upconn_acquire(gw_worker_t *w, gw_upstream_rt_t *up, gw_node_t *node, gw_requ
         *ready = 1;
         return u;
     }
+    *ready = 0;
+    return gw_upconn_connect(w, up, node, r);
+}
+
+gw_upconn_t *
+gw_upconn_connect(gw_worker_t *w, gw_upstream_rt_t *up, gw_node_t *node, gw_request_t *r)
+{
     gw_upconn_t *u = calloc(1, sizeof(*u));
     if (u == NULL)
         return NULL;
@@ -412,8 +419,18 @@ gw_upconn_acquire(gw_worker_t *w, gw_upstream_rt_t *up, gw_node_t *node, gw_requ
     }
     node->inflight++;
     timer_start(u, up->conf->connect_timeout_ms);
-    *ready = 0;
     return u;
+}
+
+/* What the node's close or reset means for the request: a response cut,
+ * or none at all, and then on a pooled connection possibly a close of an
+ * idle connection that crossed our request. */
+static gw_up_error_t
+closed_error(const gw_upconn_t *u)
+{
+    if (u->got_bytes)
+        return GW_UP_TRUNCATED;
+    return u->reused ? GW_UP_STALE : GW_UP_RESET;
 }
 
 /* ---- writing ---- */
@@ -426,7 +443,7 @@ on_up_write(uv_write_t *wr, int status)
         return;
     int rc = status < 0 ? status : gw_wqueue_written(&u->out, (uv_stream_t *)&u->tcp, on_up_write);
     if (rc < 0) {
-        up_fail(u, u->got_bytes ? GW_UP_TRUNCATED : GW_UP_RESET);
+        up_fail(u, closed_error(u));
         return;
     }
     if (rc > 0)
@@ -446,7 +463,7 @@ gw_upconn_write(gw_upconn_t *u, const uv_buf_t *bufs, unsigned n)
     u->out.req.data = u;
     int rc = gw_wqueue_write(&u->out, (uv_stream_t *)&u->tcp, bufs, n, on_up_write);
     if (rc < 0)
-        return fail_later(u, u->got_bytes ? GW_UP_TRUNCATED : GW_UP_RESET);
+        return fail_later(u, closed_error(u));
     if (rc == 0 && !busy)
         timer_start(u, u->up->conf->send_timeout_ms);
     return rc;
@@ -843,7 +860,7 @@ on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             gw_request_on_response_done(u->req);
             return;
         }
-        up_fail(u, u->got_bytes ? GW_UP_TRUNCATED : GW_UP_RESET);
+        up_fail(u, closed_error(u));
         return;
     }
     gw_edge_after_read(&u->edge, s, nread, buf->len);

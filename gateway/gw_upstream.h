@@ -62,6 +62,8 @@ typedef enum {
     GW_UP_BAD_RESPONSE,
     GW_UP_TRUNCATED,       /* closed in the middle of the response */
     GW_UP_CONNECT_TIMEOUT, /* never left the gateway either */
+    GW_UP_STALE,           /* GW_UP_RESET on a connection reused from the pool:
+                              the node may have closed it as idle */
 } gw_up_error_t;
 
 struct gw_upconn_s {
@@ -125,6 +127,11 @@ struct gw_breaker_s *gw_upstreams_breaker(gw_upstreams_t *u, const gw_route_conf
  */
 gw_upconn_t *gw_upconn_acquire(gw_worker_t *w, gw_upstream_rt_t *up, gw_node_t *node,
                                gw_request_t *r, int *ready);
+
+/* A new connection to node for r, never a pooled one; then as for
+ * gw_upconn_acquire's new connections. NULL when the connect cannot start. */
+gw_upconn_t *gw_upconn_connect(gw_worker_t *w, gw_upstream_rt_t *up, gw_node_t *node,
+                               gw_request_t *r);
 
 /* Writes request bytes. 1: all taken, 0: queued (wait for
  * gw_request_on_upstream_drained), -1: failed (the error callback follows). */
