@@ -292,4 +292,11 @@ int gw_conf_parse_size(const char *s, size_t *bytes);
 
 gw_upstream_conf_t *gw_conf_find_upstream(const gw_conf_t *conf, const char *name);
 
+/**
+ * Subsets (route defaults and split rules): 1 when NODE's meta holds every
+ * key=value pair of SUBSET (exact strings), else 0. An empty subset matches
+ * every node; a NULL node matches nothing.
+ */
+int gw_subset_match(const gw_node_conf_t *node, const gw_kv_t *subset, size_t nsubset);
+
 #endif

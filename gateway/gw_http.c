@@ -6,7 +6,7 @@
 #include <time.h>
 
 #include "gw_http.h"
-#include "gw_log.h"
+#include "gw_json.h"
 
 void
 gw_buf_grow(gw_buf_t *b, size_t extra)
@@ -302,7 +302,7 @@ gw_http_error_body(gw_buf_t *b, int status, const char *message, gw_str_t reques
     size_t mlen = strlen(message);
     gw_buf_appendf(b, "{\"code\":%d,\"message\":\"", status);
     gw_buf_reserve(b, 6 * mlen + request_id.len + 20);
-    b->len += gw_log_json_escape(b->data + b->len, message, mlen);
+    b->len += gw_json_escape(b->data + b->len, message, mlen);
     GW_BUF_PUT_LIT(b, "\",\"request_id\":\"");
     if (request_id.len)
         gw_buf_puts(b, request_id);

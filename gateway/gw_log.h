@@ -134,10 +134,4 @@ int gw_access_log_flush(gw_access_log_t *al);
 /** Flushes, then reopens the file by its path. Same contract as gw_log_reopen. */
 int gw_access_log_reopen(gw_access_log_t *al);
 
-/**
- * Appends s to out as the body of a JSON string (without the quotes),
- * escaped as above. out must hold 6 * len bytes. Returns the bytes written.
- */
-size_t gw_log_json_escape(char *out, const char *s, size_t len);
-
 #endif

@@ -220,26 +220,3 @@ gw_split_choose(const gw_route_conf_t *route, const gw_req_view_t *req, uint32_t
     }
     return -1;
 }
-
-int
-gw_subset_match(const gw_node_conf_t *node, const gw_kv_t *subset, size_t nsubset)
-{
-    if (node == NULL)
-        return 0;
-    if (subset == NULL)
-        return 1;
-    for (size_t i = 0; i < nsubset; i++) {
-        int hit = 0;
-
-        if (subset[i].key == NULL || subset[i].value == NULL)
-            return 0;
-        for (size_t j = 0; node->meta != NULL && j < node->nmeta && !hit; j++) {
-            const gw_kv_t *m = &node->meta[j];
-            hit = m->key != NULL && m->value != NULL && strcmp(m->key, subset[i].key) == 0 &&
-                  strcmp(m->value, subset[i].value) == 0;
-        }
-        if (!hit)
-            return 0;
-    }
-    return 1;
-}

@@ -48,10 +48,4 @@ int gw_keyspec_extract(const gw_keyspec_t *spec, const gw_req_view_t *req, gw_st
  */
 int gw_split_choose(const gw_route_conf_t *route, const gw_req_view_t *req, uint32_t rand100);
 
-/**
- * 1 when NODE's meta holds every key=value pair of SUBSET (exact strings),
- * else 0. An empty subset matches every node; a NULL node matches nothing.
- */
-int gw_subset_match(const gw_node_conf_t *node, const gw_kv_t *subset, size_t nsubset);
-
 #endif

@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "gw_json.h"
 #include "gw_log.h"
 #include "tap.h"
 
@@ -59,7 +60,7 @@ static void
 escape_is(const char *in, size_t len, const char *want, const char *what)
 {
     char out[256];
-    size_t n = gw_log_json_escape(out, in, len);
+    size_t n = gw_json_escape(out, in, len);
     out[n] = '\0';
     is_str(out, want, "json escape: %s", what);
 }
