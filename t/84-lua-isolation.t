@@ -122,7 +122,23 @@ end
 return plugin
 LUA
 
+# The same bomb in the phases that run outside the request's coroutine.
+plugin_file('t-hog-phases', <<'LUA');
+local plugin = { name = "t-hog-phases", priority = 100 }
+local function bomb(phase)
+  if gw.req.header("X-Bomb") == phase then
+    local s = string.rep("x", 2^25); local t = { s, s .. "y", s .. "z" }
+  end
+end
+function plugin.header_filter(conf, ctx) bomb("header_filter") end
+function plugin.body_filter(conf, ctx, chunk, eof) bomb("body_filter") return chunk end
+function plugin.log(conf, ctx) bomb("log") end
+function plugin.error(conf, ctx, err) bomb("error") end
+return plugin
+LUA
+
 my $up = start_upstream(name => 'a');
+my $closed = free_port();
 
 sub route {
     my ($name, $path, $plugins) = @_;
@@ -132,13 +148,17 @@ sub route {
 
 my $gw = start_gateway(config => {
     gateway   => { plugin_paths => [$pdir], lua_memory => '64m' },
-    upstreams => [{ name => 'a', nodes => ["127.0.0.1:$up->{port}"] }],
+    upstreams => [{ name => 'a', nodes => ["127.0.0.1:$up->{port}"] },
+                  { name => 'down', nodes => ["127.0.0.1:$closed"] }],
     routes    => [
         route('victim', '/victim/*', { 't-victim' => {} }),
         route('vandal', '/vandal/*', { 't-vandal' => {} }),
         route('hog', '/hog/*', { 't-hog' => {} }),
         route('keyauth', '/keyauth/*', { 'key-auth' => {} }),
         route('plain', '/plain/*'),
+        route('phases', '/phases/*', { 't-hog-phases' => {} }),
+        { name => 'phases-down', match => { path => '/phases-down/*' }, upstream => 'down',
+          plugins => { 't-hog-phases' => {} } },
     ],
     consumers => [{ name => 'alice', 'key-auth' => { key => 'k-alice' } }],
 });
@@ -210,6 +230,53 @@ like($log, qr/plugin t-vandal failed in access: .*string\.rep is read-only/,
 like($log, qr/plugin t-vandal failed in access: .*string metatable.*read-only/,
      'the log names the string metatable');
 others_fine('attacks');
+
+# Memory: the allocation that would pass gateway.lua_memory fails at once
+# ("not enough memory"), the request gets 500 promptly, the worker goes on.
+for my $what (qw(bomb half grow table)) {
+    my $t0 = time;
+    $r = http_request($gw->{port}, 'GET', "/hog/1?do=$what", timeout => 10);
+    my $took = time - $t0;
+    gw_error_ok($r, 500, "memory $what");
+    ok($took < 3 * mult(), "memory $what: answered within seconds") or diag("took ${took}s");
+    others_fine("memory $what");
+}
+like(gateway_log($gw), qr/plugin t-hog failed in access: .*not enough memory/,
+     'memory: the log says not enough memory');
+# header_filter and error fail their request with 500; body_filter and
+# log come after the head went out: the request is cut short or only logged
+for my $phase (qw(header_filter body_filter log error)) {
+    my $t0 = time;
+    my $path = $phase eq 'error' ? '/phases-down/1' : '/phases/1';
+    $r = http_request($gw->{port}, 'GET', $path, headers => ['X-Bomb' => $phase], timeout => 10);
+    my $took = time - $t0;
+    if ($phase eq 'header_filter') {
+        gw_error_ok($r, 500, "memory in $phase");
+    } elsif ($phase eq 'log') {
+        is($r->{status}, 200, "memory in $phase: the response was already sent");
+    } elsif ($phase eq 'error') {
+        is($r->{status}, 502, "memory in $phase: the gateway's own answer stays");
+    }
+    ok($took < 3 * mult(), "memory in $phase: no wait") or diag("took ${took}s");
+    others_fine("memory in $phase");
+}
+like(gateway_log($gw), qr/plugin t-hog-phases failed in header_filter: .*not enough memory/,
+     'memory in header_filter: logged');
+like(gateway_log($gw), qr/plugin t-hog-phases failed in log: .*not enough memory/,
+     'memory in log: logged');
+$r = http_request($gw->{port}, 'GET', '/hog/1?do=caught');
+is($r->{status}, 200, 'memory error caught by the plugin: 200');
+my $cj = json_body($r) // {};
+ok(!$cj->{ok} && ($cj->{err} // '') =~ /not enough memory/, 'pcall(string.rep, 2^30): not enough memory')
+    or diag($r->{body});
+# repeated bombs do not wear the worker down
+for my $i (1 .. 5) {
+    $r = http_request($gw->{port}, 'GET', '/hog/1?do=half', timeout => 10);
+    is($r->{status}, 500, "memory half, round $i: 500");
+}
+others_fine('repeated memory errors');
+$r = http_request($gw->{port}, 'GET', '/plain/1');
+is($r->{status}, 200, 'a route without plugins: 200');
 
 my @died = gateway_log($gw) =~ /(master: worker \d+ .*(?:killed by signal|exited with status).*)/g;
 is(scalar(@died), 0, 'no worker died') or diag(join "\n", @died);
