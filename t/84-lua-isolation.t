@@ -122,6 +122,17 @@ end
 return plugin
 LUA
 
+# Waits while another request of the worker blows up, then goes on.
+plugin_file('t-sleeper', <<'LUA');
+local plugin = { name = "t-sleeper", priority = 100 }
+function plugin.access(conf, ctx)
+  local before = string.rep("s", 1000)
+  gw.sleep(tonumber(gw.req.header("X-Sleep")) or 0.5)
+  return gw.exit(200, { len = #(before .. string.rep("t", 1000)) })
+end
+return plugin
+LUA
+
 # The same bomb in the phases that run outside the request's coroutine.
 plugin_file('t-hog-phases', <<'LUA');
 local plugin = { name = "t-hog-phases", priority = 100 }
@@ -156,6 +167,7 @@ my $gw = start_gateway(config => {
         route('hog', '/hog/*', { 't-hog' => {} }),
         route('keyauth', '/keyauth/*', { 'key-auth' => {} }),
         route('plain', '/plain/*'),
+        route('sleeper', '/sleeper/*', { 't-sleeper' => {} }),
         route('phases', '/phases/*', { 't-hog-phases' => {} }),
         { name => 'phases-down', match => { path => '/phases-down/*' }, upstream => 'down',
           plugins => { 't-hog-phases' => {} } },
@@ -243,6 +255,16 @@ for my $what (qw(bomb half grow table)) {
 }
 like(gateway_log($gw), qr/plugin t-hog failed in access: .*not enough memory/,
      'memory: the log says not enough memory');
+# a request waiting in gw.sleep while another one runs out of memory
+my $c = gw_connect($gw->{port});
+$c->write(build_request('GET', '/sleeper/1', headers => ['X-Sleep' => 0.5 * mult()]));
+$r = http_request($gw->{port}, 'GET', '/hog/1?do=grow', timeout => 10);
+is($r->{status}, 500, 'memory grow beside a waiting request: 500');
+my $sr = $c->read_response(timeout => 5);
+is($sr && $sr->{status}, 200, 'the waiting request finishes: 200');
+is((json_body($sr // {}) // {})->{len}, 2000, 'the waiting request: its work is intact');
+$c->close;
+
 # header_filter and error fail their request with 500; body_filter and
 # log come after the head went out: the request is cut short or only logged
 for my $phase (qw(header_filter body_filter log error)) {
@@ -281,5 +303,24 @@ is($r->{status}, 200, 'a route without plugins: 200');
 my @died = gateway_log($gw) =~ /(master: worker \d+ .*(?:killed by signal|exited with status).*)/g;
 is(scalar(@died), 0, 'no worker died') or diag(join "\n", @died);
 is(stop_gateway($gw), 0, 'SIGTERM exit 0');
+
+# The bomb under the default lua_memory (512m): refused at once, no 1 GiB
+# string is ever made.
+my $gw2 = start_gateway(config => {
+    gateway   => { plugin_paths => [$pdir] },
+    upstreams => [{ name => 'a', nodes => ["127.0.0.1:$up->{port}"] }],
+    routes    => [route('victim', '/victim/*', { 't-victim' => {} }),
+                  route('hog', '/hog/*', { 't-hog' => {} })],
+});
+my $t0 = time;
+$r = http_request($gw2->{port}, 'GET', '/hog/1?do=bomb', timeout => 10);
+my $took = time - $t0;
+gw_error_ok($r, 500, 'default lua_memory: the 2^30 bomb');
+ok($took < 2 * mult(), 'default lua_memory: answered at once') or diag("took ${took}s");
+$r = http_request($gw2->{port}, 'GET', '/victim/1', headers => ['X-Probe' => 'p']);
+is($r->{status}, 200, 'default lua_memory: the next request on the worker: 200');
+like(gateway_log($gw2), qr/plugin t-hog failed in access: not enough memory/,
+     'default lua_memory: logged');
+is(stop_gateway($gw2), 0, 'gateway 2: SIGTERM exit 0');
 stop_all();
 done_testing();
