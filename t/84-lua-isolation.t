@@ -44,6 +44,7 @@ function plugin.access(conf, ctx)
     json = cjson.encode({ 1, 2 }),
     gwjson = gw.json.encode({ k = "v" }),
     header = gw.req.header("X-Probe") or "none",
+    remote = gw.var.remote_addr,
     pairs_string = n,
     pairs_table = tn,
     rawget_rep = rawget(string, "rep") == string.rep,
@@ -74,6 +75,7 @@ local attacks = {
   gw_json = function() rawset(gw.json, "encode", function() return "evil" end) end,
   gw_top = function() rawset(gw, "exit", function() end) end,
   gw_var_mt = function() getmetatable(gw.var).__index = function() return "evil" end end,
+  gw_var_rawset = function() rawset(gw.var, "remote_addr", "6.6.6.6") end,
   cjson = function() require("cjson.safe").encode = function() return "evil" end end,
   cjson_raw = function() rawset(require("cjson"), "encode", function() return "evil" end) end,
 }
@@ -177,7 +179,7 @@ my $gw = start_gateway(config => {
 
 my %want = (rep => 'ababab', fmt => '7-x', method => '002.5', upper => 'ABC',
             concat => 'a,b,c', floor => 2, band => 2, json => '[1,2]',
-            gwjson => '{"k":"v"}', header => 'p', rawget_rep => JSON::PP::true,
+            gwjson => '{"k":"v"}', header => 'p', remote => '127.0.0.1', rawget_rep => JSON::PP::true,
             next_ok => JSON::PP::true);
 
 # The victim route and a built-in plugin's route answer as they should.
@@ -219,7 +221,8 @@ my %names = (rep => qr/string\.rep is read-only/, concat => qr/table\.concat is 
              setmetatable_string => qr/protected metatable/,
              setmetatable_mt => qr/protected metatable/,
              gw_req => qr/rawset: gw\.req is read-only/, gw_json => qr/rawset: gw\.json is read-only/,
-             gw_top => qr/rawset: gw is read-only/, gw_var_mt => qr/./,
+             gw_top => qr/rawset: gw is read-only/, gw_var_mt => qr/attempt to index/,
+             gw_var_rawset => qr/rawset: gw\.var is read-only/,
              cjson => qr/cjson\.safe\.encode is read-only/,
              cjson_raw => qr/rawset: cjson is read-only/);
 for my $k (sort keys %names) {
