@@ -241,7 +241,7 @@ struct gw_conf_s {
     char *pid_file; /* gateway.pid_file, default "logs/gateway.pid" */
     char **plugin_paths;
     size_t nplugin_paths;
-    size_t lua_memory; /* bytes; over it (after a full GC) Lua requests get 500 */
+    size_t lua_memory; /* bytes; the Lua VM's allocations stop there */
 
     /* redis, registries, tls, consumers and plugins are accepted and
      * validated in shape; their runtimes come with later modules. */

@@ -16,8 +16,23 @@
 #include "gw_lua_api.h"
 #include "gw_request.h"
 
+/* The VM's allocator: LuaJIT's own, behind a byte count that refuses to
+ * grow past gateway.lua_memory while Lua code runs under protection (a
+ * refused allocation is a "not enough memory" error in that code; outside
+ * protection LuaJIT would abort the process instead). */
+typedef struct {
+    lua_Alloc inner;
+    void *inner_ud;
+    size_t used;  /* bytes the VM holds */
+    size_t limit; /* gateway.lua_memory */
+    int enforce;  /* depth of lua_resume / lua_pcall calls from C */
+    int refused;  /* an allocation was refused since the last check */
+} gw_lua_mem_t;
+
 struct gw_lua_s {
     lua_State *L;
+    gw_lua_mem_t mem;
+    size_t gc_at; /* a full collection before the next request from here */
     void *loop;
     int runner_ref;
     int run_ref;      /* runner.run, looked up once */
@@ -28,6 +43,51 @@ struct gw_lua_s {
     int free_threads[256];
     size_t nfree_threads;
 };
+
+static void *
+counted_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    gw_lua_mem_t *m = ud;
+    if (nsize > osize && m->enforce &&
+        (m->used >= m->limit || nsize - osize > m->limit - m->used)) {
+        m->refused = 1;
+        return NULL;
+    }
+    void *p = m->inner(m->inner_ud, ptr, osize, nsize);
+    if (p != NULL || nsize == 0)
+        m->used = m->used - osize + nsize;
+    return p;
+}
+
+/* Wraps the allocator luaL_newstate chose (LuaJIT's fast one) rather than
+ * bringing another: the count costs an add and a compare per call. */
+static void
+count_memory(gw_lua_t *lua, size_t limit)
+{
+    lua_State *L = lua->L;
+    lua->mem.inner = lua_getallocf(L, &lua->mem.inner_ud);
+    lua->mem.used = (size_t)lua_gc(L, LUA_GCCOUNT, 0) * 1024 + (size_t)lua_gc(L, LUA_GCCOUNTB, 0);
+    lua->mem.limit = limit;
+    lua->gc_at = limit / 2;
+    lua_setallocf(L, counted_alloc, &lua->mem);
+}
+
+/* Around every entry into Lua code from a request. After an allocation
+ * was refused, a full collection frees what the failed code left behind. */
+static void
+enter_lua(gw_lua_t *lua)
+{
+    lua->mem.enforce++;
+}
+
+static void
+leave_lua(gw_lua_t *lua)
+{
+    if (--lua->mem.enforce == 0 && lua->mem.refused) {
+        lua->mem.refused = 0;
+        lua_gc(lua->L, LUA_GCCOLLECT, 0);
+    }
+}
 
 static void
 add_err(gw_conf_errors_t *errs, const char *fmt, ...)
@@ -139,6 +199,7 @@ gw_lua_new(const gw_conf_t *conf, void *loop, int slot, gw_conf_errors_t *errs)
         gw_lua_free(lua);
         return NULL;
     }
+    count_memory(lua, conf->lua_memory);
     lua_State *L = lua->L;
     luaL_openlibs(L);
     find_dir("lua", "GW_LUA_DIR", "gw/runner.lua", dir, sizeof(dir));
@@ -287,7 +348,9 @@ recycle_co(gw_request_t *r, lua_State *co)
 static int
 resume(gw_request_t *r, lua_State *co, int nargs)
 {
+    enter_lua(r->w->lua);
     int st = lua_resume(co, nargs);
+    leave_lua(r->w->lua);
     if (st == LUA_YIELD) {
         lua_settop(co, 0);
         return GW_AGAIN;
@@ -305,20 +368,26 @@ resume(gw_request_t *r, lua_State *co, int nargs)
     return rc;
 }
 
-/* Above gateway.lua_memory, new requests that need Lua fail with 500
- * rather than the worker dying of memory exhaustion. */
+/* Allocations past gateway.lua_memory fail as they happen (counted_alloc);
+ * this keeps garbage from taking the room: past gc_at a full collection
+ * runs first, and when even then less than a sixteenth of the limit is
+ * free, requests that need Lua get 500 without entering it. */
 static int
-over_watermark(gw_request_t *r, lua_State *L)
+over_watermark(gw_request_t *r, gw_lua_t *lua)
 {
-    int limit_kb = (int)(r->w->conf->lua_memory / 1024); /* lua_gc counts KiB */
-    if (lua_gc(L, LUA_GCCOUNT, 0) < limit_kb)
+    gw_lua_mem_t *m = &lua->mem;
+    if (m->used < lua->gc_at)
         return 0;
-    lua_gc(L, LUA_GCCOLLECT, 0);
-    if (lua_gc(L, LUA_GCCOUNT, 0) < limit_kb)
+    lua_gc(lua->L, LUA_GCCOLLECT, 0);
+    size_t full = m->limit - m->limit / 16;
+    size_t room = m->used < m->limit ? m->limit - m->used : 0;
+    lua->gc_at = m->used + room / 2 < full ? m->used + room / 2 : full;
+    if (m->used < full)
         return 0;
     gw_log(r->w->log, GW_LOG_ERROR,
-           "lua memory above gateway.lua_memory (%d MiB): request %.*s refused", limit_kb / 1024,
-           (int)r->request_id.len, r->request_id.data);
+           "lua memory near gateway.lua_memory (%zu of %zu MiB after a full collection): "
+           "request %.*s refused",
+           m->used >> 20, m->limit >> 20, (int)r->request_id.len, r->request_id.data);
     return 1;
 }
 
@@ -384,7 +453,7 @@ gw_lua_run(gw_request_t *r, unsigned phases, gw_lua_done_cb done)
 {
     gw_lua_t *lua = r->w->lua;
     lua_State *L = lua->L;
-    if (over_watermark(r, L))
+    if (over_watermark(r, lua))
         return GW_ERROR;
     lua_State *co = acquire_co(r, done);
     push_runner_fn(L, lua, "run");
@@ -426,7 +495,10 @@ call_sync(gw_request_t *r, const char *name, int nargs_extra, int nres)
     push_ctx(L, r);
     for (int i = 0; i < nargs_extra; i++)
         lua_pushvalue(L, base + 1 + i);
-    if (lua_pcall(L, 3 + nargs_extra, nres, 0) != 0) {
+    enter_lua(r->w->lua);
+    int st = lua_pcall(L, 3 + nargs_extra, nres, 0);
+    leave_lua(r->w->lua);
+    if (st != 0) {
         gw_log(r->w->log, GW_LOG_ERROR, "lua: %s", lua_tostring(L, -1));
         lua_settop(L, base);
         return GW_ERROR;

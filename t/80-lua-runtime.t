@@ -764,16 +764,18 @@ is($r->{headers}{'x-hf-order'}, 't-order-g', 'header_filter runs on a gateway-ma
 no_worker_died($gw2, 'gateway 2');
 is(stop_gateway($gw2), 0, 'gateway 2: SIGTERM exit 0');
 
-# --- gateway.lua_memory: over it, Lua requests get 500, the worker lives ----
+# --- gateway.lua_memory: an allocation past it fails, the worker lives ------
 
 plugin_file('t-hog', <<'LUA');
--- keeps what it allocates: ?mb=N adds N MiB to a module-level list
+-- keeps what it allocates: ?mb=N adds N MiB to a module-level list (in
+-- 64 KiB strings); ?big=N allocates N MiB for the time of the request
 local plugin = { name = "t-hog", priority = 100 }
 local kept = {}
 function plugin.access(conf, ctx)
-  local n = tonumber((gw.req.query_arg("mb"))) or 0
-  for i = 1, n do kept[#kept + 1] = string.rep(string.char(65 + #kept % 26), 1024 * 1024 - 64) .. #kept end
-  if gw.req.query_arg("free") then kept = {} end
+  local big = tonumber((gw.req.query_arg("big")))
+  if big then local s = string.rep("x", big * 1024 * 1024) end
+  local n = (tonumber((gw.req.query_arg("mb"))) or 0) * 16
+  for i = 1, n do kept[#kept + 1] = string.rep(string.char(65 + #kept % 26), 65536 - 64) .. #kept end
   return gw.exit(200, { kept = #kept })
 end
 return plugin
@@ -785,11 +787,23 @@ my $gw3 = start_gateway(config => {
 });
 $r = http_request($gw3->{port}, 'GET', '/hog/1?mb=8');
 is($r->{status}, 200, 'lua_memory: under the limit, 200');
-$r = http_request($gw3->{port}, 'GET', '/hog/1?mb=40');
-is($r->{status}, 200, 'lua_memory: the request that crosses it still finishes');
+my $t0 = time;
+$r = http_request($gw3->{port}, 'GET', '/hog/1?big=40', timeout => 5);
+gw_error_ok($r, 500, 'lua_memory: the request whose allocation would cross it');
+ok(time - $t0 < 3 * mult(), 'lua_memory: that 500 comes at once');
+like(gateway_log($gw3), qr/plugin t-hog failed in access: not enough memory/,
+    'lua_memory: the refused allocation is logged');
 $r = http_request($gw3->{port}, 'GET', '/hog/1');
-gw_error_ok($r, 500, 'lua_memory: over it, the next Lua request gets 500');
-like(gateway_log($gw3), qr/lua memory above gateway\.lua_memory \(32 MiB\)/, 'lua_memory: logged');
+is($r->{status}, 200, 'lua_memory: the next Lua request is served');
+# what the plugin keeps fills the VM: once a full collection leaves less
+# than a sixteenth free, Lua requests get 500 without running
+my $refused;
+for my $i (1 .. 60) {
+    $r = http_request($gw3->{port}, 'GET', '/hog/1?mb=1');
+    last if ($refused = gateway_log($gw3) =~ /lua memory near gateway\.lua_memory \(\d+ of 32 MiB after a full collection\): request \S+ refused/);
+}
+ok($refused, 'lua_memory: nearly full after a full collection: refused, logged');
+gw_error_ok($r, 500, 'lua_memory: nearly full');
 $r = http_request($gw3->{port}, 'GET', '/plain/1');
 is($r->{status}, 200, 'lua_memory: a route without plugins is served');
 no_worker_died($gw3, 'gateway 3');

@@ -235,6 +235,7 @@ gw.var = setmetatable({}, {
             error("gw.var." .. k .. " cannot be set", 2)
         end
     end,
+    __metatable = false, -- shared by every plugin: not theirs to change
 })
 
 -- gw.ctx reads the current request's table

@@ -20,6 +20,11 @@ local chains = {}   -- [route index (0: no route)] = { {plugin, conf, name}, ...
 local masks = {}
 
 -- ---- sandbox ----
+-- Plugins share one VM, so everything they can reach in common (the
+-- standard library, the string metatable, gw, the modules they may
+-- require) is a read-only view: a write raises an error in the plugin
+-- that tried, never changes what another plugin or the runtime (which
+-- keeps the real tables) sees.
 
 local safe_modules = {
     cjson = true, ["cjson.safe"] = true, ["gw.schema"] = true, ["gw.crypto"] = true,
@@ -30,55 +35,110 @@ local safe_modules = {
 -- (strings reach string.* through their metatable, so remove it here).
 string.dump = nil -- luacheck: ignore 122
 
-local function copy(t)
-    local c = {}
-    for k, v in pairs(t) do c[k] = v end
-    return c
-end
+local backing = {} -- [view] = the table it shows
+local locked = {}  -- [table] = its name, for tables rawset may not touch
 
-local plugin_paths = {}
-local user_modules = {}
-local sandbox_base
-
--- cjson, gw.schema, gw.crypto and bit, or a Lua module of the operator's
--- in plugin_paths (a.b -> a/b.lua), loaded into a sandbox of its own.
-local function safe_require(name)
-    if safe_modules[name] then return require(name) end
-    if type(name) ~= "string" or not name:match("^[%w_%-]+[%w_%.%-]*$") then
-        error("module '" .. tostring(name) .. "' is not available to plugins", 2)
-    end
-    if user_modules[name] ~= nil then return user_modules[name] end
-    local rel = name:gsub("%.", "/")
-    for _, dir in ipairs(plugin_paths) do
-        local f = dir .. "/" .. rel .. ".lua"
-        local h = io.open(f, "r")
-        if h then
-            h:close()
-            local chunk, err = loadfile(f, "t")
-            if not chunk then error(err, 2) end
-            setfenv(chunk, setmetatable({}, { __index = sandbox_base() }))
-            local m = chunk()
-            if m == nil then m = true end
-            user_modules[name] = m
-            return m
-        end
-    end
-    error("module '" .. name .. "' is not available to plugins", 2)
-end
-
--- What plugins see as `gw`: the API through read-only views, so that one
--- plugin cannot replace a function another relies on (gw.req.header = ...).
--- gw.var keeps its own metatable (assigning to it sets a variable).
+-- A view of t: reads go through to t (table __index, which the JIT follows
+-- at no cost), writes raise an error naming the field.
 local function readonly(t, name)
-    return setmetatable({}, {
+    local view = setmetatable({}, {
         __index = t,
         __newindex = function(_, k)
             error(name .. "." .. tostring(k) .. " is read-only", 2)
         end,
         __metatable = false,
     })
+    backing[view] = t
+    locked[view] = name
+    return view
 end
 
+-- The sandbox's raw functions and iterators see what a view shows; rawset
+-- refuses views (and gw.var, whose fields are variables).
+local real_next, real_pairs, real_rawget, real_rawset = next, pairs, rawget, rawset
+
+local function s_next(t, k)
+    local b = backing[t]
+    if b then return real_next(b, k) end
+    return real_next(t, k)
+end
+
+local function s_pairs(t)
+    if backing[t] then return s_next, t, nil end -- never hand out the real table
+    return real_pairs(t)
+end
+
+local function s_rawget(t, k)
+    return real_rawget(backing[t] or t, k)
+end
+
+local function s_rawset(t, k, v)
+    local name = locked[t]
+    if name then error("rawset: " .. name .. " is read-only", 2) end
+    return real_rawset(t, k, v)
+end
+
+local lib_views = {
+    string = readonly(string, "string"), table = readonly(table, "table"),
+    math = readonly(math, "math"), bit = readonly(bit, "bit"),
+}
+locked[api.gw.var] = "gw.var"
+
+-- getmetatable("") gives plugins a read-only view of the string metatable
+-- (its __index the read-only string); the VM keeps using the real one.
+debug.getmetatable("").__metatable =
+    readonly({ __index = lib_views.string }, "string metatable")
+
+local plugin_paths = {}
+local user_modules = {}
+local module_views = { bit = lib_views.bit }
+local sandbox_base
+
+-- cjson, gw.schema, gw.crypto and bit, or a Lua module of the operator's
+-- in plugin_paths (a.b -> a/b.lua), loaded into a sandbox of its own.
+-- cjson comes as an instance of the requiring plugin's own (cjson.new), so
+-- its settings (encode_max_depth, ...) are that plugin's business only.
+local function make_require()
+    local own = {}
+    return function(name)
+        if safe_modules[name] then
+            local v = own[name] or module_views[name]
+            if v then return v end
+            if name == "cjson" or name == "cjson.safe" then
+                v = readonly(require(name).new(), name)
+                own[name] = v
+            else
+                v = readonly(require(name), name)
+                module_views[name] = v
+            end
+            return v
+        end
+        if type(name) ~= "string" or not name:match("^[%w_%-]+[%w_%.%-]*$") then
+            error("module '" .. tostring(name) .. "' is not available to plugins", 2)
+        end
+        if user_modules[name] ~= nil then return user_modules[name] end
+        local rel = name:gsub("%.", "/")
+        for _, dir in ipairs(plugin_paths) do
+            local f = dir .. "/" .. rel .. ".lua"
+            local h = io.open(f, "r")
+            if h then
+                h:close()
+                local chunk, err = loadfile(f, "t")
+                if not chunk then error(err, 2) end
+                setfenv(chunk, setmetatable({}, { __index = sandbox_base() }))
+                local m = chunk()
+                if m == nil then m = true end
+                user_modules[name] = m
+                return m
+            end
+        end
+        error("module '" .. name .. "' is not available to plugins", 2)
+    end
+end
+
+-- What plugins see as `gw`: the API through read-only views, so that one
+-- plugin cannot replace a function another relies on (gw.req.header = ...).
+-- gw.var keeps its own metatable (assigning to it sets a variable).
 local gw_view
 
 local function make_gw_view()
@@ -97,12 +157,12 @@ end
 
 function sandbox_base()
     local env = {
-        assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs,
+        assert = assert, error = error, ipairs = ipairs, next = s_next, pairs = s_pairs,
         pcall = pcall, select = select, tonumber = tonumber, tostring = tostring, type = type,
         unpack = unpack, xpcall = xpcall, setmetatable = setmetatable,
-        getmetatable = getmetatable, rawget = rawget, rawset = rawset, rawequal = rawequal,
-        string = copy(string), table = copy(table), math = copy(math),
-        bit = copy(bit), require = safe_require, gw = gw_view, _VERSION = _VERSION,
+        getmetatable = getmetatable, rawget = s_rawget, rawset = s_rawset, rawequal = rawequal,
+        string = lib_views.string, table = lib_views.table, math = lib_views.math,
+        bit = lib_views.bit, require = make_require(), gw = gw_view, _VERSION = _VERSION,
     }
     -- text only: a binary chunk could break the VM's invariants
     env.load = function(s, name)
