@@ -200,11 +200,13 @@ gw_http_head_ows(char *head, size_t from, size_t len)
     const char *t = memchr(head + from, '\t', len - from);
     if (t == NULL)
         return len; /* nearly every head */
-    /* bytes after the head's empty line (a body, a pipelined request)
-     * are not ours to touch */
+    /* bytes after the head's empty line (a body, a pipelined request, the
+     * final head after an interim one) are not this call's to touch */
     size_t back = from < 3 ? from : 3;
     const char *e = memmem(head + from - back, len - from + back, "\r\n\r\n", 4);
     size_t end = e ? (size_t)(e - head) : len;
+    if (e && end + 4 <= (size_t)(t - head))
+        return end + 4;
     size_t i = (size_t)(t - head);
     while (i < end) {
         t = memchr(head + i, '\t', end - i);
@@ -221,7 +223,7 @@ gw_http_head_ows(char *head, size_t from, size_t len)
         }
         i = q;
     }
-    return len;
+    return e ? end + 4 : len;
 }
 
 int

@@ -139,7 +139,9 @@ int gw_http_is_hop_by_hop(gw_str_t name);
  * whitespace that ends a header field line becomes SP; the value itself
  * and every other byte stay as they are. head: the head's first byte; len
  * bytes of it are here; llhttp has read the first `from`. Returns how many
- * bytes (from head) llhttp may read now: a run of whitespace at the end of
+ * bytes (from head) llhttp may read now: up to the end of the head when it
+ * holds a tab (what follows, such as the final head after an interim one,
+ * gets a call of its own), less when a run of whitespace at the end of
  * what arrived waits for the byte after it. The start line, obs-fold
  * lines and the bytes after the head's empty line are never touched.
  */

@@ -742,6 +742,13 @@ after_head(gw_upconn_t *u)
 }
 
 static void
+head_too_large(gw_upconn_t *u)
+{
+    gw_log(u->w->log, GW_LOG_WARN, "upstream %s: response head too large", u->node->conf->addr);
+    up_fail(u, GW_UP_BAD_RESPONSE);
+}
+
+static void
 up_parse(gw_upconn_t *u)
 {
     if (u->in_parse || u->req == NULL)
@@ -770,6 +777,11 @@ up_parse(gw_upconn_t *u)
         size_t start = u->pos;
         /* a head starts at the buffer's first byte (HTAB: gw_http_head_ows) */
         size_t lim = u->head_done ? u->len : gw_http_head_ows(u->rbuf->data, u->pos, u->len);
+        if (lim == u->pos) {
+            if (u->len == u->rbuf->cap)
+                head_too_large(u);
+            break; /* whitespace waits for the byte after it */
+        }
         llhttp_errno_t err = llhttp_execute(&u->parser, base + u->pos, lim - u->pos);
         size_t end = err == HPE_OK ? lim : (size_t)(llhttp_get_error_pos(&u->parser) - base);
         if (err != HPE_OK && err != HPE_PAUSED) {
@@ -781,11 +793,10 @@ up_parse(gw_upconn_t *u)
         u->pos = end;
         if (!u->head_done) {
             if (err == HPE_OK) {
-                if (u->len == u->rbuf->cap) {
-                    gw_log(u->w->log, GW_LOG_WARN, "upstream %s: response head too large",
-                           u->node->conf->addr);
-                    up_fail(u, GW_UP_BAD_RESPONSE);
-                }
+                if (u->pos < u->len)
+                    continue; /* an interim head ended, or whitespace waits */
+                if (u->len == u->rbuf->cap)
+                    head_too_large(u);
                 break;
             }
             if (!after_head(u))

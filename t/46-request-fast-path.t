@@ -70,6 +70,8 @@ my %heads = (
     dot_segments     => "GET /a/../b/./c HTTP/1.1\r\n$H\r\n",
     escape_root      => "GET /../a HTTP/1.1\r\n$H\r\n",
     pipelined        => "GET /p1 HTTP/1.1\r\n$H\r\nGET /p2 HTTP/1.1\r\n$H\r\n",
+    pipelined_tabs   => "POST /p1 HTTP/1.1\r\n${H}Content-Length: 3\t\r\n\r\na\tb"
+                        . "GET /p2 HTTP/1.1\r\n${H}X-A:\tv\t\r\n\r\n",
 );
 
 # What the client sees and the upstream gets for one head, sent whole or
@@ -153,6 +155,10 @@ like($abs2->{upstream}[0] // '', qr{^GET\n/\?x=1\n}, 'absolute-form, empty path:
 like($abs2->{upstream}[0] // '', qr{^Host: Other\.test:8080$}m, 'absolute-form: its authority is the Host');
 is(exchange($heads{absolute_bad}, 0)->{status}, '400', 'absolute-form with userinfo: 400');
 ok(exchange($heads{tab_conn_close}, 0)->{closed}, 'Connection:<HTAB>close<HTAB>: closed');
+my $pt = exchange($heads{pipelined_tabs}, 0);
+is($pt->{status}, '200,200', 'pipelined heads with HTAB: both answered');
+like($pt->{upstream}[0] // '', qr/body=a\tb$/, 'pipelined heads with HTAB: a body HTAB stays');
+like($pt->{upstream}[1] // '', qr/^X-A: v$/m, 'pipelined heads with HTAB: the next head read too');
 like(exchange($heads{tab_cl}, 0)->{upstream}[0] // '', qr/body=abc$/, 'Content-Length:<HTAB>3<HTAB>: body');
 is(exchange($heads{lower_method}, 0)->{status}, '400', 'lower-case method: 400');
 is(exchange($heads{space_colon}, 0)->{status}, '400', 'space before the colon: 400');

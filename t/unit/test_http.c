@@ -125,8 +125,16 @@ trailing_tabs(void)
     head_ows(h, 0, b);
     is_str(b, h, "a line without a colon is left alone");
     h = "POST / HTTP/1.1\r\nContent-Length: 6\r\n\r\nab\t\r\nX: y\t\r\n";
-    is_int(head_ows(h, 0, b), strlen(h), "head with a body: all may be read");
+    is_int(head_ows(h, 0, b), 38, "head with a body: all of the head may be read");
     is_str(b, h, "bytes after the empty line (a body) are left alone");
+    h = "POST / HTTP/1.1\r\nA: b\t\r\n\r\nab\t\r\nX: y\t\r\n";
+    is_int(head_ows(h, 0, b), 26, "a tab in the head: up to its end");
+    is_str(b, "POST / HTTP/1.1\r\nA: b \r\n\r\nab\t\r\nX: y\t\r\n", "the head's tab only");
+    h = "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\t\r\n\r\nok";
+    is_int(head_ows(h, 0, b), 25, "an interim head: up to its end");
+    is_int(gw_http_head_ows(b, 25, strlen(h)), strlen(h) - 2, "then the final head");
+    is_str(b, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2 \r\n\r\nok",
+           "whose tab becomes SP");
     h = "POST / HTTP/1.1\r\nContent-Length: 5\t";
     is_int(head_ows(h, 0, b), strlen(h) - 1, "a trailing HTAB at the end waits for what follows");
     h = "POST / HTTP/1.1\r\nContent-Length: 5\t\r";
