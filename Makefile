@@ -15,12 +15,14 @@ CFLAGS_GW = -std=c11 -D_GNU_SOURCE $(OPT) $(SAN) -Wall -Wextra -Werror \
             -Wno-unused-parameter -Igateway -I$(LLHTTP_INC) $(PKG_CFLAGS)
 LDLIBS_GW = $(SAN) $(PKG_LIBS) -lm
 
-# Debian's packages the project needs (DESIGN.md section 3) plus the tools
-# the tests and the benchmark run.
+# Debian's packages the gateway and its tests need (DESIGN.md section 3),
+# and, apart, what only the side-by-side benchmark needs: a user who runs or
+# tests the gateway does not get haproxy.
 DEB_PKGS := build-essential pkg-config libuv1-dev node-llhttp libluajit2-5.1-dev \
             libhiredis-dev libssl-dev libyaml-dev libpcre2-dev lua-cjson luajit2 \
-            redis-server etcd-server etcd-client wrk nginx-extras haproxy curl \
+            lua-check redis-server etcd-server etcd-client curl \
             perl libjson-pp-perl iproute2 util-linux procps
+BENCH_PKGS := nginx-extras haproxy wrk
 
 SRCS     := $(filter-out gateway/gw_main.c,$(wildcard gateway/gw_*.c))
 OBJS     := $(patsubst gateway/%.c,$(BUILD)/obj/%.o,$(SRCS))
@@ -28,12 +30,13 @@ LLHTTP_OBJS := $(BUILD)/obj/llhttp.o $(BUILD)/obj/llhttp_api.o $(BUILD)/obj/llht
 UNIT_SRCS := $(wildcard t/unit/test_*.c)
 UNIT_BINS := $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRCS))
 
-.PHONY: all deps test unit asan run bench fmt fmt-check clean pkgs-present
+.PHONY: all deps bench-deps test unit asan run bench fmt fmt-check lint clean pkgs-present
 
 all: $(BUILD)/gateway $(UNIT_BINS)
 
-deps:
-	@missing=""; for p in $(DEB_PKGS); do \
+# apt-get install of what is missing from PKGS (nothing when all are there).
+define apt_install
+	@missing=""; for p in $(1); do \
 	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -41,7 +44,14 @@ deps:
 	    if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
 	    $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q </dev/null && \
 	    $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing </dev/null; \
-	else echo "all dependencies present"; fi
+	else echo "all $(2) dependencies present"; fi
+endef
+
+deps:
+	$(call apt_install,$(DEB_PKGS),build and test)
+
+bench-deps:
+	$(call apt_install,$(BENCH_PKGS),benchmark)
 
 $(BUILD)/obj/%.o: gateway/%.c gateway/*.h | $(BUILD)/obj
 	$(CC) $(CFLAGS_GW) -c $< -o $@
@@ -77,7 +87,9 @@ unit: $(UNIT_BINS)
 	prove --exec '' $(UNIT_BINS)
 
 # C unit tests, then the integration tests against build/gateway.
-test: all
+test: deps
+	$(MAKE) all
+	$(MAKE) lint
 	prove --exec '' $(UNIT_BINS)
 	GATEWAY_BIN=$(BUILD)/gateway prove -r t/
 
@@ -86,11 +98,17 @@ asan:
 	GW_TEST_TIMEOUT_MULT=3 $(MAKE) BUILD=build/asan OPT="-O1 -g -fno-omit-frame-pointer" \
 	    SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined" test
 
-run: deps all
+run: deps
+	$(MAKE) all
 	./conf/run-demo.sh
 
-bench: all
+bench: bench-deps all
 	bench/bench.sh
+
+# luacheck over the Lua runtime and the plugins (.luacheckrc knows the
+# sandbox's globals).
+lint:
+	luacheck -q lua/ plugins/ bench/plugins/ t/lua/
 
 fmt:
 	clang-format -i gateway/*.c gateway/*.h t/unit/*.c t/unit/*.h

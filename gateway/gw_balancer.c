@@ -41,6 +41,7 @@ struct gw_balancer_s {
     slot_t *slots;
     size_t n;
     size_t cursor; /* round robin, least_conn ties, consistent_hash fallback */
+    int weighted;  /* round_robin over unequal weights: smooth WRR, as nginx */
     point_t *ring;
     size_t nring;
     uint64_t rng;
@@ -158,6 +159,18 @@ pick_smooth_wrr(gw_balancer_t *b, gw_node_t *const *exclude, size_t nexclude)
     return best;
 }
 
+/*
+ * round_robin honours weights as nginx does; with equal weights smooth WRR
+ * gives the plain rotation anyway, so the cheaper cursor is kept for it.
+ */
+static slot_t *
+pick_rr(gw_balancer_t *b, gw_node_t *const *exclude, size_t nexclude)
+{
+    if (b->weighted)
+        return pick_smooth_wrr(b, exclude, nexclude);
+    return pick_round_robin(b, exclude, nexclude);
+}
+
 static slot_t *
 pick_random(gw_balancer_t *b, gw_node_t *const *exclude, size_t nexclude)
 {
@@ -201,7 +214,7 @@ pick_chash(gw_balancer_t *b, const gw_str_t *key, gw_node_t *const *exclude, siz
     uint64_t h;
 
     if (key == NULL || key->data == NULL || key->len == 0 || b->nring == 0)
-        return pick_round_robin(b, exclude, nexclude);
+        return pick_rr(b, exclude, nexclude);
 
     h = hash_key(key->data, key->len);
     while (lo < hi) {
@@ -284,7 +297,7 @@ gw_balancer_pick(gw_balancer_t *b, const gw_str_t *key, gw_node_t *const *exclud
 
     switch (b->kind) {
     case GW_BAL_ROUND_ROBIN:
-        s = pick_round_robin(b, exclude, nexclude);
+        s = pick_rr(b, exclude, nexclude);
         break;
     case GW_BAL_WEIGHTED_ROUND_ROBIN:
         s = pick_smooth_wrr(b, exclude, nexclude);
@@ -452,6 +465,16 @@ make_slots(gw_node_t **nodes, size_t n, const slot_t *old, size_t nold)
 }
 
 static int
+weights_differ(gw_node_t **nodes, size_t n)
+{
+    for (size_t i = 1; i < n; i++) {
+        if (node_weight(nodes[i]) != node_weight(nodes[0]))
+            return 1;
+    }
+    return 0;
+}
+
+static int
 valid_nodes(gw_node_t **nodes, size_t n)
 {
     if (n > 0 && nodes == NULL)
@@ -479,6 +502,7 @@ gw_balancer_new(gw_balancer_kind_t kind, gw_node_t **nodes, size_t n, uint64_t s
     if (b->slots == NULL)
         goto failed;
     b->n = n;
+    b->weighted = weights_differ(nodes, n);
     if (kind == GW_BAL_CONSISTENT_HASH && build_ring(b->slots, n, &b->ring, &b->nring) != GW_OK)
         goto failed;
     return b;
@@ -521,6 +545,7 @@ gw_balancer_update(gw_balancer_t *b, gw_node_t **nodes, size_t n)
     b->ring = ring;
     b->nring = nring;
     b->cursor = n ? b->cursor % n : 0;
+    b->weighted = weights_differ(nodes, n);
     return GW_OK;
 }
 

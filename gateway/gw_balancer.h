@@ -2,14 +2,16 @@
  * Load balancers: choose one node of a candidate set for a request.
  *
  * One balancer per candidate set per worker (an upstream's nodes, or the
- * subset a split rule selects). A balancer is used by one thread only and
+ * subset a route or a split rule selects). A balancer is used by one thread only and
  * keeps its positions, ring and PRNG inside itself, so a pick never
  * allocates and never locks. Nodes are read (weight, healthy, inflight,
  * ewma_latency_us) but never owned.
  *
  * Kinds:
- *   round_robin           next healthy node in order
- *   weighted_round_robin  smooth weighted round robin (nginx)
+ *   round_robin           next healthy node in order; when the weights
+ *                         differ, smooth weighted round robin, as nginx's
+ *                         round robin (weights fixed at new/update)
+ *   weighted_round_robin  smooth weighted round robin (nginx), always
  *   random                uniform among healthy nodes (per-balancer PRNG)
  *   least_conn            fewest inflight / weight, ties taken in turn
  *   consistent_hash       ring of 160 x weight points per node; a change of
@@ -45,7 +47,8 @@ void gw_balancer_free(gw_balancer_t *b);
  * nodes this request already tried). Returns NULL when none is left.
  *
  * KEY is the consistent_hash key (from the upstream's hash_on); when it is
- * NULL or empty, consistent_hash falls back to round robin. Other kinds
+ * NULL or empty, consistent_hash falls back to round_robin (weighted when
+ * the weights differ). Other kinds
  * ignore it. NOW_MS (a monotonic clock) is used by p2c only.
  *
  * Increments the chosen node's `picks`. Does not touch `inflight`: the

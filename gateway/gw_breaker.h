@@ -83,7 +83,7 @@ void gw_breaker_mark(gw_breaker_t *b, uint64_t now_ms, int ok);
  */
 int gw_breaker_is_failure(const gw_breaker_conf_t *conf, int status);
 
-/** Fills OUT with the window as seen at NOW_MS (for /admin and /metrics). */
+/** Fills OUT with the window as seen at NOW_MS (for /metrics). */
 void gw_breaker_stats(gw_breaker_t *b, uint64_t now_ms, gw_breaker_stats_t *out);
 
 #endif

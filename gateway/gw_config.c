@@ -20,11 +20,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <yaml.h>
 
 #include "gw_config.h"
 #include "gw_http.h"
+#include "gw_split.h"
 
 #define PATHLEN 512
 /* Deeper than any sane config; bounds the recursion of the tree builder. */
@@ -147,6 +149,23 @@ cerr(cctx_t *c, const char *path, const char *fmt, ...)
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     raw_err(c, "%s: %s", path[0] ? path : c->name, msg);
+}
+
+/* Like cerr, but the config stays valid: conf->warnings. */
+static void
+cwarn(cctx_t *c, const char *path, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    size_t len = strlen(path) + 2 + strlen(msg) + 1;
+    char *line = xcalloc(1, len);
+    snprintf(line, len, "%s: %s", path, msg);
+    gw_conf_t *conf = c->conf;
+    conf->warnings = xrealloc(conf->warnings, (conf->nwarnings + 1) * sizeof(char *));
+    conf->warnings[conf->nwarnings++] = line;
 }
 
 static void
@@ -651,9 +670,12 @@ get_kv(cctx_t *c, const ynode_t *map, const char *path, const char *key, gw_kv_t
     size_t n = 0;
     int rc = 1;
     for (size_t i = 0; i < v->n; i++) {
-        if (v->vals[i]->kind != YN_SCALAR) {
+        if (v->vals[i]->kind != YN_SCALAR || is_null(v->vals[i])) {
             sub_key(ip, p, v->keys[i]->str);
-            type_err(c, ip, "a string", v->vals[i]);
+            if (v->vals[i]->kind == YN_SCALAR)
+                cerr(c, ip, "expected a string, got null");
+            else
+                type_err(c, ip, "a string", v->vals[i]);
             rc = -1;
             continue;
         }
@@ -1092,6 +1114,28 @@ compile_tls(cctx_t *c, const ynode_t *v)
     }
 }
 
+/* A plugin directory that is not there would only show as "unknown plugin"
+ * later, or as a plugin silently not replaced: say so where it is written.
+ * Relative paths are resolved against the working directory, as -c is. The
+ * default list is not checked: the built-in plugins are found on their own. */
+static void
+check_plugin_paths(cctx_t *c, const gw_conf_t *conf)
+{
+    char p[PATHLEN];
+    for (size_t i = 0; i < conf->nplugin_paths; i++) {
+        struct stat st;
+        const char *d = conf->plugin_paths[i];
+        snprintf(p, sizeof(p), "gateway.plugin_paths[%zu]", i);
+        if (d[0] == '\0')
+            cerr(c, p, "the path is empty");
+        else if (stat(d, &st) != 0)
+            cerr(c, p, "\"%s\": %s%s", d, strerror(errno),
+                 d[0] == '/' ? "" : " (relative to the working directory)");
+        else if (!S_ISDIR(st.st_mode))
+            cerr(c, p, "\"%s\" is not a directory", d);
+    }
+}
+
 static void
 compile_gateway(cctx_t *c, const ynode_t *gw)
 {
@@ -1191,7 +1235,9 @@ compile_gateway(cctx_t *c, const ynode_t *gw)
         free_str_list(conf->plugin_paths, conf->nplugin_paths);
         conf->plugin_paths = NULL;
         conf->nplugin_paths = 0;
-        get_str_list(c, gw, "gateway", "plugin_paths", &conf->plugin_paths, &conf->nplugin_paths);
+        if (get_str_list(c, gw, "gateway", "plugin_paths", &conf->plugin_paths,
+                         &conf->nplugin_paths) > 0)
+            check_plugin_paths(c, conf);
     }
     if (get_str(c, gw, "gateway", "pid_file", &conf->pid_file) > 0 && conf->pid_file[0] == '\0')
         cerr(c, "gateway.pid_file", "the path is empty");
@@ -2088,11 +2134,110 @@ compile_plugins(cctx_t *c, const ynode_t *v, const char *path, gw_plugin_conf_t 
     }
 }
 
+/* The position of :NAME among PATH's :params, or -1 (the first when repeated). */
+static long
+path_param_index(const char *path, const char *name, size_t nlen)
+{
+    long at = 0;
+    for (const char *seg = path + 1;;) {
+        const char *end = strchr(seg, '/');
+        size_t len = end ? (size_t)(end - seg) : strlen(seg);
+        if (len > 0 && seg[0] == ':') {
+            if (len - 1 == nlen && memcmp(seg + 1, name, nlen) == 0)
+                return at;
+            at++;
+        }
+        if (end == NULL)
+            return -1;
+        seg = end + 1;
+    }
+}
+
+static int
+upath_byte_ok(unsigned char ch)
+{
+    return ch > ' ' && ch != 0x7f && ch != '?' && ch != '#';
+}
+
+/*
+ * upstream_path: "/v1/user/{id}", each {name} a :param of match.path. Only
+ * exact and :param paths without a final star segment qualify: a prefix,
+ * regex or any-path route matches a rest the template has no place for
+ * (strip_prefix serves those), and strip_prefix on the same route would
+ * fight over the same path.
+ */
+static void
+compile_upstream_path(cctx_t *c, const ynode_t *v, const char *path, gw_route_conf_t *r)
+{
+    char p[PATHLEN];
+    if (get_str(c, v, path, "upstream_path", &r->upstream_path) <= 0)
+        return;
+    sub_key(p, path, "upstream_path");
+    const char *t = r->upstream_path;
+    size_t tlen = strlen(t);
+    size_t plen = r->path ? strlen(r->path) : 0;
+    int star = plen >= 2 && r->path[plen - 2] == '/' && r->path[plen - 1] == '*';
+    if (t[0] != '/') {
+        cerr(c, p, "must start with '/', got \"%.100s\"", t);
+        return;
+    }
+    if (r->strip_prefix) {
+        cerr(c, p, "cannot be combined with strip_prefix");
+        return;
+    }
+    if (r->path_kind != GW_PATH_EXACT && !(r->path_kind == GW_PATH_PARAM && !star)) {
+        cerr(c, p,
+             "needs an exact or :param match.path without a final /*, got %s%.100s%s "
+             "(strip_prefix rewrites prefix routes)",
+             r->path_kind == GW_PATH_REGEX ? "{regex: \""
+             : r->path                     ? "\""
+                                           : "",
+             r->path ? r->path : "no path",
+             r->path_kind == GW_PATH_REGEX ? "\"}"
+             : r->path                     ? "\""
+                                           : "");
+        return;
+    }
+    r->upath = xcalloc(tlen, sizeof(*r->upath)); /* a part is at least one byte */
+    for (size_t i = 0; i < tlen;) {
+        gw_upath_part_t *part = &r->upath[r->nupath++];
+        if (t[i] != '{') {
+            size_t j = i;
+            while (j < tlen && t[j] != '{' && t[j] != '}' && upath_byte_ok((unsigned char)t[j]))
+                j++;
+            if (j < tlen && t[j] != '{') {
+                cerr(c, p,
+                     t[j] == '}' ? "'}' without '{' in \"%.100s\""
+                                 : "must not contain spaces, '?' or '#', got \"%.100s\"",
+                     t);
+                return;
+            }
+            *part = (gw_upath_part_t){t + i, j - i, 0};
+            i = j;
+            continue;
+        }
+        const char *name = t + i + 1, *close = strchr(name, '}');
+        size_t nlen = close ? (size_t)(close - name) : 0;
+        if (close == NULL || nlen == 0 || memchr(name, '{', nlen) || memchr(name, '/', nlen)) {
+            cerr(c, p, "a parameter is written {name}, got \"%.100s\"", t);
+            return;
+        }
+        long at = path_param_index(r->path, name, nlen);
+        if (r->path_kind != GW_PATH_PARAM || at < 0) {
+            cerr(c, p, "{%.*s} is not captured by match.path \"%.100s\"", (int)nlen, name, r->path);
+            return;
+        }
+        *part = (gw_upath_part_t){NULL, 0, (size_t)at};
+        i += nlen + 2;
+    }
+}
+
 static void
 compile_route(cctx_t *c, const ynode_t *v, const char *path, gw_route_conf_t *r)
 {
-    static const char *const keys[] = {"name",    "match", "priority", "upstream", "strip_prefix",
-                                       "timeout", "split", "plugins",  NULL};
+    static const char *const keys[] = {"name",         "match",         "priority", "upstream",
+                                       "strip_prefix", "timeout",       "subset",   "split",
+                                       "plugins",      "upstream_path", NULL};
     static const char *const mkeys[] = {"host", "path", "methods", "headers", "query", NULL};
     char p[PATHLEN], ip[PATHLEN];
     const ynode_t *s;
@@ -2120,7 +2265,9 @@ compile_route(cctx_t *c, const ynode_t *v, const char *path, gw_route_conf_t *r)
             cerr(c, p, "must start with '/', got \"%.100s\"", r->strip_prefix);
         }
     }
+    compile_upstream_path(c, v, path, r);
     get_dur(c, v, path, "timeout", 0, &r->timeout_ms);
+    get_kv(c, v, path, "subset", &r->subset, &r->nsubset);
 
     sub_key(p, path, "split");
     if ((s = mget(v, "split")) != NULL) {
@@ -2216,6 +2363,68 @@ compile_consumers(cctx_t *c, const ynode_t *v)
     }
 }
 
+/* ---- warnings: valid, but likely not what was meant ------------------------ */
+
+/* A subset no static node matches: its requests can only get 503. */
+static void
+warn_empty_subset(cctx_t *c, const char *path, const gw_upstream_conf_t *u, const gw_kv_t *subset,
+                  size_t nsubset, const char *who)
+{
+    if (u == NULL || subset == NULL || u->discovery.kind != GW_DISC_STATIC)
+        return;
+    for (size_t i = 0; i < u->nnodes; i++) {
+        if (gw_subset_match(&u->nodes[i], subset, nsubset))
+            return;
+    }
+    cwarn(c, path, "matches no node of upstream \"%.100s\": %s get 503 \"no healthy node\"",
+          u->name, who);
+}
+
+/* random and p2c draw among nodes as equals; a weight there is a mistake. */
+static void
+warn_ignored_weights(cctx_t *c, const char *path, const gw_upstream_conf_t *u)
+{
+    if (u->balancer != GW_BAL_RANDOM && u->balancer != GW_BAL_P2C)
+        return;
+    for (size_t i = 1; i < u->nnodes; i++) {
+        if (u->nodes[i].weight != u->nodes[0].weight) {
+            cwarn(c, path,
+                  "%s ignores node weights, which differ here; use round_robin, least_conn or "
+                  "consistent_hash for weighted shares",
+                  u->balancer == GW_BAL_RANDOM ? "random" : "p2c");
+            return;
+        }
+    }
+}
+
+static void
+warn_all(cctx_t *c)
+{
+    const gw_conf_t *conf = c->conf;
+    char p[PATHLEN], sp[PATHLEN];
+
+    for (size_t i = 0; i < conf->nupstreams; i++) {
+        sub_idx(p, "upstreams", i);
+        sub_key(sp, p, "balancer");
+        warn_ignored_weights(c, sp, &conf->upstreams[i]);
+    }
+    for (size_t i = 0; i < conf->nroutes; i++) {
+        const gw_route_conf_t *r = &conf->routes[i];
+        sub_idx(p, "routes", i);
+        sub_key(sp, p, "subset");
+        warn_empty_subset(c, sp, r->upstream, r->subset, r->nsubset,
+                          "requests no split rule takes");
+        for (size_t j = 0; j < r->nsplit; j++) {
+            char rp[PATHLEN], ip[PATHLEN];
+            sub_key(rp, p, "split");
+            sub_idx(ip, rp, j);
+            sub_key(sp, ip, "subset");
+            warn_empty_subset(c, sp, r->split[j].upstream, r->split[j].subset, r->split[j].nsubset,
+                              "requests this rule takes");
+        }
+    }
+}
+
 /* ---- the whole file ------------------------------------------------------- */
 
 static void
@@ -2255,6 +2464,8 @@ compile(cctx_t *c, const ynode_t *root)
     }
     if ((v = mget(root, "plugins")) != NULL)
         compile_plugins(c, v, "plugins", &c->conf->global_plugins, &c->conf->nglobal_plugins);
+    if (c->nerr == 0)
+        warn_all(c);
 }
 
 static gw_conf_t *
@@ -2425,6 +2636,9 @@ gw_conf_free(gw_conf_t *conf)
         free_predicates(r->headers, r->nheaders);
         free_predicates(r->query, r->nquery);
         free(r->strip_prefix);
+        free(r->upstream_path);
+        free(r->upath);
+        free_kv(r->subset, r->nsubset);
         for (size_t j = 0; r->split && j < r->nsplit; j++) {
             free(r->split[j].header_name);
             free(r->split[j].header_value);
@@ -2437,6 +2651,7 @@ gw_conf_free(gw_conf_t *conf)
     free(conf->routes);
     free_plugins(conf->global_plugins, conf->nglobal_plugins);
     free(conf->consumers_json);
+    free_str_list(conf->warnings, conf->nwarnings);
     free(conf);
 }
 

@@ -168,6 +168,14 @@ typedef struct {
     size_t nsubset;
 } gw_split_rule_t;
 
+/* One piece of a route's upstream_path: a literal run, or a :param of its
+ * match.path, by position (the router captures them in that order). */
+typedef struct {
+    const char *lit; /* a slice of upstream_path; NULL for a :param */
+    size_t len;
+    size_t param; /* for a :param: 0 for the path's first :param, ... */
+} gw_upath_part_t;
+
 /* A plugin's config as written, kept as JSON text: the Lua runtime decodes
  * it and checks it against the plugin's schema (gw_lua_vm.c). */
 typedef struct {
@@ -193,7 +201,12 @@ struct gw_route_conf_s {
     gw_upstream_conf_t *upstream;
     char *strip_prefix; /* NULL -> none */
     size_t strip_prefix_len;
+    char *upstream_path; /* NULL -> the request path; "/v1/user/{id}" */
+    gw_upath_part_t *upath;
+    size_t nupath;
     uint64_t timeout_ms; /* 0 -> no route budget */
+    gw_kv_t *subset; /* default (non-split) traffic: node meta that must all match; NULL -> all */
+    size_t nsubset;
     gw_split_rule_t *split;
     size_t nsplit;
     gw_plugin_conf_t *plugins;
@@ -246,6 +259,12 @@ struct gw_conf_s {
     size_t nglobal_plugins;
     char *consumers_json; /* the consumers list as JSON text, "[]" when absent */
     int has_plugins;      /* some route or the global list names a plugin */
+
+    /* "yaml.path: what" about a valid config that likely does not do what was
+     * meant (a subset no node matches, weights a balancer ignores): -t prints
+     * them, the master logs them at start and reload. */
+    char **warnings;
+    size_t nwarnings;
 };
 
 /* Error list: one line per problem, "yaml.path: what is wrong". */

@@ -14,7 +14,6 @@
 #define GW_OK 0
 #define GW_ERROR -1
 #define GW_AGAIN -2
-#define GW_DONE -4
 #define GW_DECLINED -5
 
 #define GW_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))

@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "gw_http.h"
+#include "gw_log.h"
 
 void
 gw_buf_grow(gw_buf_t *b, size_t extra)
@@ -342,10 +343,16 @@ gw_http_date(int64_t epoch_sec, char out[32])
 void
 gw_http_error_body(gw_buf_t *b, int status, const char *message, gw_str_t request_id)
 {
-    /* message is always one of the gateway's own constants and the id is
-     * validated or generated, so neither needs JSON escaping */
-    gw_buf_appendf(b, "{\"code\":%d,\"message\":\"%s\",\"request_id\":\"%.*s\"}", status, message,
-                   (int)request_id.len, request_id.data ? request_id.data : "");
+    /* the message may be a plugin's (gw.exit_error), so it is escaped; the
+     * id is validated or generated, so it needs no escaping */
+    size_t mlen = strlen(message);
+    gw_buf_appendf(b, "{\"code\":%d,\"message\":\"", status);
+    gw_buf_reserve(b, 6 * mlen + request_id.len + 20);
+    b->len += gw_log_json_escape(b->data + b->len, message, mlen);
+    GW_BUF_PUT_LIT(b, "\",\"request_id\":\"");
+    if (request_id.len)
+        gw_buf_puts(b, request_id);
+    GW_BUF_PUT_LIT(b, "\"}");
 }
 
 int

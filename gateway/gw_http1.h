@@ -51,12 +51,10 @@ struct gw_conn_s {
     unsigned dry_run : 1;   /* llhttp is only validating buffered body bytes */
     unsigned dry_complete : 1;
     unsigned ext_name_seen : 1;
-    gw_buf_t *collect; /* a dry run copies body bytes here */
-    int user_status;
-    int mstate; /* gateway_connections{state}: reading, writing or idle */
-    unsigned failed : 1;
-    /* a write failed: close from the next loop turn */ /* what an HPE_USER from a callback
-                                                           means */
+    gw_buf_t *collect;   /* a dry run copies body bytes here */
+    int user_status;     /* what an HPE_USER from a callback means */
+    int mstate;          /* gateway_connections{state}: reading, writing or idle */
+    unsigned failed : 1; /* a write failed: close from the next loop turn */
     size_t dry_received;
     llhttp_t body_parser;      /* the parser as it stood at the end of the head */
     gw_wqueue_t out;           /* bytes waiting for the socket */

@@ -11,7 +11,6 @@
 #include <uv.h>
 
 #include "gw_http.h"
-#include "gw_http1.h"
 #include "gw_log.h"
 #include "gw_lua.h"
 #include "gw_lua_api.h"

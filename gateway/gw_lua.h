@@ -59,9 +59,8 @@ int gw_lua_run(gw_request_t *r, unsigned phases, gw_lua_done_cb done);
 int gw_lua_run_error(gw_request_t *r, const char *kind, int status, const char *message,
                      int upstream_status, gw_lua_done_cb done);
 
-/* Runs a phase that may not wait (header_filter on the gateway's own
- * responses, log, error for upstream statuses). body_filter: chunk and len in, out and outlen the
- * replacement (valid until the next call). */
+/* Runs PHASE (GW_PH_HEADER_FILTER or GW_PH_LOG) where it may not wait, to
+ * its end at once; GW_OK, or GW_ERROR when a plugin failed. */
 int gw_lua_run_sync(gw_request_t *r, unsigned phase);
 /* body_filter for one chunk, in a coroutine (it may wait); the output is
  * in r->lua_scratch after GW_OK or in done. */
@@ -71,13 +70,13 @@ int gw_lua_run_body_filter(gw_request_t *r, const char *chunk, size_t len, int e
  * status (wants_upstream_error)? */
 int gw_lua_wants_upstream(gw_request_t *r, int status);
 
-/* The request is going away: drop its coroutine and cancel what it
- * waits for. */
 /* The client is gone while a phase waits: that phase is dropped with its
  * waits (it never resumes), so that the log phase can run, and wait, in a
  * coroutine of its own. */
 void gw_lua_abandon(gw_request_t *r);
 
+/* The request is going away: drop its coroutine and cancel what it
+ * waits for. */
 void gw_lua_request_end(gw_request_t *r);
 
 /* Resumes r's coroutine after an operation it waited for (gw_lua_api.c). */

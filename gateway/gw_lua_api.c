@@ -142,6 +142,34 @@ gw_ffi_req_set_path(gw_request_t *r, const char *p, size_t n)
     return GW_OK;
 }
 
+/* The route's :params: names are its path's, values slices of the path as
+ * routed (set_path does not change them). The first of a repeated name. */
+EXPORT int
+gw_ffi_req_param(gw_request_t *r, const char *name, size_t nlen, const char **value, size_t *vlen)
+{
+    for (size_t i = 0; i < r->nparams; i++)
+        if (gw_str_eq(r->params[i].name, S(name, nlen)))
+            return out(r->params[i].value, value, vlen);
+    return GW_DECLINED;
+}
+
+EXPORT int
+gw_ffi_req_nparams(gw_request_t *r)
+{
+    return (int)r->nparams;
+}
+
+EXPORT int
+gw_ffi_req_param_at(gw_request_t *r, int i, const char **name, size_t *nlen, const char **value,
+                    size_t *vlen)
+{
+    if (i < 0 || (size_t)i >= r->nparams)
+        return GW_DECLINED;
+    out(r->params[i].name, name, nlen);
+    out(r->params[i].value, value, vlen);
+    return GW_OK;
+}
+
 EXPORT int
 gw_ffi_req_body(gw_request_t *r, const char **p, size_t *n)
 {
@@ -220,11 +248,37 @@ gw_ffi_exit(gw_request_t *r, int status, const char *body, size_t blen, const ch
 {
     if (status < 100 || status > 599)
         return GW_ERROR;
+    if (r->err == GW_ERR_REFUSED) /* the last way out a plugin chose wins */
+        r->err = GW_ERR_NONE;
     r->lua_exit_status = status;
     r->lua_exit_body.len = 0;
     gw_buf_append(&r->lua_exit_body, body, blen);
     r->lua_exit_ctype =
         ctype && strcmp(ctype, "text") == 0 ? "text/plain; charset=utf-8" : "application/json";
+    return GW_OK;
+}
+
+/* gw.exit_error: the request ends with the gateway's error envelope. From
+ * rewrite or access it goes the way the gateway's own errors go, through
+ * the error phase (kind "refused", or "limited" for 429), so error-mapping
+ * and degradation see it; from the error phase it is that phase's answer. */
+EXPORT int
+gw_ffi_exit_error(gw_request_t *r, int status, const char *msg, size_t mlen)
+{
+    if (status < 400 || status > 599)
+        return GW_ERROR;
+    const char *m = gw_request_strdup(r, msg, mlen);
+    if (r->in_error_phase) {
+        r->lua_exit_status = status;
+        r->lua_exit_body.len = 0;
+        gw_http_error_body(&r->lua_exit_body, status, m, r->request_id);
+        r->lua_exit_ctype = "application/json";
+        return GW_OK;
+    }
+    r->lua_exit_status = 0;
+    r->err = GW_ERR_REFUSED;
+    r->fail_status = status;
+    r->fail_message = m;
     return GW_OK;
 }
 
@@ -628,12 +682,24 @@ gw_ffi_limit_allowed(gw_request_t *r)
     return (int)r->lua_limit_res[0];
 }
 
+/* Headers the gateway writes itself on every response it makes: another
+ * copy would contradict them (or the framing). */
+static int
+gateway_owned(gw_str_t n)
+{
+    return gw_str_caseeq(n, GW_STR("content-length")) ||
+           gw_str_caseeq(n, GW_STR("transfer-encoding")) ||
+           gw_str_caseeq(n, GW_STR("connection")) || gw_str_caseeq(n, GW_STR("content-type")) ||
+           gw_str_caseeq(n, GW_STR("x-request-id")) || gw_str_caseeq(n, GW_STR("date"));
+}
+
 /* Headers every response of the request gets (gateway-made ones too). */
 EXPORT int
 gw_ffi_resp_add_header(gw_request_t *r, const char *name, size_t nlen, const char *value,
                        size_t vlen)
 {
-    if (!header_token_ok(S(name, nlen), 0) || !header_token_ok(S(value, vlen), 1))
+    if (!header_token_ok(S(name, nlen), 0) || !header_token_ok(S(value, vlen), 1) ||
+        gateway_owned(S(name, nlen)))
         return GW_ERROR;
     gw_buf_append(&r->resp_extra, name, nlen);
     gw_buf_append(&r->resp_extra, ": ", 2);

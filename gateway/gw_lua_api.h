@@ -23,6 +23,11 @@ int gw_ffi_req_header(gw_request_t *r, const char *name, size_t nlen, const char
 int gw_ffi_req_set_header(gw_request_t *r, const char *name, size_t nlen, const char *value,
                           size_t vlen, int clear);
 int gw_ffi_req_set_path(gw_request_t *r, const char *p, size_t n);
+int gw_ffi_req_param(gw_request_t *r, const char *name, size_t nlen, const char **value,
+                     size_t *vlen);
+int gw_ffi_req_nparams(gw_request_t *r);
+int gw_ffi_req_param_at(gw_request_t *r, int i, const char **name, size_t *nlen, const char **value,
+                        size_t *vlen);
 double gw_ffi_req_elapsed(gw_request_t *r);
 int gw_ffi_req_body(gw_request_t *r, const char **p, size_t *n);
 
@@ -33,6 +38,8 @@ int gw_ffi_var_set(gw_request_t *r, const char *name, size_t nlen, const char *v
 int gw_ffi_exit(gw_request_t *r, int status, const char *body, size_t blen, const char *ctype);
 int gw_ffi_exit_header(gw_request_t *r, const char *name, size_t nlen, const char *value,
                        size_t vlen);
+/* The error envelope with STATUS (400..599) and MSG; GW_ERROR for another status. */
+int gw_ffi_exit_error(gw_request_t *r, int status, const char *msg, size_t mlen);
 
 int gw_ffi_resp_status(gw_request_t *r);
 int gw_ffi_resp_set_status(gw_request_t *r, int status);

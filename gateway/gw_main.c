@@ -58,10 +58,11 @@ typedef struct {
 static void
 usage(FILE *f)
 {
-    fprintf(f, "usage: gateway [-c FILE] [-t] [-s reload|stop] [-v]\n"
+    fprintf(f, "usage: gateway [-c FILE] [-t] [-s reload|stop|reopen] [-v]\n"
                "  -c FILE   configuration (default conf/gateway.yaml)\n"
                "  -t        check the configuration and exit\n"
-               "  -s SIG    signal the running master: reload or stop\n"
+               "  -s SIG    signal the running master (its pid file): reload (SIGHUP),\n"
+               "            stop (SIGTERM, graceful) or reopen the logs (SIGUSR1)\n"
                "  -v        print the version\n");
 }
 
@@ -222,6 +223,14 @@ check_supported(const gw_conf_t *conf, FILE *out)
     return errors;
 }
 
+/* Warnings leave the config valid: -t prints them, start and reload log them. */
+static void
+log_warnings(const gw_conf_t *conf, gw_log_t *log)
+{
+    for (size_t i = 0; i < conf->nwarnings; i++)
+        gw_log(log, GW_LOG_WARN, "config: %s", conf->warnings[i]);
+}
+
 static int
 find_slot(worker_proc_t *ws, int n, pid_t pid)
 {
@@ -298,6 +307,7 @@ reload(master_t *m)
         gw_conf_free(nc);
         return;
     }
+    log_warnings(nc, m->log);
     int same = nc->workers == m->nworkers && (int)nc->nlisten == m->nlisten &&
                nc->has_status_listen == m->conf->has_status_listen;
     for (size_t i = 0; same && i < nc->nlisten; i++)
@@ -442,6 +452,8 @@ main(int argc, char **argv)
         return 1;
     }
     if (test) {
+        for (size_t i = 0; i < conf->nwarnings; i++)
+            fprintf(stderr, "warning: %s\n", conf->warnings[i]);
         printf("configuration OK\n");
         gw_conf_free(conf);
         return 0;
@@ -461,6 +473,7 @@ main(int argc, char **argv)
         return 1;
     }
     gw_log_set_tag(m.log, "master");
+    log_warnings(conf, m.log);
     m.nworkers = conf->workers < 1 ? 1 : conf->workers > MAX_WORKERS ? MAX_WORKERS : conf->workers;
     if (open_listeners(&m) != 0)
         return 1;

@@ -50,6 +50,7 @@ typedef struct {
 typedef struct {
     hist_t hist;
     counter_t breaker_drops;
+    counter_t reused_conn_retries;
     _Atomic int64_t healthy, unhealthy;
     _Atomic uint32_t nodes_set;
 } ups_stats_t;
@@ -388,6 +389,14 @@ gw_metrics_breaker_drop(gw_metrics_t *m, int slot, int upstream_index)
 }
 
 void
+gw_metrics_reused_conn_retry(gw_metrics_t *m, int slot, int upstream_index)
+{
+    if (!slot_ok(m, slot) || upstream_index < 0 || (size_t)upstream_index >= m->nupstreams)
+        return;
+    add(&ups_stats(m, slot, (size_t)upstream_index)->reused_conn_retries, 1);
+}
+
+void
 gw_metrics_limiter(gw_metrics_t *m, int slot, int route_index, int which, int rejected,
                    int fallback)
 {
@@ -710,6 +719,17 @@ gw_metrics_render(gw_metrics_t *m, char **out)
             v += get(&ups_stats(m, s, u)->breaker_drops);
         sb_printf(&b, "gateway_breaker_drops_total{upstream=\"%s\"} %llu\n", m->ups[u].name,
                   (unsigned long long)v);
+    }
+
+    header(&b, "gateway_upstream_reused_conn_retries_total", "counter",
+           "Requests sent again on a new connection after the node closed the kept-alive "
+           "one they went out on, by upstream.");
+    for (size_t u = 0; u < m->nupstreams; u++) {
+        uint64_t v = 0;
+        for (int s = 0; s < m->nworkers; s++)
+            v += get(&ups_stats(m, s, u)->reused_conn_retries);
+        sb_printf(&b, "gateway_upstream_reused_conn_retries_total{upstream=\"%s\"} %llu\n",
+                  m->ups[u].name, (unsigned long long)v);
     }
 
     render_limiter(&b, m, "gateway_limiter_rejections_total",

@@ -86,6 +86,12 @@ void gw_metrics_conn(gw_metrics_t *m, int slot, int state, int delta);
 void gw_metrics_breaker_drop(gw_metrics_t *m, int slot, int upstream_index);
 
 /**
+ * One request sent again on a new connection because the node closed the
+ * kept-alive one it went out on: gateway_upstream_reused_conn_retries_total.
+ */
+void gw_metrics_reused_conn_retry(gw_metrics_t *m, int slot, int upstream_index);
+
+/**
  * Sets the node-state gauges of an upstream as slot sees them. The rendered
  * gateway_upstream_nodes comes from the lowest running slot that has set
  * them; until one has, every static node counts as healthy.

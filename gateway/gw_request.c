@@ -73,6 +73,8 @@ gw_request_detach(gw_request_t *r)
     r->view.path = keep_str(r, r->view.path);
     r->view.query = keep_str(r, r->view.query);
     r->view.remote_ip = keep_str(r, r->view.remote_ip);
+    for (size_t i = 0; i < r->nparams; i++)
+        r->params[i].value = keep_str(r, r->params[i].value);
     r->conn = NULL;
 }
 
@@ -149,18 +151,26 @@ gw_request_pool_close(gw_worker_t *w)
     }
 }
 
-char *
-gw_request_strdup(gw_request_t *r, const char *p, size_t n)
+/* N bytes from the arena, else from the heap (freed with the request). */
+static char *
+request_buf(gw_request_t *r, size_t n)
 {
-    char *d = gw_request_alloc(r, n + 1);
+    char *d = gw_request_alloc(r, n);
     if (d == NULL) {
-        void **chunk = malloc(sizeof(void *) + n + 1);
+        void **chunk = malloc(sizeof(void *) + n);
         if (chunk == NULL)
             abort();
         *chunk = r->extra;
         r->extra = chunk;
         d = (char *)(chunk + 1);
     }
+    return d;
+}
+
+char *
+gw_request_strdup(gw_request_t *r, const char *p, size_t n)
+{
+    char *d = request_buf(r, n + 1);
     memcpy(d, p, n);
     d[n] = 0;
     return d;
@@ -262,7 +272,7 @@ normalize_path(gw_request_t *r, gw_str_t in, gw_str_t *out)
     for (size_t i = 0; i < in.len; i++) {
         unsigned char ch = (unsigned char)in.data[i];
         if (ch == '%') {
-            if (i + 2 >= in.len + 0 && i + 2 > in.len - 1 + 0 && i + 2 >= in.len)
+            if (i + 2 >= in.len) /* a % without its two hex digits */
                 return -1;
             int hi = hexval(in.data[i + 1]), lo = hexval(in.data[i + 2]);
             if (hi < 0 || lo < 0)
@@ -558,7 +568,7 @@ gw_request_on_head(gw_request_t *r)
     }
     r->view.path = path;
 
-    r->route = gw_router_match(w->router, &r->view, NULL, NULL);
+    r->route = gw_router_match(w->router, &r->view, r->params, &r->nparams);
     /* global plugins see requests that match no route too (not_found) */
     r->lua_phases = gw_lua_route_phases(w->lua, r->route ? r->route->index : SIZE_MAX);
     if (r->route == NULL) {
@@ -590,11 +600,34 @@ on_plugins_done(gw_request_t *r, int rc)
         gw_conn_send_error(r->conn, 429, "too many requests", 0);
         return;
     }
+    if (r->err == GW_ERR_REFUSED) {
+        gw_conn_send_error(r->conn, r->fail_status, r->fail_message, 0);
+        return;
+    }
     if (r->lua_exit_status) {
         send_exit(r);
         return;
     }
     proxy(r);
+}
+
+/* The path the node gets: a plugin's gw.req.set_path, else the route's
+ * strip_prefix or upstream_path applied to the path as routed. */
+static gw_str_t
+upstream_path(gw_request_t *r)
+{
+    gw_str_t p = r->view.path;
+    if (r->path_set)
+        return p;
+    if (r->route->strip_prefix) {
+        gw_router_strip_prefix(r->route, p, &p);
+    } else if (r->route->upstream_path) {
+        size_t n = gw_router_upstream_path(r->route, r->params, r->nparams, NULL);
+        char *buf = request_buf(r, n);
+        gw_router_upstream_path(r->route, r->params, r->nparams, buf);
+        p = (gw_str_t){buf, n};
+    }
+    return p;
 }
 
 /* split -> route budget -> upstream head -> balancer and connection */
@@ -618,10 +651,7 @@ proxy(gw_request_t *r)
         r->budget_active = 1;
         uv_timer_start(&r->budget, on_budget, r->route->timeout_ms, 0);
     }
-    gw_str_t up_path = r->view.path;
-    if (r->route->strip_prefix && !r->path_set)
-        gw_router_strip_prefix(r->route, r->view.path, &up_path);
-    build_upstream_head(r, up_path);
+    build_upstream_head(r, upstream_path(r));
     pick_and_connect(r);
 }
 
@@ -768,9 +798,45 @@ upstream_feedback(gw_request_t *r, int status)
         breaker_report(r, status);
 }
 
+/*
+ * The node closed a pooled connection as our request went out on it: most
+ * likely its idle timeout crossed the request, the node did nothing wrong.
+ * Like Go's http.Transport, send the request once more, on a new
+ * connection to the same node, outside the route's retries and without a
+ * failure for health checks, breakers or the balancer. Only what may be
+ * sent twice: an idempotent request without a body (a body is streamed,
+ * not kept). Non-idempotent requests get a peek at the pooled socket
+ * before they are written instead (gw_upconn_acquire). 1: the request is
+ * on its way again.
+ */
+static int
+reconnect_stale(gw_request_t *r, gw_up_error_t e)
+{
+    gw_worker_t *w = r->w;
+    if (e != GW_UP_STALE || r->reconnected || !r->idempotent || r->has_body || r->head_sent)
+        return 0;
+    if (r->budget_active && uv_timer_get_due_in(&r->budget) == 0)
+        return 0; /* the route's deadline is due: its 504 follows */
+    r->reconnected = 1;
+    r->up = gw_upconn_connect(w, r->target->up, r->node, r);
+    if (r->up == NULL)
+        return 0;
+    gw_metrics_reused_conn_retry(w->metrics, w->slot, (int)r->target->up->conf->index);
+    gw_log(w->log, GW_LOG_INFO,
+           "upstream %s node %s: kept-alive connection closed, sending again on a new one "
+           "(request %.*s)",
+           r->target->up->conf->name, r->node->conf->addr, (int)r->request_id.len,
+           r->request_id.data);
+    return 1;
+}
+
 void
 gw_request_on_upstream_error(gw_request_t *r, gw_up_error_t e)
 {
+    if (reconnect_stale(r, e))
+        return;
+    if (e == GW_UP_STALE)
+        e = GW_UP_RESET; /* not sent again: a close like any other */
     upstream_feedback(r, 0);
     int never_sent = e == GW_UP_CONNECT_FAILED || e == GW_UP_CONNECT_TIMEOUT;
     int timeout = e == GW_UP_TIMEOUT || e == GW_UP_CONNECT_TIMEOUT;
@@ -1337,6 +1403,8 @@ err_kind(const gw_request_t *r, int status)
         return "limited";
     case GW_ERR_BREAKER_OPEN:
         return "breaker_open";
+    case GW_ERR_REFUSED: /* gw.exit_error; a plugin's 429 is a limiter's */
+        return status == 429 ? "limited" : "refused";
     default:
         return status == 429 ? "limited" : NULL;
     }
@@ -1357,7 +1425,6 @@ on_error_phase_done(gw_request_t *r, int rc)
 void
 gw_request_fail(gw_request_t *r, int status, const char *message)
 {
-    char body[320];
     gw_buf_t bb = {0};
     if (r->request_id.len == 0) {
         char *p = gw_request_alloc(r, 32);
@@ -1380,11 +1447,11 @@ gw_request_fail(gw_request_t *r, int status, const char *message)
             on_error_phase_done(r, rc);
         return;
     }
+    /* respond copies the body (to the client's head buffer, or into the
+     * request while header_filter runs) */
     gw_http_error_body(&bb, status, message, r->request_id);
-    size_t n = bb.len < sizeof(body) ? bb.len : sizeof(body);
-    memcpy(body, bb.data, n);
+    respond(r, status, "application/json", bb.data, bb.len, NULL);
     gw_buf_free(&bb);
-    respond(r, status, "application/json", body, n, NULL);
 }
 
 /* The log phase of Lua plugins: in a coroutine when the connection can

@@ -15,6 +15,7 @@
 
 #include "gw_config.h"
 #include "gw_http.h"
+#include "gw_router.h"
 #include "gw_worker.h"
 
 #define GW_MAX_HEADERS 128
@@ -33,6 +34,7 @@ typedef enum {
     GW_ERR_PLUGIN,
     GW_ERR_LIMITED,      /* a rate limiter refused it: 429 */
     GW_ERR_BREAKER_OPEN, /* the breaker dropped it: 503 */
+    GW_ERR_REFUSED,      /* a plugin refused it with gw.exit_error */
 } gw_err_kind_t;
 
 struct gw_request_s {
@@ -45,7 +47,7 @@ struct gw_request_s {
     gw_str_t method;
     gw_str_t url;
     size_t nheaders;
-    int header_state; /* 0 none, 1 in name, 2 in value */
+    int header_state; /* 0 none, 1 in a name, 2 in a value, 3 after a value */
     unsigned http_major, http_minor;
     int64_t content_length; /* -1: none */
     unsigned chunked : 1;
@@ -69,6 +71,7 @@ struct gw_request_s {
     gw_str_t xff;
 
     const gw_route_conf_t *route;
+    size_t nparams; /* the route's :params, in params[] */
     gw_target_t *target;
     gw_node_t *node;
     gw_node_t *tried[GW_MAX_TRIES];
@@ -76,6 +79,7 @@ struct gw_request_s {
     unsigned ndropped;        /* nodes whose breaker (scope node) dropped this request */
     struct gw_breaker_s *brk; /* the route or upstream breaker that let it pass */
     unsigned brk_pending : 1; /* brk waits for this request's outcome */
+    unsigned reconnected : 1; /* sent again once on a new connection (stale pooled one) */
     gw_upconn_t *up;
     uint64_t up_start_ns;
     uint64_t up_latency_ns; /* connect to response end of the last attempt */
@@ -116,11 +120,13 @@ struct gw_request_s {
     int status_override;
     int fail_status;          /* the error the error phase may replace */
     int own_status;           /* a gateway-made response waiting for header_filter */
-    const char *fail_message; /* always one of the gateway's constants */
+    const char *fail_message; /* a constant, or a plugin's (in the request's arena) */
     void *extra;              /* allocations the arena could not hold */
 
     /* not cleared between requests: only [0, nheaders) is meaningful */
     gw_header_t headers[GW_MAX_HEADERS];
+    /* [0, nparams): values are slices of the path as routed */
+    gw_param_t params[GW_MAX_PARAMS];
     gw_header_t vars[16]; /* variables plugins set: var:NAME */
     gw_header_t *rhdrs;   /* GW_MAX_HEADERS slots, allocated on first use */
     int lua_ctx_ref;      /* registry slot of ctx, kept across requests */

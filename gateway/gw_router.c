@@ -826,6 +826,23 @@ gw_router_strip_prefix(const gw_route_conf_t *route, gw_str_t path, gw_str_t *ou
     return 1;
 }
 
+size_t
+gw_router_upstream_path(const gw_route_conf_t *route, const gw_param_t *params, size_t nparams,
+                        char *buf)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < route->nupath; i++) {
+        const gw_upath_part_t *part = &route->upath[i];
+        gw_str_t s = part->lit               ? (gw_str_t){part->lit, part->len}
+                     : part->param < nparams ? params[part->param].value
+                                             : GW_NULL_STR;
+        if (buf && s.len)
+            memcpy(buf + n, s.data, s.len);
+        n += s.len;
+    }
+    return n;
+}
+
 static int
 re_match(gw_router_t *r, pcre2_code *re, gw_str_t s)
 {

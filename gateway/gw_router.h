@@ -73,6 +73,16 @@ const gw_route_conf_t *gw_router_match(gw_router_t *r, const gw_req_view_t *req,
 int gw_router_strip_prefix(const gw_route_conf_t *route, gw_str_t path, gw_str_t *out);
 
 /**
+ * ROUTE's upstream_path with PARAMS (the match's :params, in path order)
+ * put in place of its {name}s, values as they are in the request path.
+ *
+ * Writes into BUF, which must hold the returned length; BUF NULL only
+ * measures. A route without upstream_path gives 0.
+ */
+size_t gw_router_upstream_path(const gw_route_conf_t *route, const gw_param_t *params,
+                               size_t nparams, char *buf);
+
+/**
  * The first value of NAME in a raw query string ("a=1&b=&c").
  *
  * Names are compared byte for byte, without %-decoding; the value is

@@ -36,6 +36,23 @@ target_init(gw_target_t *t, gw_upstream_rt_t *up, const gw_kv_t *subset, size_t 
     return t->bal ? GW_OK : GW_ERROR;
 }
 
+/*
+ * A route's target (its own traffic, or a split rule's): a subset gets a
+ * balancer of its own; without one the target borrows the upstream's, so a
+ * route without subsets costs nothing (bal NULL marks the borrowed target,
+ * see gw_upstreams_target).
+ */
+static int
+route_target_init(gw_target_t *t, gw_upstream_rt_t *up, const gw_kv_t *subset, size_t nsubset,
+                  uint64_t seed)
+{
+    if (nsubset > 0)
+        return target_init(t, up, subset, nsubset, seed);
+    *t = up->all;
+    t->bal = NULL;
+    return GW_OK;
+}
+
 static void
 target_close(gw_target_t *t)
 {
@@ -156,18 +173,14 @@ gw_upstreams_new(gw_worker_t *w, char *err, size_t errlen)
             goto failed;
         u->route_targets[r] = ts;
         u->nsplits[r] = rc->nsplit;
-        ts[0] = u->ups[rc->upstream->index].all;
-        ts[0].bal = NULL; /* marks a borrowed target: see gw_upstreams_target */
+        if (route_target_init(&ts[0], &u->ups[rc->upstream->index], rc->subset, rc->nsubset,
+                              w->rng + r * 131 + rc->nsplit) != GW_OK)
+            goto failed;
         for (size_t s = 0; s < rc->nsplit; s++) {
             const gw_split_rule_t *rule = &rc->split[s];
-            gw_upstream_rt_t *up = &u->ups[rule->upstream->index];
-            if (rule->nsubset == 0) {
-                ts[s + 1] = up->all;
-                ts[s + 1].bal = NULL;
-            } else if (target_init(&ts[s + 1], up, rule->subset, rule->nsubset,
-                                   w->rng + r * 131 + s) != GW_OK) {
+            if (route_target_init(&ts[s + 1], &u->ups[rule->upstream->index], rule->subset,
+                                  rule->nsubset, w->rng + r * 131 + s) != GW_OK)
                 goto failed;
-            }
         }
     }
     for (size_t r = 0; r < conf->nroutes; r++)
@@ -198,7 +211,7 @@ gw_upstreams_free(gw_upstreams_t *u)
         return;
     for (size_t r = 0; u->route_targets && r < u->nroutes; r++) {
         gw_target_t *ts = u->route_targets[r];
-        for (size_t s = 1; ts && s < u->nsplits[r] + 1; s++)
+        for (size_t s = 0; ts && s < u->nsplits[r] + 1; s++)
             if (ts[s].bal)
                 target_close(&ts[s]);
         free(ts);
@@ -357,7 +370,6 @@ gw_upconn_acquire(gw_worker_t *w, gw_upstream_rt_t *up, gw_node_t *node, gw_requ
         pool->nidle--;
         u->state = UP_ACTIVE;
         if (!r->idempotent && !idle_conn_alive(u)) {
-            u->state = UP_ACTIVE;
             up_close(u);
             continue;
         }
@@ -377,6 +389,13 @@ gw_upconn_acquire(gw_worker_t *w, gw_upstream_rt_t *up, gw_node_t *node, gw_requ
         *ready = 1;
         return u;
     }
+    *ready = 0;
+    return gw_upconn_connect(w, up, node, r);
+}
+
+gw_upconn_t *
+gw_upconn_connect(gw_worker_t *w, gw_upstream_rt_t *up, gw_node_t *node, gw_request_t *r)
+{
     gw_upconn_t *u = calloc(1, sizeof(*u));
     if (u == NULL)
         return NULL;
@@ -400,8 +419,18 @@ gw_upconn_acquire(gw_worker_t *w, gw_upstream_rt_t *up, gw_node_t *node, gw_requ
     }
     node->inflight++;
     timer_start(u, up->conf->connect_timeout_ms);
-    *ready = 0;
     return u;
+}
+
+/* What the node's close or reset means for the request: a response cut,
+ * or none at all, and then on a pooled connection possibly a close of an
+ * idle connection that crossed our request. */
+static gw_up_error_t
+closed_error(const gw_upconn_t *u)
+{
+    if (u->got_bytes)
+        return GW_UP_TRUNCATED;
+    return u->reused ? GW_UP_STALE : GW_UP_RESET;
 }
 
 /* ---- writing ---- */
@@ -414,7 +443,7 @@ on_up_write(uv_write_t *wr, int status)
         return;
     int rc = status < 0 ? status : gw_wqueue_written(&u->out, (uv_stream_t *)&u->tcp, on_up_write);
     if (rc < 0) {
-        up_fail(u, u->got_bytes ? GW_UP_TRUNCATED : GW_UP_RESET);
+        up_fail(u, closed_error(u));
         return;
     }
     if (rc > 0)
@@ -434,7 +463,7 @@ gw_upconn_write(gw_upconn_t *u, const uv_buf_t *bufs, unsigned n)
     u->out.req.data = u;
     int rc = gw_wqueue_write(&u->out, (uv_stream_t *)&u->tcp, bufs, n, on_up_write);
     if (rc < 0)
-        return fail_later(u, u->got_bytes ? GW_UP_TRUNCATED : GW_UP_RESET);
+        return fail_later(u, closed_error(u));
     if (rc == 0 && !busy)
         timer_start(u, u->up->conf->send_timeout_ms);
     return rc;
@@ -847,7 +876,7 @@ on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             gw_request_on_response_done(u->req);
             return;
         }
-        up_fail(u, u->got_bytes ? GW_UP_TRUNCATED : GW_UP_RESET);
+        up_fail(u, closed_error(u));
         return;
     }
     gw_edge_after_read(&u->edge, s, nread, buf->len);

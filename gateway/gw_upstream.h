@@ -1,7 +1,7 @@
 /*
  * Upstreams as one worker runs them: nodes with their keep-alive pools,
  * balancer targets (an upstream, or a subset of its nodes chosen by a
- * canary rule), and upstream connections: connect, send, read and parse
+ * route or a canary rule), and upstream connections: connect, send, read and parse
  * the response (llhttp, strict), with connect/send/read timeouts.
  *
  * A Content-Length body is passed through as the bytes the upstream sent,
@@ -49,7 +49,8 @@ struct gw_upstreams_s {
     struct gw_breaker_s ***route_breakers;
     const gw_conf_t *w_conf;
     size_t n;
-    gw_target_t **route_targets; /* per route: [0] the route's upstream, [1+i] split rule i */
+    gw_target_t **route_targets; /* per route: [0] the route's upstream (and subset),
+                                  * [1+i] split rule i */
     size_t *nsplits;
     size_t nroutes;
 };
@@ -61,6 +62,8 @@ typedef enum {
     GW_UP_BAD_RESPONSE,
     GW_UP_TRUNCATED,       /* closed in the middle of the response */
     GW_UP_CONNECT_TIMEOUT, /* never left the gateway either */
+    GW_UP_STALE,           /* GW_UP_RESET on a connection reused from the pool:
+                              the node may have closed it as idle */
 } gw_up_error_t;
 
 struct gw_upconn_s {
@@ -124,6 +127,11 @@ struct gw_breaker_s *gw_upstreams_breaker(gw_upstreams_t *u, const gw_route_conf
  */
 gw_upconn_t *gw_upconn_acquire(gw_worker_t *w, gw_upstream_rt_t *up, gw_node_t *node,
                                gw_request_t *r, int *ready);
+
+/* A new connection to node for r, never a pooled one; then as for
+ * gw_upconn_acquire's new connections. NULL when the connect cannot start. */
+gw_upconn_t *gw_upconn_connect(gw_worker_t *w, gw_upstream_rt_t *up, gw_node_t *node,
+                               gw_request_t *r);
 
 /* Writes request bytes. 1: all taken, 0: queued (wait for
  * gw_request_on_upstream_drained), -1: failed (the error callback follows). */

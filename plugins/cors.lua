@@ -85,7 +85,7 @@ function plugin.rewrite(conf, ctx)
 
     -- a preflight never reaches the upstream
     if not allow then
-        return gw.exit(403, { message = "CORS origin not allowed" })
+        return gw.exit_error(403, "CORS origin not allowed")
     end
     local h = {
         ["Access-Control-Allow-Origin"] = allow,

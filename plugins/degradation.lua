@@ -4,7 +4,7 @@
 
 local KINDS = {
     "limited", "breaker_open", "no_node", "timeout",
-    "upstream_error", "plugin_error", "not_found",
+    "upstream_error", "plugin_error", "not_found", "refused",
 }
 
 local schema = {

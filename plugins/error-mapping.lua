@@ -5,7 +5,7 @@
 
 local KINDS = {
     limited = true, breaker_open = true, no_node = true, timeout = true,
-    upstream_error = true, plugin_error = true, not_found = true,
+    upstream_error = true, plugin_error = true, not_found = true, refused = true,
 }
 
 local rule = {

@@ -11,7 +11,8 @@ local schema = {
         deny = { type = "array", items = { type = "string", minLength = 2, maxLength = 64 },
                  default = {} },
         status = { type = "integer", default = 403, minimum = 400, maximum = 599 },
-        message = { type = "string", default = "forbidden" },
+        message = { type = "string", default = "forbidden", minLength = 1, maxLength = 1024,
+                    pattern = "^[^%z]+$" },
     },
     additionalProperties = false,
 }
@@ -180,7 +181,7 @@ function plugin.access(conf, ctx)
     if not bytes then
         -- an address we cannot read matches nothing: refuse rather than guess
         gw.log("warn", "ip-restriction: unparsable client address ", tostring(addr))
-        return gw.exit(conf.status, { message = conf.message })
+        return gw.exit_error(conf.status, conf.message)
     end
     -- ::ffff:a.b.c.d is an IPv4 client on a dual-stack socket
     local v4
@@ -192,10 +193,10 @@ function plugin.access(conf, ctx)
         end
     end
     if in_list(c.deny, bytes, v4) then
-        return gw.exit(conf.status, { message = conf.message })
+        return gw.exit_error(conf.status, conf.message)
     end
     if #c.allow > 0 and not in_list(c.allow, bytes, v4) then
-        return gw.exit(conf.status, { message = conf.message })
+        return gw.exit_error(conf.status, conf.message)
     end
 end
 

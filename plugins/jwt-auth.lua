@@ -70,7 +70,7 @@ end
 
 local function deny(msg, why)
     if why then gw.log("info", "jwt-auth: ", why) end
-    return gw.exit(401, { message = msg })
+    return gw.exit_error(401, msg)
 end
 
 local function cookie_value(header, name)

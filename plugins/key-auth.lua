@@ -36,7 +36,7 @@ function plugin.access(conf, ctx)
         key = gw.req.query_arg(conf.query)
     end
     if key == nil or key == "" then
-        return gw.exit(401, { message = "missing API key" })
+        return gw.exit_error(401, "missing API key")
     end
 
     -- The consumer table is a hash keyed by the API key, so finding it costs
@@ -45,7 +45,7 @@ function plugin.access(conf, ctx)
     local consumer = gw.consumers.by("key-auth", "key", key)
     local ck = consumer and consumer["key-auth"] and consumer["key-auth"].key
     if not consumer or not gw.crypto.constant_eq(ck or "", key) then
-        return gw.exit(401, { message = "invalid API key" })
+        return gw.exit_error(401, "invalid API key")
     end
 
     gw.var.consumer = consumer.name

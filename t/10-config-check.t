@@ -79,6 +79,21 @@ my @bad = (
     ['unknown predicate op',
      sub { $_[0] =~ s/op: equals/op: sounds_like/r },
      qr/routes\[0\]\.match\.headers\[0\]\.op/],
+    ['route subset not a map',
+     sub { $_[0] =~ s/    timeout: 3s\n/    timeout: 3s\n    subset: v2\n/r },
+     qr/routes\[0\]\.subset: expected a map of strings/],
+    ['route subset value a list',
+     sub { $_[0] =~ s/    timeout: 3s\n/    timeout: 3s\n    subset: {version: [v1, v2]}\n/r },
+     qr/routes\[0\]\.subset\.version: expected a string, got a list/],
+    ['route subset value a map',
+     sub { $_[0] =~ s/    timeout: 3s\n/    timeout: 3s\n    subset: {version: {is: v2}}\n/r },
+     qr/routes\[0\]\.subset\.version: expected a string, got a map/],
+    ['route subset value null',
+     sub { $_[0] =~ s/    timeout: 3s\n/    timeout: 3s\n    subset: {version: ~}\n/r },
+     qr/routes\[0\]\.subset\.version: expected a string, got null/],
+    ['split rule subset value a list',
+     sub { $_[0] =~ s/    timeout: 3s\n/    timeout: 3s\n    split: [{when: {weight: 5}, upstream: svc, subset: {version: [v2]}}]\n/r },
+     qr/routes\[0\]\.split\[0\]\.subset\.version: expected a string, got a list/],
     ['bad listen address',
      sub { $_[0] =~ s/listen: \["127\.0\.0\.1:%PORT%"\]/listen: ["127.0.0.1:notaport"]/r },
      qr/gateway\.listen/],
@@ -94,6 +109,52 @@ for my $c (@bad) {
     unlike($out, qr/configuration OK/, "$name: no OK line");
 }
 
+# Warnings: the config is valid (exit 0, "configuration OK"), but -t says
+# what will not do what it seems to, and the gateway logs it at start.
+{
+    my $route_subset = sub { $_[0] =~ s/    timeout: 3s\n/    timeout: 3s\n    subset: {version: $_[1]}\n/r };
+    my ($code, $out) = check_config(yaml => $route_subset->($base, 'v2'));
+    is($code, 0, 'route subset matching a node: exit 0') or diag($out);
+    like($out, qr/configuration OK/, 'route subset matching a node: OK');
+    unlike($out, qr/warning/, 'route subset matching a node: no warning');
+
+    ($code, $out) = check_config(yaml => $route_subset->($base, 'v1'));
+    is($code, 0, 'route subset matching no node: still exit 0') or diag($out);
+    like($out, qr/configuration OK/, 'route subset matching no node: OK');
+    like($out, qr/^warning: routes\[0\]\.subset: matches no node of upstream "svc": .*503/m,
+        'route subset matching no node: a warning naming the path') or diag($out);
+
+    my $split = $base =~ s/    timeout: 3s\n/    timeout: 3s\n    split:\n      - {when: {weight: 5}, upstream: svc, subset: {version: v2}}\n      - {when: {weight: 5}, upstream: svc, subset: {zone: x}}\n/r;
+    ($code, $out) = check_config(yaml => $split);
+    is($code, 0, 'split subset matching no node: exit 0') or diag($out);
+    like($out, qr/^warning: routes\[0\]\.split\[1\]\.subset: matches no node of upstream "svc"/m,
+        'split subset matching no node: a warning naming the rule') or diag($out);
+    unlike($out, qr/split\[0\]/, 'split subset matching a node: no warning for it');
+
+    # weights: round_robin counts them (no warning); random and p2c ignore them
+    unlike((check_config(yaml => $base))[1], qr/warning/, 'round_robin with weights: no warning');
+    for my $bal (qw(random p2c)) {
+        ($code, $out) = check_config(yaml => $base =~ s/balancer: round_robin/balancer: $bal/r);
+        is($code, 0, "$bal with weights: exit 0") or diag($out);
+        like($out, qr/configuration OK/, "$bal with weights: OK");
+        like($out, qr/^warning: upstreams\[0\]\.balancer: $bal ignores node weights/m,
+            "$bal with weights: a warning") or diag($out);
+        ($code, $out) = check_config(yaml => $base =~ s/balancer: round_robin/balancer: $bal/r =~ s/weight: 3, //r);
+        unlike($out, qr/warning/, "$bal with equal weights: no warning");
+    }
+
+    # at start, the same warnings go to the error log and the gateway runs
+    my $up = start_upstream(name => 'w');
+    my $text = $route_subset->($base, 'v1') =~ s/balancer: round_robin/balancer: p2c/r
+        =~ s/127\.0\.0\.1:9001/127.0.0.1:$up->{port}/r;
+    my $gw = start_gateway(yaml => $text);
+    ok(wait_for(sub { gateway_log($gw) =~ /routes\[0\]\.subset: matches no node/ }, 5),
+        'start: the route subset warning is logged') or diag(gateway_log($gw));
+    like(gateway_log($gw), qr/\[warn\].*upstreams\[0\]\.balancer: p2c ignores node weights/,
+        'start: the weight warning is logged at warn');
+    is(stop_gateway($gw), 0, 'start with warnings: runs and stops cleanly');
+}
+
 # Two independent errors: one line each.
 {
     my $text = "bogus: 1\n" . ($base =~ s/    upstream: svc\n    strip_prefix/    upstream: nope\n    strip_prefix/r);
@@ -104,6 +165,52 @@ for my $c (@bad) {
         'two errors: the second is named');
     my @lines = grep { /\S/ } split /\n/, $out;
     cmp_ok(scalar(@lines), '>=', 2, 'two errors: one line each') or diag($out);
+}
+
+# upstream_path: every {name} must be a :param of the route's match.path;
+# only exact and :param paths (without a final /*) take one, never beside
+# strip_prefix.
+{
+    my $route = sub {
+        my ($path, $tmpl, $extra) = @_;
+        return $base . "  - name: up\n    match: {path: $path}\n    upstream: svc\n"
+          . "    upstream_path: \"$tmpl\"\n" . ($extra // '');
+    };
+    my ($code, $out) = check_config(yaml => $route->('/users/:id/:tab', '/v1/{tab}/x-{id}'));
+    is($code, 0, 'upstream_path with two captured parameters: OK') or diag($out);
+    ($code, $out) = check_config(yaml => $route->('/health', '/status'));
+    is($code, 0, 'upstream_path without parameters on an exact path: OK') or diag($out);
+
+    my @cases = (
+        ['a parameter the path does not capture', $route->('/users/:id', '/v1/user/{name}'),
+         qr{^routes\[2\]\.upstream_path: \{name\} is not captured by match\.path "/users/:id"$}m],
+        ['a parameter on an exact path', $route->('/users', '/v1/{id}'),
+         qr{^routes\[2\]\.upstream_path: \{id\} is not captured by match\.path "/users"$}m],
+        ['a prefix path', $route->('/users/*', '/v1/users'),
+         qr{^routes\[2\]\.upstream_path: needs an exact or :param match\.path without a final /\*, got "/users/\*"}m],
+        ['a :param path ending in /*', $route->('/users/:id/*', '/v1/{id}'),
+         qr{^routes\[2\]\.upstream_path: needs an exact or :param match\.path}m],
+        ['a regex path', $route->('{regex: "^/u"}', '/v1'),
+         qr{^routes\[2\]\.upstream_path: needs an exact or :param match\.path.*got \{regex: "\^/u"\}}m],
+        ['beside strip_prefix', $route->('/users/:id', '/v1/{id}', "    strip_prefix: /users\n"),
+         qr{^routes\[2\]\.upstream_path: cannot be combined with strip_prefix$}m],
+        ['an unclosed brace', $route->('/users/:id', '/v1/{id'),
+         qr{^routes\[2\]\.upstream_path: a parameter is written \{name\}, got "/v1/\{id"$}m],
+        ['an empty name', $route->('/users/:id', '/v1/{}'),
+         qr{^routes\[2\]\.upstream_path: a parameter is written \{name\}}m],
+        ['a stray }', $route->('/users/:id', '/v1/id}'),
+         qr{^routes\[2\]\.upstream_path: '\}' without '\{'}m],
+        ['a relative template', $route->('/users/:id', 'v1/{id}'),
+         qr{^routes\[2\]\.upstream_path: must start with '/'}m],
+        ['a query in the template', $route->('/users/:id', '/v1/{id}?x=1'),
+         qr{^routes\[2\]\.upstream_path: must not contain spaces, '\?' or '#'}m],
+    );
+    for my $c (@cases) {
+        my ($name, $text, $want) = @$c;
+        ($code, $out) = check_config(yaml => $text);
+        is($code, 1, "upstream_path, $name: exit 1");
+        like($out, $want, "upstream_path, $name: the error names routes[2].upstream_path") or diag($out);
+    }
 }
 
 # YAML syntax error: exit 1, a message (no crash).
@@ -149,6 +256,24 @@ SKIP: {
     my ($code, $out) = check_config(file => 'conf/gateway.yaml');
     is($code, 0, 'conf/gateway.yaml passes -t') or diag($out);
     like($out, qr/configuration OK/, 'conf/gateway.yaml: "configuration OK"');
+}
+
+# -h names every -s signal the master takes
+{
+    my $bin = gw_bin();
+    my $help = `$bin -h 2>&1`;
+    is($? >> 8, 0, '-h: exit 0');
+    like($help, qr/-s reload\|stop\|reopen/, '-h: lists reload, stop and reopen');
+    like($help, qr/reopen the logs/, '-h: says what reopen does');
+}
+
+# a plugin directory that is not there is an error, not silence
+{
+    my ($code, $out) = check_config(yaml => "gateway:\n  listen: [\"127.0.0.1:1\"]\n"
+        . "  plugin_paths: [\"plugins\", \"my-plugins\"]\n");
+    is($code, 1, 'missing plugin directory: exit 1');
+    like($out, qr/gateway\.plugin_paths\[1\]: "my-plugins": No such file or directory \(relative to the working directory\)/,
+        'missing plugin directory: named, with how it was resolved') or diag($out);
 }
 
 stop_all();

@@ -1,7 +1,7 @@
 # Routing: host (exact, wildcard, any), path kinds (exact, prefix,
 # parameters, regex), methods, header and query predicates (every op),
-# priority, specificity, file order, strip_prefix, the 404 envelope, path
-# normalisation, and the route timeout budget.
+# priority, specificity, file order, strip_prefix, upstream_path templates,
+# the 404 envelope, path normalisation, and the route timeout budget.
 #
 # Each route sends to an echo upstream whose name tells which route won
 # (the X-Upstream response header).
@@ -101,6 +101,14 @@ my $gw = start_gateway(config => {
         { name => 'strip', match => { path => '/strip/*' }, upstream => 'u5', strip_prefix => '/strip' },
         { name => 'strip-slash', match => { path => '/ss/*' }, upstream => 'u5', strip_prefix => '/ss/' },
         { name => 'strip-noboundary', match => { path => { regex => '^/sp' } }, upstream => 'u6', strip_prefix => '/sp' },
+
+        # upstream_path: :params put into the path the upstream gets
+        { name => 'up-one', match => { path => '/up/users/:id' }, upstream => 'u5',
+          upstream_path => '/v1/user/{id}' },
+        { name => 'up-two', match => { path => '/up/orgs/:org/repos/:repo' }, upstream => 'u5',
+          upstream_path => '/v2/{repo}/of/{org}/x-{org}.json' },
+        { name => 'up-exact', match => { path => '/up/health' }, upstream => 'u5',
+          upstream_path => '/status' },
 
         # normalisation target
         { name => 'api', match => { path => '/api/*' }, upstream => 'u6' },
@@ -305,6 +313,28 @@ is(via('GET', '/s/same'), 'u5', 'order: the route written first wins');
         is($r->{status}, 200, "strip_prefix $path: 200");
         is((json_body($r) // {})->{uri}, $want, "strip_prefix $path: upstream sees $want ($desc)");
     }
+}
+
+# --- upstream_path ---------------------------------------------------------------
+{
+    my @cases = (
+        ['/up/users/42', '/v1/user/42', 'one parameter'],
+        ['/up/users/42?x=1&y=%20', '/v1/user/42?x=1&y=%20', 'query kept as sent'],
+        ['/up/users/a%2Fb%20c', '/v1/user/a%2Fb%20c', 'the value as it is in the path: %2F and %20 stay encoded'],
+        ['/up/orgs/acme/repos/gw?v=2', '/v2/gw/of/acme/x-acme.json?v=2',
+         'two parameters, out of order, one used twice, inside a segment'],
+        ['/up/health?deep=1', '/status?deep=1', 'exact route, literal template'],
+        ['/p/users/7?z=1', '/p/users/7?z=1', 'a :param route without upstream_path: path unchanged'],
+    );
+    for my $c (@cases) {
+        my ($path, $want, $desc) = @$c;
+        my $r = http_request($port, 'GET', $path);
+        is($r->{status}, 200, "upstream_path $path: 200");
+        is((json_body($r) // {})->{uri}, $want, "upstream_path $path: upstream sees $want ($desc)");
+    }
+    my $seen = (upstream_requests($up{u5}))[-1] // {};
+    is($seen->{uri}, '/status?deep=1', 'upstream_path: the request line the upstream received');
+    is(via('GET', '/up/users/42/more'), '404', 'upstream_path: the :param route still matches one segment only');
 }
 
 # --- 404 ---------------------------------------------------------------------------

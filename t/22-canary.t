@@ -1,6 +1,7 @@
 # Canary split: header rules, user_hash (FNV-1a 32 mod 100 < percent, the
 # same decision in every worker), a missing key, weight shares, subsets by
-# node meta, and first-matching-rule order.
+# node meta, a route's own subset for its default traffic (with health
+# checks), and first-matching-rule order.
 
 use strict;
 use warnings;
@@ -32,8 +33,10 @@ is(fnv1a32('user-2') % 100, 57, 'user-2 -> bucket 57');
 is(fnv1a32('bob') % 100, 44,    'bob -> bucket 44');
 is(fnv1a32('42') % 100, 11,     '42 -> bucket 11');
 
-my %up = map { $_ => start_upstream(name => $_) } qw(stable canary v1 v2a v2b);
+my %up = map { $_ => start_upstream(name => $_) } qw(stable canary v1 v1b v2a v2b);
 sub node { "127.0.0.1:$up{$_[0]}{port}" }
+my $dead = free_port();
+$dead = free_port() while grep { $_->{port} == $dead } values %up;
 
 my $PERCENT = 30;
 
@@ -49,6 +52,25 @@ sub config {
                 { addr => node('v2a'), meta => { version => 'v2' } },
                 { addr => node('v2b'), meta => { version => 'v2', zone => 'x' } },
             ] },
+            # one pool, both versions: a canary release as it is run
+            { name => 'rel', nodes => [
+                { addr => node('v1'),  meta => { version => 'v1' } },
+                { addr => node('v2a'), meta => { version => 'v2' } },
+                { addr => node('v1b'), meta => { version => 'v1' } },
+                { addr => node('v2b'), meta => { version => 'v2' } },
+            ] },
+            # a v1 node that is down: a passive health check takes it out of
+            # the subset at its first refused connection (per worker); no
+            # breaker, whose 503s would blur what the subset does
+            { name => 'relh', retries => 1, breaker => 'off', nodes => [
+                { addr => "127.0.0.1:$dead", meta => { version => 'v1' } },
+                { addr => node('v1'),  meta => { version => 'v1' } },
+                { addr => node('v2a'), meta => { version => 'v2' } },
+            ], health => { passive => { unhealthy => 1, window => '60s' } } },
+            { name => 'relh0', retries => 0, breaker => 'off', nodes => [
+                { addr => "127.0.0.1:$dead", meta => { version => 'v1' } },
+                { addr => node('v2a'), meta => { version => 'v2' } },
+            ], health => { passive => { unhealthy => 1, window => '60s' } } },
         ],
         routes => [
             { name => 'hdr', match => { path => '/hdr/*' }, upstream => 'stable',
@@ -80,6 +102,26 @@ sub config {
                   { when => { header => { name => 'X-V3', value => 'yes' } },
                     upstream => 'pool', subset => { version => 'v3' } },
               ] },
+            { name => 'rel', match => { path => '/rel/*' }, upstream => 'rel',
+              subset => { version => 'v1' },
+              split => [
+                  { when => { header => { name => 'X-Canary', value => 'true' } },
+                    upstream => 'rel', subset => { version => 'v2' } },
+                  { when => { user_hash => { key => 'header:X-User-Id', percent => $PERCENT } },
+                    upstream => 'rel', subset => { version => 'v2' } },
+                  # a rule without a subset: the whole upstream, not the route's subset
+                  { when => { header => { name => 'X-All' } }, upstream => 'rel' },
+              ] },
+            { name => 'relnone', match => { path => '/relnone/*' }, upstream => 'rel',
+              subset => { version => 'v9' },
+              split => [{ when => { header => { name => 'X-Canary', value => 'true' } },
+                          upstream => 'rel', subset => { version => 'v2' } }] },
+            { name => 'relh', match => { path => '/relh/*' }, upstream => 'relh',
+              subset => { version => 'v1' } },
+            { name => 'relh0', match => { path => '/relh0/*' }, upstream => 'relh0',
+              subset => { version => 'v1' },
+              split => [{ when => { header => { name => 'X-Canary', value => 'true' } },
+                          upstream => 'relh0', subset => { version => 'v2' } }] },
             { name => 'first', match => { path => '/first/*' }, upstream => 'stable',
               split => [
                   { when => { user_hash => { key => 'header:X-User-Id', percent => 100 } },
@@ -192,6 +234,63 @@ for my $workers (1, 2) {
         $c->close;
         gw_error_ok($r // { status => 0, headers => {}, body => '' }, 503,
             "$tag: subset matching no node");
+    }
+
+    # --- a route subset: the default traffic of a canary release ----------------
+    {
+        my $t = tally(60, '/rel/x');
+        is_deeply([sort keys %$t], [qw(v1 v1b)],
+            "$tag: route subset version=v1: 60 requests without a canary header reach only v1 nodes")
+          or diag(explain($t));
+        $t = tally(30, '/rel/x', 'X-Canary' => 'true');
+        is_deeply([sort keys %$t], [qw(v2a v2b)], "$tag: header rule -> only the v2 subset")
+          or diag(explain($t));
+        $t = tally(40, '/rel/x', 'X-All' => '1');
+        is_deeply([sort keys %$t], [qw(v1 v1b v2a v2b)],
+            "$tag: a rule without subset takes the whole upstream, not the route's subset")
+          or diag(explain($t));
+
+        my ($bad, $in) = (0, 0);
+        for my $u (@users) {
+            my $v2 = fnv1a32($u) % 100 < $PERCENT;
+            $in++ if $v2;
+            my $got = via('/rel/x', 'X-User-Id' => $u);
+            my $ok = $v2 ? $got =~ /^v2[ab]$/ : $got =~ /^v1b?$/;
+            if (!$ok) {
+                $bad++;
+                diag("$tag: $u (bucket " . fnv1a32($u) % 100 . ") went to $got") if $bad <= 5;
+            }
+        }
+        is($bad, 0, "$tag: route subset + user_hash: 200 users, bucket < $PERCENT on v2, "
+            . "the others on v1 ($in on v2)");
+
+        # a route subset no node matches: 503, never a fall back to other nodes
+        my $c = gw_connect($gw->{port});
+        my $r = $c->request('GET', '/relnone/x');
+        $c->close;
+        gw_error_ok($r // { status => 0, headers => {}, body => '' }, 503,
+            "$tag: route subset matching no node");
+        like($r->{body} // '', qr/no healthy node/, "$tag: ... says no healthy node");
+        like(via('/relnone/x', 'X-Canary' => 'true'), qr/^v2[ab]$/,
+            "$tag: ... while its split rules still work");
+
+        # health checks: only healthy nodes of the subset, and no fall back
+        ok(wait_for(sub {
+               my $t = tally(6, '/relh/x');
+               return (keys %$t == 1 && $t->{v1});
+           }, 5), "$tag: route subset with a dead v1 node: the live v1 node takes all");
+        $t = tally(20, '/relh/x');
+        is_deeply($t, { v1 => 20 }, "$tag: ... 20 requests, never the v2 node (retries stay in the subset)")
+          or diag(explain($t));
+        # every worker must have seen the node fail once
+        ok(wait_for(sub {
+               my $t = tally(6, '/relh0/x');
+               return (keys %$t == 1 && $t->{'status 503'});
+           }, 5), "$tag: route subset whose only node is down: 503");
+        $t = tally(10, '/relh0/x');
+        is_deeply($t, { 'status 503' => 10 }, "$tag: ... every time, never the healthy v2 node")
+          or diag(explain($t));
+        is(via('/relh0/x', 'X-Canary' => 'true'), 'v2a', "$tag: ... the canary rule still reaches v2");
     }
 
     # --- rule order -------------------------------------------------------------

@@ -97,6 +97,7 @@ my @ups = (
     { name => 'rr',  nodes => [node('a'), node('b')] },
     { name => 'wrr', balancer => 'weighted_round_robin',
       nodes => [{ addr => node('a'), weight => 3 }, { addr => node('b'), weight => 1 }] },
+    { name => 'rrw', nodes => [{ addr => node('a'), weight => 3 }, { addr => node('b'), weight => 1 }] },
     { name => 'lc',  balancer => 'least_conn', nodes => [node('a'), node('b')] },
     { name => 'ch',  balancer => 'consistent_hash', hash_on => 'header:X-User-Id',
       nodes => [node('a'), node('b'), node('c')] },
@@ -160,6 +161,21 @@ sub count_logged {
         $ok = 0 if $w != 3;
     }
     ok($ok, 'weighted_round_robin: every 4 consecutive picks are exactly 3:1') or diag("@seq");
+}
+
+# --- round robin with weights (the default balancer counts them, as nginx) ------------
+{
+    my @seq = map { who('/rrw/x') } 1 .. 40;
+    my %n; $n{$_}++ for @seq;
+    is($n{a} // 0, 30, 'round_robin with weights 3:1: a got 30 of 40') or diag("@seq");
+    is($n{b} // 0, 10, 'round_robin with weights 3:1: b got 10 of 40');
+    my $ok = 1;
+    for my $i (0 .. $#seq - 3) {
+        my $w = grep { $_ eq 'a' } @seq[$i .. $i + 3];
+        $ok = 0 if $w != 3;
+    }
+    ok($ok, 'round_robin with weights: every 4 consecutive picks are exactly 3:1 (smooth)')
+      or diag("@seq");
 }
 
 # --- least_conn ------------------------------------------------------------------------

@@ -85,7 +85,7 @@ sub get {
     return $r;
 }
 
-sub conns { my @l = split /\n/, GwTest::slurp($connlog); scalar @l }
+sub conns { my @l = split /\n/, GwTest::slurp_file($connlog); scalar @l }
 
 # --- answers ------------------------------------------------------------------------
 

@@ -42,22 +42,6 @@ sub workers_of {
     return sort { $a <=> $b } @kids;
 }
 
-sub slurp_file {
-    my ($f) = @_;
-    open my $fh, '<', $f or return '';
-    local $/;
-    return <$fh> // '';
-}
-
-sub write_file {
-    my ($f, $text) = @_;
-    # write beside, then rename: the master never reads half a file
-    open my $fh, '>', "$f.new" or die "$f.new: $!";
-    print $fh $text;
-    close $fh or die;
-    rename "$f.new", $f or die "rename: $!";
-}
-
 # One request on a new connection -> "STATUS NAME"
 sub probe {
     my ($port, $path) = @_;
@@ -167,7 +151,7 @@ sub run_cli {
     is($r0 && $r0->{status}, 200, 'reload: a keep-alive connection opened before');
     my $loop = start_loop($gw->{port}, 2.5);
     sleep 0.7;
-    write_file($gw->{conf}, $to_b);
+    spew_file($gw->{conf}, $to_b);
     kill 'HUP', $gw->{pid};
     my @res = finish_loop($loop);
     $ka->poll(0.05);
@@ -196,7 +180,7 @@ sub run_cli {
     # a broken config: the old one keeps serving
     (my $broken = $to_b) =~ s/upstream: "b"/upstream: "nope"/ or die;
     my $log_before = length slurp_file($gw->{error_log});
-    write_file($gw->{conf}, $broken);
+    spew_file($gw->{conf}, $broken);
     kill 'HUP', $gw->{pid};
     my $el = '';
     ok(wait_for(sub { $el = substr(slurp_file($gw->{error_log}), $log_before); $el =~ /routes\[0\]\.upstream/ }, 3),
@@ -207,7 +191,7 @@ sub run_cli {
     is_deeply([workers_of($gw->{pid})], \@w1, 'broken reload: the workers were left alone');
 
     # -s reload with a good file again (back to a)
-    write_file($gw->{conf}, $text);
+    spew_file($gw->{conf}, $text);
     my ($code, $out) = run_cli('-s', 'reload', '-c', $gw->{conf});
     is($code, 0, '-s reload: exit 0') or diag($out);
     ok(wait_for(sub { probe($gw->{port}) eq '200 a' }, 5), '-s reload: new behaviour');

@@ -47,6 +47,23 @@ end
 return plugin
 LUA
 
+plugin_file('t-params', <<'LUA');
+local plugin = { name = "t-params", priority = 100 }
+function plugin.access(conf, ctx)
+  local list = {}
+  for k, v in pairs(gw.req.params()) do list[#list + 1] = k .. "=" .. v end
+  table.sort(list)
+  gw.req.set_header("X-Params", "[" .. table.concat(list, ",") .. "]")
+  gw.req.set_header("X-Param-Id", tostring(gw.req.param("id")))
+  gw.req.set_header("X-Param-Nope", tostring(gw.req.param("nope")))
+  local ok, err = pcall(gw.req.param, 42)
+  gw.req.set_header("X-Param-Bad", ok and "accepted" or tostring(err):match("name must be a string") or err)
+  local np = gw.req.header("X-Set-Path")
+  if np then gw.req.set_path(np) end
+end
+return plugin
+LUA
+
 plugin_file('t-exit', <<'LUA');
 local plugin = { name = "t-exit", priority = 100,
   schema = { type = "object", properties = { mode = { type = "string", enum = { "json", "text" } } },
@@ -315,6 +332,9 @@ my $gw = start_gateway(config => {
         route('setter', '/setter/*', { 't-setter' => {} }, extra => {
             split => [{ when => { user_hash => { key => 'var:tier', percent => 100 } },
                         upstream => 'b' }] }),
+        route('params', '/params/users/:id/:tab', { 't-params' => {} },
+              extra => { upstream_path => '/v1/{tab}/{id}' }),
+        route('params-none', '/params/plain', { 't-params' => {} }),
         route('exit-json', '/exit-json/*', { 't-exit' => { mode => 'json' } }),
         route('exit-text', '/exit-text/*', { 't-exit' => { mode => 'text' } }),
         route('boom', '/boom/*', { 't-boom' => {} }),
@@ -388,6 +408,25 @@ is(up_header(last_up($up2), 'X-Req-Info'), 'GET|/setter/pAth|/setter/p%41th?a=x%
 $r = http_request($gw->{port}, 'GET', '/setter/old?k=v', headers => ['X-Set-Path' => '/new/place']);
 is($r->{status}, 200, 'gw.req.set_path: 200');
 is(last_up($up2)->{uri}, '/new/place?k=v', 'gw.req.set_path: the upstream got the new path, query kept');
+
+# gw.req.param / gw.req.params: the route's :params as in the request path
+clear_upstream_log($up);
+$r = http_request($gw->{port}, 'GET', '/params/users/a%20b/posts?x=1');
+is($r->{status}, 200, 'gw.req.param: 200');
+$seen = last_up($up);
+is(up_header($seen, 'X-Param-Id'), 'a%20b', 'gw.req.param("id"): the value as in the path, still encoded');
+is(up_header($seen, 'X-Param-Nope'), 'nil', 'gw.req.param: nil for a name the route does not capture');
+is(up_header($seen, 'X-Params'), '[id=a%20b,tab=posts]', 'gw.req.params(): every :param by name');
+is(up_header($seen, 'X-Param-Bad'), 'name must be a string', 'gw.req.param(42): an error');
+is($seen->{uri}, '/v1/posts/a%20b?x=1', 'upstream_path with a plugin on the route: the template, query kept');
+$r = http_request($gw->{port}, 'GET', '/params/users/7/posts?x=1', headers => ['X-Set-Path' => '/mine']);
+is(last_up($up)->{uri}, '/mine?x=1', 'gw.req.set_path wins over the route\'s upstream_path');
+is(up_header(last_up($up), 'X-Param-Id'), '7', 'gw.req.param after another request: this request\'s value');
+$r = http_request($gw->{port}, 'GET', '/params/plain');
+is($r->{status}, 200, 'gw.req.param on a route without params: 200');
+$seen = last_up($up);
+is(up_header($seen, 'X-Param-Id'), 'nil', 'gw.req.param: nil on a route without params');
+is(up_header($seen, 'X-Params'), '[]', 'gw.req.params(): empty on a route without params');
 
 # gw.exit with a table body and headers
 clear_upstream_log($up);

@@ -20,20 +20,6 @@ my $pdir = "$dir/plugins";
 mkdir $pdir or die "mkdir $pdir: $!";
 my $JSON = JSON::PP->new->canonical;
 
-sub slurp_file {
-    my ($f) = @_;
-    open my $fh, '<:raw', $f or die "$f: $!";
-    local $/;
-    return scalar <$fh>;
-}
-
-sub spew_file {
-    my ($f, $s) = @_;
-    open my $fh, '>:raw', $f or die "$f: $!";
-    print $fh $s;
-    close $fh;
-}
-
 # a plugin that shows the consumer to the upstream
 spew_file("$pdir/t-whoami.lua", <<'LUA');
 local plugin = { name = "t-whoami", priority = 100 }
@@ -178,16 +164,14 @@ sub up_header {
 
 sub last_up { my @r = upstream_requests($_[0]); $r[-1] }
 
-# A refused request: status, JSON body with the message, nothing upstream.
+# A refused request: the gateway's error envelope with the message, nothing
+# upstream.
 sub refused {
     my ($path, $headers, $status, $message, $name) = @_;
     local $Test::Builder::Level = $Test::Builder::Level + 1;
     clear_upstream_log($_) for $up, $up2;
     my $r = http_request($gw->{port}, 'GET', $path, headers => $headers);
-    is($r->{status}, $status, "$name: $status");
-    like($r->{headers}{'content-type'} // '', qr{^application/json}, "$name: JSON content type");
-    my $j = json_body($r);
-    is(ref $j eq 'HASH' ? $j->{message} : $r->{body}, $message, "$name: message");
+    error_envelope_is($r, $status, $message, $name);
     is(ups_count($up) + ups_count($up2), 0, "$name: nothing reached the upstream");
 }
 

@@ -15,7 +15,7 @@ plan skip_all => 'gateway binary ' . gw_bin() . ' not built' unless -x gw_bin();
 
 my $pdir = tmpdir() . '/plugins';
 mkdir $pdir or die "mkdir $pdir: $!";
-GwTest::spew("$pdir/t-audit.lua", <<'LUA');
+GwTest::spew_file("$pdir/t-audit.lua", <<'LUA');
 local plugin = { name = "t-audit", priority = 100,
   schema = { type = "object", properties = { url = { type = "string" } }, required = { "url" } } }
 function plugin.log(conf, ctx)
@@ -25,7 +25,7 @@ function plugin.log(conf, ctx)
 end
 return plugin
 LUA
-GwTest::spew("$pdir/t-slow-access.lua", <<'LUA');
+GwTest::spew_file("$pdir/t-slow-access.lua", <<'LUA');
 local plugin = { name = "t-slow-access", priority = 200, schema = { type = "object" } }
 function plugin.access(conf, ctx)
   gw.sleep(0.4)
@@ -38,7 +38,7 @@ function plugin.log(conf, ctx)
 end
 return plugin
 LUA
-GwTest::spew("$pdir/t-fallback.lua", <<'LUA');
+GwTest::spew_file("$pdir/t-fallback.lua", <<'LUA');
 local plugin = { name = "t-fallback", priority = 100,
   schema = { type = "object", properties = { url = { type = "string" } }, required = { "url" } } }
 function plugin.error(conf, ctx, err)
@@ -49,7 +49,7 @@ end
 return plugin
 LUA
 
-GwTest::spew("$pdir/t-slow-upper.lua", <<'LUA');
+GwTest::spew_file("$pdir/t-slow-upper.lua", <<'LUA');
 local plugin = { name = "t-slow-upper", priority = 100, schema = { type = "object" } }
 function plugin.body_filter(conf, ctx, chunk, eof)
   if chunk ~= "" then gw.sleep(0.01) end
@@ -60,7 +60,7 @@ end
 return plugin
 LUA
 
-GwTest::spew("$pdir/t-up-status.lua", <<'LUA');
+GwTest::spew_file("$pdir/t-up-status.lua", <<'LUA');
 local plugin = { name = "t-up-status", priority = 100, schema = { type = "object" } }
 function plugin.wants_upstream_error(conf, status) return status == 503 end
 function plugin.error(conf, ctx, err)
@@ -70,7 +70,7 @@ end
 return plugin
 LUA
 
-GwTest::spew("$pdir/t-slow-header.lua", <<'LUA');
+GwTest::spew_file("$pdir/t-slow-header.lua", <<'LUA');
 local plugin = { name = "t-slow-header", priority = 100, schema = { type = "object" } }
 function plugin.access(conf, ctx)
   if gw.req.header("X-Deny") then return gw.exit(403, { message = "denied" }) end

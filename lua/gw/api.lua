@@ -6,12 +6,12 @@ local base = require "gw.base"
 local cjson = require "cjson.safe"
 
 local ffi, C = base.ffi, base.C
-local P, N, P2, N2, P3, N3 = base.p, base.n, base.p2, base.n2, base.p3, base.n3
+local P, N, P2, N2, P3 = base.p, base.n, base.p2, base.n2, base.p3
 local OK, AGAIN, DECLINED = base.OK, base.AGAIN, base.DECLINED
 local fstr = ffi.string
 local yield, running = coroutine.yield, coroutine.running
 local concat, tostring, type, pairs, select = table.concat, tostring, type, pairs, select
-local lower, byte, char = string.lower, string.byte, string.char
+local lower, byte, char, sfind = string.lower, string.byte, string.char, string.find
 
 local M = {}
 
@@ -99,6 +99,27 @@ function req.headers()
     for i = 0, C.gw_ffi_req_nheaders(cur) - 1 do
         if C.gw_ffi_req_header_at(cur, i, P, N, P2, N2) == OK then
             local k = lower(fstr(P[0], N[0]))
+            if t[k] == nil then t[k] = fstr(P2[0], N2[0]) end
+        end
+    end
+    return t
+end
+
+-- The route's path parameters (/users/:id), as they are in the request
+-- path: still percent-encoded, never holding a '/'.
+function req.param(name)
+    need_request("gw.req.param")
+    if type(name) ~= "string" then error("gw.req.param: name must be a string", 2) end
+    if C.gw_ffi_req_param(cur, name, #name, P, N) ~= OK then return nil end
+    return fstr(P[0], N[0])
+end
+
+function req.params()
+    need_request("gw.req.params")
+    local t = {}
+    for i = 0, C.gw_ffi_req_nparams(cur) - 1 do
+        if C.gw_ffi_req_param_at(cur, i, P, N, P2, N2) == OK then
+            local k = fstr(P[0], N[0])
             if t[k] == nil then t[k] = fstr(P2[0], N2[0]) end
         end
     end
@@ -253,6 +274,35 @@ function gw.exit(status, body, headers)
     return true
 end
 
+-- gw.exit_error(status, message[, headers]): the request ends with the
+-- gateway's own error answer, {"code": status, "message": message,
+-- "request_id": <X-Request-Id>} as application/json, going through the
+-- error phase as the gateway's errors do. headers (name -> value) go on
+-- that answer whatever replaces it (Retry-After, WWW-Authenticate, ...).
+function gw.exit_error(status, message, headers)
+    need_request("gw.exit_error")
+    check_phase("exit", "gw.exit_error")
+    status = tonumber(status)
+    if not status or status % 1 ~= 0 or status < 400 or status > 599 then
+        error("gw.exit_error: status must be an integer 400..599", 2)
+    end
+    if type(message) ~= "string" or message == "" or sfind(message, "\0", 1, true) then
+        error("gw.exit_error: message must be a non-empty string without NUL bytes", 2)
+    end
+    if headers ~= nil then
+        if type(headers) ~= "table" then error("gw.exit_error: headers must be a table", 2) end
+        for k, v in pairs(headers) do
+            k, v = tostring(k), tostring(v)
+            if C.gw_ffi_resp_add_header(cur, k, #k, v, #v) ~= OK then
+                error("gw.exit_error: invalid header " .. k .. " (or one the gateway sets)", 2)
+            end
+        end
+    end
+    C.gw_ffi_exit_error(cur, status, message, #message)
+    M.exited = true
+    return true
+end
+
 function gw.log(level, ...)
     local lv = base.levels[level]
     if lv == nil then error("gw.log: level must be debug, info, warn or error", 2) end
@@ -334,7 +384,8 @@ function gw.redis(...)
     can_wait("gw.redis")
     local n = select("#", ...)
     if n == 0 then error("gw.redis: a command name and its arguments", 2) end
-    local argv, lens, keep = argv_t(n), lens_t(n), {}
+    -- keep holds the strings argv points into until the call returns
+    local argv, lens, keep = argv_t(n), lens_t(n), {} -- luacheck: ignore 241
     for i = 1, n do
         local a = select(i, ...)
         local ta = type(a)

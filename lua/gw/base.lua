@@ -12,12 +12,18 @@ int gw_ffi_req_header(uintptr_t r, const char *name, size_t nlen, const char **v
 int gw_ffi_req_set_header(uintptr_t r, const char *name, size_t nlen, const char *value,
                           size_t vlen, int clear);
 int gw_ffi_req_set_path(uintptr_t r, const char *p, size_t n);
+int gw_ffi_req_param(uintptr_t r, const char *name, size_t nlen, const char **value,
+                     size_t *vlen);
+int gw_ffi_req_nparams(uintptr_t r);
+int gw_ffi_req_param_at(uintptr_t r, int i, const char **name, size_t *nlen,
+                        const char **value, size_t *vlen);
 double gw_ffi_req_elapsed(uintptr_t r);
 int gw_ffi_req_body(uintptr_t r, const char **p, size_t *n);
 int gw_ffi_var_get(uintptr_t r, const char *name, size_t nlen, const char **value, size_t *vlen);
 int gw_ffi_var_set(uintptr_t r, const char *name, size_t nlen, const char *value, size_t vlen);
 int gw_ffi_exit(uintptr_t r, int status, const char *body, size_t blen, const char *ctype);
 int gw_ffi_exit_header(uintptr_t r, const char *name, size_t nlen, const char *value, size_t vlen);
+int gw_ffi_exit_error(uintptr_t r, int status, const char *msg, size_t mlen);
 int gw_ffi_resp_status(uintptr_t r);
 int gw_ffi_resp_set_status(uintptr_t r, int status);
 int gw_ffi_resp_header(uintptr_t r, const char *name, size_t nlen, const char **value,

@@ -7,7 +7,7 @@ local base = require "gw.base"
 local ffi, C = base.ffi, base.C
 local gw = api.gw
 local OK, AGAIN = base.OK, base.AGAIN
-local tostring, type = tostring, type
+local tostring = tostring
 local sub, byte = string.sub, string.byte
 
 local M = {}

@@ -28,7 +28,7 @@ local safe_modules = {
 
 -- No plugin needs to turn functions into bytecode; nobody in this VM does
 -- (strings reach string.* through their metatable, so remove it here).
-string.dump = nil
+string.dump = nil -- luacheck: ignore 122
 
 local function copy(t)
     local c = {}
@@ -101,7 +101,7 @@ function sandbox_base()
         pcall = pcall, select = select, tonumber = tonumber, tostring = tostring, type = type,
         unpack = unpack, xpcall = xpcall, setmetatable = setmetatable,
         getmetatable = getmetatable, rawget = rawget, rawset = rawset, rawequal = rawequal,
-        rawlen = rawlen, string = copy(string), table = copy(table), math = copy(math),
+        string = copy(string), table = copy(table), math = copy(math),
         bit = copy(bit), require = safe_require, gw = gw_view, _VERSION = _VERSION,
     }
     -- text only: a binary chunk could break the VM's invariants
@@ -376,8 +376,6 @@ function M.body_filter(r, route, ctx, chunk, eof)
     return true, chunk
 end
 
--- The error phase: the first plugin that returns a status replaces the
--- gateway's answer. true when replaced.
 -- Does a plugin of the route want the error phase for this upstream status?
 local wanted = {} -- [route][status] = true, filled on first use
 function M.wants_upstream(r, route, ctx, status)
@@ -398,6 +396,8 @@ function M.wants_upstream(r, route, ctx, status)
     return w[status] == true
 end
 
+-- The error phase: the first plugin that returns a status replaces the
+-- gateway's answer. true when replaced.
 function M.run_error(r, route, ctx, kind, status, message, upstream_status)
     local err = { kind = kind, status = status, message = message,
                   upstream_status = upstream_status }

@@ -21,7 +21,7 @@ use Time::HiRes qw(time sleep);
 use JSON::PP;
 
 our @EXPORT = qw(
-  free_port tmpdir mult gw_bin
+  free_port tmpdir mult gw_bin slurp_file spew_file
   start_upstream stop_upstream upstream_requests clear_upstream_log
   start_gateway stop_gateway stop_all check_config gateway_log
   http_request gw_connect raw_exchange trickle
@@ -29,6 +29,7 @@ our @EXPORT = qw(
   wait_for gw_error_ok rejects_ok yaml_dump
   start_redis stop_redis redis_cmd have_redis
   start_scripted_origin
+  error_envelope_is
 );
 
 $SIG{PIPE} = 'IGNORE';
@@ -49,18 +50,45 @@ sub gw_bin {
     return $ENV{GATEWAY_BIN} // 'build/gateway';
 }
 
-# A port that was free a moment ago (bind 127.0.0.1:0, read, close).
+# A port that was free a moment ago (bind 127.0.0.1:0, read, close), and
+# never one handed out before in this test run: the kernel may give the
+# same ephemeral port to two binds in a row once the first is closed, and
+# two servers of one test would then clash.
+my %ports_given;
+
 sub free_port {
-    my $s = IO::Socket::INET->new(
-        LocalAddr => '127.0.0.1',
-        LocalPort => 0,
-        Proto     => 'tcp',
-        Listen    => 1,
-        ReuseAddr => 1,
-    ) or die "free_port: $!";
-    my $p = $s->sockport;
-    close $s;
-    return $p;
+    for (1 .. 100) {
+        my $s = IO::Socket::INET->new(
+            LocalAddr => '127.0.0.1',
+            LocalPort => 0,
+            Proto     => 'tcp',
+            Listen    => 1,
+            ReuseAddr => 1,
+        ) or die "free_port: $!";
+        my $p = $s->sockport;
+        close $s;
+        next if $ports_given{$p}++;
+        return $p;
+    }
+    die "free_port: no port not handed out before in 100 tries";
+}
+
+# A whole file, raw bytes; '' when it does not exist (yet).
+sub slurp_file {
+    my ($f) = @_;
+    open my $fh, '<:raw', $f or return '';
+    local $/;
+    return scalar(<$fh>) // '';
+}
+
+# Writes a whole file, raw bytes, beside then renamed: a gateway that
+# reads it (reload, plugin load) never sees half of it.
+sub spew_file {
+    my ($f, $text) = @_;
+    open my $fh, '>:raw', "$f.new" or die "$f.new: $!";
+    print $fh $text;
+    close $fh or die "$f.new: $!";
+    rename "$f.new", $f or die "rename $f: $!";
 }
 
 # One temporary directory per test file, removed at exit unless
@@ -80,21 +108,6 @@ sub subdir {
     my $d = File::Spec->catdir(tmpdir(), $prefix . ++$dir_seq);
     mkdir $d or die "mkdir $d: $!";
     return $d;
-}
-
-sub slurp {
-    my ($f) = @_;
-    open my $fh, '<:raw', $f or return '';
-    local $/;
-    my $s = <$fh>;
-    return $s // '';
-}
-
-sub spew {
-    my ($f, $s) = @_;
-    open my $fh, '>:raw', $f or die "write $f: $!";
-    print $fh $s;
-    close $fh or die "write $f: $!";
 }
 
 # Polls $cond every 20 ms until it is true or $timeout seconds (times the
@@ -140,7 +153,7 @@ sub children_of {
     my @kids;
     opendir my $d, '/proc' or return ();
     for my $p (grep { /^\d+$/ } readdir $d) {
-        my $st = slurp("/proc/$p/stat");
+        my $st = slurp_file("/proc/$p/stat");
         push @kids, $p if $st =~ /^\d+ \(.*\) \S (\d+)/s && $1 == $pid;
     }
     return @kids;
@@ -274,7 +287,7 @@ sub start_upstream {
         dir  => $dir,
         log  => "$dir/requests.log",
     };
-    spew($up->{log}, '');
+    spew_file($up->{log}, '');
     my @extra = defined $o{fail_status} ? ('--fail-status', $o{fail_status}) : ();
     $up->{pid} = spawn([$^X, "$LIBDIR/echo-upstream.pl", '--port', $port,
         '--name', $name, '--log', $up->{log}, @extra], "$dir/stdout", "$dir/stderr");
@@ -285,7 +298,7 @@ sub start_upstream {
     }, 10);
     if (!$ok || $ok < 0) {
         die "echo upstream '$name' did not start on $port: "
-          . slurp("$dir/stderr");
+          . slurp_file("$dir/stderr");
     }
     return $up;
 }
@@ -300,7 +313,7 @@ sub stop_upstream {
 # The requests the upstream received so far: decoded log lines, in order.
 sub upstream_requests {
     my ($up) = @_;
-    my $s = slurp($up->{log});
+    my $s = slurp_file($up->{log});
     my @r;
     while ($s =~ /([^\n]*)\n/g) {
         my $l = $1;
@@ -390,7 +403,7 @@ sub start_redis {
         my $r = eval { redis_cmd($rd, 'PING') };
         return defined $r && ($r eq 'PONG' || $r =~ /NOAUTH/);
     }, 10);
-    die "redis-server did not start on $rd->{port}: " . slurp("$rd->{dir}/stdout")
+    die "redis-server did not start on $rd->{port}: " . slurp_file("$rd->{dir}/stdout")
       unless $ok && $ok > 0;
     return $rd;
 }
@@ -465,7 +478,7 @@ sub start_gateway {
     $gw->{conf}      = "$gw->{dir}/gateway.yaml";
     $gw->{error_log} = "$gw->{dir}/error.log";
     $gw->{stderr}    = "$gw->{dir}/stderr";
-    spew($gw->{conf}, config_text($gw, %o));
+    spew_file($gw->{conf}, config_text($gw, %o));
     my $bin = gw_bin();
     die "gateway binary $bin not found or not executable\n" unless -x $bin;
     $gw->{pid} = spawn([$bin, '-c', $gw->{conf}], "$gw->{dir}/stdout",
@@ -484,7 +497,7 @@ sub start_gateway {
     if (!$ok || $ok < 0) {
         my $why = defined $gw->{exit} ? "exited with $gw->{exit}"
                                       : "did not accept on $gw->{port}";
-        die "gateway $why\n--- config\n" . slurp($gw->{conf})
+        die "gateway $why\n--- config\n" . slurp_file($gw->{conf})
           . "--- log\n" . gateway_log($gw);
     }
     return $gw;
@@ -492,8 +505,8 @@ sub start_gateway {
 
 sub gateway_log {
     my ($gw) = @_;
-    return slurp($gw->{error_log}) . slurp($gw->{stderr})
-      . slurp("$gw->{dir}/stdout");
+    return slurp_file($gw->{error_log}) . slurp_file($gw->{stderr})
+      . slurp_file("$gw->{dir}/stdout");
 }
 
 # stop_gateway($gw, signal => 'TERM', timeout => s) -> exit code
@@ -510,7 +523,7 @@ sub stop_gateway {
 
 sub sanitizer_check {
     my ($gw) = @_;
-    my $err = slurp($gw->{stderr}) . slurp($gw->{error_log});
+    my $err = slurp_file($gw->{stderr}) . slurp_file($gw->{error_log});
     my @rep = $err =~ /^(.*(?:ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:).*)$/mg;
     Test::More::ok(!@rep, "gateway $gw->{port}: no sanitizer report")
       or Test::More::diag($err);
@@ -567,12 +580,12 @@ sub check_config {
         my $gw = { port => free_port(), status_port => free_port(),
                    dir => $dir };
         $file = "$dir/gateway.yaml";
-        spew($file, config_text($gw, %o));
+        spew_file($file, config_text($gw, %o));
     }
     my $out = "$dir/output";
     my $pid = spawn([gw_bin(), '-t', '-c', $file], $out, $out);
     my $code = reap($pid, 10 * mult());
-    return ($code, slurp($out));
+    return ($code, slurp_file($out));
 }
 
 # --- client side -----------------------------------------------------------
@@ -816,6 +829,25 @@ sub gw_error_ok {
         && $j->{request_id} eq ($r->{headers}{'x-request-id'} // ''),
         "$name: request_id matches X-Request-Id");
     $ok &= Test::More::ok(defined $r->{headers}{date}, "$name: Date header");
+    return $ok;
+}
+
+# error_envelope_is($r, $status, $message, $name): $r is exactly the error
+# envelope: that status, Content-Type application/json and the body
+# {"code": $status, "message": $message, "request_id": <its X-Request-Id>}
+# and nothing else.
+sub error_envelope_is {
+    my ($r, $status, $message, $name) = @_;
+    local $Test::Builder::Level = $Test::Builder::Level + 1;
+    $r = { status => 0, headers => {}, body => '', %{ $r // {} } };
+    my $rid = $r->{headers}{'x-request-id'} // '';
+    my $ok = Test::More::is($r->{status}, $status, "$name: status $status");
+    $ok &= Test::More::like($r->{headers}{'content-type'} // '', qr{^application/json\b},
+        "$name: Content-Type application/json");
+    $ok &= Test::More::ok(length $rid, "$name: X-Request-Id set");
+    $ok &= Test::More::is_deeply(json_body($r),
+        { code => $status, message => $message, request_id => $rid },
+        "$name: body is the envelope") or Test::More::diag("body: $r->{body}");
     return $ok;
 }
 

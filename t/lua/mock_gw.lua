@@ -3,12 +3,13 @@
 --
 --   local mock = require "mock_gw"
 --   local g = mock.new{ method = "GET", path = "/x", headers = {...},
---                       query = {...}, remote_addr = "10.0.0.1",
+--                       query = {...}, params = {id = "42"}, remote_addr = "10.0.0.1",
 --                       consumers = {...}, now = 1000, var = {...},
 --                       status = 200, resp_headers = {...} }
 --   -- g is also installed as the global `gw`
 --   plugin.access(conf, g.ctx)
---   g.exited        -> {status =, body =, headers =} after gw.exit
+--   g.exited        -> {status =, body =, headers =} after gw.exit; after
+--                      gw.exit_error also error = true, body the envelope
 --   g.req_headers   -> request headers as they would go upstream (lower-case names)
 --   g.resp_status, g.resp_headers (lower-case names), g.logs ({level, msg})
 --
@@ -229,6 +230,7 @@ function M.new(o)
     g.path = o.path or "/"
     g.method = o.method or "GET"
     g.query_args = copy(o.query)
+    g.params = copy(o.params)
     g.body = o.body or ""
     g.clock = o.now or 1000
     g.consumer_list = o.consumers or {}
@@ -248,6 +250,8 @@ function M.new(o)
         query_arg = function(name) return g.query_args[name] end,
         header = function(name) return g.req_headers[name:lower()] end,
         headers = function() return copy(g.req_headers) end,
+        param = function(name) return g.params[name] end,
+        params = function() return copy(g.params) end,
         set_header = function(name, value) g.req_headers[name:lower()] = value end,
         clear_header = function(name) g.req_headers[name:lower()] = nil end,
         set_path = function(p) g.path = p end,
@@ -268,6 +272,18 @@ function M.new(o)
     function g.exit(status, body, headers)
         g.exited = { status = status, body = body, headers = headers or {} }
         return status
+    end
+    -- as the gateway's: the envelope, error = true (went through exit_error)
+    function g.exit_error(status, message, headers)
+        if type(status) ~= "number" or status < 400 or status > 599 then
+            error("gw.exit_error: status must be an integer 400..599", 2)
+        end
+        if type(message) ~= "string" or message == "" then
+            error("gw.exit_error: message must be a non-empty string", 2)
+        end
+        g.exited = { status = status, error = true, headers = headers or {},
+                     body = { code = status, message = message, request_id = g.var.request_id } }
+        return true
     end
     function g.log(level, ...)
         local parts = {}

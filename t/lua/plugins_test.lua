@@ -52,7 +52,12 @@ local function exited(g, status, message, name)
         return
     end
     t.is(g.exited.status, status, name .. ": status")
-    if message then
+    if status >= 400 then
+        -- a refusal is the gateway's error envelope, through gw.exit_error
+        t.ok(g.exited.error, name .. ": gw.exit_error")
+        t.is_deeply(g.exited.body, { code = status, message = message,
+                                     request_id = g.var.request_id }, name .. ": envelope")
+    elseif message then
         t.is(type(g.exited.body) == "table" and g.exited.body.message or g.exited.body,
             message, name .. ": message")
     end
@@ -619,6 +624,15 @@ do
     t.is(body and body.message, "too many requests", "errmap: message defaults to the gateway's")
     st = p.error(c, g.ctx, { kind = "no_node", status = 503, message = "x" })
     t.is(st, nil, "errmap: unmapped kind left alone")
+
+    -- a plugin's refusal (gw.exit_error): by its kind, else by its status
+    local rc = conf(p, { kinds = { refused = { code = 40100 } },
+                         statuses = { ["403"] = { code = 40300 } } })
+    st, body = p.error(rc, g.ctx, { kind = "refused", status = 401, message = "missing API key" })
+    t.is(st, 401, "errmap: refused keeps its status")
+    t.is_deeply(body, { code = 40100, message = "missing API key", request_id = "rid-1" },
+        "errmap: kind refused mapped, the plugin's message kept")
+    t.is(conf(p, { kinds = { refused = { code = 1 } } }, true) ~= nil, true, "errmap: kind refused accepted")
 
     t.ok(p.wants_upstream_error(c, 404), "errmap: asks for upstream 404")
     t.ok(not p.wants_upstream_error(c, 503), "errmap: not for upstream 503")

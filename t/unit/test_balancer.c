@@ -208,6 +208,67 @@ test_wrr(void)
     gw_balancer_free(b);
 }
 
+/* round_robin honours weights as nginx does: smooth WRR once they differ. */
+static void
+test_round_robin_weights(void)
+{
+    set_t s;
+    char seq[16] = {0};
+    const int w517[] = {5, 1, 1};
+    const int w222[] = {2, 2, 2};
+
+    set_init(&s, 3, w517);
+    gw_balancer_t *b = gw_balancer_new(GW_BAL_ROUND_ROBIN, s.ptr, 3, 0);
+    for (int i = 0; i < 7; i++)
+        seq[i] = (char)('a' + pick_idx(b, &s));
+    is_str(seq, "aabacaa", "round robin with weights 5,1,1: nginx's smooth sequence");
+    for (int i = 0; i < 7000 - 7; i++)
+        pick_idx(b, &s);
+    ok(s.node[0].picks == 5000 && s.node[1].picks == 1000 && s.node[2].picks == 1000,
+       "round robin with weights: exact 5:1:1 over 7000 picks (%llu %llu %llu)",
+       (unsigned long long)s.node[0].picks, (unsigned long long)s.node[1].picks,
+       (unsigned long long)s.node[2].picks);
+
+    s.node[0].picks = s.node[1].picks = s.node[2].picks = 0;
+    s.node[2].healthy = 0;
+    for (int i = 0; i < 600; i++)
+        pick_idx(b, &s);
+    ok(s.node[0].picks == 500 && s.node[1].picks == 100 && s.node[2].picks == 0,
+       "round robin with weights, a node down: 5:1 among the rest (%llu %llu)",
+       (unsigned long long)s.node[0].picks, (unsigned long long)s.node[1].picks);
+    s.node[2].healthy = 1;
+
+    /* an update to equal weights goes back to the plain rotation */
+    set_t t;
+    set_init(&t, 3, NULL);
+    is_int(gw_balancer_update(b, t.ptr, 3), GW_OK, "update to equal weights");
+    for (int i = 0; i < 6; i++)
+        seq[i] = (char)('a' + pick_idx(b, &t));
+    seq[6] = 0;
+    ok(strcmp(seq, "abcabc") == 0 || strcmp(seq, "bcabca") == 0 || strcmp(seq, "cabcab") == 0,
+       "equal weights after update: plain rotation (%s)", seq);
+    gw_balancer_free(b);
+
+    /* equal weights other than 1 are equal shares too */
+    set_init(&s, 3, w222);
+    b = gw_balancer_new(GW_BAL_ROUND_ROBIN, s.ptr, 3, 0);
+    for (int i = 0; i < 6; i++)
+        seq[i] = (char)('a' + pick_idx(b, &s));
+    is_str(seq, "abcabc", "round robin with weights 2,2,2 cycles");
+    gw_balancer_free(b);
+
+    /* a consistent_hash request without a key falls back to the weighted rotation */
+    set_init(&s, 3, w517);
+    b = gw_balancer_new(GW_BAL_CONSISTENT_HASH, s.ptr, 3, 0);
+    for (int i = 0; i < 700; i++)
+        pick_idx(b, &s);
+    ok(s.node[0].picks == 500 && s.node[1].picks == 100 && s.node[2].picks == 100,
+       "consistent_hash without a key: weighted 5:1:1 (%llu %llu %llu)",
+       (unsigned long long)s.node[0].picks, (unsigned long long)s.node[1].picks,
+       (unsigned long long)s.node[2].picks);
+    gw_balancer_free(b);
+}
+
 static void
 test_random(void)
 {
@@ -529,6 +590,7 @@ main(void)
     test_errors();
     test_round_robin();
     test_wrr();
+    test_round_robin_weights();
     test_random();
     test_least_conn();
     test_chash();

@@ -217,7 +217,7 @@ test_full(void)
         "  limits: {max_header_size: 8k, max_body_size: 1g, max_connections: 50}\n"
         "  access_log: logs/access.log\n"
         "  error_log: {path: logs/error.log, level: warn}\n"
-        "  plugin_paths: [a, b]\n"
+        "  plugin_paths: [plugins, t/lua]\n"
         "  pid_file: /tmp/gw.pid\n"
         "redis: {addr: \"127.0.0.1:6379\", password: pw, db: 2, timeout: 20ms}\n"
         "registries:\n"
@@ -300,7 +300,7 @@ test_full(void)
     is_str(conf->access_log, "logs/access.log", "access log");
     is_str(conf->error_log, "logs/error.log", "error log");
     is_int(conf->error_log_level, GW_LOG_WARN, "error log level");
-    ok(conf->nplugin_paths == 2 && strcmp(conf->plugin_paths[1], "b") == 0, "plugin_paths");
+    ok(conf->nplugin_paths == 2 && strcmp(conf->plugin_paths[1], "t/lua") == 0, "plugin_paths");
     is_str(conf->pid_file, "/tmp/gw.pid", "pid file");
     is_int(conf->has_redis, 1, "redis");
     is_str(conf->redis_addr, "127.0.0.1:6379", "redis addr");
@@ -472,6 +472,17 @@ test_errors(void)
     expect_err(BASE "routes: [{upstream: a, match: {paht: /}}]\n",
                "routes[0].match.paht: unknown key");
 
+    /* plugin directories must exist */
+    expect_err("gateway: {listen: [127.0.0.1:80], plugin_paths: [plugins, no/such/dir]}\n",
+               "gateway.plugin_paths[1]: \"no/such/dir\": No such file or directory (relative to "
+               "the working directory)");
+    expect_err("gateway: {listen: [127.0.0.1:80], plugin_paths: [/nonexistent-gw-plugins]}\n",
+               "gateway.plugin_paths[0]: \"/nonexistent-gw-plugins\": No such file or directory");
+    expect_err("gateway: {listen: [127.0.0.1:80], plugin_paths: [Makefile]}\n",
+               "gateway.plugin_paths[0]: \"Makefile\" is not a directory");
+    expect_err("gateway: {listen: [127.0.0.1:80], plugin_paths: [\"\"]}\n",
+               "gateway.plugin_paths[0]: the path is empty");
+
     /* types and values */
     expect_err("gateway: {listen: [127.0.0.1:80], workers: x}\n",
                "gateway.workers: expected a number or \"auto\", got \"x\"");
@@ -603,6 +614,18 @@ test_errors(void)
                "\"api.example.com:80\"");
     expect_err(BASE "routes: [{upstream: a, strip_prefix: api}]\n",
                "routes[0].strip_prefix: must start with '/', got \"api\"");
+    expect_err(BASE
+               "routes: [{match: {path: /u/:id}, upstream: a, upstream_path: \"/v1/{name}\"}]\n",
+               "routes[0].upstream_path: {name} is not captured by match.path \"/u/:id\"");
+    expect_err(BASE "routes: [{match: {path: /u/:id}, upstream: a, strip_prefix: /u,"
+                    " upstream_path: \"/v1/{id}\"}]\n",
+               "routes[0].upstream_path: cannot be combined with strip_prefix");
+    expect_err(BASE "routes: [{match: {path: /u/*}, upstream: a, upstream_path: /v1}]\n",
+               "routes[0].upstream_path: needs an exact or :param match.path without a final /*, "
+               "got \"/u/*\" (strip_prefix rewrites prefix routes)");
+    expect_err(BASE "routes: [{upstream: a, upstream_path: /v1}]\n",
+               "routes[0].upstream_path: needs an exact or :param match.path without a final /*, "
+               "got no path (strip_prefix rewrites prefix routes)");
     expect_err(BASE "routes: [{upstream: a, timeout: 3}]\n",
                "routes[0].timeout: expected a duration (a number with ms, s, m or h, e.g. 10s), "
                "got \"3\"");
@@ -668,6 +691,105 @@ test_errors(void)
     ok(gw_conf_load_string("x", 1, "t", NULL) == NULL, "NULL errs is accepted");
 }
 
+static int
+has_warning(const gw_conf_t *conf, const char *line)
+{
+    for (size_t i = 0; conf && i < conf->nwarnings; i++) {
+        if (strcmp(conf->warnings[i], line) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* A route's own subset, its errors, and the warnings a valid config can get. */
+static void
+test_subsets(void)
+{
+#define POOL                                                                                       \
+    "gateway: {listen: [\"127.0.0.1:8080\"]}\n"                                                    \
+    "upstreams:\n"                                                                                 \
+    "  - name: pool\n"                                                                             \
+    "    nodes: [{addr: \"127.0.0.1:9001\", meta: {version: v1}},\n"                               \
+    "            {addr: \"127.0.0.1:9002\", meta: {version: v2, zone: x}}]\n"
+
+    gw_conf_t *conf = expect_ok(POOL "routes:\n"
+                                     "  - upstream: pool\n"
+                                     "    subset: {version: v1}\n"
+                                     "    split: [{when: {weight: 5}, upstream: pool, subset: "
+                                     "{version: v2, zone: x}}]\n",
+                                "route subset");
+    if (conf != NULL) {
+        const gw_route_conf_t *r = &conf->routes[0];
+        ok(r->nsubset == 1 && strcmp(r->subset[0].key, "version") == 0 &&
+               strcmp(r->subset[0].value, "v1") == 0,
+           "route subset version=v1 kept");
+        is_int(r->split[0].nsubset, 2, "the split rule keeps its own subset");
+        is_int(conf->nwarnings, 0, "subsets that match a node: no warning");
+    }
+    gw_conf_free(conf);
+
+    conf = expect_ok(POOL "routes: [{upstream: pool, subset: {}}]\n", "empty route subset");
+    ok(conf && conf->routes[0].subset == NULL && conf->routes[0].nsubset == 0,
+       "an empty subset is no subset: every node");
+    gw_conf_free(conf);
+
+    conf = expect_ok(POOL "routes: [{upstream: pool}]\n", "no route subset");
+    ok(conf && conf->routes[0].subset == NULL, "no subset by default");
+    gw_conf_free(conf);
+
+    expect_err(POOL "routes: [{upstream: pool, subset: v1}]\n",
+               "routes[0].subset: expected a map of strings, got \"v1\"");
+    expect_err(POOL "routes: [{upstream: pool, subset: [v1]}]\n",
+               "routes[0].subset: expected a map of strings, got a list");
+    expect_err(POOL "routes: [{upstream: pool, subset: {version: [v1]}}]\n",
+               "routes[0].subset.version: expected a string, got a list");
+    expect_err(POOL "routes: [{upstream: pool, subset: {version: {a: b}}}]\n",
+               "routes[0].subset.version: expected a string, got a map");
+    expect_err(POOL "routes: [{upstream: pool, subset: {version: ~}}]\n",
+               "routes[0].subset.version: expected a string, got null");
+    expect_err(POOL "routes: [{upstream: pool, subset: {version: }}]\n",
+               "routes[0].subset.version: expected a string, got null");
+
+    conf = expect_ok(POOL "routes:\n"
+                          "  - upstream: pool\n"
+                          "    subset: {version: v3}\n"
+                          "    split: [{when: {weight: 5}, upstream: pool, subset: {zone: y}},\n"
+                          "            {when: {weight: 5}, upstream: pool, subset: {zone: x}}]\n",
+                     "subsets matching no node are valid");
+    ok(conf && conf->nwarnings == 2, "two warnings (got %zu)", conf ? conf->nwarnings : 0);
+    ok(has_warning(conf, "routes[0].subset: matches no node of upstream \"pool\": requests no "
+                         "split rule takes get 503 \"no healthy node\""),
+       "warning: route subset matching no node");
+    ok(has_warning(conf, "routes[0].split[0].subset: matches no node of upstream \"pool\": "
+                         "requests this rule takes get 503 \"no healthy node\""),
+       "warning: split subset matching no node");
+    gw_conf_free(conf);
+
+    /* weights: counted by round_robin, ignored (with a warning) by random and p2c */
+    static const char *const bals[] = {
+        "round_robin", "weighted_round_robin", "least_conn", "consistent_hash", "random", "p2c"};
+    for (size_t i = 0; i < GW_ARRAY_LEN(bals); i++) {
+        char yaml[512], want[256];
+        snprintf(
+            yaml, sizeof(yaml),
+            "gateway: {listen: [\"127.0.0.1:8080\"]}\n"
+            "upstreams: [{name: a, balancer: %s,\n"
+            "             nodes: [\"127.0.0.1:9001\", {addr: \"127.0.0.1:9002\", weight: 3}]}]\n",
+            bals[i]);
+        snprintf(want, sizeof(want),
+                 "upstreams[0].balancer: %s ignores node weights, which differ here; use "
+                 "round_robin, least_conn or consistent_hash for weighted shares",
+                 bals[i]);
+        conf = load(yaml, NULL);
+        int ignores = i >= 4;
+        ok(conf != NULL &&
+               (ignores ? conf->nwarnings == 1 && has_warning(conf, want) : conf->nwarnings == 0),
+           "%s with weights 1 and 3: %s", bals[i], ignores ? "a warning" : "no warning");
+        gw_conf_free(conf);
+    }
+#undef POOL
+}
+
 static void
 test_files(void)
 {
@@ -677,6 +799,7 @@ test_files(void)
     for (size_t i = 0; i < GW_ARRAY_LEN(files); i++) {
         gw_conf_t *conf = gw_conf_load(files[i], &e);
         ok(conf != NULL && e.n == 0, "%s loads", files[i]);
+        ok(conf != NULL && conf->nwarnings == 0, "%s: no warning", files[i]);
         if (conf == NULL)
             dump(&e);
         gw_conf_free(conf);
@@ -697,6 +820,7 @@ main(void)
     test_full();
     test_styles();
     test_errors();
+    test_subsets();
     test_files();
     done_testing();
 }

@@ -231,6 +231,14 @@ main(void)
     is_str(b.data, "{\"code\":404,\"message\":\"no route matched\",\"request_id\":\"abc\"}",
            "JSON error envelope");
     gw_buf_free(&b);
+    gw_buf_t e = {0};
+    gw_http_error_body(&e, 401, "say \"no\"\\\n\x01 caf\xc3\xa9", S("r-1"));
+    gw_buf_append(&e, "", 1);
+    is_str(e.data,
+           "{\"code\":401,\"message\":\"say \\\"no\\\"\\\\\\u000a\\u0001 caf\xc3\xa9\","
+           "\"request_id\":\"r-1\"}",
+           "error envelope: a plugin's message is JSON-escaped");
+    gw_buf_free(&e);
 
     /* buffers */
     gw_buf_t g = {0};

@@ -99,6 +99,9 @@ main(void)
 
     gw_metrics_breaker_drop(m, 1, 1);
     gw_metrics_breaker_drop(m, 0, 1);
+    gw_metrics_reused_conn_retry(m, 0, 0);
+    gw_metrics_reused_conn_retry(m, 1, 0);
+    gw_metrics_reused_conn_retry(m, 1, 7); /* no such upstream: ignored */
 
     t = render(m);
     HAS(t, "# HELP gateway_requests_total Downstream requests by route and status.");
@@ -143,6 +146,9 @@ main(void)
 
     HAS(t, "gateway_breaker_drops_total{upstream=\"api\"} 0");
     HAS(t, "gateway_breaker_drops_total{upstream=\"cache\"} 2");
+    HAS(t, "# TYPE gateway_upstream_reused_conn_retries_total counter");
+    HAS(t, "gateway_upstream_reused_conn_retries_total{upstream=\"api\"} 2");
+    HAS(t, "gateway_upstream_reused_conn_retries_total{upstream=\"cache\"} 0");
     HAS(t, "# TYPE gateway_limiter_rejections_total counter");
     HAS(t, "gateway_upstream_nodes{upstream=\"api\",state=\"healthy\"} 2");
     HAS(t, "gateway_upstream_nodes{upstream=\"api\",state=\"unhealthy\"} 0");

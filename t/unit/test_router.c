@@ -572,6 +572,60 @@ test_strip_prefix(void)
        "strip_prefix / strips nothing");
 }
 
+/* upstream_path as the config compiles it, filled from a real match: the
+ * config's {name} positions and the router's captures agree. */
+static void
+test_upstream_path(void)
+{
+    static const char yaml[] = "gateway: {listen: [\"127.0.0.1:8080\"]}\n"
+                               "upstreams: [{name: a, nodes: [\"127.0.0.1:9001\"]}]\n"
+                               "routes:\n"
+                               "  - match: {path: /orgs/:org/repos/:repo}\n"
+                               "    upstream: a\n"
+                               "    upstream_path: /v2/{repo}/of/{org}/x-{org}\n"
+                               "  - match: {path: /health}\n"
+                               "    upstream: a\n"
+                               "    upstream_path: /status\n"
+                               "  - match: {path: /users/:id}\n"
+                               "    upstream: a\n";
+    gw_conf_errors_t errs;
+    gw_conf_t *conf = gw_conf_load_string(yaml, strlen(yaml), "t.yaml", &errs);
+    ok(conf != NULL, "upstream_path: the config loads");
+    if (conf == NULL) {
+        for (size_t i = 0; i < errs.n; i++)
+            printf("#   %s\n", errs.lines[i]);
+        gw_conf_errors_free(&errs);
+        return;
+    }
+    gw_router_t *r = gw_router_new(conf->routes, conf->nroutes, NULL, 0);
+    gw_param_t params[GW_MAX_PARAMS];
+    size_t np = 99;
+    char buf[64];
+    req_t q;
+
+    const gw_route_conf_t *rc =
+        gw_router_match(r, mkreq(&q, GW_M_GET, "", "/orgs/acme/repos/g%20w", NULL), params, &np);
+    ok(rc == &conf->routes[0] && np == 2, "upstream_path: two params captured");
+    size_t n = gw_router_upstream_path(rc, params, np, NULL);
+    ok(n == strlen("/v2/g%20w/of/acme/x-acme"), "upstream_path: measured");
+    memset(buf, 0, sizeof(buf));
+    ok(gw_router_upstream_path(rc, params, np, buf) == n &&
+           strcmp(buf, "/v2/g%20w/of/acme/x-acme") == 0,
+       "upstream_path: params in place, out of order, one twice, raw values");
+
+    rc = gw_router_match(r, mkreq(&q, GW_M_GET, "", "/health", NULL), params, &np);
+    memset(buf, 0, sizeof(buf));
+    ok(rc == &conf->routes[1] && np == 0 && gw_router_upstream_path(rc, params, np, buf) == 7 &&
+           strcmp(buf, "/status") == 0,
+       "upstream_path: a literal template on an exact route");
+
+    rc = gw_router_match(r, mkreq(&q, GW_M_GET, "", "/users/7", NULL), params, &np);
+    ok(rc == &conf->routes[2] && np == 1 && gw_router_upstream_path(rc, params, np, NULL) == 0,
+       "upstream_path: none on the route -> 0");
+    gw_router_free(r);
+    gw_conf_free(conf);
+}
+
 /* 5,000 routes over many hosts and paths: spot checks stay exact. */
 static void
 test_many(void)
@@ -661,6 +715,7 @@ main(void)
     test_errors();
     test_query_get();
     test_strip_prefix();
+    test_upstream_path();
     test_many();
     done_testing();
 }
