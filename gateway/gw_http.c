@@ -181,6 +181,52 @@ gw_http_is_hop_by_hop(gw_str_t n)
     }
 }
 
+/* The line around pos is a header field line: not the start line, not
+ * obs-fold, a colon before pos. */
+static int
+in_field_line(const char *head, size_t pos)
+{
+    const char *lf = memrchr(head, '\n', pos);
+    if (lf == NULL)
+        return 0;
+    const char *line = lf + 1;
+    if (line[0] == ' ' || line[0] == '\t')
+        return 0;
+    return memchr(line, ':', (size_t)(head + pos - line)) != NULL;
+}
+
+size_t
+gw_http_head_ows(char *head, size_t from, size_t len)
+{
+    const char *t = memchr(head + from, '\t', len - from);
+    if (t == NULL)
+        return len; /* nearly every head */
+    /* bytes after the head's empty line (a body, a pipelined request, the
+     * final head after an interim one) are not this call's to touch */
+    size_t back = from < 3 ? from : 3;
+    const char *e = memmem(head + from - back, len - from + back, "\r\n\r\n", 4);
+    size_t end = e ? (size_t)(e - head) : len;
+    if (e && end + 4 <= (size_t)(t - head))
+        return end + 4;
+    size_t i = (size_t)(t - head);
+    while (i < end) {
+        t = memchr(head + i, '\t', end - i);
+        if (t == NULL)
+            break;
+        size_t tab = (size_t)(t - head), q = tab;
+        while (q < len && (head[q] == ' ' || head[q] == '\t'))
+            q++;
+        if (q + 1 >= len)
+            return tab; /* is the line ending next? wait and see */
+        if (head[q] == '\r' && head[q + 1] == '\n' && in_field_line(head, tab)) {
+            for (size_t k = tab; k < q; k++)
+                head[k] = ' ';
+        }
+        i = q;
+    }
+    return e ? end + 4 : len;
+}
+
 int
 gw_http_request_id_ok(gw_str_t id)
 {

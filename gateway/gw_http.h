@@ -131,6 +131,22 @@ gw_http_plain_connection(gw_str_t v)
 
 int gw_http_is_hop_by_hop(gw_str_t name);
 
+/*
+ * RFC 9110 5.6.3 makes SP and HTAB equal in the whitespace around a field
+ * value, but llhttp 8.1 refuses a head whose Content-Length or "chunked"
+ * Transfer-Encoding is followed by HTAB (and reads "close<HTAB>" as another
+ * Connection token). Before head bytes reach llhttp, HTAB in the
+ * whitespace that ends a header field line becomes SP; the value itself
+ * and every other byte stay as they are. head: the head's first byte; len
+ * bytes of it are here; llhttp has read the first `from`. Returns how many
+ * bytes (from head) llhttp may read now: up to the end of the head when it
+ * holds a tab (what follows, such as the final head after an interim one,
+ * gets a call of its own), less when a run of whitespace at the end of
+ * what arrived waits for the byte after it. The start line, obs-fold
+ * lines and the bytes after the head's empty line are never touched.
+ */
+size_t gw_http_head_ows(char *head, size_t from, size_t len);
+
 /* A client-supplied X-Request-Id is kept when 1..128 chars of
  * [A-Za-z0-9._:-]; anything else is replaced. */
 int gw_http_request_id_ok(gw_str_t id);

@@ -8,6 +8,7 @@
  * takes them; otherwise they wait in the buffer and reading stops.
  */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <strings.h>
@@ -518,6 +519,123 @@ host_ok(gw_str_t h)
     return (int)ok;
 }
 
+/* host[:port] or [v6][:port], the port 1-5 digits up to 65535 */
+static int
+authority_ok(gw_str_t a)
+{
+    if (!host_ok(a))
+        return 0;
+    size_t hlen = a.len;
+    if (a.data[0] == '[') {
+        const char *rb = memchr(a.data, ']', a.len);
+        if (rb == NULL || rb == a.data + 1)
+            return 0;
+        hlen = (size_t)(rb - a.data) + 1;
+        if (hlen < a.len && a.data[hlen] != ':')
+            return 0;
+    } else {
+        const char *colon = memchr(a.data, ':', a.len);
+        if (colon)
+            hlen = (size_t)(colon - a.data);
+        if (hlen == 0 || memchr(a.data, '[', a.len) || memchr(a.data, ']', a.len))
+            return 0;
+    }
+    if (hlen == a.len)
+        return 1;
+    gw_str_t port = {a.data + hlen + 1, a.len - hlen - 1};
+    unsigned long v = 0;
+    if (port.len == 0 || port.len > 5)
+        return 0;
+    for (size_t i = 0; i < port.len; i++) {
+        if (port.data[i] < '0' || port.data[i] > '9')
+            return 0;
+        v = v * 10 + (unsigned long)(port.data[i] - '0');
+    }
+    return v >= 1 && v <= 65535;
+}
+
+/* "http://" or "https://" in any case: its length, or 0 for another scheme;
+ * -1 when the target does not start with a scheme at all. */
+static int
+target_scheme(gw_str_t u)
+{
+    size_t i = 0;
+    while (i < u.len && (isalnum((unsigned char)u.data[i]) || u.data[i] == '+' ||
+                         u.data[i] == '-' || u.data[i] == '.'))
+        i++;
+    if (i == 0 || !isalpha((unsigned char)u.data[0]) || u.len - i < 3 ||
+        memcmp(u.data + i, "://", 3) != 0)
+        return -1;
+    gw_str_t scheme = {u.data, i};
+    if (gw_str_caseeq_lc(scheme, GW_STR("http")) || gw_str_caseeq_lc(scheme, GW_STR("https")))
+        return (int)i + 3;
+    return 0;
+}
+
+/*
+ * The request target (RFC 9112 3.2). Origin-form goes on as it is;
+ * asterisk-form is for OPTIONS alone; authority-form is CONNECT's, and
+ * CONNECT is not served. Absolute-form ("http://host:port/path?q", which a
+ * server must take, 3.2.2) becomes the origin-form that goes upstream,
+ * and its authority replaces Host: for routing, X-Forwarded-Host and the
+ * Host the upstream gets. Returns 0, or 400/431 with *msg.
+ */
+static int
+check_target(gw_request_t *r, gw_header_t *host, const char **msg)
+{
+    gw_str_t u = r->url;
+    int options = gw_str_eq(r->method, GW_STR("OPTIONS"));
+    *msg = "bad request target";
+    if (u.len && u.data[0] == '/')
+        return 0;
+    if (u.len == 1 && u.data[0] == '*')
+        return options ? 0 : 400;
+    if (gw_str_eq(r->method, GW_STR("CONNECT")))
+        return 400;
+    int skip = target_scheme(u);
+    if (skip < 0)
+        return 400;
+    if (skip == 0) {
+        *msg = "unsupported URI scheme";
+        return 400;
+    }
+    size_t a = (size_t)skip, e = a;
+    while (e < u.len && u.data[e] != '/' && u.data[e] != '?' && u.data[e] != '#')
+        e++;
+    gw_str_t auth = {u.data + a, e - a}, rest = {u.data + e, u.len - e};
+    if (memchr(auth.data, '@', auth.len)) {
+        *msg = "userinfo in request target";
+        return 400;
+    }
+    if (!authority_ok(auth)) {
+        *msg = "bad authority in request target";
+        return 400;
+    }
+    if (rest.len == 0) {
+        /* an empty path is "/", or "*" for a server-wide OPTIONS (3.2.4) */
+        r->url = options ? GW_STR("*") : GW_STR("/");
+    } else if (rest.data[0] != '/') {
+        /* "?q" needs a "/" before it: a copy from the authority's last
+         * byte, which becomes that "/" */
+        char *p = gw_request_strdup(r, rest.data - 1, rest.len + 1);
+        p[0] = '/';
+        r->url = (gw_str_t){p, rest.len + 1};
+    } else {
+        r->url = rest;
+    }
+    r->host_header = auth;
+    if (host) {
+        host->value = auth;
+    } else {
+        if (r->nheaders == GW_MAX_HEADERS) {
+            *msg = "request header fields too large";
+            return 431;
+        }
+        r->headers[r->nheaders++] = (gw_header_t){GW_STR("Host"), auth};
+    }
+    return 0;
+}
+
 /*
  * Returns 0 when the head is acceptable, else the status to answer with;
  * *msg gets the reason. Anything ambiguous about framing is a 400: a
@@ -527,6 +645,7 @@ static int
 check_head(gw_conn_t *c, gw_request_t *r, const char **msg)
 {
     unsigned nhost = 0, ncl = 0, nte = 0;
+    gw_header_t *host = NULL;
     *msg = "bad request";
     if (r->http_major != 1) {
         if (r->http_major == 0)
@@ -547,6 +666,7 @@ check_head(gw_conn_t *c, gw_request_t *r, const char **msg)
         gw_str_t n = h->name;
         if (n.len == 4 && gw_str_caseeq_lc(n, GW_STR("host"))) {
             nhost++;
+            host = h;
             r->host_header = h->value;
         } else if (n.len == 14 && gw_str_caseeq_lc(n, GW_STR("content-length"))) {
             ncl++;
@@ -570,8 +690,9 @@ check_head(gw_conn_t *c, gw_request_t *r, const char **msg)
         return 400;
     if (nhost && !host_ok(r->host_header))
         return 400;
-    if (r->url.len == 0 || (r->url.data[0] != '/' && !(r->url.len == 1 && r->url.data[0] == '*')))
-        return 400;
+    int st = check_target(r, host, msg);
+    if (st)
+        return st;
     if (r->content_length > 0 && (uint64_t)r->content_length > c->w->conf->max_body_size) {
         *msg = "request body too large";
         return 413;
@@ -768,11 +889,13 @@ fast_request_head(gw_conn_t *c, gw_request_t *r, int *keepalive)
 static int
 llhttp_head(gw_conn_t *c)
 {
-    const char *base = c->rbuf->data;
+    char *base = c->rbuf->data;
     const char *msg;
-    llhttp_errno_t err = llhttp_execute(&c->parser, base + c->pos, c->len - c->pos);
+    size_t lim = c->head_start + gw_http_head_ows(base + c->head_start, c->pos - c->head_start,
+                                                  c->len - c->head_start);
+    llhttp_errno_t err = llhttp_execute(&c->parser, base + c->pos, lim - c->pos);
     if (err == HPE_OK) {
-        c->pos = c->len;
+        c->pos = lim;
         if (c->len - c->head_start > c->w->conf->max_header_size || c->len == c->rbuf->cap) {
             gw_conn_send_error(c, 431, "request header fields too large", 1);
             return 0;

@@ -514,9 +514,12 @@ on_resp_headers_complete(llhttp_t *p)
     /* a folded value (obs-fold) must not reach the client as it is
      * (RFC 9112 5.2): refused, as the gateway refuses it from clients */
     for (size_t i = 0; i < u->nheaders; i++) {
-        gw_str_t v = u->headers[i].value;
-        if (v.len && (memchr(v.data, '\n', v.len) || memchr(v.data, '\r', v.len)))
+        gw_str_t *v = &u->headers[i].value;
+        if (v->len && (memchr(v->data, '\n', v->len) || memchr(v->data, '\r', v->len)))
             return -1;
+        /* trailing OWS is no part of the value (llhttp keeps it) */
+        while (v->len && (v->data[v->len - 1] == ' ' || v->data[v->len - 1] == '\t'))
+            v->len--;
     }
     u->status = p->status_code;
     if (u->status < 100 || u->status > 599)
@@ -768,6 +771,13 @@ after_head(gw_upconn_t *u)
 }
 
 static void
+head_too_large(gw_upconn_t *u)
+{
+    gw_log(u->w->log, GW_LOG_WARN, "upstream %s: response head too large", u->node->conf->addr);
+    up_fail(u, GW_UP_BAD_RESPONSE);
+}
+
+static void
 up_parse(gw_upconn_t *u)
 {
     if (u->in_parse || u->req == NULL)
@@ -794,8 +804,15 @@ up_parse(gw_upconn_t *u)
         }
         const char *base = u->rbuf->data;
         size_t start = u->pos;
-        llhttp_errno_t err = llhttp_execute(&u->parser, base + u->pos, u->len - u->pos);
-        size_t end = err == HPE_OK ? u->len : (size_t)(llhttp_get_error_pos(&u->parser) - base);
+        /* a head starts at the buffer's first byte (HTAB: gw_http_head_ows) */
+        size_t lim = u->head_done ? u->len : gw_http_head_ows(u->rbuf->data, u->pos, u->len);
+        if (lim == u->pos) {
+            if (u->len == u->rbuf->cap)
+                head_too_large(u);
+            break; /* whitespace waits for the byte after it */
+        }
+        llhttp_errno_t err = llhttp_execute(&u->parser, base + u->pos, lim - u->pos);
+        size_t end = err == HPE_OK ? lim : (size_t)(llhttp_get_error_pos(&u->parser) - base);
         if (err != HPE_OK && err != HPE_PAUSED) {
             gw_log(u->w->log, GW_LOG_WARN, "upstream %s: invalid response: %s", u->node->conf->addr,
                    llhttp_get_error_reason(&u->parser));
@@ -805,11 +822,10 @@ up_parse(gw_upconn_t *u)
         u->pos = end;
         if (!u->head_done) {
             if (err == HPE_OK) {
-                if (u->len == u->rbuf->cap) {
-                    gw_log(u->w->log, GW_LOG_WARN, "upstream %s: response head too large",
-                           u->node->conf->addr);
-                    up_fail(u, GW_UP_BAD_RESPONSE);
-                }
+                if (u->pos < u->len)
+                    continue; /* an interim head ended, or whitespace waits */
+                if (u->len == u->rbuf->cap)
+                    head_too_large(u);
                 break;
             }
             if (!after_head(u))

@@ -55,6 +55,7 @@ my $gw = start_gateway(config => {
         { name => 'host-exact', match => { host => 'api.example.com', path => '/h/*' }, upstream => 'u1' },
         { name => 'host-wild',  match => { host => '*.example.com',   path => '/h/*' }, upstream => 'u2' },
         { name => 'host-any',   match => { path => '/h/*' },                          upstream => 'u3' },
+        { name => 'host-root',  match => { host => 'root.example', path => '/' },     upstream => 'u5' },
 
         # path kinds; the regex route is written first to show kind beats order
         { name => 'p-regex',  match => { path => { regex => '^/rx/v[0-9]+/' } }, upstream => 'u4' },
@@ -142,6 +143,61 @@ is(via('GET', '/h/x', host => 'a.b.example.com'), 'u2', 'host: *.example.com mat
 is(via('GET', '/h/x', host => 'example.com'), 'u3', 'host: *.example.com does not match example.com');
 is(via('GET', '/h/x', host => 'xexample.com'), 'u3', 'host: *.example.com does not match xexample.com');
 is(via('GET', '/h/x', host => 'other.org'), 'u3', 'host: other host -> route without host');
+
+# --- absolute-form targets (RFC 9112 3.2.2) ---------------------------------------
+# The authority is the host (a conflicting Host is ignored): routing,
+# the Host and X-Forwarded-Host the upstream gets; the path routes and goes
+# upstream in origin-form with its query.
+sub abs_via {
+    my ($raw) = @_;
+    clear_upstream_log($_) for values %up;
+    my $c = gw_connect($port);
+    $c->write($raw);
+    my $r = $c->read_response;
+    $c->close;
+    return ($r ? ($r->{status} == 200 ? $r->{headers}{'x-upstream'} // 'none' : $r->{status}) : 'nothing');
+}
+
+sub last_req {
+    my ($name) = @_;
+    my $rec = (upstream_requests($up{$name}))[-1] // {};
+    my %h;
+    $h{lc $_->[0]} //= $_->[1] for @{ $rec->{headers} // [] };
+    return { uri => $rec->{uri}, body => $rec->{body}, h => \%h };
+}
+
+is(abs_via("GET http://api.example.com/h/x?a=1&b=%20c HTTP/1.1\r\nHost: other.org\r\n\r\n"), 'u1',
+   'absolute-form: routed by its authority over a conflicting Host');
+my $ar = last_req('u1');
+is($ar->{uri}, '/h/x?a=1&b=%20c', 'absolute-form: the upstream gets origin-form, query kept');
+is($ar->{h}{host}, 'api.example.com', 'absolute-form: Host upstream is the authority');
+is($ar->{h}{'x-forwarded-host'}, 'api.example.com', 'absolute-form: X-Forwarded-Host is the authority');
+is(abs_via("GET http://other.org/h/x HTTP/1.1\r\nHost: api.example.com\r\n\r\n"), 'u3',
+   'absolute-form: a Host that would match a route does not count');
+is(last_req('u3')->{h}{host}, 'other.org', 'absolute-form: the Host sent is the authority, not Host');
+is(abs_via("GET HTTP://API.Example.COM:8080/h/y HTTP/1.1\r\nHost: other.org\r\n\r\n"), 'u1',
+   'absolute-form: scheme and host in any case, port ignored for matching');
+is(last_req('u1')->{h}{host}, 'API.Example.COM:8080', 'absolute-form: the authority goes upstream as sent');
+is(abs_via("GET https://a.example.com/h/z HTTP/1.1\r\nHost: other.org\r\n\r\n"), 'u2',
+   'absolute-form: https scheme, wildcard host');
+is(abs_via("GET http://root.example HTTP/1.1\r\nHost: other.org\r\n\r\n"), 'u5',
+   'absolute-form: an empty path is /');
+is(last_req('u5')->{uri}, '/', 'absolute-form: empty path sent as /');
+is(abs_via("GET http://root.example:81?q=1 HTTP/1.1\r\nHost: other.org\r\n\r\n"), 'u5',
+   'absolute-form: empty path with a query');
+is(last_req('u5')->{uri}, '/?q=1', 'absolute-form: empty path with a query sent as /?q=1');
+is(abs_via("GET http://api.example.com/h/10 HTTP/1.0\r\n\r\n"), 'u1',
+   'absolute-form: HTTP/1.0 without Host');
+is(last_req('u1')->{h}{host}, 'api.example.com', 'absolute-form, HTTP/1.0: Host from the authority');
+is(abs_via("POST http://api.example.com/h/post HTTP/1.1\r\nHost: api.example.com\r\n"
+           . "Content-Length: 5\r\n\r\nhello"), 'u1', 'absolute-form: POST with a body');
+is(last_req('u1')->{body}, 'hello', 'absolute-form: body intact');
+is(abs_via("GET http://x.test/strip/a/b?c=1 HTTP/1.1\r\nHost: x.test\r\n\r\n"), 'u5',
+   'absolute-form: any host');
+is(last_req('u5')->{uri}, '/a/b?c=1', 'absolute-form: strip_prefix applies to its path');
+is(abs_via("GET http://x.test/api/a/../b HTTP/1.1\r\nHost: x.test\r\n\r\n"), 'u6',
+   'absolute-form: its path is normalised');
+is(last_uri('u6'), '/api/b', 'absolute-form: normalised path upstream');
 
 # --- path kinds ----------------------------------------------------------------
 is(via('GET', '/p/exact'), 'u1', 'path: exact');

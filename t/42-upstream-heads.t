@@ -1,7 +1,7 @@
 # Upstream response heads, as the client sees them: the common form
 # (HTTP/1.1, Content-Length, plain headers) and every variant that takes the
 # other parser (other version, chunked, close-delimited, obs-fold, odd
-# bytes, trailing spaces, 204/304, HEAD) give the same answers; heads that
+# bytes, trailing spaces or tabs, 204/304, HEAD) give the same answers; heads that
 # arrive in pieces; a bare LF fails at once (502), not at the read timeout;
 # bytes after the body or "Connection: close" keep the connection out of the
 # pool; the head is checked as strictly on both paths.
@@ -28,6 +28,10 @@ my %cases = (
     http10    => ["HTTP/1.0 200 OK\r\nContent-Length: 4\r\n\r\nten!"],
     chunked   => ["HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"],
     trailing  => ["HTTP/1.1 200 OK\r\nX-T: v  \r\nContent-Length: 2\r\n\r\nok"],
+    tabcl     => ["HTTP/1.1 200 OK\r\nContent-Length:\t5\t\r\nX-T:\tv\t\r\n\r\nhello"],
+    tabte     => ["HTTP/1.1 200 OK\r\nTransfer-Encoding:\tchunked\t\r\n\r\n3\r\nabc\r\n0\r\n\r\n"],
+    tab100    => ["HTTP/1.1 100 Continue\r\nX-I:\t1\t\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length:\t2\t\r\n\r\nok"],
+    tabclose  => ["HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection:\tclose\t\r\n\r\nok"],
     obstext   => ["HTTP/1.1 200 OK\r\nX-O: caf\xc3\xa9\r\nContent-Length: 2\r\n\r\nok"],
     lower     => ["HTTP/1.1 404 Not Found\r\ncontent-length: 3\r\nCONNECTION: keep-alive\r\n\r\nnop"],
     noreason  => ["HTTP/1.1 200 \r\nContent-Length: 2\r\n\r\nok"],
@@ -94,6 +98,10 @@ my %ok = (
     chunked   => [200, 'abc'],
     trailing  => [200, 'ok'],
     obstext   => [200, 'ok'],
+    tabcl     => [200, 'hello'],
+    tabte     => [200, 'abc'],
+    tabclose  => [200, 'ok'],
+    tab100    => [200, 'ok'],
     lower     => [404, 'nop'],
     noreason  => [200, 'ok'],
     status500 => [500, 'bad'],
@@ -113,6 +121,11 @@ $r = get('lower');
 is($r->{headers}{'content-length'}, '3', 'lower-case names are passed on');
 $r = get('trailing');
 like($r->{headers}{'x-t'} // '', qr/^v\s*$/, 'a value with trailing spaces');
+# HTAB is whitespace around a value as SP is (RFC 9110 5.6.3), and neither
+# reaches the client
+$r = get('tabcl');
+like($r->{raw_head} // '', qr/\r\nX-T: v\r\n/, 'HTAB around a value: trimmed for the client');
+like($r->{raw_head} // '', qr/\r\nContent-Length: 5\r\n/, 'HTAB around Content-Length: trimmed');
 $r = get('bigbody');
 is(length($r->{body}), 100000, 'a body in several reads: all of it');
 is(substr($r->{body}, 49999, 2), 'xy', 'in order');
@@ -155,6 +168,10 @@ $c0 = conns();
 get('close') for 1 .. 3;
 # the first of the three takes the pooled connection; each later one needs a new one
 is(conns() - $c0, 2, 'Connection: close: never reused');
+get('plain');
+$c0 = conns();
+get('tabclose') for 1 .. 3;
+is(conns() - $c0, 2, 'Connection:<HTAB>close<HTAB>: never reused');
 get('plain');
 $c0 = conns();
 get('extra') for 1 .. 3;

@@ -55,6 +55,11 @@ my %heads = (
     target_tab       => "GET /a\tb HTTP/1.1\r\n$H\r\n",
     target_high      => "GET /caf\xc3\xa9 HTTP/1.1\r\n$H\r\n",
     absolute_form    => "GET http://example.test/a HTTP/1.1\r\n$H\r\n",
+    absolute_other   => "GET HTTP://Other.test:8080?x=1 HTTP/1.1\r\n$H\r\n",
+    absolute_bad     => "GET http://u\@example.test/a HTTP/1.1\r\n$H\r\n",
+    tab_host         => "GET /a HTTP/1.1\r\nHost:\texample.test\t\r\n\r\n",
+    tab_conn_close   => "GET /c HTTP/1.1\r\n${H}Connection:\tclose\t\r\n\r\n",
+    tab_cl           => "GET /l HTTP/1.1\r\n${H}Content-Length:\t3\t\r\n\r\nabc",
     get_with_cl0     => "GET /l HTTP/1.1\r\n${H}Content-Length: 0\r\n\r\n",
     get_with_body    => "GET /l HTTP/1.1\r\n${H}Content-Length: 3\r\n\r\nabc",
     get_chunked      => "GET /l HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
@@ -65,6 +70,8 @@ my %heads = (
     dot_segments     => "GET /a/../b/./c HTTP/1.1\r\n$H\r\n",
     escape_root      => "GET /../a HTTP/1.1\r\n$H\r\n",
     pipelined        => "GET /p1 HTTP/1.1\r\n$H\r\nGET /p2 HTTP/1.1\r\n$H\r\n",
+    pipelined_tabs   => "POST /p1 HTTP/1.1\r\n${H}Content-Length: 3\t\r\n\r\na\tb"
+                        . "GET /p2 HTTP/1.1\r\n${H}X-A:\tv\t\r\n\r\n",
 );
 
 # What the client sees and the upstream gets for one head, sent whole or
@@ -140,6 +147,19 @@ my $ows = exchange($heads{ows}, 0);
 like($ows->{upstream}[0] // '', qr/^X-Pad: v  w$/m, 'surrounding whitespace trimmed, inner kept');
 like($ows->{upstream}[0] // '', qr/^X-Tab: t$/m, 'a leading tab is whitespace too');
 is(exchange($heads{too_many_headers}, 0)->{status}, '431', '129 headers: 431');
+my $abs = exchange($heads{absolute_form}, 0);
+is($abs->{status}, '200', 'absolute-form: 200');
+like($abs->{upstream}[0] // '', qr{^GET\n/a\n}, 'absolute-form: origin-form upstream');
+my $abs2 = exchange($heads{absolute_other}, 0);
+like($abs2->{upstream}[0] // '', qr{^GET\n/\?x=1\n}, 'absolute-form, empty path: /?x=1 upstream');
+like($abs2->{upstream}[0] // '', qr{^Host: Other\.test:8080$}m, 'absolute-form: its authority is the Host');
+is(exchange($heads{absolute_bad}, 0)->{status}, '400', 'absolute-form with userinfo: 400');
+ok(exchange($heads{tab_conn_close}, 0)->{closed}, 'Connection:<HTAB>close<HTAB>: closed');
+my $pt = exchange($heads{pipelined_tabs}, 0);
+is($pt->{status}, '200,200', 'pipelined heads with HTAB: both answered');
+like($pt->{upstream}[0] // '', qr/body=a\tb$/, 'pipelined heads with HTAB: a body HTAB stays');
+like($pt->{upstream}[1] // '', qr/^X-A: v$/m, 'pipelined heads with HTAB: the next head read too');
+like(exchange($heads{tab_cl}, 0)->{upstream}[0] // '', qr/body=abc$/, 'Content-Length:<HTAB>3<HTAB>: body');
 is(exchange($heads{lower_method}, 0)->{status}, '400', 'lower-case method: 400');
 is(exchange($heads{space_colon}, 0)->{status}, '400', 'space before the colon: 400');
 

@@ -97,10 +97,66 @@ ascii_words(void)
     ok(!gw_str_caseeq(S("Keep\ralive"), S("keep-alive")), "CR is not a dash");
 }
 
+/* gw_http_head_ows over a copy of in, fed from `from`; out gets the
+ * bytes after, the return value how many llhttp may read. */
+static size_t
+head_ows(const char *in, size_t from, char *out)
+{
+    size_t n = strlen(in);
+    memcpy(out, in, n + 1);
+    return gw_http_head_ows(out, from, n);
+}
+
+static void
+trailing_tabs(void)
+{
+    char b[256];
+    const char *h = "POST / HTTP/1.1\r\nContent-Length:\t5\t \t\r\nX-A: a\tb\r\n\r\n";
+    is_int(head_ows(h, 0, b), strlen(h), "whole head: all of it may be read");
+    is_str(b, "POST / HTTP/1.1\r\nContent-Length:\t5   \r\nX-A: a\tb\r\n\r\n",
+           "HTAB ending a field line becomes SP; leading and inner HTAB stay");
+    h = "GET / HTTP/1.1\t\r\nHost: x\r\n\r\n";
+    head_ows(h, 0, b);
+    is_str(b, h, "the request line is left alone");
+    h = "GET / HTTP/1.1\r\nX-A: a\r\n\tb\t\r\n\r\n";
+    head_ows(h, 0, b);
+    is_str(b, h, "an obs-fold line is left alone (it is refused later)");
+    h = "GET / HTTP/1.1\r\nnocolon\t\r\n\r\n";
+    head_ows(h, 0, b);
+    is_str(b, h, "a line without a colon is left alone");
+    h = "POST / HTTP/1.1\r\nContent-Length: 6\r\n\r\nab\t\r\nX: y\t\r\n";
+    is_int(head_ows(h, 0, b), 38, "head with a body: all of the head may be read");
+    is_str(b, h, "bytes after the empty line (a body) are left alone");
+    h = "POST / HTTP/1.1\r\nA: b\t\r\n\r\nab\t\r\nX: y\t\r\n";
+    is_int(head_ows(h, 0, b), 26, "a tab in the head: up to its end");
+    is_str(b, "POST / HTTP/1.1\r\nA: b \r\n\r\nab\t\r\nX: y\t\r\n", "the head's tab only");
+    h = "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\t\r\n\r\nok";
+    is_int(head_ows(h, 0, b), 25, "an interim head: up to its end");
+    is_int(gw_http_head_ows(b, 25, strlen(h)), strlen(h) - 2, "then the final head");
+    is_str(b, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2 \r\n\r\nok",
+           "whose tab becomes SP");
+    h = "POST / HTTP/1.1\r\nContent-Length: 5\t";
+    is_int(head_ows(h, 0, b), strlen(h) - 1, "a trailing HTAB at the end waits for what follows");
+    h = "POST / HTTP/1.1\r\nContent-Length: 5\t\r";
+    is_int(head_ows(h, 0, b), strlen(h) - 2, "and so does one before a lone CR");
+    h = "POST / HTTP/1.1\r\nContent-Length: 5\t\r\n";
+    is_int(head_ows(h, strlen(h) - 3, b), strlen(h), "then it is read, from where llhttp was");
+    is_str(b, "POST / HTTP/1.1\r\nContent-Length: 5 \r\n", "as SP");
+    h = "GET / HTTP/1.1\r\nX-A: a\r\n";
+    is_int(head_ows(h, 0, b), strlen(h), "no HTAB: everything");
+    h = "GET / HTTP/1.1\r\nX-A: a\t\rb\r\n\r\n";
+    head_ows(h, 0, b);
+    is_str(b, h, "HTAB before a bare CR is left alone (refused later)");
+    h = "HTTP/1.1 200 OK\r\nContent-Length: 2\t\r\n\r\nok";
+    head_ows(h, 0, b);
+    is_str(b, "HTTP/1.1 200 OK\r\nContent-Length: 2 \r\n\r\nok", "a response head too");
+}
+
 int
 main(void)
 {
     ascii_words();
+    trailing_tabs();
 
     /* request ids */
     ok(gw_http_request_id_ok(S("abc-123_x.y:z")), "sane request id kept");
