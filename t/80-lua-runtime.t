@@ -16,15 +16,7 @@ plan skip_all => 'gateway binary ' . gw_bin() . ' not built' unless -x gw_bin();
 
 # --- custom plugins ----------------------------------------------------------
 
-my $pdir = tmpdir() . '/plugins';
-mkdir $pdir or die "mkdir $pdir: $!";
-
-sub plugin_file {
-    my ($name, $text) = @_;
-    open my $fh, '>', "$pdir/$name.lua" or die "$name: $!";
-    print $fh $text;
-    close $fh;
-}
+my $pdir = plugin_dir();
 
 plugin_file('t-setter', <<'LUA');
 local plugin = { name = "t-setter", priority = 100,

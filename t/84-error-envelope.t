@@ -16,15 +16,7 @@ use GwTest;
 
 plan skip_all => 'gateway binary ' . gw_bin() . ' not built' unless -x gw_bin();
 
-my $pdir = tmpdir() . '/plugins';
-mkdir $pdir or die "mkdir $pdir: $!";
-
-sub plugin_file {
-    my ($name, $text) = @_;
-    open my $fh, '>:raw', "$pdir/$name.lua" or die "$name: $!";
-    print $fh $text;
-    close $fh;
-}
+my $pdir = plugin_dir();
 
 # The message that needs escaping: quote, backslash, newline, tab, a control
 # byte and UTF-8.

@@ -14,15 +14,7 @@ use GwTest;
 
 plan skip_all => 'gateway binary ' . gw_bin() . ' not built' unless -x gw_bin();
 
-my $pdir = tmpdir() . '/plugins';
-mkdir $pdir or die "mkdir $pdir: $!";
-
-sub plugin_file {
-    my ($name, $text) = @_;
-    open my $fh, '>', "$pdir/$name.lua" or die "$name: $!";
-    print $fh $text;
-    close $fh;
-}
+my $pdir = plugin_dir();
 
 # Uses what the vandal goes after, through globals, methods and modules.
 plugin_file('t-victim', <<'LUA');

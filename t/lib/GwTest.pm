@@ -21,7 +21,7 @@ use Time::HiRes qw(time sleep);
 use JSON::PP;
 
 our @EXPORT = qw(
-  free_port tmpdir mult gw_bin slurp_file spew_file
+  free_port tmpdir mult gw_bin slurp_file spew_file plugin_dir plugin_file
   start_upstream stop_upstream upstream_requests clear_upstream_log
   start_gateway stop_gateway stop_all check_config gateway_log
   http_request gw_connect raw_exchange trickle
@@ -326,6 +326,27 @@ sub upstream_requests {
 sub clear_upstream_log {
     my ($up) = @_;
     truncate $up->{log}, 0;
+}
+
+# --- test plugins ------------------------------------------------------------
+
+# The directory a test's own plugins go in (created on first use); give it
+# to the gateway as gateway.plugin_paths.
+my $plugin_dir;
+
+sub plugin_dir {
+    $plugin_dir //= do {
+        my $d = tmpdir() . '/plugins';
+        mkdir $d or die "mkdir $d: $!";
+        $d;
+    };
+    return $plugin_dir;
+}
+
+# plugin_file(NAME, LUA): writes NAME.lua into plugin_dir().
+sub plugin_file {
+    my ($name, $text) = @_;
+    spew_file(plugin_dir() . "/$name.lua", $text);
 }
 
 # --- scripted origins -------------------------------------------------------
