@@ -739,6 +739,16 @@ response_finished(gw_upconn_t *u)
     gw_request_on_response_done(r);
 }
 
+/* The head went into the client's response: its space holds the body. */
+static void
+head_consumed(gw_upconn_t *u)
+{
+    size_t rest = u->len - u->pos;
+    memmove(u->rbuf->data, u->rbuf->data + u->pos, rest);
+    u->len = rest;
+    u->pos = 0;
+}
+
 /* The head is read (by llhttp, paused, or by the fast path): hand it to
  * the request. 1: read on; 0: stop (held, done, or gone). */
 static int
@@ -749,18 +759,16 @@ after_head(gw_upconn_t *u)
     int go = gw_request_on_response_head(u->req, u);
     if (u->req == NULL || u->closing)
         return 0;
-    /* the head was copied into the client's response: reuse space */
-    size_t rest = u->len - u->pos;
-    memmove(u->rbuf->data, u->rbuf->data + u->pos, rest);
-    u->len = rest;
-    u->pos = 0;
     if (!go) {
+        /* the headers point into the buffer and the request reads them
+         * when its plugin is done: they stay until gw_upconn_continue */
         u->held = 1;
         if (!u->resp_done && by_llhttp)
             llhttp_resume(&u->parser);
         u->paused = 1;
         return 0;
     }
+    head_consumed(u);
     if (u->resp_done) {
         response_finished(u);
         return 0;
@@ -899,6 +907,7 @@ gw_upconn_continue(gw_upconn_t *u)
     if (!u->held || u->closing)
         return;
     u->held = 0;
+    head_consumed(u);
     if (u->resp_done) {
         response_finished(u);
         return;

@@ -140,7 +140,8 @@ int gw_upconn_write(gw_upconn_t *u, const uv_buf_t *bufs, unsigned n);
 /* The request was fully sent: start the read timeout and the response. */
 void gw_upconn_request_sent(gw_upconn_t *u);
 
-/* After a held response head: read on, or finish a bodiless response. */
+/* After a held response head: read on, or finish a bodiless response.
+ * Until then the head's headers stay valid (the body waits behind them). */
 void gw_upconn_continue(gw_upconn_t *u);
 
 /* Flow control from the client side. */

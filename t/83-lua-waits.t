@@ -82,7 +82,25 @@ end
 return plugin
 LUA
 
+# waits in the error phase for a 500, then lets the node's answer through
+GwTest::spew_file("$pdir/t-up-decline.lua", <<'LUA');
+local plugin = { name = "t-up-decline", priority = 100, schema = { type = "object" } }
+function plugin.wants_upstream_error(conf, status) return status == 500 end
+function plugin.error(conf, ctx, err)
+  gw.sleep(0.02)
+end
+return plugin
+LUA
+
 my $up = start_upstream(name => 'a');
+# head and a body longer than the head's status line, in one write: the
+# body lands in the read buffer with the head
+my $body500 = 'b' x 300;
+my $origin500 = start_scripted_origin(answer => sub {
+    return (["HTTP/1.1 500 Internal Server Error\r\nX-First: first-value\r\n"
+             . "Content-Type: text/plain\r\nContent-Length: " . length($body500)
+             . "\r\n\r\n$body500"], 0);
+});
 my $audit = start_upstream(name => 'audit');
 my $closed = free_port();
 my $gw = start_gateway(config => {
@@ -90,6 +108,7 @@ my $gw = start_gateway(config => {
     upstreams => [
         { name => 'a', nodes => ["127.0.0.1:$up->{port}"] },
         { name => 'down', nodes => ["127.0.0.1:$closed"] },
+        { name => 'o500', nodes => ["127.0.0.1:$origin500->{port}"] },
     ],
     routes => [
         { name => 'audited', match => { path => '/aud/*' }, upstream => 'a',
@@ -102,6 +121,8 @@ my $gw = start_gateway(config => {
           plugins => { 't-up-status' => {} } },
         { name => 'slowhdr', match => { path => '/sh/*' }, upstream => 'a', strip_prefix => '/sh',
           plugins => { 't-slow-header' => {} } },
+        { name => 'decline', match => { path => '/dc/*' }, upstream => 'o500',
+          plugins => { 't-up-decline' => {} } },
         { name => 'fallback', match => { path => '/fb/*' }, upstream => 'down',
           plugins => { 't-fallback' => { url => "http://127.0.0.1:$audit->{port}" } } },
     ],
@@ -183,6 +204,14 @@ my $r8 = http_request($gw->{port}, 'GET', '/us/status/500');
 is($r8->{status}, 500, 'upstream status error phase: an unwanted status passes');
 my $r9 = http_request($gw->{port}, 'GET', '/us/hello');
 is($r9->{status}, 200, 'upstream status error phase: the route still proxies');
+
+# an error phase that waits and then declines: the node's head goes out as
+# the node sent it (its bytes were kept while the head was held)
+my $r12 = http_request($gw->{port}, 'GET', '/dc/x');
+is($r12->{status}, 500, 'declining error phase waits: the node\'s status');
+is($r12->{headers}{'x-first'}, 'first-value', 'declining error phase waits: the node\'s headers');
+is($r12->{headers}{'content-type'}, 'text/plain', 'declining error phase waits: its Content-Type');
+is($r12->{body}, $body500, 'declining error phase waits: the node\'s body');
 
 # header_filter waits on proxied and on gateway-made responses
 my $r10 = http_request($gw->{port}, 'GET', '/sh/hello');
