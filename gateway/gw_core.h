@@ -113,6 +113,9 @@ typedef struct {
     gw_str_t value;
 } gw_header_t;
 
+/* Header lines one head may carry, a request's or a response's. */
+#define GW_MAX_HEADERS 128
+
 /* Methods as a bit set, so a route can hold several. */
 enum {
     GW_M_GET = 1 << 0,

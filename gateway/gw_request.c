@@ -487,6 +487,12 @@ build_upstream_head(gw_request_t *r, gw_str_t path)
 }
 
 static void pick_and_connect(gw_request_t *r);
+static void on_upstream_ready(void *user);
+static void on_upstream_drained(void *user);
+static int on_response_head(void *user, const gw_up_head_t *h);
+static int on_response_body(void *user, const char *data, size_t len);
+static void on_response_done(void *user);
+static void on_upstream_error(void *user, gw_up_error_t e);
 static void access_log(gw_request_t *r, double secs);
 static void on_plugins_done(gw_request_t *r, int rc);
 static void proxy(gw_request_t *r);
@@ -684,6 +690,28 @@ send_request(gw_request_t *r)
     gw_conn_resume_body(r->conn);
 }
 
+/* How the node's connection reaches the request: one table for all. */
+static const gw_upconn_cb_t upstream_events = {
+    .on_ready = on_upstream_ready,
+    .on_drained = on_upstream_drained,
+    .on_head = on_response_head,
+    .on_body = on_response_body,
+    .on_done = on_response_done,
+    .on_error = on_upstream_error,
+};
+
+static gw_upconn_user_t
+upconn_user(gw_request_t *r)
+{
+    return (gw_upconn_user_t){
+        .cb = &upstream_events,
+        .user = r,
+        .head_request = r->view.method == GW_M_HEAD,
+        .idempotent = r->idempotent,
+        .body_follows = !r->body_done,
+    };
+}
+
 static void
 pick_and_connect(gw_request_t *r)
 {
@@ -718,7 +746,8 @@ pick_and_connect(gw_request_t *r)
         r->node = node;
         r->up_start_ns = gw_worker_now_ns(w);
         int ready = 0;
-        r->up = gw_upconn_acquire(w, t->up, node, r, &ready);
+        gw_upconn_user_t user = upconn_user(r);
+        r->up = gw_upconn_acquire(w, t->up, node, &user, &ready);
         if (r->up == NULL) {
             r->err = GW_ERR_UPSTREAM;
             if ((int)(r->ntried - r->ndropped) <= t->up->conf->retries)
@@ -732,15 +761,16 @@ pick_and_connect(gw_request_t *r)
     }
 }
 
-void
-gw_request_on_upstream_ready(gw_request_t *r)
+static void
+on_upstream_ready(void *user)
 {
-    send_request(r);
+    send_request(user);
 }
 
-void
-gw_request_on_upstream_drained(gw_request_t *r)
+static void
+on_upstream_drained(void *user)
 {
+    gw_request_t *r = user;
     if (r->up == NULL)
         return;
     if (r->body_done)
@@ -818,7 +848,8 @@ reconnect_stale(gw_request_t *r, gw_up_error_t e)
     if (r->budget_active && uv_timer_get_due_in(&r->budget) == 0)
         return 0; /* the route's deadline is due: its 504 follows */
     r->reconnected = 1;
-    r->up = gw_upconn_connect(w, r->target->up, r->node, r);
+    gw_upconn_user_t user = upconn_user(r);
+    r->up = gw_upconn_connect(w, r->target->up, r->node, &user);
     if (r->up == NULL)
         return 0;
     gw_metrics_reused_conn_retry(w->metrics, w->slot, (int)r->target->up->conf->index);
@@ -830,9 +861,14 @@ reconnect_stale(gw_request_t *r, gw_up_error_t e)
     return 1;
 }
 
-void
-gw_request_on_upstream_error(gw_request_t *r, gw_up_error_t e)
+static void
+on_upstream_error(void *user, gw_up_error_t e)
 {
+    gw_request_t *r = user;
+    /* closed already: this only unbinds it (and the node's count drops
+     * before a retry picks again) */
+    gw_upconn_release(r->up, 0);
+    r->up = NULL;
     if (reconnect_stale(r, e))
         return;
     if (e == GW_UP_STALE)
@@ -892,25 +928,25 @@ status_line(gw_buf_t *b, int status)
     b->len += 15 + rl;
 }
 
-static void build_response_head(gw_request_t *r, gw_upconn_t *u);
+static int build_response_head(gw_request_t *r, const gw_up_head_t *h);
 
 /* header_filter works on a copy of the upstream's headers: it may wait,
  * and the upstream buffer moves on meanwhile. */
 static void
-copy_response_headers(gw_request_t *r, gw_upconn_t *u)
+copy_response_headers(gw_request_t *r, const gw_up_head_t *head)
 {
     if (r->rhdrs == NULL) {
         r->rhdrs = malloc(GW_MAX_HEADERS * sizeof(gw_header_t));
         if (r->rhdrs == NULL)
             abort();
     }
-    for (size_t i = 0; i < u->nheaders; i++) {
-        gw_header_t *h = &u->headers[i];
+    for (size_t i = 0; i < head->nheaders; i++) {
+        const gw_header_t *h = &head->headers[i];
         r->rhdrs[i].name = (gw_str_t){gw_request_strdup(r, h->name.data, h->name.len), h->name.len};
         r->rhdrs[i].value =
             (gw_str_t){gw_request_strdup(r, h->value.data, h->value.len), h->value.len};
     }
-    r->nrhdrs = u->nheaders;
+    r->nrhdrs = head->nheaders;
 }
 
 static void
@@ -924,101 +960,105 @@ on_header_filter_done(gw_request_t *r, int rc)
     }
     if (u == NULL)
         return;
-    build_response_head(r, u);
-    gw_upconn_continue(u);
+    gw_upconn_continue(u, build_response_head(r, &u->head));
 }
 
-static int response_head_filtered(gw_request_t *r, gw_upconn_t *u);
+static int response_head_filtered(gw_request_t *r, const gw_up_head_t *h);
 
 /* After the error phase for an upstream status: a replacement, or on with
- * the node's own response. 1: read on; 0: the head is held or done. */
+ * the node's own response. GW_UP_HOLD when the head is held or done. */
 static int
-after_upstream_error(gw_request_t *r, gw_upconn_t *u, int rc)
+after_upstream_error(gw_request_t *r, const gw_up_head_t *h, int rc)
 {
     if (rc == GW_OK && r->lua_exit_status > 0) {
         /* the node's answer is replaced: its body is not read, so its
          * connection cannot be reused */
-        upstream_feedback(r, u->status);
+        upstream_feedback(r, h->status);
+        gw_upconn_t *u = r->up;
         r->up = NULL;
         gw_upconn_release(u, 0);
         send_exit(r);
-        return 0;
+        return GW_UP_HOLD;
     }
-    return response_head_filtered(r, u);
+    return response_head_filtered(r, h);
 }
 
 static void
 on_upstream_error_done(gw_request_t *r, int rc)
 {
     gw_upconn_t *u = r->up;
-    if (u && after_upstream_error(r, u, rc))
-        gw_upconn_continue(u);
+    if (u == NULL)
+        return;
+    int how = after_upstream_error(r, &u->head, rc);
+    if (how != GW_UP_HOLD)
+        gw_upconn_continue(u, how);
 }
 
-int
-gw_request_on_response_head(gw_request_t *r, gw_upconn_t *u)
+static int
+on_response_head(void *user, const gw_up_head_t *h)
 {
-    r->up_status = u->status;
-    r->status = u->status;
+    gw_request_t *r = user;
+    r->up_status = h->status;
+    r->status = h->status;
     if ((r->lua_phases & GW_PH_ERROR) && !r->in_error_phase &&
-        gw_lua_wants_upstream(r, u->status)) {
+        gw_lua_wants_upstream(r, h->status)) {
         r->in_error_phase = 1;
         r->lua_exit_status = 0;
-        int rc = gw_lua_run_error(r, "upstream_error", u->status, gw_http_reason(u->status),
-                                  u->status, on_upstream_error_done);
+        int rc = gw_lua_run_error(r, "upstream_error", h->status, gw_http_reason(h->status),
+                                  h->status, on_upstream_error_done);
         if (rc == GW_AGAIN)
-            return 0; /* the head is held until the plugin is done */
-        return after_upstream_error(r, u, rc);
+            return GW_UP_HOLD; /* until the plugin is done */
+        return after_upstream_error(r, h, rc);
     }
-    return response_head_filtered(r, u);
+    return response_head_filtered(r, h);
 }
 
 /* header_filter (which may wait), then the client's head. */
 static int
-response_head_filtered(gw_request_t *r, gw_upconn_t *u)
+response_head_filtered(gw_request_t *r, const gw_up_head_t *h)
 {
     if (r->lua_phases & GW_PH_HEADER_FILTER) {
-        copy_response_headers(r, u);
+        copy_response_headers(r, h);
         int rc = gw_lua_run(r, GW_PH_HEADER_FILTER, on_header_filter_done);
         if (rc == GW_AGAIN)
-            return 0;
+            return GW_UP_HOLD;
         if (rc != GW_OK) {
             r->err = GW_ERR_PLUGIN;
             gw_conn_send_error(r->conn, 500, "internal error", 1);
-            return 0;
+            return GW_UP_HOLD;
         }
     }
-    build_response_head(r, u);
-    return 1;
+    return build_response_head(r, h);
 }
 
-static void
-build_response_head(gw_request_t *r, gw_upconn_t *u)
+/* The client's head; returns how the body is wanted: decoded when the
+ * gateway frames it itself. */
+static int
+build_response_head(gw_request_t *r, const gw_up_head_t *head)
 {
     gw_conn_t *c = r->conn;
     gw_buf_t *b = &r->uphead; /* the request head is sent: reuse its buffer */
     gw_str_t conn_tokens = GW_NULL_STR;
     int has_date = 0, client10 = r->http_minor == 0;
-    const gw_header_t *hs = u->headers;
-    size_t nh = u->nheaders;
-    int filtered = (r->lua_phases & GW_PH_BODY_FILTER) && !u->head_request && u->status != 204 &&
-                   u->status != 304;
+    const gw_header_t *hs = head->headers;
+    size_t nh = head->nheaders;
+    int head_request = r->view.method == GW_M_HEAD;
+    int filtered = (r->lua_phases & GW_PH_BODY_FILTER) && !head_request && head->status != 204 &&
+                   head->status != 304;
     if (r->lua_phases & GW_PH_HEADER_FILTER) {
         hs = r->rhdrs;
         nh = r->nrhdrs;
         if (r->status_override)
             r->status = r->status_override;
     }
-    if (u->needs_eof)
+    if (head->until_close)
         c->close_after = 1;
     /* A chunked body is decoded and sent in the gateway's own chunk
      * framing (or close-delimited on HTTP/1.0): extensions, trailers and
      * whatever line endings the upstream's framing got away with never
      * reach the client, so client and gateway agree where it ends. A body
      * filter sees decoded bytes and may change their length: the same. */
-    int chunked = u->is_chunked && !u->head_request;
-    if (chunked || filtered)
-        u->decode_body = 1;
+    int chunked = head->chunked && !head_request;
     if (client10 && (chunked || filtered))
         c->close_after = 1;
     if (!r->body_done || r->w->draining)
@@ -1077,6 +1117,7 @@ build_response_head(gw_request_t *r, gw_upconn_t *u)
     r->bytes_sent += b->len;
     /* sent with the first body bytes, in one write */
     r->head_pending = 1;
+    return chunked || filtered ? GW_UP_READ_DECODED : GW_UP_READ;
 }
 
 /* Writes body bytes (and the pending head), as a chunk when re-chunking;
@@ -1192,13 +1233,14 @@ bf_step(gw_request_t *r)
 static int
 filtering_body(gw_request_t *r)
 {
-    return (r->lua_phases & GW_PH_BODY_FILTER) && r->up && !r->up->head_request &&
+    return (r->lua_phases & GW_PH_BODY_FILTER) && r->up && r->view.method != GW_M_HEAD &&
            r->status != 204 && r->status != 304;
 }
 
-int
-gw_request_on_response_body(gw_request_t *r, const char *data, size_t len)
+static int
+on_response_body(void *user, const char *data, size_t len)
 {
+    gw_request_t *r = user;
     if (filtering_body(r)) {
         gw_buf_append(&r->bf_in, data, len);
         return bf_step(r) == 1;
@@ -1206,9 +1248,10 @@ gw_request_on_response_body(gw_request_t *r, const char *data, size_t len)
     return write_body(r, data, len, 0) == 1;
 }
 
-void
-gw_request_on_response_done(gw_request_t *r)
+static void
+on_response_done(void *user)
 {
+    gw_request_t *r = user;
     if (filtering_body(r)) {
         r->bf_end = 1;
         bf_step(r); /* the eof call finishes the response, now or later */

@@ -18,7 +18,6 @@
 #include "gw_router.h"
 #include "gw_worker.h"
 
-#define GW_MAX_HEADERS 128
 #define GW_MAX_TRIES 8
 #define GW_ARENA_SIZE 4096
 

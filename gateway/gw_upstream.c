@@ -277,19 +277,14 @@ up_close(gw_upconn_t *u)
     uv_close((uv_handle_t *)&u->tcp, on_up_tcp_closed);
 }
 
-/* Tells the request and forgets it; the connection is never reused. */
+/* Closes the connection and tells its user, who releases it: a failed
+ * connection is never reused. */
 static void
 up_fail(gw_upconn_t *u, gw_up_error_t e)
 {
-    gw_request_t *r = u->req;
-    u->req = NULL;
-    if (u->node->inflight)
-        u->node->inflight--;
     up_close(u);
-    if (r) {
-        r->up = NULL;
-        gw_request_on_upstream_error(r, e);
-    }
+    if (u->user)
+        u->cb->on_error(u->user, e);
 }
 
 static void
@@ -342,7 +337,7 @@ on_connect(uv_connect_t *cr, int status)
     u->state = UP_ACTIVE;
     gw_deadline_clear(&u->dl);
     up_read_start(u);
-    gw_request_on_upstream_ready(u->req);
+    u->cb->on_ready(u->user);
 }
 
 /* A pooled connection that the peer already closed must not take a
@@ -358,9 +353,17 @@ idle_conn_alive(gw_upconn_t *u)
     return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
+static void
+bind_user(gw_upconn_t *u, const gw_upconn_user_t *user)
+{
+    u->cb = user->cb;
+    u->user = user->user;
+    u->head_request = user->head_request;
+}
+
 gw_upconn_t *
-gw_upconn_acquire(gw_worker_t *w, gw_upstream_rt_t *up, gw_node_t *node, gw_request_t *r,
-                  int *ready)
+gw_upconn_acquire(gw_worker_t *w, gw_upstream_rt_t *up, gw_node_t *node,
+                  const gw_upconn_user_t *user, int *ready)
 {
     node_pool_t *pool = node->pool;
     while (!gw_list_empty(&pool->idle)) {
@@ -369,32 +372,32 @@ gw_upconn_acquire(gw_worker_t *w, gw_upstream_rt_t *up, gw_node_t *node, gw_requ
         gw_list_remove(l);
         pool->nidle--;
         u->state = UP_ACTIVE;
-        if (!r->idempotent && !idle_conn_alive(u)) {
+        if (!user->idempotent && !idle_conn_alive(u)) {
             up_close(u);
             continue;
         }
         /* the idle timer stays armed for a bodiless request: the send
          * that follows at once re-arms it as the read timeout */
-        if (!r->body_done)
+        if (user->body_follows)
             timer_start(u, up->conf->send_timeout_ms);
-        u->req = r;
+        bind_user(u, user);
         u->reused = 1;
         u->head_done = u->resp_done = u->got_bytes = 0;
         u->header_state = 0;
-        u->nheaders = 0;
+        u->head.nheaders = 0;
         u->len = u->pos = 0;
-        u->head_request = r->view.method == GW_M_HEAD;
-        u->needs_eof = u->is_chunked = u->decode_body = 0;
+        u->head.until_close = u->head.chunked = u->decode_body = 0;
         node->inflight++;
         *ready = 1;
         return u;
     }
     *ready = 0;
-    return gw_upconn_connect(w, up, node, r);
+    return gw_upconn_connect(w, up, node, user);
 }
 
 gw_upconn_t *
-gw_upconn_connect(gw_worker_t *w, gw_upstream_rt_t *up, gw_node_t *node, gw_request_t *r)
+gw_upconn_connect(gw_worker_t *w, gw_upstream_rt_t *up, gw_node_t *node,
+                  const gw_upconn_user_t *user)
 {
     gw_upconn_t *u = calloc(1, sizeof(*u));
     if (u == NULL)
@@ -402,8 +405,7 @@ gw_upconn_connect(gw_worker_t *w, gw_upstream_rt_t *up, gw_node_t *node, gw_requ
     u->w = w;
     u->node = node;
     u->up = up;
-    u->req = r;
-    u->head_request = r->view.method == GW_M_HEAD;
+    bind_user(u, user);
     u->state = UP_CONNECTING;
     uv_tcp_init(w->loop, &u->tcp);
     uv_timer_init(w->loop, &u->timer);
@@ -413,7 +415,7 @@ gw_upconn_connect(gw_worker_t *w, gw_upstream_rt_t *up, gw_node_t *node, gw_requ
         uv_tcp_connect(&u->creq, &u->tcp, (const struct sockaddr *)&node->conf->sa, on_connect);
     if (rc < 0) {
         gw_log(w->log, GW_LOG_WARN, "connect to %s: %s", node->conf->addr, uv_strerror(rc));
-        u->req = NULL;
+        u->user = NULL;
         up_close(u);
         return NULL;
     }
@@ -448,9 +450,9 @@ on_up_write(uv_write_t *wr, int status)
     }
     if (rc > 0)
         return;
-    if (!u->resp_done && u->req) {
+    if (!u->resp_done && u->user) {
         gw_deadline_clear(&u->dl);
-        gw_request_on_upstream_drained(u->req);
+        u->cb->on_drained(u->user);
     }
 }
 
@@ -485,12 +487,12 @@ on_resp_header_field(llhttp_t *p, const char *at, size_t len)
 {
     gw_upconn_t *u = UPCONN(p);
     if (u->header_state != 1) {
-        if (u->nheaders == GW_MAX_HEADERS)
+        if (u->head.nheaders == GW_MAX_HEADERS)
             return HPE_USER;
-        u->headers[u->nheaders++] = (gw_header_t){{at, 0}, {NULL, 0}};
+        u->head.headers[u->head.nheaders++] = (gw_header_t){{at, 0}, {NULL, 0}};
         u->header_state = 1;
     }
-    u->headers[u->nheaders - 1].name.len += len;
+    u->head.headers[u->head.nheaders - 1].name.len += len;
     return 0;
 }
 
@@ -498,7 +500,7 @@ static int
 on_resp_header_value(llhttp_t *p, const char *at, size_t len)
 {
     gw_upconn_t *u = UPCONN(p);
-    gw_header_t *h = &u->headers[u->nheaders - 1];
+    gw_header_t *h = &u->head.headers[u->head.nheaders - 1];
     if (u->header_state != 2) {
         h->value.data = at;
         u->header_state = 2;
@@ -513,28 +515,29 @@ on_resp_headers_complete(llhttp_t *p)
     gw_upconn_t *u = UPCONN(p);
     /* a folded value (obs-fold) must not reach the client as it is
      * (RFC 9112 5.2): refused, as the gateway refuses it from clients */
-    for (size_t i = 0; i < u->nheaders; i++) {
-        gw_str_t *v = &u->headers[i].value;
+    for (size_t i = 0; i < u->head.nheaders; i++) {
+        gw_str_t *v = &u->head.headers[i].value;
         if (v->len && (memchr(v->data, '\n', v->len) || memchr(v->data, '\r', v->len)))
             return -1;
         /* trailing OWS is no part of the value (llhttp keeps it) */
         while (v->len && (v->data[v->len - 1] == ' ' || v->data[v->len - 1] == '\t'))
             v->len--;
     }
-    u->status = p->status_code;
-    if (u->status < 100 || u->status > 599)
+    int status = p->status_code;
+    u->head.status = status;
+    if (status < 100 || status > 599)
         return -1; /* llhttp takes "HTTP/1.1 20 OK" and "004": not a status */
-    if (u->status >= 100 && u->status < 200)
+    if (status >= 100 && status < 200)
         return 0; /* interim: llhttp completes it without a body */
-    u->is_chunked = (p->flags & F_CHUNKED) != 0;
+    u->head.chunked = (p->flags & F_CHUNKED) != 0;
     u->content_length = (p->flags & F_CONTENT_LENGTH) ? (int64_t)p->content_length : -1;
     if (u->head_request)
         return 1;
-    u->needs_eof = llhttp_message_needs_eof(p);
+    u->head.until_close = llhttp_message_needs_eof(p);
     /* Stop at the head only when a body follows; a bodiless response
      * (204, 304, Content-Length: 0) stops at its end instead. */
-    if (u->status == 204 || u->status == 304 ||
-        (!u->is_chunked && !u->needs_eof && u->content_length <= 0))
+    if (status == 204 || status == 304 ||
+        (!u->head.chunked && !u->head.until_close && u->content_length <= 0))
         return 0;
     return HPE_PAUSED;
 }
@@ -543,8 +546,8 @@ static int
 on_resp_body(llhttp_t *p, const char *at, size_t len)
 {
     gw_upconn_t *u = UPCONN(p);
-    if (u->decode_body && u->req) {
-        if (!gw_request_on_response_body(u->req, at, len))
+    if (u->decode_body && u->user) {
+        if (!u->cb->on_body(u->user, at, len))
             u->paused = 1;
     }
     return 0;
@@ -554,9 +557,10 @@ static int
 on_resp_message_complete(llhttp_t *p)
 {
     gw_upconn_t *u = UPCONN(p);
-    if (u->status >= 100 && u->status < 200 && u->status != 101) {
+    int status = u->head.status;
+    if (status >= 100 && status < 200 && status != 101) {
         /* drop the interim response; the final one follows */
-        u->nheaders = 0;
+        u->head.nheaders = 0;
         u->header_state = 0;
         return 0;
     }
@@ -677,17 +681,17 @@ fast_head(gw_upconn_t *u)
                    (nlen == 7 && gw_str_caseeq_lc(n, GW_STR("upgrade")))) {
             return -1;
         }
-        u->headers[nh].name = n;
-        u->headers[nh].value = v;
+        u->head.headers[nh].name = n;
+        u->head.headers[nh].value = v;
         nh++;
     }
     if (clen < 0)
         return -1;
-    u->nheaders = nh;
-    u->status = status;
+    u->head.nheaders = nh;
+    u->head.status = status;
     u->content_length = clen;
-    u->is_chunked = 0;
-    u->needs_eof = 0;
+    u->head.chunked = 0;
+    u->head.until_close = 0;
     u->remaining = clen;
     u->fast_keepalive = (unsigned)keepalive;
     u->pos = (size_t)((const char *)e + 2 - base);
@@ -707,9 +711,9 @@ fast_body(gw_upconn_t *u)
     const char *p = u->rbuf->data + u->pos;
     u->pos += take;
     u->remaining -= (int64_t)take;
-    if (take && !gw_request_on_response_body(u->req, p, take))
+    if (take && !u->cb->on_body(u->user, p, take))
         u->paused = 1;
-    if (u->req == NULL || u->closing)
+    if (u->user == NULL || u->closing)
         return 0;
     if (u->remaining == 0) {
         u->resp_done = 1;
@@ -723,9 +727,8 @@ fast_body(gw_upconn_t *u)
 static void
 response_finished(gw_upconn_t *u)
 {
-    gw_request_t *r = u->req;
-    if (r == NULL)
-        return; /* the client went away while the response was read */
+    if (u->user == NULL)
+        return; /* the user went away while the response was read */
     /* bytes after the end of the response mean the upstream and we
      * disagree about framing: never reuse that connection */
     if (u->pos != u->len)
@@ -733,10 +736,10 @@ response_finished(gw_upconn_t *u)
     else
         u->reusable = u->fast == UP_FAST_BODY
                           ? u->fast_keepalive
-                          : llhttp_should_keep_alive(&u->parser) && !u->needs_eof;
+                          : llhttp_should_keep_alive(&u->parser) && !u->head.until_close;
     /* the read timer keeps running: the release that follows re-arms it as
      * the idle timer, or closes the connection */
-    gw_request_on_response_done(r);
+    u->cb->on_done(u->user);
 }
 
 /* The head went into the client's response: its space holds the body. */
@@ -750,16 +753,16 @@ head_consumed(gw_upconn_t *u)
 }
 
 /* The head is read (by llhttp, paused, or by the fast path): hand it to
- * the request. 1: read on; 0: stop (held, done, or gone). */
+ * the user. 1: read on; 0: stop (held, done, or gone). */
 static int
 after_head(gw_upconn_t *u)
 {
     int by_llhttp = u->fast != UP_FAST_BODY;
     u->head_done = 1;
-    int go = gw_request_on_response_head(u->req, u);
-    if (u->req == NULL || u->closing)
+    int how = u->cb->on_head(u->user, &u->head);
+    if (u->user == NULL || u->closing)
         return 0;
-    if (!go) {
+    if (how == GW_UP_HOLD) {
         /* the headers point into the buffer and the request reads them
          * when its plugin is done: they stay until gw_upconn_continue */
         u->held = 1;
@@ -768,6 +771,7 @@ after_head(gw_upconn_t *u)
         u->paused = 1;
         return 0;
     }
+    u->decode_body = how == GW_UP_READ_DECODED;
     head_consumed(u);
     if (u->resp_done) {
         response_finished(u);
@@ -788,10 +792,10 @@ head_too_large(gw_upconn_t *u)
 static void
 up_parse(gw_upconn_t *u)
 {
-    if (u->in_parse || u->req == NULL)
+    if (u->in_parse || u->user == NULL)
         return;
     u->in_parse = 1;
-    while (u->req && !u->resp_done && !u->closing && u->pos < u->len) {
+    while (u->user && !u->resp_done && !u->closing && u->pos < u->len) {
         if (u->fast == UP_FAST_TRY) {
             int fr = fast_head(u);
             if (fr == 0 && u->len < u->rbuf->cap)
@@ -841,9 +845,9 @@ up_parse(gw_upconn_t *u)
             continue;
         }
         if (!u->decode_body && end > start) {
-            if (!gw_request_on_response_body(u->req, base + start, end - start))
+            if (!u->cb->on_body(u->user, base + start, end - start))
                 u->paused = 1;
-            if (u->req == NULL || u->closing)
+            if (u->user == NULL || u->closing)
                 break;
         }
         if (u->resp_done) {
@@ -853,7 +857,7 @@ up_parse(gw_upconn_t *u)
         u->len = u->pos = 0;
     }
     u->in_parse = 0;
-    if (u->req && !u->closing) {
+    if (u->user && !u->closing) {
         if (u->paused)
             gw_upconn_pause(u);
         else if (u->pos == u->len && !u->resp_done && u->head_done) {
@@ -867,7 +871,7 @@ static void
 on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     gw_upconn_t *u = s->data;
-    if (u->state == UP_IDLE || u->req == NULL) {
+    if (u->state == UP_IDLE || u->user == NULL) {
         /* an idle connection that speaks or closes is done */
         if (nread != 0)
             up_close(u);
@@ -876,12 +880,12 @@ on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (nread == 0)
         return;
     if (nread < 0) {
-        if (nread == UV_EOF && u->head_done && u->needs_eof) {
+        if (nread == UV_EOF && u->head_done && u->head.until_close) {
             llhttp_finish(&u->parser);
             u->resp_done = 1;
             u->reusable = 0;
             gw_deadline_clear(&u->dl);
-            gw_request_on_response_done(u->req);
+            u->cb->on_done(u->user);
             return;
         }
         up_fail(u, closed_error(u));
@@ -897,16 +901,17 @@ on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     u->len += (size_t)nread;
     up_parse(u);
     /* read timeout: the gap between two reads of a response still coming */
-    if (u->req && !u->closing && !u->resp_done && !u->paused && !u->out.busy)
+    if (u->user && !u->closing && !u->resp_done && !u->paused && !u->out.busy)
         timer_start(u, u->up->conf->read_timeout_ms);
 }
 
 void
-gw_upconn_continue(gw_upconn_t *u)
+gw_upconn_continue(gw_upconn_t *u, int how)
 {
     if (!u->held || u->closing)
         return;
     u->held = 0;
+    u->decode_body = how == GW_UP_READ_DECODED;
     head_consumed(u);
     if (u->resp_done) {
         response_finished(u);
@@ -945,7 +950,7 @@ gw_upconn_release(gw_upconn_t *u, int reuse)
     node_pool_t *pool = u->node->pool;
     if (u->node->inflight)
         u->node->inflight--;
-    u->req = NULL;
+    u->user = NULL;
     u->requests++;
     if (!reuse || !u->reusable || !u->resp_done || gw_wqueue_pending(&u->out) || u->closing ||
         w->draining || pool->nidle >= (unsigned)u->up->conf->keepalive_size) {

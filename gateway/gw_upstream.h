@@ -5,9 +5,14 @@
  * the response (llhttp, strict), with connect/send/read timeouts.
  *
  * A Content-Length body is passed through as the bytes the upstream sent,
- * so the common case copies nothing; a chunked body is decoded here and
- * re-framed by gw_request (chunks toward HTTP/1.1 clients, close-delimited
- * toward HTTP/1.0 ones), so no upstream framing reaches a client.
+ * so the common case copies nothing; a chunked body is decoded here when
+ * the user asks (GW_UP_READ_DECODED) and re-framed by the user, so no
+ * upstream framing reaches a client.
+ *
+ * A connection knows nothing of what uses it: it reports through a table
+ * of callbacks (as h2o's httpclient does) and takes what it needs of the
+ * exchange as plain data (gw_upconn_user_t). The user acquires and
+ * releases it; the connection never drops its user by itself.
  */
 #ifndef GW_UPSTREAM_H
 #define GW_UPSTREAM_H
@@ -19,11 +24,11 @@
 #include "gw_health.h"
 #include "gw_http.h"
 #include "gw_node.h"
-#include "gw_request.h"
 #include "gw_worker.h"
 #include "gw_wqueue.h"
 
 typedef struct gw_upstream_rt_s gw_upstream_rt_t;
+typedef struct gw_target_s gw_target_t;
 
 struct gw_target_s {
     gw_upstream_rt_t *up;
@@ -55,6 +60,8 @@ struct gw_upstreams_s {
     size_t nroutes;
 };
 
+typedef struct gw_upconn_s gw_upconn_t;
+
 typedef enum {
     GW_UP_CONNECT_FAILED = 1, /* the request never left the gateway */
     GW_UP_RESET,              /* closed or reset before any response byte */
@@ -66,6 +73,53 @@ typedef enum {
                               the node may have closed it as idle */
 } gw_up_error_t;
 
+/* A response head as the node sent it, interim (1xx) ones dropped. */
+typedef struct {
+    int status;
+    unsigned chunked : 1;     /* the node frames the body in chunks */
+    unsigned until_close : 1; /* the body ends when the node closes */
+    size_t nheaders;
+    /* slices of the connection's read buffer: valid in on_head, and while
+     * the head is held, until gw_upconn_continue */
+    gw_header_t headers[GW_MAX_HEADERS];
+} gw_up_head_t;
+
+/* on_head's answer, and gw_upconn_continue's argument after a hold. */
+enum {
+    GW_UP_HOLD = 0,         /* the user decides later (gw_upconn_continue) */
+    GW_UP_READ = 1,         /* body bytes as the node framed them */
+    GW_UP_READ_DECODED = 2, /* body bytes with the chunk framing taken off */
+};
+
+/*
+ * What a connection reports to its user. One static const table per kind
+ * of user; every call gets the user's pointer. Calls come from the loop,
+ * or from the user's own gw_upconn_continue and gw_upconn_resume (bytes
+ * already read are handed on at once); never after the release.
+ */
+typedef struct {
+    void (*on_ready)(void *user);   /* connected: the request may be written */
+    void (*on_drained)(void *user); /* what was queued has been written */
+    /* GW_UP_HOLD, GW_UP_READ or GW_UP_READ_DECODED */
+    int (*on_head)(void *user, const gw_up_head_t *head);
+    /* Body bytes; 0 when the user is behind (the connection stops reading
+     * until gw_upconn_resume). */
+    int (*on_body)(void *user, const char *data, size_t len);
+    void (*on_done)(void *user); /* the response is complete */
+    /* The connection is closed and useless: the user releases it. */
+    void (*on_error)(void *user, gw_up_error_t e);
+} gw_upconn_cb_t;
+
+/* Who uses a connection, and what the connection must know of the
+ * exchange: filled by the user for each acquire. */
+typedef struct {
+    const gw_upconn_cb_t *cb;
+    void *user;
+    unsigned head_request : 1; /* HEAD: a response without a body, whatever its head says */
+    unsigned idempotent : 1;   /* may go out on a pooled connection without a look at it */
+    unsigned body_follows : 1; /* body bytes follow the head: the send timeout runs */
+} gw_upconn_user_t;
+
 struct gw_upconn_s {
     uv_tcp_t tcp;
     uv_connect_t creq;
@@ -74,7 +128,8 @@ struct gw_upconn_s {
     gw_worker_t *w;
     gw_node_t *node;
     gw_upstream_rt_t *up;
-    gw_request_t *req;
+    const gw_upconn_cb_t *cb;
+    void *user;     /* NULL once released */
     gw_link_t link; /* in the node's idle list */
     llhttp_t parser;
     gw_rbuf_t *rbuf;
@@ -87,12 +142,10 @@ struct gw_upconn_s {
     unsigned resp_done : 1;
     unsigned got_bytes : 1;
     unsigned reusable : 1;    /* the upstream allows keep-alive */
-    unsigned decode_body : 1; /* de-chunk for an HTTP/1.0 client */
-    unsigned paused : 1;      /* the client is behind: not reading */
+    unsigned decode_body : 1; /* the user wants the body de-chunked */
+    unsigned paused : 1;      /* the user is behind: not reading */
     unsigned in_parse : 1;
     unsigned head_request : 1;
-    unsigned needs_eof : 1;
-    unsigned is_chunked : 1;
     unsigned closing : 1;
     unsigned held : 1;           /* the response head waits for a plugin */
     unsigned fast : 2;           /* UP_FAST_*: how this response is being read */
@@ -101,11 +154,9 @@ struct gw_upconn_s {
     int64_t remaining;           /* fast path: body bytes still to come */
     int header_state;
     int failed; /* a gw_up_error_t waiting to be reported from the loop */
-    int status;
     int64_t content_length;
-    gw_header_t headers[GW_MAX_HEADERS];
-    size_t nheaders;
     uint64_t requests;
+    gw_up_head_t head;
 };
 
 gw_upstreams_t *gw_upstreams_new(gw_worker_t *w, char *err, size_t errlen);
@@ -120,49 +171,40 @@ struct gw_breaker_s *gw_upstreams_breaker(gw_upstreams_t *u, const gw_route_conf
                                           int split);
 
 /*
- * Binds a connection to node for request r: an idle pooled one when
- * possible (then *ready is 1 and the caller may send at once), else a new
- * one (then gw_request_on_upstream_ready or gw_request_on_upstream_error
- * follows). Returns NULL only when no connection can be made at all.
+ * Binds a connection to node for a user: an idle pooled one when possible
+ * (then *ready is 1 and the user may send at once), else a new one (then
+ * on_ready or on_error follows). Returns NULL only when no connection can
+ * be made at all.
  */
 gw_upconn_t *gw_upconn_acquire(gw_worker_t *w, gw_upstream_rt_t *up, gw_node_t *node,
-                               gw_request_t *r, int *ready);
+                               const gw_upconn_user_t *user, int *ready);
 
-/* A new connection to node for r, never a pooled one; then as for
+/* A new connection to node, never a pooled one; then as for
  * gw_upconn_acquire's new connections. NULL when the connect cannot start. */
 gw_upconn_t *gw_upconn_connect(gw_worker_t *w, gw_upstream_rt_t *up, gw_node_t *node,
-                               gw_request_t *r);
+                               const gw_upconn_user_t *user);
 
-/* Writes request bytes. 1: all taken, 0: queued (wait for
- * gw_request_on_upstream_drained), -1: failed (the error callback follows). */
+/* Writes request bytes. 1: all taken, 0: queued (wait for on_drained),
+ * -1: failed (on_error follows from the loop). */
 int gw_upconn_write(gw_upconn_t *u, const uv_buf_t *bufs, unsigned n);
 
 /* The request was fully sent: start the read timeout and the response. */
 void gw_upconn_request_sent(gw_upconn_t *u);
 
-/* After a held response head: read on, or finish a bodiless response.
- * Until then the head's headers stay valid (the body waits behind them). */
-void gw_upconn_continue(gw_upconn_t *u);
+/* After a held response head: read on (HOW: GW_UP_READ or
+ * GW_UP_READ_DECODED), or finish a bodiless response. Until then the
+ * head's headers stay valid (the body waits behind them). */
+void gw_upconn_continue(gw_upconn_t *u, int how);
 
-/* Flow control from the client side. */
+/* Flow control from the user's side. */
 void gw_upconn_pause(gw_upconn_t *u);
 void gw_upconn_resume(gw_upconn_t *u);
 
-/* Detaches from the request; pools the connection when it is clean. */
+/* Detaches from its user, who hears nothing more of it; pools the
+ * connection when it is clean and REUSE allows, else closes it. */
 void gw_upconn_release(gw_upconn_t *u, int reuse);
 
 /* Closes every pooled idle connection (worker exit). */
 void gw_upstreams_close_idle(gw_upstreams_t *u);
-
-/* Events for the request (implemented in gw_request.c). */
-void gw_request_on_upstream_ready(gw_request_t *r);
-void gw_request_on_upstream_drained(gw_request_t *r);
-void gw_request_on_upstream_error(gw_request_t *r, gw_up_error_t e);
-/* 1: go on with the body; 0: hold it (a plugin's header_filter waits)
- * until gw_upconn_continue. */
-int gw_request_on_response_head(gw_request_t *r, gw_upconn_t *u);
-/* Body bytes to forward as they are; returns 0 when the client is behind. */
-int gw_request_on_response_body(gw_request_t *r, const char *data, size_t len);
-void gw_request_on_response_done(gw_request_t *r);
 
 #endif
