@@ -79,6 +79,7 @@ gw_request_detach(gw_request_t *r)
 }
 
 static void on_budget_closed(uv_handle_t *h);
+static void upstream_release(gw_request_t *r, int reuse);
 
 /* The route budget stops and the node's connection goes back unreused:
  * nothing of the upstream exchange may call into the request any more. */
@@ -89,10 +90,7 @@ drop_upstream(gw_request_t *r)
         uv_timer_stop(&r->budget);
         r->budget_active = 0;
     }
-    if (r->up) {
-        gw_upconn_release(r->up, 0);
-        r->up = NULL;
-    }
+    upstream_release(r, 0);
 }
 
 void
@@ -542,8 +540,7 @@ on_budget(uv_timer_t *t)
                             (int)r->node->index, 0,
                             (gw_worker_now_ns(r->w) - r->up_start_ns) / 1e9);
         gw_health_observe(r->target->up->health, r->node, 0);
-        gw_upconn_release(r->up, 0);
-        r->up = NULL;
+        upstream_release(r, 0);
     }
     if (r->head_sent)
         gw_conn_close(r->conn);
@@ -700,16 +697,38 @@ static const gw_upconn_cb_t upstream_events = {
     .on_error = on_upstream_error,
 };
 
-static gw_upconn_user_t
-upconn_user(gw_request_t *r)
+/*
+ * The node's connection is bound to r->up and unbound here only: the
+ * connection reports (upstream_events) and the request decides.
+ * FRESH: a new connection, never a pooled one. 1: bound and ready to
+ * send; 0: bound, on_ready or on_error follows; -1: no connection.
+ */
+static int
+upstream_acquire(gw_request_t *r, int fresh)
 {
-    return (gw_upconn_user_t){
+    gw_upconn_user_t user = {
         .cb = &upstream_events,
         .user = r,
         .head_request = r->view.method == GW_M_HEAD,
         .idempotent = r->idempotent,
         .body_follows = !r->body_done,
     };
+    gw_upstream_rt_t *up = r->target->up;
+    int ready = 0;
+    r->up = fresh ? gw_upconn_connect(r->w, up, r->node, &user)
+                  : gw_upconn_acquire(r->w, up, r->node, &user, &ready);
+    return r->up ? ready : -1;
+}
+
+/* REUSE: the exchange ended cleanly, the connection may be pooled. */
+static void
+upstream_release(gw_request_t *r, int reuse)
+{
+    gw_upconn_t *u = r->up;
+    if (u == NULL)
+        return;
+    r->up = NULL;
+    gw_upconn_release(u, reuse);
 }
 
 static void
@@ -745,10 +764,8 @@ pick_and_connect(gw_request_t *r)
         }
         r->node = node;
         r->up_start_ns = gw_worker_now_ns(w);
-        int ready = 0;
-        gw_upconn_user_t user = upconn_user(r);
-        r->up = gw_upconn_acquire(w, t->up, node, &user, &ready);
-        if (r->up == NULL) {
+        int ready = upstream_acquire(r, 0);
+        if (ready < 0) {
             r->err = GW_ERR_UPSTREAM;
             if ((int)(r->ntried - r->ndropped) <= t->up->conf->retries)
                 continue;
@@ -848,9 +865,7 @@ reconnect_stale(gw_request_t *r, gw_up_error_t e)
     if (r->budget_active && uv_timer_get_due_in(&r->budget) == 0)
         return 0; /* the route's deadline is due: its 504 follows */
     r->reconnected = 1;
-    gw_upconn_user_t user = upconn_user(r);
-    r->up = gw_upconn_connect(w, r->target->up, r->node, &user);
-    if (r->up == NULL)
+    if (upstream_acquire(r, 1) < 0)
         return 0;
     gw_metrics_reused_conn_retry(w->metrics, w->slot, (int)r->target->up->conf->index);
     gw_log(w->log, GW_LOG_INFO,
@@ -867,8 +882,7 @@ on_upstream_error(void *user, gw_up_error_t e)
     gw_request_t *r = user;
     /* closed already: this only unbinds it (and the node's count drops
      * before a retry picks again) */
-    gw_upconn_release(r->up, 0);
-    r->up = NULL;
+    upstream_release(r, 0);
     if (reconnect_stale(r, e))
         return;
     if (e == GW_UP_STALE)
@@ -974,9 +988,7 @@ after_upstream_error(gw_request_t *r, const gw_up_head_t *h, int rc)
         /* the node's answer is replaced: its body is not read, so its
          * connection cannot be reused */
         upstream_feedback(r, h->status);
-        gw_upconn_t *u = r->up;
-        r->up = NULL;
-        gw_upconn_release(u, 0);
+        upstream_release(r, 0);
         send_exit(r);
         return GW_UP_HOLD;
     }
@@ -1157,11 +1169,8 @@ write_body(gw_request_t *r, const char *data, size_t len, int last)
 static void
 finish_response(gw_request_t *r)
 {
-    gw_upconn_t *u = r->up;
     upstream_feedback(r, r->up_status);
-    r->up = NULL;
-    if (u)
-        gw_upconn_release(u, r->body_done);
+    upstream_release(r, r->body_done);
     gw_conn_request_done(r->conn);
 }
 
@@ -1474,10 +1483,7 @@ gw_request_fail(gw_request_t *r, int status, const char *message)
         gw_http_random_hex(&r->w->rng, p, 32);
         r->request_id = (gw_str_t){p, 32};
     }
-    if (r->up) {
-        gw_upconn_release(r->up, 0);
-        r->up = NULL;
-    }
+    upstream_release(r, 0);
     /* the error phase may answer instead (degradation, error mapping) */
     const char *kind = err_kind(r, status);
     if (kind && (r->lua_phases & GW_PH_ERROR) && !r->in_error_phase) {
