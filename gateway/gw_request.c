@@ -715,8 +715,8 @@ upstream_acquire(gw_request_t *r, int fresh)
     };
     gw_upstream_rt_t *up = r->target->up;
     int ready = 0;
-    r->up = fresh ? gw_upconn_connect(r->w, up, r->node, &user)
-                  : gw_upconn_acquire(r->w, up, r->node, &user, &ready);
+    r->up = fresh ? gw_upconn_connect(up, r->node, &user)
+                  : gw_upconn_acquire(up, r->node, &user, &ready);
     return r->up ? ready : -1;
 }
 

@@ -113,13 +113,16 @@ gw_upstreams_breaker(gw_upstreams_t *u, const gw_route_conf_t *route, int split)
 }
 
 gw_upstreams_t *
-gw_upstreams_new(gw_worker_t *w, char *err, size_t errlen)
+gw_upstreams_new(const gw_upstreams_env_t *env, char *err, size_t errlen)
 {
-    const gw_conf_t *conf = w->conf;
+    const gw_conf_t *conf = env->conf;
     gw_upstreams_t *u = calloc(1, sizeof(*u));
     if (u == NULL)
         goto failed;
     u->w_conf = conf;
+    u->loop = env->loop;
+    u->log = env->log;
+    u->rbufs = env->rbufs;
     u->n = conf->nupstreams;
     u->ups = calloc(u->n ? u->n : 1, sizeof(gw_upstream_rt_t));
     u->nroutes = conf->nroutes;
@@ -131,6 +134,7 @@ gw_upstreams_new(gw_worker_t *w, char *err, size_t errlen)
         goto failed;
     for (size_t i = 0; i < u->n; i++) {
         gw_upstream_rt_t *up = &u->ups[i];
+        up->set = u;
         up->conf = &conf->upstreams[i];
         up->nnodes = up->conf->nnodes;
         up->nodes = calloc(up->nnodes ? up->nnodes : 1, sizeof(gw_node_t));
@@ -148,7 +152,7 @@ gw_upstreams_new(gw_worker_t *w, char *err, size_t errlen)
             node->healthy = 1;
             node->pool = pool;
         }
-        if (target_init(&up->all, up, NULL, 0, w->rng + i) != GW_OK)
+        if (target_init(&up->all, up, NULL, 0, env->seed + i) != GW_OK)
             goto failed;
         if (up->conf->breaker.enabled && up->conf->breaker.scope == GW_SCOPE_UPSTREAM &&
             (up->breaker = gw_breaker_new(&up->conf->breaker)) == NULL)
@@ -158,8 +162,9 @@ gw_upstreams_new(gw_worker_t *w, char *err, size_t errlen)
                 (up->nodes[n].breaker = gw_breaker_new(&up->conf->breaker)) == NULL)
                 goto failed;
         if (gw_health_enabled(up->conf)) {
-            up->health = gw_health_new(w->loop, up->conf, up->nodes, up->nnodes, w->log, w->metrics,
-                                       w->slot, w->rng + i * 7919 + 1, err, errlen);
+            up->health =
+                gw_health_new(env->loop, up->conf, up->nodes, up->nnodes, env->log, env->metrics,
+                              env->slot, env->seed + i * 7919 + 1, err, errlen);
             if (up->health == NULL) {
                 gw_upstreams_free(u);
                 return NULL;
@@ -174,12 +179,12 @@ gw_upstreams_new(gw_worker_t *w, char *err, size_t errlen)
         u->route_targets[r] = ts;
         u->nsplits[r] = rc->nsplit;
         if (route_target_init(&ts[0], &u->ups[rc->upstream->index], rc->subset, rc->nsubset,
-                              w->rng + r * 131 + rc->nsplit) != GW_OK)
+                              env->seed + r * 131 + rc->nsplit) != GW_OK)
             goto failed;
         for (size_t s = 0; s < rc->nsplit; s++) {
             const gw_split_rule_t *rule = &rc->split[s];
             if (route_target_init(&ts[s + 1], &u->ups[rule->upstream->index], rule->subset,
-                                  rule->nsubset, w->rng + r * 131 + s) != GW_OK)
+                                  rule->nsubset, env->seed + r * 131 + s) != GW_OK)
                 goto failed;
         }
     }
@@ -246,7 +251,7 @@ on_up_closed(uv_handle_t *h)
 {
     gw_upconn_t *u = h->data;
     if (u->rbuf)
-        gw_worker_rbuf_put(u->w, u->rbuf);
+        gw_rbuf_put(u->set->rbufs, u->rbuf);
     gw_wqueue_free(&u->out);
     free(u);
 }
@@ -271,7 +276,7 @@ up_close(gw_upconn_t *u)
     }
     /* llhttp may still be walking the buffer: it goes back after the close */
     if (u->rbuf && !u->in_parse) {
-        gw_worker_rbuf_put(u->w, u->rbuf);
+        gw_rbuf_put(u->set->rbufs, u->rbuf);
         u->rbuf = NULL;
     }
     uv_close((uv_handle_t *)&u->tcp, on_up_tcp_closed);
@@ -362,8 +367,7 @@ bind_user(gw_upconn_t *u, const gw_upconn_user_t *user)
 }
 
 gw_upconn_t *
-gw_upconn_acquire(gw_worker_t *w, gw_upstream_rt_t *up, gw_node_t *node,
-                  const gw_upconn_user_t *user, int *ready)
+gw_upconn_acquire(gw_upstream_rt_t *up, gw_node_t *node, const gw_upconn_user_t *user, int *ready)
 {
     node_pool_t *pool = node->pool;
     while (!gw_list_empty(&pool->idle)) {
@@ -392,29 +396,29 @@ gw_upconn_acquire(gw_worker_t *w, gw_upstream_rt_t *up, gw_node_t *node,
         return u;
     }
     *ready = 0;
-    return gw_upconn_connect(w, up, node, user);
+    return gw_upconn_connect(up, node, user);
 }
 
 gw_upconn_t *
-gw_upconn_connect(gw_worker_t *w, gw_upstream_rt_t *up, gw_node_t *node,
-                  const gw_upconn_user_t *user)
+gw_upconn_connect(gw_upstream_rt_t *up, gw_node_t *node, const gw_upconn_user_t *user)
 {
+    gw_upstreams_t *set = up->set;
     gw_upconn_t *u = calloc(1, sizeof(*u));
     if (u == NULL)
         return NULL;
-    u->w = w;
+    u->set = set;
     u->node = node;
     u->up = up;
     bind_user(u, user);
     u->state = UP_CONNECTING;
-    uv_tcp_init(w->loop, &u->tcp);
-    uv_timer_init(w->loop, &u->timer);
+    uv_tcp_init(set->loop, &u->tcp);
+    uv_timer_init(set->loop, &u->timer);
     u->tcp.data = u->timer.data = u->creq.data = u;
     gw_list_init(&u->link);
     int rc =
         uv_tcp_connect(&u->creq, &u->tcp, (const struct sockaddr *)&node->conf->sa, on_connect);
     if (rc < 0) {
-        gw_log(w->log, GW_LOG_WARN, "connect to %s: %s", node->conf->addr, uv_strerror(rc));
+        gw_log(set->log, GW_LOG_WARN, "connect to %s: %s", node->conf->addr, uv_strerror(rc));
         u->user = NULL;
         up_close(u);
         return NULL;
@@ -581,7 +585,7 @@ on_up_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     gw_upconn_t *u = h->data;
     if (u->rbuf == NULL)
-        u->rbuf = gw_worker_rbuf_get(u->w);
+        u->rbuf = gw_rbuf_get(u->set->rbufs);
     buf->base = u->rbuf->data + u->len;
     buf->len = u->rbuf->cap - u->len;
 }
@@ -785,7 +789,7 @@ after_head(gw_upconn_t *u)
 static void
 head_too_large(gw_upconn_t *u)
 {
-    gw_log(u->w->log, GW_LOG_WARN, "upstream %s: response head too large", u->node->conf->addr);
+    gw_log(u->set->log, GW_LOG_WARN, "upstream %s: response head too large", u->node->conf->addr);
     up_fail(u, GW_UP_BAD_RESPONSE);
 }
 
@@ -826,8 +830,8 @@ up_parse(gw_upconn_t *u)
         llhttp_errno_t err = llhttp_execute(&u->parser, base + u->pos, lim - u->pos);
         size_t end = err == HPE_OK ? lim : (size_t)(llhttp_get_error_pos(&u->parser) - base);
         if (err != HPE_OK && err != HPE_PAUSED) {
-            gw_log(u->w->log, GW_LOG_WARN, "upstream %s: invalid response: %s", u->node->conf->addr,
-                   llhttp_get_error_reason(&u->parser));
+            gw_log(u->set->log, GW_LOG_WARN, "upstream %s: invalid response: %s",
+                   u->node->conf->addr, llhttp_get_error_reason(&u->parser));
             up_fail(u, u->head_done ? GW_UP_TRUNCATED : GW_UP_BAD_RESPONSE);
             break;
         }
@@ -946,19 +950,19 @@ gw_upconn_resume(gw_upconn_t *u)
 void
 gw_upconn_release(gw_upconn_t *u, int reuse)
 {
-    gw_worker_t *w = u->w;
+    gw_upstreams_t *set = u->set;
     node_pool_t *pool = u->node->pool;
     if (u->node->inflight)
         u->node->inflight--;
     u->user = NULL;
     u->requests++;
     if (!reuse || !u->reusable || !u->resp_done || gw_wqueue_pending(&u->out) || u->closing ||
-        w->draining || pool->nidle >= (unsigned)u->up->conf->keepalive_size) {
+        set->draining || pool->nidle >= (unsigned)u->up->conf->keepalive_size) {
         up_close(u);
         return;
     }
     if (u->rbuf) {
-        gw_worker_rbuf_put(w, u->rbuf);
+        gw_rbuf_put(set->rbufs, u->rbuf);
         u->rbuf = NULL;
     }
     u->len = u->pos = 0;
@@ -970,6 +974,13 @@ gw_upconn_release(gw_upconn_t *u, int reuse)
     timer_start(u, u->up->conf->keepalive_idle_ms);
     up_read_start(u);
     gw_edge_try(&u->edge, (uv_stream_t *)&u->tcp);
+}
+
+void
+gw_upstreams_drain(gw_upstreams_t *u)
+{
+    if (u)
+        u->draining = 1;
 }
 
 void

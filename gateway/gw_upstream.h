@@ -20,15 +20,30 @@
 #include <llhttp.h>
 #include <uv.h>
 
+#include "gw_core.h"
 #include "gw_deadline.h"
 #include "gw_health.h"
 #include "gw_http.h"
 #include "gw_node.h"
-#include "gw_worker.h"
+#include "gw_rbuf.h"
 #include "gw_wqueue.h"
 
 typedef struct gw_upstream_rt_s gw_upstream_rt_t;
 typedef struct gw_target_s gw_target_t;
+typedef struct gw_upstreams_s gw_upstreams_t;
+typedef struct gw_log_s gw_log_t;
+
+/* What the upstreams take from the worker that runs them: the worker
+ * hands it over as plain data, so this module needs nothing of it. */
+typedef struct {
+    uv_loop_t *loop;
+    const gw_conf_t *conf;
+    gw_log_t *log;
+    gw_metrics_t *metrics;
+    int slot;
+    uint64_t seed;         /* the balancers' and health checks' randomness */
+    gw_rbuf_pool_t *rbufs; /* read buffers, shared with the client side */
+} gw_upstreams_env_t;
 
 struct gw_target_s {
     gw_upstream_rt_t *up;
@@ -38,6 +53,7 @@ struct gw_target_s {
 };
 
 struct gw_upstream_rt_s {
+    gw_upstreams_t *set; /* the worker's upstreams, this one among them */
     const gw_upstream_conf_t *conf;
     gw_node_t *nodes;
     size_t nnodes;
@@ -58,6 +74,10 @@ struct gw_upstreams_s {
                                   * [1+i] split rule i */
     size_t *nsplits;
     size_t nroutes;
+    uv_loop_t *loop;
+    gw_log_t *log;
+    gw_rbuf_pool_t *rbufs;
+    int draining; /* no connection goes back to a pool any more */
 };
 
 typedef struct gw_upconn_s gw_upconn_t;
@@ -125,7 +145,7 @@ struct gw_upconn_s {
     uv_connect_t creq;
     uv_timer_t timer;
     gw_deadline_t dl;
-    gw_worker_t *w;
+    gw_upstreams_t *set;
     gw_node_t *node;
     gw_upstream_rt_t *up;
     const gw_upconn_cb_t *cb;
@@ -159,8 +179,11 @@ struct gw_upconn_s {
     gw_up_head_t head;
 };
 
-gw_upstreams_t *gw_upstreams_new(gw_worker_t *w, char *err, size_t errlen);
+gw_upstreams_t *gw_upstreams_new(const gw_upstreams_env_t *env, char *err, size_t errlen);
 void gw_upstreams_free(gw_upstreams_t *u);
+
+/* The worker drains: connections are closed when their exchange ends. */
+void gw_upstreams_drain(gw_upstreams_t *u);
 
 gw_target_t *gw_upstreams_target(gw_upstreams_t *u, const gw_route_conf_t *route, int split);
 
@@ -176,13 +199,12 @@ struct gw_breaker_s *gw_upstreams_breaker(gw_upstreams_t *u, const gw_route_conf
  * on_ready or on_error follows). Returns NULL only when no connection can
  * be made at all.
  */
-gw_upconn_t *gw_upconn_acquire(gw_worker_t *w, gw_upstream_rt_t *up, gw_node_t *node,
-                               const gw_upconn_user_t *user, int *ready);
+gw_upconn_t *gw_upconn_acquire(gw_upstream_rt_t *up, gw_node_t *node, const gw_upconn_user_t *user,
+                               int *ready);
 
 /* A new connection to node, never a pooled one; then as for
  * gw_upconn_acquire's new connections. NULL when the connect cannot start. */
-gw_upconn_t *gw_upconn_connect(gw_worker_t *w, gw_upstream_rt_t *up, gw_node_t *node,
-                               const gw_upconn_user_t *user);
+gw_upconn_t *gw_upconn_connect(gw_upstream_rt_t *up, gw_node_t *node, const gw_upconn_user_t *user);
 
 /* Writes request bytes. 1: all taken, 0: queued (wait for on_drained),
  * -1: failed (on_error follows from the loop). */

@@ -55,30 +55,13 @@ on_clock_reset(uv_prepare_t *p)
 gw_rbuf_t *
 gw_worker_rbuf_get(gw_worker_t *w)
 {
-    gw_rbuf_t *b = w->free_rbufs;
-    if (b) {
-        w->free_rbufs = b->next;
-        w->nfree_rbufs--;
-        return b;
-    }
-    b = malloc(sizeof(*b) + w->rbuf_size);
-    if (b == NULL)
-        abort();
-    b->cap = w->rbuf_size;
-    return b;
+    return gw_rbuf_get(&w->rbufs);
 }
 
 void
 gw_worker_rbuf_put(gw_worker_t *w, gw_rbuf_t *b)
 {
-    /* keep a bounded reserve; idle memory goes back to the allocator */
-    if (w->nfree_rbufs >= 256) {
-        free(b);
-        return;
-    }
-    b->next = w->free_rbufs;
-    w->free_rbufs = b;
-    w->nfree_rbufs++;
+    gw_rbuf_put(&w->rbufs, b);
 }
 
 static void
@@ -145,6 +128,7 @@ begin_drain(gw_worker_t *w)
     if (w->draining)
         return;
     w->draining = 1;
+    gw_upstreams_drain(w->upstreams);
     gw_log(w->log, GW_LOG_INFO, "draining %u connection(s)", w->nconns);
     for (size_t i = 0; i < w->nlisteners; i++) {
         if (w->listeners[i].active) {
@@ -248,7 +232,8 @@ setup(gw_worker_t *w, const int *fds, size_t nfds)
         if (w->lua == NULL)
             return GW_ERROR;
     }
-    w->upstreams = gw_upstreams_new(w, err, sizeof(err));
+    gw_upstreams_env_t env = {w->loop, w->conf, w->log, w->metrics, w->slot, w->rng, &w->rbufs};
+    w->upstreams = gw_upstreams_new(&env, err, sizeof(err));
     if (w->upstreams == NULL) {
         gw_log(w->log, GW_LOG_ERROR, "upstreams: %s", err);
         return GW_ERROR;
@@ -314,7 +299,7 @@ gw_worker_run(const gw_conf_t *conf, int slot, int nworkers, const int *listen_f
     w.metrics = metrics;
     w.status_fd = status_fd;
     w.rng = uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)slot;
-    w.rbuf_size = conf->max_header_size + 4096 > 16384 ? conf->max_header_size + 4096 : 16384;
+    w.rbufs.size = conf->max_header_size + 4096 > 16384 ? conf->max_header_size + 4096 : 16384;
     w.max_conns = (unsigned)(conf->max_connections / nworkers);
     if (w.max_conns == 0)
         w.max_conns = 1;
@@ -356,11 +341,7 @@ gw_worker_run(const gw_conf_t *conf, int slot, int nworkers, const int *listen_f
     for (size_t i = 0; i < w.nlimiters; i++)
         gw_limiter_free(w.limiters[i]);
     free(w.limiters);
-    while (w.free_rbufs) {
-        gw_rbuf_t *b = w.free_rbufs;
-        w.free_rbufs = b->next;
-        free(b);
-    }
+    gw_rbuf_pool_close(&w.rbufs);
     free(w.listeners);
     uv_loop_close(&loop);
     if (rc == 0)

@@ -12,6 +12,7 @@
 
 #include "gw_config.h"
 #include "gw_core.h"
+#include "gw_rbuf.h"
 
 typedef struct gw_log_s gw_log_t;
 typedef struct gw_access_log_s gw_access_log_t;
@@ -19,14 +20,6 @@ typedef struct gw_status_s gw_status_t;
 typedef struct gw_conn_s gw_conn_t;
 typedef struct gw_request_s gw_request_t;
 typedef struct gw_upstreams_s gw_upstreams_t;
-
-/* Read buffers for both sides come from one free list: connections hold a
- * buffer only while they have unparsed bytes or a request in flight. */
-typedef struct gw_rbuf_s {
-    struct gw_rbuf_s *next;
-    size_t cap;
-    char data[];
-} gw_rbuf_t;
 
 typedef struct {
     int fd;
@@ -59,9 +52,7 @@ struct gw_worker_s {
     unsigned nconns;
     unsigned max_conns; /* this worker's share of limits.max_connections */
 
-    gw_rbuf_t *free_rbufs;
-    size_t rbuf_size;
-    unsigned nfree_rbufs;
+    gw_rbuf_pool_t rbufs; /* read buffers of both sides */
     gw_request_t *free_reqs;
 
     uv_signal_t sig_term, sig_quit, sig_usr1;
