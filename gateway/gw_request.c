@@ -944,8 +944,9 @@ status_line(gw_buf_t *b, int status)
 
 static int build_response_head(gw_request_t *r, const gw_up_head_t *h);
 
-/* header_filter works on a copy of the upstream's headers: it may wait,
- * and the upstream buffer moves on meanwhile. */
+/* header_filter works on a copy of the upstream's headers: it may change
+ * them, and they point into the connection's buffer, which the body takes
+ * over once the head is let go (gw_upconn_continue). */
 static void
 copy_response_headers(gw_request_t *r, const gw_up_head_t *head)
 {
