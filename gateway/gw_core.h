@@ -1,7 +1,8 @@
 /*
  * Shared types of the gateway core: return codes, the string slice, the
- * request view handed to the router, the split and the balancers, and the
- * forward declarations of every module's main types.
+ * request view handed to the router, the split and the balancers, the
+ * intrusive list, and the forward declarations of every module's main
+ * types. It includes nothing of the gateway: every module may use it.
  */
 #ifndef GW_CORE_H
 #define GW_CORE_H
@@ -107,6 +108,43 @@ gw_str_caseeq_lc(gw_str_t a, gw_str_t lc)
     return i == n ||
            gw_ascii_lower8(gw_load_upto8(a.data + n - 8, 8)) == gw_load_upto8(lc.data + n - 8, 8);
 }
+
+/* Intrusive doubly-linked list. Here rather than in gw_worker.h so that
+ * leaf modules (redis) can keep their queues without the worker. */
+typedef struct gw_link_s {
+    struct gw_link_s *prev, *next;
+} gw_link_t;
+
+static inline void
+gw_list_init(gw_link_t *h)
+{
+    h->prev = h->next = h;
+}
+
+static inline int
+gw_list_empty(const gw_link_t *h)
+{
+    return h->next == h;
+}
+
+static inline void
+gw_list_push(gw_link_t *h, gw_link_t *l)
+{
+    l->next = h;
+    l->prev = h->prev;
+    h->prev->next = l;
+    h->prev = l;
+}
+
+static inline void
+gw_list_remove(gw_link_t *l)
+{
+    l->prev->next = l->next;
+    l->next->prev = l->prev;
+    l->prev = l->next = l;
+}
+
+#define GW_CONTAINER_OF(p, type, field) ((type *)((char *)(p)-offsetof(type, field)))
 
 typedef struct {
     gw_str_t name;

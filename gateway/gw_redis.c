@@ -8,7 +8,6 @@
 
 #include "gw_http.h"
 #include "gw_log.h"
-#include "gw_worker.h"
 
 #define MAX_PENDING 65536
 #define PROBE_MS 100
