@@ -300,6 +300,17 @@ gw_lua_req_close(gw_lua_req_t *lr, uv_close_cb closed)
     uv_close((uv_handle_t *)&lr->timer, closed);
 }
 
+gw_header_t *
+gw_lua_resp_headers(gw_lua_req_t *lr)
+{
+    if (lr->rhdrs == NULL) {
+        lr->rhdrs = malloc(GW_MAX_HEADERS * sizeof(gw_header_t));
+        if (lr->rhdrs == NULL)
+            abort();
+    }
+    return lr->rhdrs;
+}
+
 void
 gw_lua_req_free(gw_lua_req_t *lr)
 {
@@ -440,6 +451,8 @@ int
 gw_lua_run_error(gw_request_t *r, const char *kind, int status, const char *message,
                  int upstream_status, gw_lua_done_cb done)
 {
+    r->lua.in_error_phase = 1; /* once per request: its own errors are final */
+    r->lua.exit_status = 0;
     gw_lua_t *lua = r->w->lua;
     lua_State *L = lua->L;
     lua_State *co = acquire_co(r, done);

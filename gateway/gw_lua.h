@@ -115,6 +115,10 @@ gw_lua_req_reset(gw_lua_req_t *lr)
     lr->bf_in.len = 0;
 }
 
+/* The slots header_filter works on (lr->rhdrs, GW_MAX_HEADERS of them),
+ * allocated on first use and kept with the object. */
+gw_header_t *gw_lua_resp_headers(gw_lua_req_t *lr);
+
 /* The pooled object goes away: _close closes the timer (CLOSED follows
  * from the loop, with the timer's data), then _free frees the rest. */
 void gw_lua_req_close(gw_lua_req_t *lr, uv_close_cb closed);
@@ -130,8 +134,8 @@ void gw_lua_req_free(gw_lua_req_t *lr);
 int gw_lua_run(gw_request_t *r, unsigned phases, gw_lua_done_cb done);
 
 /* The error phase for an error the gateway makes, in a coroutine: plugins
- * may wait. Same returns as gw_lua_run; r->lua.exit_status > 0 after
- * GW_OK (or in done) when a plugin replaced the response. */
+ * may wait. Sets r->lua.in_error_phase: a request has one error phase. Same returns as gw_lua_run;
+ * r->lua.exit_status > 0 after GW_OK (or in done) when a plugin replaced the response. */
 int gw_lua_run_error(gw_request_t *r, const char *kind, int status, const char *message,
                      int upstream_status, gw_lua_done_cb done);
 

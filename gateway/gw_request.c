@@ -904,17 +904,11 @@ static void build_response_head(gw_request_t *r, gw_upconn_t *u);
 static void
 copy_response_headers(gw_request_t *r, gw_upconn_t *u)
 {
-    if (r->lua.rhdrs == NULL) {
-        r->lua.rhdrs = malloc(GW_MAX_HEADERS * sizeof(gw_header_t));
-        if (r->lua.rhdrs == NULL)
-            abort();
-    }
+    gw_header_t *rh = gw_lua_resp_headers(&r->lua);
     for (size_t i = 0; i < u->nheaders; i++) {
         gw_header_t *h = &u->headers[i];
-        r->lua.rhdrs[i].name =
-            (gw_str_t){gw_request_strdup(r, h->name.data, h->name.len), h->name.len};
-        r->lua.rhdrs[i].value =
-            (gw_str_t){gw_request_strdup(r, h->value.data, h->value.len), h->value.len};
+        rh[i].name = (gw_str_t){gw_request_strdup(r, h->name.data, h->name.len), h->name.len};
+        rh[i].value = (gw_str_t){gw_request_strdup(r, h->value.data, h->value.len), h->value.len};
     }
     r->lua.nrhdrs = u->nheaders;
 }
@@ -968,8 +962,6 @@ gw_request_on_response_head(gw_request_t *r, gw_upconn_t *u)
     r->status = u->status;
     if ((r->lua.phases & GW_PH_ERROR) && !r->lua.in_error_phase &&
         gw_lua_wants_upstream(r, u->status)) {
-        r->lua.in_error_phase = 1;
-        r->lua.exit_status = 0;
         int rc = gw_lua_run_error(r, "upstream_error", u->status, gw_http_reason(u->status),
                                   u->status, on_upstream_error_done);
         if (rc == GW_AGAIN)
@@ -1285,22 +1277,18 @@ filter_own_response(gw_request_t *r, int status, const char *ctype, const char *
     }
     r->lua.exit_ctype = ctype;
     r->lua.own_status = status;
-    if (r->lua.rhdrs == NULL) {
-        r->lua.rhdrs = malloc(GW_MAX_HEADERS * sizeof(gw_header_t));
-        if (r->lua.rhdrs == NULL)
-            abort();
-    }
+    gw_header_t *rh = gw_lua_resp_headers(&r->lua);
     size_t n = 0;
-    r->lua.rhdrs[n].name = GW_STR("Content-Type");
-    r->lua.rhdrs[n++].value = (gw_str_t){ctype, strlen(ctype)};
+    rh[n].name = GW_STR("Content-Type");
+    rh[n++].value = (gw_str_t){ctype, strlen(ctype)};
     const char *p = r->lua.exit_headers.data, *end = p ? p + r->lua.exit_headers.len : NULL;
     while (p && p < end && n < GW_MAX_HEADERS) {
         const char *colon = memchr(p, ':', (size_t)(end - p));
         const char *eol = memchr(p, '\r', (size_t)(end - p));
         if (colon == NULL || eol == NULL || colon > eol)
             break;
-        r->lua.rhdrs[n].name = (gw_str_t){p, (size_t)(colon - p)};
-        r->lua.rhdrs[n++].value = (gw_str_t){colon + 2, (size_t)(eol - colon - 2)};
+        rh[n].name = (gw_str_t){p, (size_t)(colon - p)};
+        rh[n++].value = (gw_str_t){colon + 2, (size_t)(eol - colon - 2)};
         p = eol + 2;
     }
     r->lua.nrhdrs = n;
@@ -1445,8 +1433,6 @@ gw_request_fail(gw_request_t *r, int status, const char *message)
     /* the error phase may answer instead (degradation, error mapping) */
     const char *kind = err_kind(r, status);
     if (kind && (r->lua.phases & GW_PH_ERROR) && !r->lua.in_error_phase) {
-        r->lua.in_error_phase = 1;
-        r->lua.exit_status = 0;
         r->fail_status = status;
         r->fail_message = message;
         int rc = gw_lua_run_error(r, kind, status, message, 0, on_error_phase_done);
