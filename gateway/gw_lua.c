@@ -13,9 +13,7 @@
 #include "gw_http.h"
 #include "gw_log.h"
 #include "gw_lua.h"
-/* in the request cycle: the coroutines run over the request object, and
- * gw_request.c runs the phases through this module */
-#include "gw_request.h"
+#include "gw_request.h" /* cycle: the coroutines run over the request object */
 
 /* The VM's allocator: LuaJIT's own, behind a byte count that refuses to
  * grow past gateway.lua_memory while Lua code runs under protection (a

@@ -9,9 +9,9 @@
 #include <stdlib.h>
 
 #include "gw_balancer.h"
-#include "gw_http1.h"
+#include "gw_http1.h" /* cycle: the response goes out through r->conn */
 #include "gw_log.h"
-#include "gw_lua.h"
+#include "gw_lua.h" /* cycle: the plugins' phases run from here */
 #include "gw_metrics.h"
 #include "gw_request.h"
 #include "gw_breaker.h"

@@ -15,9 +15,9 @@
 
 #include "gw_config.h"
 #include "gw_http.h"
-#include "gw_lua.h"
+#include "gw_lua.h" /* cycle: r->lua, the plugins' state, is embedded */
 #include "gw_router.h"
-#include "gw_worker.h"
+#include "gw_worker.h" /* cycle: users of r read the worker through r->w */
 
 #define GW_MAX_HEADERS 128
 #define GW_MAX_TRIES 8
