@@ -15,7 +15,6 @@
 
 #include "gw_config.h"
 #include "gw_core.h"
-#include "gw_http.h"
 
 typedef struct gw_lua_s gw_lua_t;
 typedef struct gw_request_s gw_request_t;
