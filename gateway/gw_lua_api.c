@@ -435,7 +435,7 @@ EXPORT int
 gw_ffi_http(gw_request_t *r, const char *method, const char *url, const char *headers, size_t hlen,
             const char *body, size_t blen, double timeout, const char **err)
 {
-    static char msg[160];
+    char msg[160];
     gw_header_t hs[64];
     size_t nh = 0;
     if (r == NULL || r->lua.co_ref == 0) {
@@ -473,7 +473,8 @@ gw_ffi_http(gw_request_t *r, const char *method, const char *url, const char *he
     gw_httpc_req_t *hr = gw_httpc_request(r->w->loop, &o, on_http, hw, msg, sizeof(msg));
     if (hr == NULL) {
         free(hw);
-        *err = msg;
+        /* in the request, not a static: no mutable state outside the worker */
+        *err = gw_request_strdup(r, msg, strlen(msg));
         return GW_ERROR;
     }
     r->lua.http = hw;
