@@ -469,8 +469,10 @@ gw_lua_run_error(gw_request_t *r, const char *kind, int status, const char *mess
     return resume(r, co, 7);
 }
 
-int
-gw_lua_run_body_filter(gw_request_t *r, const char *chunk, size_t len, int eof, gw_lua_done_cb done)
+/* body_filter for one chunk, in a coroutine (it may wait); the output is
+ * in r->lua.scratch after GW_OK or in done. */
+static int
+run_body_filter(gw_request_t *r, const char *chunk, size_t len, int eof, gw_lua_done_cb done)
 {
     gw_lua_t *lua = r->w->lua;
     lua_State *L = lua->L;
@@ -483,6 +485,73 @@ gw_lua_run_body_filter(gw_request_t *r, const char *chunk, size_t len, int eof, 
     lua_pushboolean(L, eof);
     lua_xmove(L, co, 6);
     return resume(r, co, 5);
+}
+
+/*
+ * body_filter, one call at a time, in order: bytes that arrive while a
+ * call waits queue in bf_in and the caller stops reading the upstream.
+ * Each call's output is emitted before the next call starts; the eof call
+ * ends the response.
+ */
+static int bf_step(gw_request_t *r);
+
+static int
+bf_emit(gw_request_t *r, int rc)
+{
+    gw_lua_req_t *lr = &r->lua;
+    return lr->bf_ops->emit(r, rc, lr->scratch.data, lr->scratch.len, lr->bf_eof_running);
+}
+
+static void
+on_bf_done(gw_request_t *r, int rc)
+{
+    r->lua.bf_busy = 0;
+    int w = bf_emit(r, rc);
+    if (w < 0)
+        return;
+    if (bf_step(r) && w == 1 && !r->lua.bf_end)
+        r->lua.bf_ops->read_on(r);
+}
+
+/* 1 when nothing waits and the last emit said go on. */
+static int
+bf_step(gw_request_t *r)
+{
+    gw_lua_req_t *lr = &r->lua;
+    int w = 1;
+    while (!lr->bf_busy) {
+        int eof = 0;
+        if (lr->bf_in.len == 0) {
+            if (!lr->bf_end)
+                return w;
+            eof = 1;
+        }
+        gw_buf_t t = lr->bf_chunk;
+        lr->bf_chunk = lr->bf_in;
+        lr->bf_in = t;
+        lr->bf_in.len = 0;
+        lr->bf_eof_running = eof;
+        int rc = run_body_filter(r, lr->bf_chunk.data, lr->bf_chunk.len, eof, on_bf_done);
+        if (rc == GW_AGAIN) {
+            lr->bf_busy = 1;
+            return 0;
+        }
+        w = bf_emit(r, rc);
+        if (w < 0)
+            return 0;
+    }
+    return 0;
+}
+
+int
+gw_lua_body_filter(gw_request_t *r, const char *data, size_t len, int eof,
+                   const gw_lua_bf_ops_t *ops)
+{
+    r->lua.bf_ops = ops;
+    gw_buf_append(&r->lua.bf_in, data, len);
+    if (eof)
+        r->lua.bf_end = 1;
+    return bf_step(r);
 }
 
 int

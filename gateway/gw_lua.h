@@ -49,17 +49,19 @@ typedef void (*gw_lua_done_cb)(gw_request_t *r, int status);
 /*
  * A request's Lua and body-filter state: r->lua. Embedded in the request
  * rather than pointed to: request objects are pooled per worker, so its
- * 440 bytes (4% of a 10 KiB request object) are never allocated per
+ * 448 bytes (4% of a 10 KiB request object) are never allocated per
  * request, and a request on a route without plugins pays only the reset
- * of its first 152. A pointer set only on routes with plugins would save
+ * of its first 160. A pointer set only on routes with plugins would save
  * that 4% of pool memory at the price of a second pool and a NULL test
  * before every phase check.
  *
  * gw_request.c uses what the plugins decided (phases, the exit response,
- * the header_filter copy of the response head, status_override) and the
- * body_filter queue it feeds (bf_*, scratch). The coroutine, ctx, the
- * waits and the timer are gw_lua.c's and gw_lua_api.c's alone.
+ * the header_filter copy of the response head, status_override). The
+ * coroutine, ctx, the waits, the timer and the body_filter queue are
+ * gw_lua.c's and gw_lua_api.c's alone.
  */
+typedef struct gw_lua_bf_ops_s gw_lua_bf_ops_t;
+
 typedef struct gw_lua_req_s {
     /* -- reset for every request (gw_lua_req_reset) -- */
     unsigned phases; /* GW_PH_* the route has plugins for; 0: never enters the VM */
@@ -70,13 +72,13 @@ typedef struct gw_lua_req_s {
     size_t nrhdrs;       /* response headers copied into rhdrs for header_filter */
     unsigned in_error_phase : 1;
     unsigned in_header_filter : 1;
+
+    /* gw_lua.c and gw_lua_api.c only (down to bf_ops) */
+    unsigned waiting : 1; /* the coroutine waits for a timer or a response */
+    unsigned http_done : 1;
     unsigned bf_busy : 1; /* a body_filter call waits */
     unsigned bf_end : 1;  /* the upstream body ended; the eof call is due */
     unsigned bf_eof_running : 1;
-
-    /* gw_lua.c and gw_lua_api.c only (down to limit_res) */
-    unsigned waiting : 1; /* the coroutine waits for a timer or a response */
-    unsigned http_done : 1;
     int co_ref; /* the running coroutine, 0 when none */
     gw_lua_done_cb done;
     /* gw_lua_api's cleanup for the waits below, set when one starts: gw_lua
@@ -89,7 +91,8 @@ typedef struct gw_lua_req_s {
     int limit_which; /* metrics: the limiter kind of that wait */
     int limit_id;
     int limit_flags;
-    int64_t limit_res[6]; /* the finished answer, for the Lua side */
+    int64_t limit_res[6];          /* the finished answer, for the Lua side */
+    const gw_lua_bf_ops_t *bf_ops; /* where body_filter's output goes */
 
     /* -- kept with the pooled request object (gw_lua_req_init/_free) -- */
     gw_buf_t exit_body;    /* emptied per request */
@@ -143,10 +146,22 @@ int gw_lua_run_error(gw_request_t *r, const char *kind, int status, const char *
 /* Runs PHASE (GW_PH_HEADER_FILTER or GW_PH_LOG) where it may not wait, to
  * its end at once; GW_OK, or GW_ERROR when a plugin failed. */
 int gw_lua_run_sync(gw_request_t *r, unsigned phase);
-/* body_filter for one chunk, in a coroutine (it may wait); the output is
- * in r->lua.scratch after GW_OK or in done. */
-int gw_lua_run_body_filter(gw_request_t *r, const char *chunk, size_t len, int eof,
-                           gw_lua_done_cb done);
+/*
+ * body_filter over a response body: gw_lua_body_filter queues LEN bytes
+ * (EOF: the body ended, after them) and runs the plugins' calls one at a
+ * time, in order, each in a coroutine that may wait. OPS->emit gets each
+ * call's output (RC GW_ERROR: the call failed; LAST: the eof call's) and
+ * returns 1 to go on, 0 when the client is behind, -1 when the request is
+ * over. Returns 1 when nothing waits and the caller may read on; after a
+ * call that waited, OPS->read_on says so.
+ */
+struct gw_lua_bf_ops_s {
+    int (*emit)(gw_request_t *r, int rc, const char *data, size_t len, int last);
+    void (*read_on)(gw_request_t *r);
+};
+
+int gw_lua_body_filter(gw_request_t *r, const char *data, size_t len, int eof,
+                       const gw_lua_bf_ops_t *ops);
 /* Does a plugin of r's route want the error phase for this upstream
  * status (wants_upstream_error)? */
 int gw_lua_wants_upstream(gw_request_t *r, int status);

@@ -1122,71 +1122,35 @@ finish_response(gw_request_t *r)
     gw_conn_request_done(r->conn);
 }
 
-/*
- * body_filter, one call at a time, in order: bytes that arrive while a
- * call waits queue in bf_in and the upstream stops being read. Each call's
- * output is written before the next call starts; the eof call ends the
- * response. Returns 1 when nothing waits (the upstream may be read on).
- */
-static int bf_step(gw_request_t *r);
-
+/* body_filter's output (gw_lua_body_filter runs the calls): written as it
+ * comes; the eof call's output ends the response, a failed call cuts it
+ * (the head may be out). -1: the request is over. */
 static int
-bf_emit(gw_request_t *r, int rc)
+write_filtered(gw_request_t *r, int rc, const char *data, size_t len, int last)
 {
     if (rc != GW_OK) {
-        gw_conn_close(r->conn); /* the head may be out: cut the response */
+        gw_conn_close(r->conn);
         return -1;
     }
-    int last = r->lua.bf_eof_running;
-    int w = write_body(r, r->lua.scratch.data, r->lua.scratch.len, last);
+    int w = write_body(r, data, len, last);
     if (w < 0)
         return -1;
     if (last) {
         finish_response(r);
-        return -1; /* the request is over */
+        return -1;
     }
     return w;
 }
 
+/* A call that waited is done, nothing else waits, the client keeps up. */
 static void
-on_bf_done(gw_request_t *r, int rc)
+filtered_read_on(gw_request_t *r)
 {
-    r->lua.bf_busy = 0;
-    int w = bf_emit(r, rc);
-    if (w < 0)
-        return;
-    if (bf_step(r) && w == 1 && r->up && !r->lua.bf_end)
+    if (r->up)
         gw_upconn_resume(r->up);
 }
 
-static int
-bf_step(gw_request_t *r)
-{
-    int w = 1;
-    while (!r->lua.bf_busy) {
-        int eof = 0;
-        if (r->lua.bf_in.len == 0) {
-            if (!r->lua.bf_end)
-                return w;
-            eof = 1;
-        }
-        gw_buf_t t = r->lua.bf_chunk;
-        r->lua.bf_chunk = r->lua.bf_in;
-        r->lua.bf_in = t;
-        r->lua.bf_in.len = 0;
-        r->lua.bf_eof_running = eof;
-        int rc =
-            gw_lua_run_body_filter(r, r->lua.bf_chunk.data, r->lua.bf_chunk.len, eof, on_bf_done);
-        if (rc == GW_AGAIN) {
-            r->lua.bf_busy = 1;
-            return 0;
-        }
-        w = bf_emit(r, rc);
-        if (w < 0)
-            return 0;
-    }
-    return 0;
-}
+static const gw_lua_bf_ops_t filtered_ops = {write_filtered, filtered_read_on};
 
 static int
 filtering_body(gw_request_t *r)
@@ -1198,10 +1162,8 @@ filtering_body(gw_request_t *r)
 int
 gw_request_on_response_body(gw_request_t *r, const char *data, size_t len)
 {
-    if (filtering_body(r)) {
-        gw_buf_append(&r->lua.bf_in, data, len);
-        return bf_step(r) == 1;
-    }
+    if (filtering_body(r))
+        return gw_lua_body_filter(r, data, len, 0, &filtered_ops) == 1;
     return write_body(r, data, len, 0) == 1;
 }
 
@@ -1209,8 +1171,8 @@ void
 gw_request_on_response_done(gw_request_t *r)
 {
     if (filtering_body(r)) {
-        r->lua.bf_end = 1;
-        bf_step(r); /* the eof call finishes the response, now or later */
+        /* the eof call finishes the response, now or later */
+        gw_lua_body_filter(r, NULL, 0, 1, &filtered_ops);
         return;
     }
     if (r->head_pending || r->rechunk) {
