@@ -449,7 +449,7 @@ int
 gw_lua_run_error(gw_request_t *r, const char *kind, int status, const char *message,
                  int upstream_status, gw_lua_done_cb done)
 {
-    r->lua.in_error_phase = 1; /* once per request: its own errors are final */
+    r->lua.in_error_phase = 1; /* one per request: an error it leads to is final */
     r->lua.exit_status = 0;
     gw_lua_t *lua = r->w->lua;
     lua_State *L = lua->L;
