@@ -6,9 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gw_http.h"
 #include "gw_log.h"
-#include "gw_worker.h"
 
 #define MAX_PENDING 65536
 #define PROBE_MS 100

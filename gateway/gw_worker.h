@@ -28,42 +28,6 @@ typedef struct gw_rbuf_s {
     char data[];
 } gw_rbuf_t;
 
-/* Intrusive doubly-linked list. */
-typedef struct gw_link_s {
-    struct gw_link_s *prev, *next;
-} gw_link_t;
-
-static inline void
-gw_list_init(gw_link_t *h)
-{
-    h->prev = h->next = h;
-}
-
-static inline int
-gw_list_empty(const gw_link_t *h)
-{
-    return h->next == h;
-}
-
-static inline void
-gw_list_push(gw_link_t *h, gw_link_t *l)
-{
-    l->next = h;
-    l->prev = h->prev;
-    h->prev->next = l;
-    h->prev = l;
-}
-
-static inline void
-gw_list_remove(gw_link_t *l)
-{
-    l->prev->next = l->next;
-    l->next->prev = l->prev;
-    l->prev = l->next = l;
-}
-
-#define GW_CONTAINER_OF(p, type, field) ((type *)((char *)(p)-offsetof(type, field)))
-
 typedef struct {
     int fd;
     uv_tcp_t handle;
