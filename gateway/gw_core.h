@@ -1,8 +1,10 @@
 /*
  * Shared types of the gateway core: return codes, the string slice, the
  * request view handed to the router, the split and the balancers, the
- * intrusive list, and the forward declarations of every module's main
- * types. It includes nothing of the gateway: every module may use it.
+ * growable buffer and the intrusive list, and the forward declarations of
+ * every module's main types. It includes nothing of the gateway: every
+ * module may use it, leaf modules (redis, limit) without the HTTP helpers
+ * or the worker.
  */
 #ifndef GW_CORE_H
 #define GW_CORE_H
@@ -108,6 +110,46 @@ gw_str_caseeq_lc(gw_str_t a, gw_str_t lc)
     return i == n ||
            gw_ascii_lower8(gw_load_upto8(a.data + n - 8, 8)) == gw_load_upto8(lc.data + n - 8, 8);
 }
+
+/* A growable output buffer; `data` is malloc'd and owned. */
+typedef struct {
+    char *data;
+    size_t len;
+    size_t cap;
+} gw_buf_t;
+
+void gw_buf_grow(gw_buf_t *b, size_t extra);
+
+static inline void
+gw_buf_reserve(gw_buf_t *b, size_t extra)
+{
+    if (b->len + extra > b->cap)
+        gw_buf_grow(b, extra);
+}
+
+/* Appends without a capacity check: after gw_buf_reserve() covered it. */
+static inline void
+gw_buf_put(gw_buf_t *b, const void *p, size_t n)
+{
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+}
+
+static inline void
+gw_buf_puts(gw_buf_t *b, gw_str_t s)
+{
+    gw_buf_put(b, s.data, s.len);
+}
+
+#define GW_BUF_PUT_LIT(b, lit) gw_buf_put((b), (lit), sizeof(lit) - 1)
+void gw_buf_append(gw_buf_t *b, const void *p, size_t n);
+void gw_buf_appends(gw_buf_t *b, gw_str_t s);
+void gw_buf_appendf(gw_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void gw_buf_free(gw_buf_t *b);
+
+/* V in decimal at OUT (at least 20 bytes), not terminated; returns the
+ * length. For hot paths where printf's format parsing costs too much. */
+size_t gw_fmt_u64(char *out, uint64_t v);
 
 /* Intrusive doubly-linked list. Here rather than in gw_worker.h so that
  * leaf modules (redis) can keep their queues without the worker. */

@@ -10,42 +10,6 @@
 
 #include "gw_core.h"
 
-/* A growable output buffer; `data` is malloc'd and owned. */
-typedef struct {
-    char *data;
-    size_t len;
-    size_t cap;
-} gw_buf_t;
-
-void gw_buf_grow(gw_buf_t *b, size_t extra);
-
-static inline void
-gw_buf_reserve(gw_buf_t *b, size_t extra)
-{
-    if (b->len + extra > b->cap)
-        gw_buf_grow(b, extra);
-}
-
-/* Appends without a capacity check: after gw_buf_reserve() covered it. */
-static inline void
-gw_buf_put(gw_buf_t *b, const void *p, size_t n)
-{
-    memcpy(b->data + b->len, p, n);
-    b->len += n;
-}
-
-static inline void
-gw_buf_puts(gw_buf_t *b, gw_str_t s)
-{
-    gw_buf_put(b, s.data, s.len);
-}
-
-#define GW_BUF_PUT_LIT(b, lit) gw_buf_put((b), (lit), sizeof(lit) - 1)
-void gw_buf_append(gw_buf_t *b, const void *p, size_t n);
-void gw_buf_appends(gw_buf_t *b, gw_str_t s);
-void gw_buf_appendf(gw_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void gw_buf_free(gw_buf_t *b);
-
 const char *gw_http_reason(int status);
 
 /* Hop-by-hop headers (RFC 9110 7.6.1 plus the usual legacy ones). */
@@ -153,10 +117,6 @@ int gw_http_request_id_ok(gw_str_t id);
 
 /* Writes 32 lower-case hex chars (16 random bytes, not all zero). */
 void gw_http_random_hex(uint64_t *rng, char *out, size_t nhex);
-
-/* V in decimal at OUT (at least 20 bytes), not terminated; returns the
- * length. For hot paths where printf's format parsing costs too much. */
-size_t gw_fmt_u64(char *out, uint64_t v);
 
 /* W3C traceparent "00-<32 hex>-<16 hex>-<2 hex>"; rejects all-zero ids
  * and version ff. */

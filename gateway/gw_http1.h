@@ -18,7 +18,7 @@
 
 #include "gw_deadline.h"
 #include "gw_http.h"
-#include "gw_worker.h"
+#include "gw_worker.h" /* cycle: c->w, its read buffers and connection list */
 #include "gw_wqueue.h"
 
 enum {

@@ -6,7 +6,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "gw_http.h"
 #include "gw_log.h"
 #include "gw_redis.h"
 

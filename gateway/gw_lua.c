@@ -13,8 +13,7 @@
 #include "gw_http.h"
 #include "gw_log.h"
 #include "gw_lua.h"
-#include "gw_lua_api.h"
-#include "gw_request.h"
+#include "gw_request.h" /* cycle: the coroutines run over the request object */
 
 /* The VM's allocator: LuaJIT's own, behind a byte count that refuses to
  * grow past gateway.lua_memory while Lua code runs under protection (a
@@ -286,6 +285,42 @@ gw_lua_check(const gw_conf_t *conf, void *out)
 
 /* ---- requests ---- */
 
+void
+gw_lua_req_init(gw_lua_req_t *lr, uv_loop_t *loop, void *data)
+{
+    uv_timer_init(loop, &lr->timer);
+    lr->timer.data = data;
+}
+
+void
+gw_lua_req_close(gw_lua_req_t *lr, uv_close_cb closed)
+{
+    uv_close((uv_handle_t *)&lr->timer, closed);
+}
+
+gw_header_t *
+gw_lua_resp_headers(gw_lua_req_t *lr)
+{
+    if (lr->rhdrs == NULL) {
+        lr->rhdrs = malloc(GW_MAX_HEADERS * sizeof(gw_header_t));
+        if (lr->rhdrs == NULL)
+            abort();
+    }
+    return lr->rhdrs;
+}
+
+void
+gw_lua_req_free(gw_lua_req_t *lr)
+{
+    gw_buf_free(&lr->exit_body);
+    gw_buf_free(&lr->exit_headers);
+    gw_buf_free(&lr->scratch);
+    gw_buf_free(&lr->bf_in);
+    gw_buf_free(&lr->bf_chunk);
+    free(lr->rhdrs);
+    lr->rhdrs = NULL;
+}
+
 static int
 route_arg(gw_request_t *r)
 {
@@ -309,25 +344,25 @@ push_runner_fn(lua_State *L, gw_lua_t *lua, const char *name)
 static void
 push_ctx(lua_State *L, gw_request_t *r)
 {
-    if (r->lua_ctx_ref == 0) {
+    if (r->lua.ctx_ref == 0) {
         lua_newtable(L);
-        r->lua_ctx_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-        r->lua_ctx_fresh = 1;
+        r->lua.ctx_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        r->lua.ctx_fresh = 1;
     }
-    if (!r->lua_ctx_fresh) {
+    if (!r->lua.ctx_fresh) {
         lua_newtable(L);
-        lua_rawseti(L, LUA_REGISTRYINDEX, r->lua_ctx_ref);
-        r->lua_ctx_fresh = 1;
+        lua_rawseti(L, LUA_REGISTRYINDEX, r->lua.ctx_ref);
+        r->lua.ctx_fresh = 1;
     }
-    lua_rawgeti(L, LUA_REGISTRYINDEX, r->lua_ctx_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->lua.ctx_ref);
 }
 
 static void
 drop_co(gw_request_t *r)
 {
-    if (r->lua_co_ref) {
-        luaL_unref(r->w->lua->L, LUA_REGISTRYINDEX, r->lua_co_ref);
-        r->lua_co_ref = 0;
+    if (r->lua.co_ref) {
+        luaL_unref(r->w->lua->L, LUA_REGISTRYINDEX, r->lua.co_ref);
+        r->lua.co_ref = 0;
     }
 }
 
@@ -341,8 +376,8 @@ recycle_co(gw_request_t *r, lua_State *co)
         return;
     }
     lua_settop(co, 0);
-    lua->free_threads[lua->nfree_threads++] = r->lua_co_ref;
-    r->lua_co_ref = 0;
+    lua->free_threads[lua->nfree_threads++] = r->lua.co_ref;
+    r->lua.co_ref = 0;
 }
 
 static int
@@ -398,15 +433,15 @@ acquire_co(gw_request_t *r, gw_lua_done_cb done)
     gw_lua_t *lua = r->w->lua;
     lua_State *L = lua->L, *co;
     if (lua->nfree_threads) {
-        r->lua_co_ref = lua->free_threads[--lua->nfree_threads];
-        lua_rawgeti(L, LUA_REGISTRYINDEX, r->lua_co_ref);
+        r->lua.co_ref = lua->free_threads[--lua->nfree_threads];
+        lua_rawgeti(L, LUA_REGISTRYINDEX, r->lua.co_ref);
         co = lua_tothread(L, -1);
         lua_pop(L, 1);
     } else {
         co = lua_newthread(L);
-        r->lua_co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        r->lua.co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     }
-    r->lua_done = done;
+    r->lua.done = done;
     return co;
 }
 
@@ -414,6 +449,8 @@ int
 gw_lua_run_error(gw_request_t *r, const char *kind, int status, const char *message,
                  int upstream_status, gw_lua_done_cb done)
 {
+    r->lua.in_error_phase = 1; /* one per request: an error it leads to is final */
+    r->lua.exit_status = 0;
     gw_lua_t *lua = r->w->lua;
     lua_State *L = lua->L;
     lua_State *co = acquire_co(r, done);
@@ -432,8 +469,10 @@ gw_lua_run_error(gw_request_t *r, const char *kind, int status, const char *mess
     return resume(r, co, 7);
 }
 
-int
-gw_lua_run_body_filter(gw_request_t *r, const char *chunk, size_t len, int eof, gw_lua_done_cb done)
+/* body_filter for one chunk, in a coroutine (it may wait); the output is
+ * in r->lua.scratch after GW_OK or in done. */
+static int
+run_body_filter(gw_request_t *r, const char *chunk, size_t len, int eof, gw_lua_done_cb done)
 {
     gw_lua_t *lua = r->w->lua;
     lua_State *L = lua->L;
@@ -446,6 +485,73 @@ gw_lua_run_body_filter(gw_request_t *r, const char *chunk, size_t len, int eof, 
     lua_pushboolean(L, eof);
     lua_xmove(L, co, 6);
     return resume(r, co, 5);
+}
+
+/*
+ * body_filter, one call at a time, in order: bytes that arrive while a
+ * call waits queue in bf_in and the caller stops reading the upstream.
+ * Each call's output is emitted before the next call starts; the eof call
+ * ends the response.
+ */
+static int bf_step(gw_request_t *r);
+
+static int
+bf_emit(gw_request_t *r, int rc)
+{
+    gw_lua_req_t *lr = &r->lua;
+    return lr->bf_ops->emit(r, rc, lr->scratch.data, lr->scratch.len, lr->bf_eof_running);
+}
+
+static void
+on_bf_done(gw_request_t *r, int rc)
+{
+    r->lua.bf_busy = 0;
+    int w = bf_emit(r, rc);
+    if (w < 0)
+        return;
+    if (bf_step(r) && w == 1 && !r->lua.bf_end)
+        r->lua.bf_ops->read_on(r);
+}
+
+/* 1 when nothing waits and the last emit said go on. */
+static int
+bf_step(gw_request_t *r)
+{
+    gw_lua_req_t *lr = &r->lua;
+    int w = 1;
+    while (!lr->bf_busy) {
+        int eof = 0;
+        if (lr->bf_in.len == 0) {
+            if (!lr->bf_end)
+                return w;
+            eof = 1;
+        }
+        gw_buf_t t = lr->bf_chunk;
+        lr->bf_chunk = lr->bf_in;
+        lr->bf_in = t;
+        lr->bf_in.len = 0;
+        lr->bf_eof_running = eof;
+        int rc = run_body_filter(r, lr->bf_chunk.data, lr->bf_chunk.len, eof, on_bf_done);
+        if (rc == GW_AGAIN) {
+            lr->bf_busy = 1;
+            return 0;
+        }
+        w = bf_emit(r, rc);
+        if (w < 0)
+            return 0;
+    }
+    return 0;
+}
+
+int
+gw_lua_body_filter(gw_request_t *r, const char *data, size_t len, int eof,
+                   const gw_lua_bf_ops_t *ops)
+{
+    r->lua.bf_ops = ops;
+    gw_buf_append(&r->lua.bf_in, data, len);
+    if (eof)
+        r->lua.bf_end = 1;
+    return bf_step(r);
 }
 
 int
@@ -470,16 +576,16 @@ gw_lua_run(gw_request_t *r, unsigned phases, gw_lua_done_cb done)
 void
 gw_lua_resume(gw_request_t *r)
 {
-    if (r->lua_co_ref == 0)
+    if (r->lua.co_ref == 0)
         return;
     lua_State *L = r->w->lua->L;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, r->lua_co_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->lua.co_ref);
     lua_State *co = lua_tothread(L, -1);
     lua_pop(L, 1);
-    r->lua_waiting = 0;
+    r->lua.waiting = 0;
     int rc = resume(r, co, 0);
-    if (rc != GW_AGAIN && r->lua_done)
-        r->lua_done(r, rc);
+    if (rc != GW_AGAIN && r->lua.done)
+        r->lua.done(r, rc);
 }
 
 /* Calls runner[name](r, route, ctx, ...) on the main state: a plugin that
@@ -544,16 +650,26 @@ gw_lua_wants_upstream(gw_request_t *r, int status)
     return wants;
 }
 
+/* What the coroutine waits for (gw_lua_api.c's waits) is cancelled through
+ * the hook the wait left: this module does not include gw_lua_api.h, whose
+ * FFI functions sit above the request. */
+static void
+cancel_waits(gw_request_t *r)
+{
+    if (r->lua.cancel_waits)
+        r->lua.cancel_waits(r);
+}
+
 void
 gw_lua_abandon(gw_request_t *r)
 {
-    if (r->w->lua == NULL || r->lua_co_ref == 0)
+    if (r->w->lua == NULL || r->lua.co_ref == 0)
         return;
-    uv_timer_stop(&r->lua_timer);
-    gw_lua_api_cancel(r);
+    uv_timer_stop(&r->lua.timer);
+    cancel_waits(r);
     drop_co(r); /* suspended: never back to the pool */
-    r->lua_waiting = 0;
-    r->lua_done = NULL;
+    r->lua.waiting = 0;
+    r->lua.done = NULL;
 }
 
 void
@@ -562,21 +678,21 @@ gw_lua_request_end(gw_request_t *r)
     gw_lua_t *lua = r->w->lua;
     if (lua == NULL)
         return;
-    uv_timer_stop(&r->lua_timer);
-    gw_lua_api_cancel(r);
+    uv_timer_stop(&r->lua.timer);
+    cancel_waits(r);
     drop_co(r);
-    if (r->lua_ctx_ref) {
+    if (r->lua.ctx_ref) {
         /* a table no plugin wrote to serves the next request as it is;
          * another is dropped with its contents at the next push_ctx */
         lua_State *L = lua->L;
-        lua_rawgeti(L, LUA_REGISTRYINDEX, r->lua_ctx_ref);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, r->lua.ctx_ref);
         lua_pushnil(L);
         if (lua_next(L, -2) != 0) {
-            r->lua_ctx_fresh = 0;
+            r->lua.ctx_fresh = 0;
             lua_pop(L, 2);
         }
         lua_pop(L, 1);
     }
-    r->lua_phases = 0;
-    r->lua_waiting = 0;
+    r->lua.phases = 0;
+    r->lua.waiting = 0;
 }

@@ -4,19 +4,19 @@
 #include <string.h>
 #include <uv.h>
 
-#include "gw_http1.h"
 #include "gw_httpc.h"
 #include "gw_limit.h"
-#include "gw_metrics.h"
-#include "gw_redis.h"
 #include "gw_log.h"
 #include "gw_lua.h"
 #include "gw_lua_api.h"
+#include "gw_metrics.h"
+#include "gw_node.h"
+#include "gw_redis.h"
 #include "gw_request.h"
-#include "gw_router.h"
-#include "gw_upstream.h"
 
 #define EXPORT __attribute__((visibility("default"), used))
+
+static void cancel_waits(gw_request_t *r);
 
 static gw_str_t
 S(const char *p, size_t n)
@@ -173,9 +173,9 @@ gw_ffi_req_param_at(gw_request_t *r, int i, const char **name, size_t *nlen, con
 EXPORT int
 gw_ffi_req_body(gw_request_t *r, const char **p, size_t *n)
 {
-    int rc = gw_conn_read_body(r->conn, &r->lua_scratch);
-    *p = r->lua_scratch.data ? r->lua_scratch.data : "";
-    *n = r->lua_scratch.len;
+    int rc = gw_request_read_body(r, &r->lua.scratch);
+    *p = r->lua.scratch.data ? r->lua.scratch.data : "";
+    *n = r->lua.scratch.len;
     return rc;
 }
 
@@ -200,7 +200,7 @@ gw_ffi_var_get(gw_request_t *r, const char *name, size_t nlen, const char **valu
     if (gw_str_eq(n, GW_STR("route")))
         return out(r->route ? cstr(r->route->name) : GW_NULL_STR, value, vlen);
     if (gw_str_eq(n, GW_STR("upstream")))
-        return out(r->target ? cstr(r->target->up->conf->name) : GW_NULL_STR, value, vlen);
+        return out(cstr(gw_request_upstream_name(r)), value, vlen);
     if (gw_str_eq(n, GW_STR("node")))
         return out(r->node ? cstr(r->node->conf->addr) : GW_NULL_STR, value, vlen);
     if (gw_str_eq(n, GW_STR("consumer")))
@@ -250,10 +250,10 @@ gw_ffi_exit(gw_request_t *r, int status, const char *body, size_t blen, const ch
         return GW_ERROR;
     if (r->err == GW_ERR_REFUSED) /* the last way out a plugin chose wins */
         r->err = GW_ERR_NONE;
-    r->lua_exit_status = status;
-    r->lua_exit_body.len = 0;
-    gw_buf_append(&r->lua_exit_body, body, blen);
-    r->lua_exit_ctype =
+    r->lua.exit_status = status;
+    r->lua.exit_body.len = 0;
+    gw_buf_append(&r->lua.exit_body, body, blen);
+    r->lua.exit_ctype =
         ctype && strcmp(ctype, "text") == 0 ? "text/plain; charset=utf-8" : "application/json";
     return GW_OK;
 }
@@ -268,14 +268,14 @@ gw_ffi_exit_error(gw_request_t *r, int status, const char *msg, size_t mlen)
     if (status < 400 || status > 599)
         return GW_ERROR;
     const char *m = gw_request_strdup(r, msg, mlen);
-    if (r->in_error_phase) {
-        r->lua_exit_status = status;
-        r->lua_exit_body.len = 0;
-        gw_http_error_body(&r->lua_exit_body, status, m, r->request_id);
-        r->lua_exit_ctype = "application/json";
+    if (r->lua.in_error_phase) {
+        r->lua.exit_status = status;
+        r->lua.exit_body.len = 0;
+        gw_http_error_body(&r->lua.exit_body, status, m, r->request_id);
+        r->lua.exit_ctype = "application/json";
         return GW_OK;
     }
-    r->lua_exit_status = 0;
+    r->lua.exit_status = 0;
     r->err = GW_ERR_REFUSED;
     r->fail_status = status;
     r->fail_message = m;
@@ -302,24 +302,24 @@ gw_ffi_exit_header(gw_request_t *r, const char *name, size_t nlen, const char *v
     if (!header_token_ok(S(name, nlen), 0) || !header_token_ok(S(value, vlen), 1))
         return GW_ERROR;
     if (gw_str_caseeq(S(name, nlen), GW_STR("content-type"))) {
-        r->lua_exit_ctype = gw_request_strdup(r, value, vlen);
+        r->lua.exit_ctype = gw_request_strdup(r, value, vlen);
         return GW_OK;
     }
     if (gw_str_caseeq(S(name, nlen), GW_STR("content-length")) ||
         gw_str_caseeq(S(name, nlen), GW_STR("transfer-encoding")) ||
         gw_str_caseeq(S(name, nlen), GW_STR("connection")))
         return GW_OK; /* framing is the gateway's */
-    gw_buf_append(&r->lua_exit_headers, name, nlen);
-    gw_buf_append(&r->lua_exit_headers, ": ", 2);
-    gw_buf_append(&r->lua_exit_headers, value, vlen);
-    gw_buf_append(&r->lua_exit_headers, "\r\n", 2);
+    gw_buf_append(&r->lua.exit_headers, name, nlen);
+    gw_buf_append(&r->lua.exit_headers, ": ", 2);
+    gw_buf_append(&r->lua.exit_headers, value, vlen);
+    gw_buf_append(&r->lua.exit_headers, "\r\n", 2);
     return GW_OK;
 }
 
 EXPORT int
 gw_ffi_resp_status(gw_request_t *r)
 {
-    return r->status_override ? r->status_override : r->status;
+    return r->lua.status_override ? r->lua.status_override : r->status;
 }
 
 EXPORT int
@@ -327,14 +327,14 @@ gw_ffi_resp_set_status(gw_request_t *r, int status)
 {
     if (status < 100 || status > 599)
         return GW_ERROR;
-    r->status_override = status;
+    r->lua.status_override = status;
     return GW_OK;
 }
 
 EXPORT int
 gw_ffi_resp_header(gw_request_t *r, const char *name, size_t nlen, const char **value, size_t *vlen)
 {
-    gw_header_t *h = r->rhdrs ? find(r->rhdrs, r->nrhdrs, S(name, nlen)) : NULL;
+    gw_header_t *h = r->lua.rhdrs ? find(r->lua.rhdrs, r->lua.nrhdrs, S(name, nlen)) : NULL;
     if (h == NULL)
         return GW_DECLINED;
     out(h->value, value, vlen);
@@ -345,11 +345,11 @@ EXPORT int
 gw_ffi_resp_set_header(gw_request_t *r, const char *name, size_t nlen, const char *value,
                        size_t vlen, int clear)
 {
-    if (r->rhdrs == NULL)
+    if (r->lua.rhdrs == NULL)
         return GW_ERROR; /* only in header_filter */
     if (!header_token_ok(S(name, nlen), 0) || (!clear && !header_token_ok(S(value, vlen), 1)))
         return GW_ERROR;
-    return set_header(r, r->rhdrs, &r->nrhdrs, S(name, nlen), value, vlen, clear);
+    return set_header(r, r->lua.rhdrs, &r->lua.nrhdrs, S(name, nlen), value, vlen, clear);
 }
 
 EXPORT void
@@ -382,11 +382,11 @@ on_sleep(uv_timer_t *t)
 EXPORT int
 gw_ffi_sleep(gw_request_t *r, double seconds)
 {
-    if (r == NULL || r->lua_co_ref == 0 || !(seconds >= 0))
+    if (r == NULL || r->lua.co_ref == 0 || !(seconds >= 0))
         return GW_ERROR;
     uint64_t ms = (uint64_t)(seconds * 1000 + 0.5);
-    r->lua_waiting = 1;
-    uv_timer_start(&r->lua_timer, on_sleep, ms, 0);
+    r->lua.waiting = 1;
+    uv_timer_start(&r->lua.timer, on_sleep, ms, 0);
     return GW_AGAIN;
 }
 
@@ -413,7 +413,7 @@ on_http(gw_httpc_req_t *hr, int err, const char *errmsg, const gw_httpc_resp_t *
         free(hw);
         return;
     }
-    r->lua_http = NULL;
+    r->lua.http = NULL;
     /* the result stays with the request until the Lua side reads it */
     hw->status = err ? 0 : resp->status;
     snprintf(hw->err, sizeof(hw->err), "%s", err ? (errmsg ? errmsg : "failed") : "");
@@ -426,8 +426,8 @@ on_http(gw_httpc_req_t *hr, int err, const char *errmsg, const gw_httpc_resp_t *
         }
         gw_buf_append(&hw->body, resp->body, resp->body_len);
     }
-    r->lua_http = hw; /* now: the finished result */
-    r->lua_http_done = 1;
+    r->lua.http = hw; /* now: the finished result */
+    r->lua.http_done = 1;
     gw_lua_resume(r);
 }
 
@@ -435,14 +435,14 @@ EXPORT int
 gw_ffi_http(gw_request_t *r, const char *method, const char *url, const char *headers, size_t hlen,
             const char *body, size_t blen, double timeout, const char **err)
 {
-    static char msg[160];
+    char msg[160];
     gw_header_t hs[64];
     size_t nh = 0;
-    if (r == NULL || r->lua_co_ref == 0) {
+    if (r == NULL || r->lua.co_ref == 0) {
         *err = "gw.http.request can only wait in the rewrite, access and header_filter phases";
         return GW_ERROR;
     }
-    if (r->lua_http) {
+    if (r->lua.http) {
         *err = "another gw.http.request is in progress";
         return GW_ERROR;
     }
@@ -473,13 +473,15 @@ gw_ffi_http(gw_request_t *r, const char *method, const char *url, const char *he
     gw_httpc_req_t *hr = gw_httpc_request(r->w->loop, &o, on_http, hw, msg, sizeof(msg));
     if (hr == NULL) {
         free(hw);
-        *err = msg;
+        /* in the request, not a static: no mutable state outside the worker */
+        *err = gw_request_strdup(r, msg, strlen(msg));
         return GW_ERROR;
     }
-    r->lua_http = hw;
-    r->lua_http_req = hr;
-    r->lua_http_done = 0;
-    r->lua_waiting = 1;
+    r->lua.http = hw;
+    r->lua.http_req = hr;
+    r->lua.cancel_waits = cancel_waits;
+    r->lua.http_done = 0;
+    r->lua.waiting = 1;
     return GW_AGAIN;
 }
 
@@ -487,8 +489,8 @@ EXPORT int
 gw_ffi_http_result(gw_request_t *r, int *status, const char **headers, size_t *hlen,
                    const char **body, size_t *blen, const char **err)
 {
-    http_wait_t *hw = r->lua_http;
-    if (hw == NULL || !r->lua_http_done)
+    http_wait_t *hw = r->lua.http;
+    if (hw == NULL || !r->lua.http_done)
         return GW_ERROR;
     *status = hw->status;
     *headers = hw->headers.data ? hw->headers.data : "";
@@ -503,41 +505,43 @@ gw_ffi_http_result(gw_request_t *r, int *status, const char **headers, size_t *h
 EXPORT void
 gw_ffi_http_release(gw_request_t *r)
 {
-    http_wait_t *hw = r->lua_http;
-    if (hw && r->lua_http_done) {
+    http_wait_t *hw = r->lua.http;
+    if (hw && r->lua.http_done) {
         gw_buf_free(&hw->headers);
         gw_buf_free(&hw->body);
         free(hw);
-        r->lua_http = NULL;
-        r->lua_http_done = 0;
+        r->lua.http = NULL;
+        r->lua.http_done = 0;
     }
 }
 
 static void limit_cancel(gw_request_t *r);
 
-void
-gw_lua_api_cancel(gw_request_t *r)
+/* r->lua.cancel_waits: whatever r's coroutine waits for, or a result it
+ * has not released, goes (the request is ending or abandoned). */
+static void
+cancel_waits(gw_request_t *r)
 {
     limit_cancel(r);
-    http_wait_t *hw = r->lua_http;
+    http_wait_t *hw = r->lua.http;
     if (hw == NULL)
         return;
-    if (r->lua_http_done) {
+    if (r->lua.http_done) {
         gw_ffi_http_release(r);
         return;
     }
     hw->r = NULL; /* the callback frees it */
-    gw_httpc_cancel(r->lua_http_req);
-    r->lua_http = NULL;
-    r->lua_http_req = NULL;
+    gw_httpc_cancel(r->lua.http_req);
+    r->lua.http = NULL;
+    r->lua.http_req = NULL;
 }
 
 /* body_filter's output chunk, kept until the gateway writes it. */
 EXPORT void
 gw_ffi_body_out(gw_request_t *r, const char *p, size_t n)
 {
-    r->lua_scratch.len = 0;
-    gw_buf_append(&r->lua_scratch, p, n);
+    r->lua.scratch.len = 0;
+    gw_buf_append(&r->lua.scratch, p, n);
 }
 
 /* ---- limiters ---- */
@@ -602,7 +606,7 @@ add_num_header(gw_request_t *r, const char *name, size_t nlen, int64_t v)
 static void
 limit_out(gw_request_t *r, gw_limiter_t *l, const gw_limit_result_t *res)
 {
-    int64_t *o = r->lua_limit_res;
+    int64_t *o = r->lua.limit_res;
     o[0] = res->allowed;
     o[1] = res->code;
     o[2] = res->limit;
@@ -610,16 +614,16 @@ limit_out(gw_request_t *r, gw_limiter_t *l, const gw_limit_result_t *res)
     o[4] = res->reset;
     o[5] = res->source;
     gw_metrics_limiter(r->w->metrics, r->w->slot, r->route ? (int)r->route->index : -1,
-                       r->lua_limit_which, !res->allowed,
+                       r->lua.limit_which, !res->allowed,
                        gw_limiter_uses_redis(l) && res->source != GW_LIMIT_SRC_REDIS);
-    if (r->lua_limit_flags & GW_LIMIT_FLAG_HEADERS) {
+    if (r->lua.limit_flags & GW_LIMIT_FLAG_HEADERS) {
         ADD_NUM(r, "X-RateLimit-Limit", res->limit);
         if (res->remaining >= 0)
             ADD_NUM(r, "X-RateLimit-Remaining", res->remaining);
         if (res->reset >= 0)
             ADD_NUM(r, "X-RateLimit-Reset", res->reset);
     }
-    if (!res->allowed && (r->lua_limit_flags & GW_LIMIT_FLAG_ENFORCE)) {
+    if (!res->allowed && (r->lua.limit_flags & GW_LIMIT_FLAG_ENFORCE)) {
         ADD_NUM(r, "Retry-After", gw_limiter_retry_after(l, res));
         r->err = GW_ERR_LIMITED;
     }
@@ -629,8 +633,8 @@ static void
 on_limit(const gw_limit_result_t *res, void *arg)
 {
     gw_request_t *r = arg;
-    r->lua_limit = NULL;
-    limit_out(r, r->w->limiters[r->lua_limit_id], res);
+    r->lua.limit = NULL;
+    limit_out(r, r->w->limiters[r->lua.limit_id], res);
     gw_lua_resume(r);
 }
 
@@ -641,21 +645,22 @@ EXPORT int
 gw_ffi_limit_take(gw_request_t *r, int id, int which, const char *key, size_t klen, int flags)
 {
     gw_worker_t *w = r->w;
-    if (id < 0 || (size_t)id >= w->nlimiters || r->lua_limit)
+    if (id < 0 || (size_t)id >= w->nlimiters || r->lua.limit)
         return GW_ERROR;
     gw_limit_result_t res;
     gw_limit_wait_t *wait = NULL;
-    r->lua_limit_which = which;
-    r->lua_limit_id = id;
-    r->lua_limit_flags = flags;
+    r->lua.limit_which = which;
+    r->lua.limit_id = id;
+    r->lua.limit_flags = flags;
     int rc = gw_limiter_take(w->limiters[id], key, klen, &res, on_limit, r, &wait);
     if (rc == GW_AGAIN) {
-        if (r->lua_co_ref == 0) { /* cannot wait here */
+        if (r->lua.co_ref == 0) { /* cannot wait here */
             gw_limit_wait_cancel(wait);
             return GW_ERROR;
         }
-        r->lua_limit = wait;
-        r->lua_waiting = 1;
+        r->lua.limit = wait;
+        r->lua.cancel_waits = cancel_waits;
+        r->lua.waiting = 1;
         return GW_AGAIN;
     }
     limit_out(r, w->limiters[id], &res);
@@ -666,7 +671,7 @@ gw_ffi_limit_take(gw_request_t *r, int id, int which, const char *key, size_t kl
 EXPORT void
 gw_ffi_limit_result(gw_request_t *r, int64_t *o)
 {
-    memcpy(o, r->lua_limit_res, sizeof(r->lua_limit_res));
+    memcpy(o, r->lua.limit_res, sizeof(r->lua.limit_res));
 }
 
 /* The matched route's index, -1 when none. */
@@ -679,7 +684,7 @@ gw_ffi_route_index(gw_request_t *r)
 EXPORT int
 gw_ffi_limit_allowed(gw_request_t *r)
 {
-    return (int)r->lua_limit_res[0];
+    return (int)r->lua.limit_res[0];
 }
 
 /* Headers the gateway writes itself on every response it makes: another
@@ -711,9 +716,9 @@ gw_ffi_resp_add_header(gw_request_t *r, const char *name, size_t nlen, const cha
 static void
 limit_cancel(gw_request_t *r)
 {
-    if (r->lua_limit) {
-        gw_limit_wait_cancel(r->lua_limit);
-        r->lua_limit = NULL;
+    if (r->lua.limit) {
+        gw_limit_wait_cancel(r->lua.limit);
+        r->lua.limit = NULL;
     }
     gw_ffi_redis_release(r);
 }
@@ -778,7 +783,7 @@ EXPORT int
 gw_ffi_redis(gw_request_t *r, int argc, const char **argv, const size_t *lens, const char **err)
 {
     gw_worker_t *w = r->w;
-    if (r->lua_co_ref == 0) {
+    if (r->lua.co_ref == 0) {
         *err = "gw.redis cannot wait here";
         return GW_ERROR;
     }
@@ -802,8 +807,9 @@ gw_ffi_redis(gw_request_t *r, int argc, const char **argv, const size_t *lens, c
         *err = "redis unavailable";
         return GW_ERROR;
     }
-    r->lua_redis = rw;
-    r->lua_waiting = 1;
+    r->lua.redis = rw;
+    r->lua.cancel_waits = cancel_waits;
+    r->lua.waiting = 1;
     return GW_AGAIN;
 }
 
@@ -811,7 +817,7 @@ gw_ffi_redis(gw_request_t *r, int argc, const char **argv, const size_t *lens, c
 EXPORT int
 gw_ffi_redis_result(gw_request_t *r, const char **p, size_t *n, const char **err)
 {
-    redis_wait_t *rw = r->lua_redis;
+    redis_wait_t *rw = r->lua.redis;
     if (rw == NULL)
         return GW_ERROR;
     if (rw->err) {
@@ -826,12 +832,12 @@ gw_ffi_redis_result(gw_request_t *r, const char **p, size_t *n, const char **err
 EXPORT void
 gw_ffi_redis_release(gw_request_t *r)
 {
-    redis_wait_t *rw = r->lua_redis;
+    redis_wait_t *rw = r->lua.redis;
     if (rw == NULL)
         return;
     if (rw->cmd)
         gw_redis_cmd_cancel(rw->cmd);
     gw_buf_free(&rw->out);
     free(rw);
-    r->lua_redis = NULL;
+    r->lua.redis = NULL;
 }

@@ -83,9 +83,6 @@ enum {
     GW_FFI_HOST,
 };
 
-/* Cancels whatever r's coroutine waits for (the request is ending). */
-void gw_lua_api_cancel(gw_request_t *r);
-
 /* gw_ffi_limit_take flags (lua/gw/limit.lua) */
 #define GW_LIMIT_FLAG_HEADERS 1
 #define GW_LIMIT_FLAG_ENFORCE 2

@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gw_http.h"
 #include "gw_log.h"
 
 #define MAX_PENDING 65536

@@ -9,9 +9,9 @@
 #include <stdlib.h>
 
 #include "gw_balancer.h"
-#include "gw_http1.h"
+#include "gw_http1.h" /* cycle: the response goes out through r->conn */
 #include "gw_log.h"
-#include "gw_lua.h"
+#include "gw_lua.h" /* cycle: the plugins' phases run from here */
 #include "gw_metrics.h"
 #include "gw_request.h"
 #include "gw_breaker.h"
@@ -32,8 +32,8 @@ gw_request_new(gw_worker_t *w, gw_conn_t *c)
         if (r == NULL)
             abort();
         uv_timer_init(w->loop, &r->budget);
-        uv_timer_init(w->loop, &r->lua_timer);
-        r->budget.data = r->lua_timer.data = r;
+        r->budget.data = r;
+        gw_lua_req_init(&r->lua, w->loop, r);
     }
     /* everything before headers[] is per-request state */
     memset(&r->conn, 0, offsetof(gw_request_t, headers) - offsetof(gw_request_t, conn));
@@ -41,10 +41,8 @@ gw_request_new(gw_worker_t *w, gw_conn_t *c)
     r->conn = c;
     r->content_length = -1;
     r->arena_used = 0;
-    r->lua_exit_body.len = 0;
-    r->lua_exit_headers.len = 0;
     r->resp_extra.len = 0;
-    r->bf_in.len = 0;
+    gw_lua_req_reset(&r->lua);
     r->start_ns = gw_worker_now_ns(w);
     r->view.remote_ip = (gw_str_t){c->remote_ip, c->remote_ip_len};
     return r;
@@ -98,7 +96,7 @@ gw_request_free(gw_request_t *r)
 {
     gw_worker_t *w = r->w;
     drop_upstream(r);
-    if (r->lua_phases)
+    if (r->lua.phases)
         gw_lua_request_end(r);
     while (r->extra) {
         void **next = r->extra;
@@ -122,13 +120,8 @@ on_req_timer_closed(uv_handle_t *h)
 {
     gw_request_t *r = h->data;
     gw_buf_free(&r->uphead);
-    gw_buf_free(&r->lua_exit_body);
-    gw_buf_free(&r->lua_exit_headers);
     gw_buf_free(&r->resp_extra);
-    gw_buf_free(&r->lua_scratch);
-    gw_buf_free(&r->bf_in);
-    gw_buf_free(&r->bf_chunk);
-    free(r->rhdrs);
+    gw_lua_req_free(&r->lua);
     free(r);
 }
 
@@ -136,7 +129,7 @@ static void
 on_budget_closed(uv_handle_t *h)
 {
     gw_request_t *r = h->data;
-    uv_close((uv_handle_t *)&r->lua_timer, on_req_timer_closed);
+    gw_lua_req_close(&r->lua, on_req_timer_closed);
 }
 
 void
@@ -183,6 +176,18 @@ gw_request_alloc(gw_request_t *r, size_t n)
     void *p = r->arena + r->arena_used;
     r->arena_used += n;
     return p;
+}
+
+int
+gw_request_read_body(gw_request_t *r, gw_buf_t *out)
+{
+    return gw_conn_read_body(r->conn, out);
+}
+
+const char *
+gw_request_upstream_name(const gw_request_t *r)
+{
+    return r->target ? r->target->up->conf->name : NULL;
 }
 
 /* ---- head phases ---- */
@@ -573,13 +578,13 @@ gw_request_on_head(gw_request_t *r)
 
     r->route = gw_router_match(w->router, &r->view, r->params, &r->nparams);
     /* global plugins see requests that match no route too (not_found) */
-    r->lua_phases = gw_lua_route_phases(w->lua, r->route ? r->route->index : SIZE_MAX);
+    r->lua.phases = gw_lua_route_phases(w->lua, r->route ? r->route->index : SIZE_MAX);
     if (r->route == NULL) {
         r->err = GW_ERR_NOT_FOUND;
         gw_conn_send_error(r->conn, 404, "no route matched", 0);
         return;
     }
-    unsigned early = r->lua_phases & (GW_PH_REWRITE | GW_PH_ACCESS);
+    unsigned early = r->lua.phases & (GW_PH_REWRITE | GW_PH_ACCESS);
     if (early) {
         int rc = gw_lua_run(r, early, on_plugins_done);
         if (rc != GW_AGAIN)
@@ -607,7 +612,7 @@ on_plugins_done(gw_request_t *r, int rc)
         gw_conn_send_error(r->conn, r->fail_status, r->fail_message, 0);
         return;
     }
-    if (r->lua_exit_status) {
+    if (r->lua.exit_status) {
         send_exit(r);
         return;
     }
@@ -902,7 +907,7 @@ on_upstream_error(void *user, gw_up_error_t e)
     r->err = timeout ? GW_ERR_TIMEOUT : GW_ERR_UPSTREAM;
     if (r->head_sent) {
         breaker_report(r, 0);
-        if (r->head_pending && !(r->lua_phases & (GW_PH_HEADER_FILTER | GW_PH_BODY_FILTER))) {
+        if (r->head_pending && !(r->lua.phases & (GW_PH_HEADER_FILTER | GW_PH_BODY_FILTER))) {
             /* not a byte of it reached the client yet: a clean error
              * instead of a cut (and never a retry: the node answered) */
             r->head_sent = r->head_pending = 0;
@@ -950,18 +955,13 @@ static int build_response_head(gw_request_t *r, const gw_up_head_t *h);
 static void
 copy_response_headers(gw_request_t *r, const gw_up_head_t *head)
 {
-    if (r->rhdrs == NULL) {
-        r->rhdrs = malloc(GW_MAX_HEADERS * sizeof(gw_header_t));
-        if (r->rhdrs == NULL)
-            abort();
-    }
+    gw_header_t *rh = gw_lua_resp_headers(&r->lua);
     for (size_t i = 0; i < head->nheaders; i++) {
         const gw_header_t *h = &head->headers[i];
-        r->rhdrs[i].name = (gw_str_t){gw_request_strdup(r, h->name.data, h->name.len), h->name.len};
-        r->rhdrs[i].value =
-            (gw_str_t){gw_request_strdup(r, h->value.data, h->value.len), h->value.len};
+        rh[i].name = (gw_str_t){gw_request_strdup(r, h->name.data, h->name.len), h->name.len};
+        rh[i].value = (gw_str_t){gw_request_strdup(r, h->value.data, h->value.len), h->value.len};
     }
-    r->nrhdrs = head->nheaders;
+    r->lua.nrhdrs = head->nheaders;
 }
 
 static void
@@ -985,7 +985,7 @@ static int response_head_filtered(gw_request_t *r, const gw_up_head_t *h);
 static int
 after_upstream_error(gw_request_t *r, const gw_up_head_t *h, int rc)
 {
-    if (rc == GW_OK && r->lua_exit_status > 0) {
+    if (rc == GW_OK && r->lua.exit_status > 0) {
         /* the node's answer is replaced: its body is not read, so its
          * connection cannot be reused */
         upstream_feedback(r, h->status);
@@ -1013,10 +1013,8 @@ on_response_head(void *user, const gw_up_head_t *h)
     gw_request_t *r = user;
     r->up_status = h->status;
     r->status = h->status;
-    if ((r->lua_phases & GW_PH_ERROR) && !r->in_error_phase &&
+    if ((r->lua.phases & GW_PH_ERROR) && !r->lua.in_error_phase &&
         gw_lua_wants_upstream(r, h->status)) {
-        r->in_error_phase = 1;
-        r->lua_exit_status = 0;
         int rc = gw_lua_run_error(r, "upstream_error", h->status, gw_http_reason(h->status),
                                   h->status, on_upstream_error_done);
         if (rc == GW_AGAIN)
@@ -1030,7 +1028,7 @@ on_response_head(void *user, const gw_up_head_t *h)
 static int
 response_head_filtered(gw_request_t *r, const gw_up_head_t *h)
 {
-    if (r->lua_phases & GW_PH_HEADER_FILTER) {
+    if (r->lua.phases & GW_PH_HEADER_FILTER) {
         copy_response_headers(r, h);
         int rc = gw_lua_run(r, GW_PH_HEADER_FILTER, on_header_filter_done);
         if (rc == GW_AGAIN)
@@ -1056,13 +1054,13 @@ build_response_head(gw_request_t *r, const gw_up_head_t *head)
     const gw_header_t *hs = head->headers;
     size_t nh = head->nheaders;
     int head_request = r->view.method == GW_M_HEAD;
-    int filtered = (r->lua_phases & GW_PH_BODY_FILTER) && !head_request && head->status != 204 &&
+    int filtered = (r->lua.phases & GW_PH_BODY_FILTER) && !head_request && head->status != 204 &&
                    head->status != 304;
-    if (r->lua_phases & GW_PH_HEADER_FILTER) {
-        hs = r->rhdrs;
-        nh = r->nrhdrs;
-        if (r->status_override)
-            r->status = r->status_override;
+    if (r->lua.phases & GW_PH_HEADER_FILTER) {
+        hs = r->lua.rhdrs;
+        nh = r->lua.nrhdrs;
+        if (r->lua.status_override)
+            r->status = r->lua.status_override;
     }
     if (head->until_close)
         c->close_after = 1;
@@ -1175,75 +1173,40 @@ finish_response(gw_request_t *r)
     gw_conn_request_done(r->conn);
 }
 
-/*
- * body_filter, one call at a time, in order: bytes that arrive while a
- * call waits queue in bf_in and the upstream stops being read. Each call's
- * output is written before the next call starts; the eof call ends the
- * response. Returns 1 when nothing waits (the upstream may be read on).
- */
-static int bf_step(gw_request_t *r);
-
+/* body_filter's output (gw_lua_body_filter runs the calls): written as it
+ * comes; the eof call's output ends the response, a failed call cuts it
+ * (the head may be out). -1: the request is over. */
 static int
-bf_emit(gw_request_t *r, int rc)
+write_filtered(gw_request_t *r, int rc, const char *data, size_t len, int last)
 {
     if (rc != GW_OK) {
-        gw_conn_close(r->conn); /* the head may be out: cut the response */
+        gw_conn_close(r->conn);
         return -1;
     }
-    int last = r->bf_eof_running;
-    int w = write_body(r, r->lua_scratch.data, r->lua_scratch.len, last);
+    int w = write_body(r, data, len, last);
     if (w < 0)
         return -1;
     if (last) {
         finish_response(r);
-        return -1; /* the request is over */
+        return -1;
     }
     return w;
 }
 
+/* A call that waited is done, nothing else waits, the client keeps up. */
 static void
-on_bf_done(gw_request_t *r, int rc)
+filtered_read_on(gw_request_t *r)
 {
-    r->bf_busy = 0;
-    int w = bf_emit(r, rc);
-    if (w < 0)
-        return;
-    if (bf_step(r) && w == 1 && r->up && !r->bf_end)
+    if (r->up)
         gw_upconn_resume(r->up);
 }
 
-static int
-bf_step(gw_request_t *r)
-{
-    int w = 1;
-    while (!r->bf_busy) {
-        int eof = 0;
-        if (r->bf_in.len == 0) {
-            if (!r->bf_end)
-                return w;
-            eof = 1;
-        }
-        gw_buf_t t = r->bf_chunk;
-        r->bf_chunk = r->bf_in;
-        r->bf_in = t;
-        r->bf_in.len = 0;
-        r->bf_eof_running = eof;
-        int rc = gw_lua_run_body_filter(r, r->bf_chunk.data, r->bf_chunk.len, eof, on_bf_done);
-        if (rc == GW_AGAIN) {
-            r->bf_busy = 1;
-            return 0;
-        }
-        w = bf_emit(r, rc);
-        if (w < 0)
-            return 0;
-    }
-    return 0;
-}
+static const gw_lua_bf_ops_t filtered_ops = {write_filtered, filtered_read_on};
 
 static int
 filtering_body(gw_request_t *r)
 {
-    return (r->lua_phases & GW_PH_BODY_FILTER) && r->up && r->view.method != GW_M_HEAD &&
+    return (r->lua.phases & GW_PH_BODY_FILTER) && r->up && r->view.method != GW_M_HEAD &&
            r->status != 204 && r->status != 304;
 }
 
@@ -1251,10 +1214,8 @@ static int
 on_response_body(void *user, const char *data, size_t len)
 {
     gw_request_t *r = user;
-    if (filtering_body(r)) {
-        gw_buf_append(&r->bf_in, data, len);
-        return bf_step(r) == 1;
-    }
+    if (filtering_body(r))
+        return gw_lua_body_filter(r, data, len, 0, &filtered_ops) == 1;
     return write_body(r, data, len, 0) == 1;
 }
 
@@ -1263,8 +1224,8 @@ on_response_done(void *user)
 {
     gw_request_t *r = user;
     if (filtering_body(r)) {
-        r->bf_end = 1;
-        bf_step(r); /* the eof call finishes the response, now or later */
+        /* the eof call finishes the response, now or later */
+        gw_lua_body_filter(r, NULL, 0, 1, &filtered_ops);
         return;
     }
     if (r->head_pending || r->rechunk) {
@@ -1288,7 +1249,7 @@ gw_request_on_client_gone(gw_request_t *r, void (*log_done)(gw_request_t *, int)
     drop_upstream(r);
     if (!r->head_sent && r->status == 0)
         r->status = 499; /* nginx's "client closed request", for logs only */
-    if (r->lua_phases)
+    if (r->lua.phases)
         gw_lua_abandon(r);
     if (r->method.len)
         gw_request_log(r, log_done);
@@ -1305,14 +1266,14 @@ static void write_own_response(gw_request_t *r, int status, const char *ctype, c
 static void
 on_own_filter_done(gw_request_t *r, int rc)
 {
-    int status = r->own_status;
+    int status = r->lua.own_status;
     if (rc != GW_OK)
-        r->nrhdrs = 0; /* a failing filter leaves the response as it was */
-    else if (r->status_override)
-        status = r->status_override;
-    write_own_response(r, status, r->lua_exit_ctype,
-                       r->lua_exit_body.data ? r->lua_exit_body.data : "", r->lua_exit_body.len,
-                       &r->lua_exit_headers, r->nrhdrs > 0);
+        r->lua.nrhdrs = 0; /* a failing filter leaves the response as it was */
+    else if (r->lua.status_override)
+        status = r->lua.status_override;
+    write_own_response(r, status, r->lua.exit_ctype,
+                       r->lua.exit_body.data ? r->lua.exit_body.data : "", r->lua.exit_body.len,
+                       &r->lua.exit_headers, r->lua.nrhdrs > 0);
 }
 
 static void
@@ -1320,38 +1281,34 @@ filter_own_response(gw_request_t *r, int status, const char *ctype, const char *
                     const gw_buf_t *extra)
 {
     /* the filter may wait: the response lives in the request meanwhile */
-    if (body != r->lua_exit_body.data) {
-        r->lua_exit_body.len = 0;
-        gw_buf_append(&r->lua_exit_body, body, blen);
+    if (body != r->lua.exit_body.data) {
+        r->lua.exit_body.len = 0;
+        gw_buf_append(&r->lua.exit_body, body, blen);
     }
-    if (extra != &r->lua_exit_headers) {
-        r->lua_exit_headers.len = 0;
+    if (extra != &r->lua.exit_headers) {
+        r->lua.exit_headers.len = 0;
         if (extra)
-            gw_buf_append(&r->lua_exit_headers, extra->data, extra->len);
+            gw_buf_append(&r->lua.exit_headers, extra->data, extra->len);
     }
-    r->lua_exit_ctype = ctype;
-    r->own_status = status;
-    if (r->rhdrs == NULL) {
-        r->rhdrs = malloc(GW_MAX_HEADERS * sizeof(gw_header_t));
-        if (r->rhdrs == NULL)
-            abort();
-    }
+    r->lua.exit_ctype = ctype;
+    r->lua.own_status = status;
+    gw_header_t *rh = gw_lua_resp_headers(&r->lua);
     size_t n = 0;
-    r->rhdrs[n].name = GW_STR("Content-Type");
-    r->rhdrs[n++].value = (gw_str_t){ctype, strlen(ctype)};
-    const char *p = r->lua_exit_headers.data, *end = p ? p + r->lua_exit_headers.len : NULL;
+    rh[n].name = GW_STR("Content-Type");
+    rh[n++].value = (gw_str_t){ctype, strlen(ctype)};
+    const char *p = r->lua.exit_headers.data, *end = p ? p + r->lua.exit_headers.len : NULL;
     while (p && p < end && n < GW_MAX_HEADERS) {
         const char *colon = memchr(p, ':', (size_t)(end - p));
         const char *eol = memchr(p, '\r', (size_t)(end - p));
         if (colon == NULL || eol == NULL || colon > eol)
             break;
-        r->rhdrs[n].name = (gw_str_t){p, (size_t)(colon - p)};
-        r->rhdrs[n++].value = (gw_str_t){colon + 2, (size_t)(eol - colon - 2)};
+        rh[n].name = (gw_str_t){p, (size_t)(colon - p)};
+        rh[n++].value = (gw_str_t){colon + 2, (size_t)(eol - colon - 2)};
         p = eol + 2;
     }
-    r->nrhdrs = n;
+    r->lua.nrhdrs = n;
     r->status = status;
-    r->status_override = 0;
+    r->lua.status_override = 0;
     int rc = gw_lua_run(r, GW_PH_HEADER_FILTER, on_own_filter_done);
     if (rc != GW_AGAIN)
         on_own_filter_done(r, rc);
@@ -1362,8 +1319,8 @@ static void
 respond(gw_request_t *r, int status, const char *ctype, const char *body, size_t blen,
         const gw_buf_t *extra)
 {
-    if ((r->lua_phases & GW_PH_HEADER_FILTER) && !r->in_header_filter) {
-        r->in_header_filter = 1;
+    if ((r->lua.phases & GW_PH_HEADER_FILTER) && !r->lua.in_header_filter) {
+        r->lua.in_header_filter = 1;
         filter_own_response(r, status, ctype, body, blen, extra);
         return;
     }
@@ -1382,8 +1339,8 @@ write_own_response(gw_request_t *r, int status, const char *ctype, const char *b
         c->close_after = 1;
     size_t need = 256 + strlen(ctype) + r->request_id.len + blen + (extra ? extra->len : 0) +
                   r->resp_extra.len;
-    for (size_t i = 0; filtered && i < r->nrhdrs; i++)
-        need += r->rhdrs[i].name.len + r->rhdrs[i].value.len + 4;
+    for (size_t i = 0; filtered && i < r->lua.nrhdrs; i++)
+        need += r->lua.rhdrs[i].name.len + r->lua.rhdrs[i].value.len + 4;
     b->len = 0;
     gw_buf_reserve(b, need);
     status_line(b, status);
@@ -1391,15 +1348,15 @@ write_own_response(gw_request_t *r, int status, const char *ctype, const char *b
     gw_buf_put(b, gw_worker_date(r->w), 29);
     GW_BUF_PUT_LIT(b, "\r\n");
     if (filtered) {
-        for (size_t i = 0; i < r->nrhdrs; i++) {
-            gw_str_t n = r->rhdrs[i].name;
+        for (size_t i = 0; i < r->lua.nrhdrs; i++) {
+            gw_str_t n = r->lua.rhdrs[i].name;
             if (n.len == 0 || gw_http_is_hop_by_hop(n) ||
                 gw_str_caseeq_lc(n, GW_STR("content-length")) ||
                 gw_str_caseeq_lc(n, GW_STR("x-request-id")) || gw_str_caseeq_lc(n, GW_STR("date")))
                 continue;
             gw_buf_puts(b, n);
             GW_BUF_PUT_LIT(b, ": ");
-            gw_buf_puts(b, r->rhdrs[i].value);
+            gw_buf_puts(b, r->lua.rhdrs[i].value);
             GW_BUF_PUT_LIT(b, "\r\n");
         }
     } else {
@@ -1433,9 +1390,9 @@ write_own_response(gw_request_t *r, int status, const char *ctype, const char *b
 static void
 send_exit(gw_request_t *r)
 {
-    respond(r, r->lua_exit_status, r->lua_exit_ctype ? r->lua_exit_ctype : "application/json",
-            r->lua_exit_body.data ? r->lua_exit_body.data : "", r->lua_exit_body.len,
-            &r->lua_exit_headers);
+    respond(r, r->lua.exit_status, r->lua.exit_ctype ? r->lua.exit_ctype : "application/json",
+            r->lua.exit_body.data ? r->lua.exit_body.data : "", r->lua.exit_body.len,
+            &r->lua.exit_headers);
 }
 
 static const char *
@@ -1468,7 +1425,7 @@ err_kind(const gw_request_t *r, int status)
 static void
 on_error_phase_done(gw_request_t *r, int rc)
 {
-    if (rc == GW_OK && r->lua_exit_status > 0) {
+    if (rc == GW_OK && r->lua.exit_status > 0) {
         send_exit(r);
         return;
     }
@@ -1487,9 +1444,7 @@ gw_request_fail(gw_request_t *r, int status, const char *message)
     upstream_release(r, 0);
     /* the error phase may answer instead (degradation, error mapping) */
     const char *kind = err_kind(r, status);
-    if (kind && (r->lua_phases & GW_PH_ERROR) && !r->in_error_phase) {
-        r->in_error_phase = 1;
-        r->lua_exit_status = 0;
+    if (kind && (r->lua.phases & GW_PH_ERROR) && !r->lua.in_error_phase) {
         r->fail_status = status;
         r->fail_message = message;
         int rc = gw_lua_run_error(r, kind, status, message, 0, on_error_phase_done);
@@ -1509,7 +1464,7 @@ gw_request_fail(gw_request_t *r, int status, const char *message)
 static int
 run_log_phase(gw_request_t *r, void (*done)(gw_request_t *, int))
 {
-    if (!(r->lua_phases & GW_PH_LOG))
+    if (!(r->lua.phases & GW_PH_LOG))
         return GW_OK;
     if (done == NULL) {
         gw_lua_run_sync(r, GW_PH_LOG);

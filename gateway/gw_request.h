@@ -15,8 +15,9 @@
 
 #include "gw_config.h"
 #include "gw_http.h"
+#include "gw_lua.h" /* cycle: r->lua, the plugins' state, is embedded */
 #include "gw_router.h"
-#include "gw_worker.h"
+#include "gw_worker.h" /* cycle: users of r read the worker through r->w */
 
 #define GW_MAX_TRIES 8
 #define GW_ARENA_SIZE 4096
@@ -89,36 +90,11 @@ struct gw_request_s {
     gw_err_kind_t err;
     int budget_active;
 
-    /* Lua plugins (gw_lua.c); lua_phases 0: this request never enters the VM */
-    unsigned lua_phases;
-    int lua_co_ref; /* the running coroutine, 0 when none */
-    void (*lua_done)(gw_request_t *r, int status);
-    int lua_exit_status; /* a plugin ended the request with this status */
-    const char *lua_exit_ctype;
-    unsigned lua_waiting : 1; /* the coroutine waits for a timer or a response */
     unsigned path_set : 1;    /* a plugin set the upstream path */
-    unsigned in_error_phase : 1;
-    unsigned in_header_filter : 1;
     unsigned log_waiting : 1; /* the log phase waits: the request may outlive its connection */
-    unsigned bf_busy : 1;     /* a body_filter call waits */
-    unsigned bf_end : 1;      /* the upstream body ended; the eof call is due */
-    unsigned bf_eof_running : 1;
-    unsigned rechunk : 1; /* the client gets the (filtered) body as chunks */
-    void *lua_limit;      /* a limiter's Redis answer being waited for */
-    void *lua_redis;      /* gw.redis: the wait, then its reply */
-    int lua_limit_route;  /* metrics: route and limiter kind of that wait */
-    int lua_limit_which;
-    int lua_limit_id;
-    int lua_limit_flags;
-    int64_t lua_limit_res[6]; /* the finished answer, for the Lua side */
-    void *lua_http;           /* gw.http.request: the wait, then its result */
-    void *lua_http_req;       /* the gw_httpc_req_t being waited for */
-    unsigned lua_http_done : 1;
+    unsigned rechunk : 1;     /* the client gets the (filtered) body as chunks */
     size_t nvars;
-    size_t nrhdrs; /* response headers copied for header_filter */
-    int status_override;
     int fail_status;          /* the error the error phase may replace */
-    int own_status;           /* a gateway-made response waiting for header_filter */
     const char *fail_message; /* a constant, or a plugin's (in the request's arena) */
     void *extra;              /* allocations the arena could not hold */
 
@@ -127,17 +103,9 @@ struct gw_request_s {
     /* [0, nparams): values are slices of the path as routed */
     gw_param_t params[GW_MAX_PARAMS];
     gw_header_t vars[16]; /* variables plugins set: var:NAME */
-    gw_header_t *rhdrs;   /* GW_MAX_HEADERS slots, allocated on first use */
-    int lua_ctx_ref;      /* registry slot of ctx, kept across requests */
-    int lua_ctx_fresh;    /* the slot holds this request's (or an unused) table */
+    gw_lua_req_t lua;     /* plugins' state: gw_lua_req_reset per request */
     uv_timer_t budget;    /* route timeout */
-    uv_timer_t lua_timer; /* gw.sleep */
-    gw_buf_t lua_exit_body;
-    gw_buf_t lua_exit_headers; /* "Name: value\r\n" lines */
-    gw_buf_t lua_scratch;      /* body_filter output */
-    gw_buf_t bf_in;            /* body bytes waiting for body_filter */
-    gw_buf_t bf_chunk;         /* the chunk body_filter works on */
-    gw_buf_t resp_extra;       /* "Name: value\r\n" lines every response of r gets (limiters) */
+    gw_buf_t resp_extra;  /* "Name: value\r\n" lines every response of r gets (limiters) */
 
     gw_buf_t uphead; /* the head sent upstream; reused across requests */
     char arena[GW_ARENA_SIZE];
@@ -156,6 +124,12 @@ void gw_request_pool_close(gw_worker_t *w);
 void *gw_request_alloc(gw_request_t *r, size_t n);
 /* A copy that lives as long as the request: the arena, else the heap. */
 char *gw_request_strdup(gw_request_t *r, const char *p, size_t n);
+
+/* For the plugins' API (gw_lua_api.c), which sees neither connection nor
+ * upstream: the request body as the client sent it (gw_conn_read_body's
+ * returns), and the name of the upstream chosen (NULL before the split). */
+int gw_request_read_body(gw_request_t *r, gw_buf_t *out);
+const char *gw_request_upstream_name(const gw_request_t *r);
 
 /* Phase entry points called by the downstream side. */
 void gw_request_on_head(gw_request_t *r);

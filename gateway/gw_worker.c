@@ -7,13 +7,13 @@
 #include <unistd.h>
 
 #include "gw_http.h"
-#include "gw_http1.h"
+#include "gw_http1.h" /* cycle: the worker accepts and drains connections */
 #include "gw_log.h"
 #include "gw_limit.h"
 #include "gw_redis.h"
-#include "gw_lua.h"
+#include "gw_lua.h" /* cycle: the worker makes and frees its VM */
 #include "gw_metrics.h"
-#include "gw_request.h"
+#include "gw_request.h" /* cycle: the worker closes the request pool */
 #include "gw_router.h"
 #include "gw_status.h"
 #include "gw_upstream.h"

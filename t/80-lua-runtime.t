@@ -333,6 +333,7 @@ my $gw = start_gateway(config => {
         route('sleep', '/sleep/*', { 't-sleep' => { seconds => 0.5 * mult() } }),
         route('http', '/http/*', { 't-http' => { url => "http://127.0.0.1:$up2->{port}" } }),
         route('http-closed', '/http-closed/*', { 't-http' => { url => "http://127.0.0.1:$closed" } }),
+        route('http-refused', '/http-refused/*', { 't-http' => { url => "https://127.0.0.1:$closed" } }),
         route('http-slow', '/http-slow/*', { 't-http' => { url => "http://127.0.0.1:$up2->{port}/sleep/2000",
                                                         timeout => 0.3 } }),
         route('http-gone', '/http-gone/*', { 't-http' => { url => "http://127.0.0.1:$up2->{port}/sleep/600" } }),
@@ -499,6 +500,12 @@ is($r->{status}, 200, 'http.request to a closed port: the plugin handled nil, er
 my $hc = json_body($r) // {};
 ok($hc->{handled} && length($hc->{err} // ''), 'http.request to a closed port: err is a message')
     or diag($r->{body});
+
+# refused before anything is sent: the client's reason comes back as err
+$r = http_request($gw->{port}, 'GET', '/http-refused/1');
+is($r->{status}, 200, 'http.request refused at once: the plugin handled nil, err');
+like((json_body($r) // {})->{err} // '', qr/https is not supported/,
+     'http.request refused at once: err is the reason') or diag($r->{body});
 
 # gw.req.body in access
 $r = http_request($gw->{port}, 'POST', '/body/1', body => 'hello body', headers => ['X-Echo' => 1]);
