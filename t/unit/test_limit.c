@@ -10,8 +10,12 @@
 static gw_limiter_t *
 period(uv_loop_t *loop, int64_t quota, int64_t secs, int nworkers)
 {
-    gw_limit_conf_t c = {.kind = GW_LIMIT_PERIOD, .quota = quota, .period = secs,
-                         .prefix = "p:", .prefix_len = 2, .policy = GW_LIMIT_USE_LOCAL};
+    gw_limit_conf_t c = {.kind = GW_LIMIT_PERIOD,
+                         .quota = quota,
+                         .period = secs,
+                         .prefix = "p:",
+                         .prefix_len = 2,
+                         .policy = GW_LIMIT_USE_LOCAL};
     return gw_limiter_new(&c, NULL, nworkers, loop);
 }
 
@@ -77,8 +81,8 @@ main(void)
     gw_limiter_free(l);
 
     /* token bucket: burst at once, then rate per second */
-    gw_limit_conf_t tc = {.kind = GW_LIMIT_TOKEN, .rate = 2, .burst = 2, .prefix = "",
-                          .policy = GW_LIMIT_USE_LOCAL};
+    gw_limit_conf_t tc = {
+        .kind = GW_LIMIT_TOKEN, .rate = 2, .burst = 2, .prefix = "", .policy = GW_LIMIT_USE_LOCAL};
     l = gw_limiter_new(&tc, NULL, 1, &loop);
     ok(l != NULL, "token limiter");
     r = take(l, "t");
