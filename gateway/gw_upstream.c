@@ -411,6 +411,11 @@ gw_upconn_connect(gw_upstream_rt_t *up, gw_node_t *node, const gw_upconn_user_t 
     u->up = up;
     bind_user(u, user);
     u->state = UP_CONNECTING;
+    /* The loop's clock is read once per iteration; a plugin that held the
+     * worker since would leave it behind, and the connect timeout armed
+     * from it would fire on the next iteration, before the connection had
+     * a chance. One clock read per new connection, none per pooled one. */
+    uv_update_time(set->loop);
     uv_tcp_init(set->loop, &u->tcp);
     uv_timer_init(set->loop, &u->timer);
     u->tcp.data = u->timer.data = u->creq.data = u;

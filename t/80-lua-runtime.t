@@ -813,5 +813,32 @@ my ($code, $out) = check_config(config => {
 });
 is($code, 1, 'lua_memory under 16m: config error');
 like($out, qr/gateway\.lua_memory: must be at least 16m/, 'lua_memory: the error names the key');
+# A plugin that holds the worker (a busy loop, 600 ms of wall time) before
+# the first connection to the node: the connect timeout (200 ms) counts from
+# when the connection is opened, not from the loop's clock of before the
+# loop, so the request gets the node's answer, not a connect timeout.
+plugin_file('t-busy', <<'LUA');
+local plugin = { name = "t-busy", priority = 100, schema = { type = "object" } }
+function plugin.access(conf, ctx)
+  local t0 = gw.now()
+  while gw.now() - t0 < 0.6 do end
+end
+return plugin
+LUA
+{
+    my $bup = start_upstream(name => 'busy-node');
+    my $gwb = start_gateway(config => {
+        gateway   => { plugin_paths => [$pdir] },
+        upstreams => [{ name => 'b', nodes => ["127.0.0.1:$bup->{port}"],
+                        timeouts => { connect => '200ms' } }],
+        routes    => [{ name => 'busy', match => { path => '/busy/*' }, upstream => 'b',
+                        plugins => { 't-busy' => {} } }],
+    });
+    my $rb = http_request($gwb->{port}, 'GET', '/busy/1', timeout => 10);
+    is($rb->{status}, 200, 'a plugin held the worker 600 ms: the new connection is not timed out at once');
+    is(($rb->{headers}{'x-upstream'} // ''), 'busy-node', 'and the answer is the node\'s');
+    unlike(gateway_log($gwb), qr/connect.*timed out|timed out.*connect/i, 'no connect timeout logged');
+}
+
 stop_all();
 done_testing();
