@@ -241,8 +241,6 @@ release_rbuf(gw_conn_t *c)
     c->len = c->pos = c->head_start = 0;
 }
 
-static void on_log_done(gw_request_t *r, int status);
-
 void
 gw_conn_close(gw_conn_t *c)
 {
@@ -251,14 +249,7 @@ gw_conn_close(gw_conn_t *c)
     c->closing = 1;
     c->state = GW_CONN_S_CLOSING;
     if (c->req) {
-        gw_request_t *r = c->req;
-        if (!r->finished)
-            gw_request_on_client_gone(r, on_log_done);
-        /* a log phase that waits outlives its connection */
-        if (r->log_waiting)
-            gw_request_detach(r);
-        else
-            gw_request_free(r);
+        gw_request_end(c->req);
         c->req = NULL;
     }
     gw_list_remove(&c->link);
@@ -1119,11 +1110,6 @@ static void
 on_log_done(gw_request_t *r, int status)
 {
     gw_conn_t *c = r->conn;
-    r->log_waiting = 0;
-    if (c == NULL) {
-        gw_request_free(r); /* detached: its connection is gone */
-        return;
-    }
     if (!c->closing && c->req == r)
         finish_request(c);
 }
@@ -1148,7 +1134,7 @@ finish_request(gw_conn_t *c)
     gw_request_t *r = c->req;
     c->requests++;
     int keep = c->keepalive && !c->close_after && r->body_done && !c->w->draining;
-    gw_request_free(r);
+    gw_request_end(r);
     c->req = NULL;
     if (!keep) {
         c->close_after = 1;

@@ -54,8 +54,10 @@ keep_str(gw_request_t *r, gw_str_t s)
     return s.data ? (gw_str_t){gw_request_strdup(r, s.data, s.len), s.len} : s;
 }
 
-void
-gw_request_detach(gw_request_t *r)
+/* The connection goes away while r still runs (a waiting log phase): r
+ * takes copies of what pointed into the connection's buffer. */
+static void
+detach(gw_request_t *r)
 {
     for (size_t i = 0; i < r->nheaders; i++) {
         r->headers[i].name = keep_str(r, r->headers[i].name);
@@ -91,8 +93,9 @@ drop_upstream(gw_request_t *r)
     upstream_release(r, 0);
 }
 
-void
-gw_request_free(gw_request_t *r)
+/* The one place a request ends: what it holds goes, and it returns to the pool. */
+static void
+request_free(gw_request_t *r)
 {
     gw_worker_t *w = r->w;
     drop_upstream(r);
@@ -113,6 +116,19 @@ gw_request_free(gw_request_t *r)
     }
     r->next_free = w->free_reqs;
     w->free_reqs = r;
+}
+
+static void on_client_gone(gw_request_t *r);
+
+void
+gw_request_end(gw_request_t *r)
+{
+    if (!r->finished)
+        on_client_gone(r);
+    if (r->log_waiting)
+        detach(r); /* freed when its log phase ends (on_log_phase_done) */
+    else
+        request_free(r);
 }
 
 static void
@@ -497,6 +513,7 @@ static int on_response_body(void *user, const char *data, size_t len);
 static void on_response_done(void *user);
 static void on_upstream_error(void *user, gw_up_error_t e);
 static void access_log(gw_request_t *r, double secs);
+static int log_request(gw_request_t *r, int may_wait);
 static void on_plugins_done(gw_request_t *r, int rc);
 static void proxy(gw_request_t *r);
 static void send_exit(gw_request_t *r);
@@ -1242,8 +1259,11 @@ gw_request_on_client_drained(gw_request_t *r)
         gw_upconn_resume(r->up);
 }
 
-void
-gw_request_on_client_gone(gw_request_t *r, void (*log_done)(gw_request_t *, int))
+/* The client connection failed or closed: abandon the upstream side and
+ * any Lua phase that waits; log. A log phase that waits leaves
+ * log_waiting set: gw_request_end detaches the request meanwhile. */
+static void
+on_client_gone(gw_request_t *r)
 {
     r->client_gone = 1;
     drop_upstream(r);
@@ -1252,7 +1272,7 @@ gw_request_on_client_gone(gw_request_t *r, void (*log_done)(gw_request_t *, int)
     if (r->lua.phases)
         gw_lua_abandon(r);
     if (r->method.len)
-        gw_request_log(r, log_done);
+        log_request(r, 1);
     r->finished = 1;
 }
 
@@ -1459,25 +1479,37 @@ gw_request_fail(gw_request_t *r, int status, const char *message)
     gw_buf_free(&bb);
 }
 
+/* A log phase that waited is over: a detached request ends here, else
+ * its connection moves on. */
+static void
+on_log_phase_done(gw_request_t *r, int status)
+{
+    r->log_waiting = 0;
+    if (r->conn == NULL)
+        request_free(r); /* detached: its connection is gone */
+    else if (r->log_done)
+        r->log_done(r, status);
+}
+
 /* The log phase of Lua plugins: in a coroutine when the connection can
- * wait for it (done set), else to completion (the client went away). */
+ * wait for it (may_wait), else to completion (the client went away). */
 static int
-run_log_phase(gw_request_t *r, void (*done)(gw_request_t *, int))
+run_log_phase(gw_request_t *r, int may_wait)
 {
     if (!(r->lua.phases & GW_PH_LOG))
         return GW_OK;
-    if (done == NULL) {
+    if (!may_wait) {
         gw_lua_run_sync(r, GW_PH_LOG);
         return GW_OK;
     }
-    if (gw_lua_run(r, GW_PH_LOG, done) != GW_AGAIN)
+    if (gw_lua_run(r, GW_PH_LOG, on_log_phase_done) != GW_AGAIN)
         return GW_OK;
     r->log_waiting = 1;
     return GW_AGAIN;
 }
 
-int
-gw_request_log(gw_request_t *r, void (*done)(gw_request_t *, int))
+static int
+log_request(gw_request_t *r, int may_wait)
 {
     gw_worker_t *w = r->w;
     if (r->finished)
@@ -1487,7 +1519,14 @@ gw_request_log(gw_request_t *r, void (*done)(gw_request_t *, int))
     gw_metrics_request(w->metrics, w->slot, r->route ? (int)r->route->index : -1, r->status, secs);
     if (w->access_log)
         access_log(r, secs);
-    return run_log_phase(r, done);
+    return run_log_phase(r, may_wait);
+}
+
+int
+gw_request_log(gw_request_t *r, void (*done)(gw_request_t *, int))
+{
+    r->log_done = done;
+    return log_request(r, done != NULL);
 }
 
 static void

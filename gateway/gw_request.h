@@ -92,7 +92,9 @@ struct gw_request_s {
 
     unsigned path_set : 1;    /* a plugin set the upstream path */
     unsigned log_waiting : 1; /* the log phase waits: the request may outlive its connection */
-    unsigned rechunk : 1;     /* the client gets the (filtered) body as chunks */
+    void (*log_done)(gw_request_t *r,
+                     int status); /* the connection's, for a log phase that waits */
+    unsigned rechunk : 1;         /* the client gets the (filtered) body as chunks */
     size_t nvars;
     int fail_status;          /* the error the error phase may replace */
     const char *fail_message; /* a constant, or a plugin's (in the request's arena) */
@@ -114,10 +116,11 @@ struct gw_request_s {
 
 /* Free-list management (the worker owns the objects). */
 gw_request_t *gw_request_new(gw_worker_t *w, gw_conn_t *c);
-void gw_request_free(gw_request_t *r);
-/* The connection goes away while r still runs (a waiting log phase): r
- * takes copies of what pointed into the connection's buffer. */
-void gw_request_detach(gw_request_t *r);
+/* The connection is done with r, answered or not (the client went away:
+ * r abandons its upstream side and logs). r goes back to the pool, here or,
+ * when its log phase waits, once that ends (r then outlives its
+ * connection). The only way a request ends. */
+void gw_request_end(gw_request_t *r);
 void gw_request_pool_close(gw_worker_t *w);
 
 /* Arena allocation; falls back to NULL when full (callers answer 431/500). */
@@ -138,18 +141,14 @@ void gw_request_on_head(gw_request_t *r);
 int gw_request_on_body(gw_request_t *r, const char *data, size_t len);
 void gw_request_on_body_done(gw_request_t *r);
 void gw_request_on_client_drained(gw_request_t *r);
-/* The client connection failed or closed: abandon the upstream side and
- * any Lua phase that waits; log. A log phase that waits returns with
- * log_waiting set and calls log_done when it ends: the caller detaches the
- * request meanwhile (gw_request_detach). */
-void gw_request_on_client_gone(gw_request_t *r, void (*log_done)(gw_request_t *, int));
 
 /* Ends the request with an error the gateway makes (JSON envelope). */
 void gw_request_fail(gw_request_t *r, int status, const char *message);
 
 /* Called by the downstream side once the response is out: metrics, the
  * access log, then the plugins' log phase. GW_AGAIN: a plugin waits;
- * done(r, status) follows (done NULL: the phase may not wait). */
+ * done(r, status) follows unless the connection ended r meanwhile
+ * (done NULL: the phase may not wait). */
 int gw_request_log(gw_request_t *r, void (*done)(gw_request_t *r, int status));
 
 #endif
