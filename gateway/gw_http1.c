@@ -235,7 +235,7 @@ static void
 release_rbuf(gw_conn_t *c)
 {
     if (c->rbuf) {
-        gw_worker_rbuf_put(c->w, c->rbuf);
+        gw_rbuf_put(&c->w->rbufs, c->rbuf);
         c->rbuf = NULL;
     }
     c->len = c->pos = c->head_start = 0;
@@ -408,7 +408,7 @@ on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     gw_conn_t *c = h->data;
     if (c->rbuf == NULL)
-        c->rbuf = gw_worker_rbuf_get(c->w);
+        c->rbuf = gw_rbuf_get(&c->w->rbufs);
     buf->base = c->rbuf->data + c->len;
     buf->len = c->rbuf->cap - c->len;
 }
@@ -575,10 +575,10 @@ static int
 check_target(gw_request_t *r, gw_header_t *host, const char **msg)
 {
     gw_str_t u = r->url;
+    if (u.len && u.data[0] == '/')
+        return 0; /* origin-form: every common request stops here */
     int options = gw_str_eq(r->method, GW_STR("OPTIONS"));
     *msg = "bad request target";
-    if (u.len && u.data[0] == '/')
-        return 0;
     if (u.len == 1 && u.data[0] == '*')
         return options ? 0 : 400;
     if (gw_str_eq(r->method, GW_STR("CONNECT")))

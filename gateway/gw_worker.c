@@ -52,18 +52,6 @@ on_clock_reset(uv_prepare_t *p)
     w->now_valid = 0;
 }
 
-gw_rbuf_t *
-gw_worker_rbuf_get(gw_worker_t *w)
-{
-    return gw_rbuf_get(&w->rbufs);
-}
-
-void
-gw_worker_rbuf_put(gw_worker_t *w, gw_rbuf_t *b)
-{
-    gw_rbuf_put(&w->rbufs, b);
-}
-
 static void
 on_handle_closed(uv_handle_t *h)
 {

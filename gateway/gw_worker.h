@@ -75,9 +75,6 @@ int gw_worker_run(const gw_conf_t *conf, int slot, int nworkers, const int *list
 /* IMF-fixdate of the current second, cached. */
 const char *gw_worker_date(gw_worker_t *w);
 
-gw_rbuf_t *gw_worker_rbuf_get(gw_worker_t *w);
-void gw_worker_rbuf_put(gw_worker_t *w, gw_rbuf_t *b);
-
 /* A connection closed: may resume a paused accept, or end the drain. */
 void gw_worker_conn_closed(gw_worker_t *w);
 
