@@ -889,6 +889,9 @@ reconnect_stale(gw_request_t *r, gw_up_error_t e)
     r->reconnected = 1;
     if (upstream_acquire(r, 1) < 0)
         return 0;
+    /* the node's latency is that of the attempt that answers, not of the
+     * closed connection before it */
+    r->up_start_ns = gw_worker_now_ns(w);
     gw_metrics_reused_conn_retry(w->metrics, w->slot, (int)r->target->up->conf->index);
     gw_log(w->log, GW_LOG_INFO,
            "upstream %s node %s: kept-alive connection closed, sending again on a new one "
