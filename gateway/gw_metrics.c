@@ -14,6 +14,7 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -380,20 +381,25 @@ gw_metrics_conn(gw_metrics_t *m, int slot, int state, int delta)
                           memory_order_relaxed);
 }
 
-void
-gw_metrics_breaker_drop(gw_metrics_t *m, int slot, int upstream_index)
+/* The per-upstream counter at byte offset FIELD of the worker's stats. */
+static void
+ups_counter_add(gw_metrics_t *m, int slot, int upstream_index, size_t field)
 {
     if (!slot_ok(m, slot) || upstream_index < 0 || (size_t)upstream_index >= m->nupstreams)
         return;
-    add(&ups_stats(m, slot, (size_t)upstream_index)->breaker_drops, 1);
+    add((counter_t *)((char *)ups_stats(m, slot, (size_t)upstream_index) + field), 1);
+}
+
+void
+gw_metrics_breaker_drop(gw_metrics_t *m, int slot, int upstream_index)
+{
+    ups_counter_add(m, slot, upstream_index, offsetof(ups_stats_t, breaker_drops));
 }
 
 void
 gw_metrics_reused_conn_retry(gw_metrics_t *m, int slot, int upstream_index)
 {
-    if (!slot_ok(m, slot) || upstream_index < 0 || (size_t)upstream_index >= m->nupstreams)
-        return;
-    add(&ups_stats(m, slot, (size_t)upstream_index)->reused_conn_retries, 1);
+    ups_counter_add(m, slot, upstream_index, offsetof(ups_stats_t, reused_conn_retries));
 }
 
 void
@@ -588,6 +594,20 @@ render_hist(sbuf_t *b, gw_metrics_t *m, const char *name, const char *label, con
     sb_printf(b, "%s_count{%s=\"%s\"} %llu\n", name, label, value, (unsigned long long)count);
 }
 
+/* One per-upstream counter family (the field at byte offset FIELD), summed
+ * over the workers; every upstream has a series. */
+static void
+render_ups_counter(sbuf_t *b, gw_metrics_t *m, const char *name, const char *help, size_t field)
+{
+    header(b, name, "counter", help);
+    for (size_t u = 0; u < m->nupstreams; u++) {
+        uint64_t v = 0;
+        for (int s = 0; s < m->nworkers; s++)
+            v += get((counter_t *)((char *)ups_stats(m, s, u) + field));
+        sb_printf(b, "%s{upstream=\"%s\"} %llu\n", name, m->ups[u].name, (unsigned long long)v);
+    }
+}
+
 /* One limiter counter family: FALLBACKS picks limiter_fallbacks over
  * limiter_rejects. Series appear with their first count. */
 static void
@@ -711,26 +731,13 @@ gw_metrics_render(gw_metrics_t *m, char **out)
                   m->ups[u].name, (long long)unhealthy);
     }
 
-    header(&b, "gateway_breaker_drops_total", "counter",
-           "Requests refused by an open circuit breaker, by upstream.");
-    for (size_t u = 0; u < m->nupstreams; u++) {
-        uint64_t v = 0;
-        for (int s = 0; s < m->nworkers; s++)
-            v += get(&ups_stats(m, s, u)->breaker_drops);
-        sb_printf(&b, "gateway_breaker_drops_total{upstream=\"%s\"} %llu\n", m->ups[u].name,
-                  (unsigned long long)v);
-    }
-
-    header(&b, "gateway_upstream_reused_conn_retries_total", "counter",
-           "Requests sent again on a new connection after the node closed the kept-alive "
-           "one they went out on, by upstream.");
-    for (size_t u = 0; u < m->nupstreams; u++) {
-        uint64_t v = 0;
-        for (int s = 0; s < m->nworkers; s++)
-            v += get(&ups_stats(m, s, u)->reused_conn_retries);
-        sb_printf(&b, "gateway_upstream_reused_conn_retries_total{upstream=\"%s\"} %llu\n",
-                  m->ups[u].name, (unsigned long long)v);
-    }
+    render_ups_counter(&b, m, "gateway_breaker_drops_total",
+                       "Requests refused by an open circuit breaker, by upstream.",
+                       offsetof(ups_stats_t, breaker_drops));
+    render_ups_counter(&b, m, "gateway_upstream_reused_conn_retries_total",
+                       "Requests sent again on a new connection after the node closed the "
+                       "kept-alive one they went out on, by upstream.",
+                       offsetof(ups_stats_t, reused_conn_retries));
 
     render_limiter(&b, m, "gateway_limiter_rejections_total",
                    "Requests rejected by a rate limiter, by route and plugin.", 0);
