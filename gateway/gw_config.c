@@ -83,17 +83,10 @@ struct ynode_s {
 };
 
 typedef struct {
-    char *name;
-    int consul; /* 0: etcd */
-} reg_t;
-
-typedef struct {
     const char *name; /* file name, for messages */
     gw_conf_errors_t *errs;
     size_t nerr;
     gw_conf_t *conf;
-    reg_t *regs;
-    size_t nregs;
     int has_tls_certs;
 } cctx_t;
 
@@ -817,12 +810,10 @@ split_hostport(const char *s, char **host, int *port)
 }
 
 static int
-resolve(const char *host, int port, struct sockaddr_storage *sa, socklen_t *salen, const char **why)
+numeric_sa(const char *host, int port, struct sockaddr_storage *sa, socklen_t *salen)
 {
     struct sockaddr_in *in4 = (struct sockaddr_in *)sa;
     struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)sa;
-    struct addrinfo hints, *res = NULL;
-
     memset(sa, 0, sizeof(*sa));
     if (inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
         in4->sin_family = AF_INET;
@@ -836,6 +827,18 @@ resolve(const char *host, int port, struct sockaddr_storage *sa, socklen_t *sale
         *salen = sizeof(*in6);
         return GW_OK;
     }
+    return GW_ERROR;
+}
+
+static int
+resolve(const char *host, int port, struct sockaddr_storage *sa, socklen_t *salen, const char **why)
+{
+    struct sockaddr_in *in4 = (struct sockaddr_in *)sa;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)sa;
+    struct addrinfo hints, *res = NULL;
+
+    if (numeric_sa(host, port, sa, salen) == GW_OK)
+        return GW_OK;
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
@@ -852,6 +855,40 @@ resolve(const char *host, int port, struct sockaddr_storage *sa, socklen_t *sale
         in6->sin6_port = htons((uint16_t)port);
     freeaddrinfo(res);
     return GW_OK;
+}
+
+int
+gw_conf_numeric_addr(const char *s, int default_port, struct sockaddr_storage *sa,
+                     socklen_t *salen)
+{
+    char *host = NULL;
+    int port = 0, rc;
+    if (s == NULL || s[0] == '\0')
+        return GW_ERROR;
+    if (split_hostport(s, &host, &port) == GW_OK) {
+        rc = s[0] == ':' ? GW_ERROR : numeric_sa(host, port, sa, salen);
+        free(host);
+        return rc;
+    }
+    if (default_port <= 0)
+        return GW_ERROR;
+    if (s[0] == '[') { /* "[v6]" without a port */
+        size_t n = strlen(s);
+        if (n < 3 || s[n - 1] != ']')
+            return GW_ERROR;
+        host = xcalloc(1, n - 1);
+        memcpy(host, s + 1, n - 2);
+        rc = strchr(host, ':') ? numeric_sa(host, default_port, sa, salen) : GW_ERROR;
+        free(host);
+        return rc;
+    }
+    return numeric_sa(s, default_port, sa, salen);
+}
+
+int
+gw_conf_parse_nameserver(const char *s, struct sockaddr_storage *sa, socklen_t *salen)
+{
+    return gw_conf_numeric_addr(s, 53, sa, salen);
 }
 
 static int
@@ -1269,32 +1306,121 @@ compile_redis(cctx_t *c, const ynode_t *v)
     get_dur(c, v, "redis", "timeout", 1, &conf->redis_timeout_ms);
 }
 
-static int
-is_http_url(const char *s)
+/* Endpoints of a registry: plain http:// URLs with a host. The client
+ * that talks to registries has no TLS yet, so https is refused here rather
+ * than silently downgraded. */
+static void
+check_endpoint(cctx_t *c, const char *path, const char *url)
 {
-    return (strncmp(s, "http://", 7) == 0 && s[7]) || (strncmp(s, "https://", 8) == 0 && s[8]);
+    if (strncmp(url, "https://", 8) == 0)
+        cerr(c, path, "https registries are not available in this build (\"%.100s\")", url);
+    else if (strncmp(url, "http://", 7) != 0 || url[7] == '\0' || url[7] == '/')
+        cerr(c, path, "expected an http:// URL, got \"%.100s\"", url);
+}
+
+static void
+compile_etcd(cctx_t *c, const ynode_t *r, const char *p, gw_registry_conf_t *g)
+{
+    static const char *const keys[] = {"type",   "endpoints", "username", "password",
+                                       "prefix", "timeout",   NULL};
+    char ip[PATHLEN], ep[PATHLEN];
+
+    check_map(c, r, p, keys);
+    int rc = get_str_list(c, r, p, "endpoints", &g->endpoints, &g->nendpoints);
+    sub_key(ip, p, "endpoints");
+    if (rc == 0)
+        missing(c, p, "endpoints");
+    else if (rc > 0 && g->nendpoints == 0)
+        cerr(c, ip, "at least one endpoint is required");
+    for (size_t j = 0; rc > 0 && j < g->nendpoints; j++) {
+        sub_idx(ep, ip, j);
+        check_endpoint(c, ep, g->endpoints[j]);
+    }
+    get_str(c, r, p, "username", &g->username);
+    get_str(c, r, p, "password", &g->password);
+    if ((g->username == NULL) != (g->password == NULL))
+        cerr(c, p, "give both username and password, or neither");
+    get_str(c, r, p, "prefix", &g->prefix);
+    if (g->prefix == NULL)
+        g->prefix = xstrdup("/micro/registry/");
+    else if (g->prefix[0] != '/' || g->prefix[strlen(g->prefix) - 1] != '/') {
+        sub_key(ep, p, "prefix");
+        cerr(c, ep, "must start and end with \"/\", got \"%.100s\"", g->prefix);
+    }
+}
+
+static void
+compile_consul(cctx_t *c, const ynode_t *r, const char *p, gw_registry_conf_t *g)
+{
+    static const char *const keys[] = {"type", "addr", "token", "dc", "timeout", "wait", NULL};
+    char ip[PATHLEN];
+
+    check_map(c, r, p, keys);
+    g->endpoints = xcalloc(1, sizeof(char *));
+    if (req_str(c, r, p, "addr", &g->endpoints[0]) > 0) {
+        g->nendpoints = 1;
+        sub_key(ip, p, "addr");
+        check_endpoint(c, ip, g->endpoints[0]);
+    }
+    get_str(c, r, p, "token", &g->token);
+    get_str(c, r, p, "dc", &g->dc);
+    get_dur(c, r, p, "wait", 1, &g->wait_ms);
+    if (g->wait_ms > 600000) {
+        sub_key(ip, p, "wait");
+        cerr(c, ip, "must be at most 10m (Consul's own limit)");
+    }
+}
+
+static void
+compile_dns(cctx_t *c, const ynode_t *r, const char *p, gw_registry_conf_t *g)
+{
+    static const char *const keys[] = {"type", "nameservers", "min_ttl", "max_ttl", "timeout",
+                                       NULL};
+    char ip[PATHLEN], ep[PATHLEN];
+
+    check_map(c, r, p, keys);
+    int rc = get_str_list(c, r, p, "nameservers", &g->nameservers, &g->nnameservers);
+    sub_key(ip, p, "nameservers");
+    for (size_t j = 0; rc > 0 && j < g->nnameservers; j++) {
+        struct sockaddr_storage sa;
+        socklen_t salen;
+        sub_idx(ep, ip, j);
+        if (gw_conf_parse_nameserver(g->nameservers[j], &sa, &salen) != GW_OK)
+            cerr(c, ep, "expected an IP address with an optional port (\"10.0.0.2\", "
+                        "\"127.0.0.1:5353\", \"[::1]:53\"), got \"%.100s\"",
+                 g->nameservers[j]);
+    }
+    get_dur(c, r, p, "min_ttl", 1, &g->min_ttl_ms);
+    get_dur(c, r, p, "max_ttl", 1, &g->max_ttl_ms);
+    if (g->min_ttl_ms > g->max_ttl_ms)
+        cerr(c, p, "min_ttl is more than max_ttl");
 }
 
 static void
 compile_registries(cctx_t *c, const ynode_t *v)
 {
-    static const char *const etcd_keys[] = {"type", "endpoints", NULL};
-    static const char *const consul_keys[] = {"type", "addr", NULL};
-    static const char *const any_keys[] = {"type", "endpoints", "addr", NULL};
+    static const char *const any_keys[] = {"type",    "endpoints", "addr",     "username",
+                                           "password", "prefix",   "token",    "dc",
+                                           "timeout", "wait",      "nameservers", "min_ttl",
+                                           "max_ttl", NULL};
     char p[PATHLEN], ip[PATHLEN];
+    gw_conf_t *conf = c->conf;
 
     if (v->kind != YN_MAP) {
         type_err(c, "registries", "a map of name to registry", v);
         return;
     }
-    c->regs = xcalloc(v->n, sizeof(reg_t));
+    conf->registries = xcalloc(v->n ? v->n : 1, sizeof(gw_registry_conf_t));
     for (size_t i = 0; i < v->n; i++) {
         const ynode_t *r = v->vals[i];
+        gw_registry_conf_t *g = &conf->registries[conf->nregistries++];
         char *type = NULL;
         sub_key(p, "registries", v->keys[i]->str);
-        c->regs[c->nregs].name = v->keys[i]->str;
-        c->regs[c->nregs].consul = -1; /* unknown type: still a known name */
-        c->nregs++;
+        g->name = xstrdup(v->keys[i]->str); /* an unknown type is still a known name */
+        g->timeout_ms = 5000;
+        g->wait_ms = 30000;
+        g->min_ttl_ms = 1000;
+        g->max_ttl_ms = 300000;
         if (r->kind != YN_MAP) {
             type_err(c, p, "a map", r);
             continue;
@@ -1303,37 +1429,19 @@ compile_registries(cctx_t *c, const ynode_t *v)
             check_map(c, r, p, any_keys);
             continue;
         }
+        get_dur(c, r, p, "timeout", 1, &g->timeout_ms);
         if (strcmp(type, "etcd") == 0) {
-            char **eps = NULL;
-            size_t neps = 0;
-            c->regs[c->nregs - 1].consul = 0;
-            check_map(c, r, p, etcd_keys);
-            int rc = get_str_list(c, r, p, "endpoints", &eps, &neps);
-            sub_key(ip, p, "endpoints");
-            if (rc == 0)
-                missing(c, p, "endpoints");
-            else if (rc > 0 && neps == 0)
-                cerr(c, ip, "at least one endpoint is required");
-            for (size_t j = 0; rc > 0 && j < neps; j++) {
-                if (!is_http_url(eps[j])) {
-                    char ep[PATHLEN];
-                    sub_idx(ep, ip, j);
-                    cerr(c, ep, "expected an http:// or https:// URL, got \"%.100s\"", eps[j]);
-                }
-            }
-            free_str_list(eps, neps);
+            g->kind = GW_DISC_ETCD;
+            compile_etcd(c, r, p, g);
         } else if (strcmp(type, "consul") == 0) {
-            char *addr = NULL;
-            c->regs[c->nregs - 1].consul = 1;
-            check_map(c, r, p, consul_keys);
-            if (req_str(c, r, p, "addr", &addr) > 0 && !is_http_url(addr)) {
-                sub_key(ip, p, "addr");
-                cerr(c, ip, "expected an http:// or https:// URL, got \"%.100s\"", addr);
-            }
-            free(addr);
+            g->kind = GW_DISC_CONSUL;
+            compile_consul(c, r, p, g);
+        } else if (strcmp(type, "dns") == 0) {
+            g->kind = GW_DISC_DNS;
+            compile_dns(c, r, p, g);
         } else {
             sub_key(ip, p, "type");
-            cerr(c, ip, "expected etcd or consul, got \"%.100s\"", type);
+            cerr(c, ip, "expected etcd, consul or dns, got \"%.100s\"", type);
             check_map(c, r, p, any_keys);
         }
         free(type);
@@ -1370,19 +1478,136 @@ compile_node(cctx_t *c, const ynode_t *v, const char *path, gw_node_conf_t *nd)
         nd->addr = xstrdup(a->str);
 }
 
+/* Keys one kind of registry takes in `discovery`, besides "registry". */
+static void
+refuse_keys(cctx_t *c, const ynode_t *v, const char *path, const char *const *keys,
+            const char *why)
+{
+    char p[PATHLEN];
+    for (size_t i = 0; keys[i]; i++) {
+        if (mget(v, keys[i]) != NULL) {
+            sub_key(p, path, keys[i]);
+            cerr(c, p, "%s", why);
+        }
+    }
+}
+
+static void
+compile_discovery_etcd(cctx_t *c, const ynode_t *v, const char *path, gw_discovery_conf_t *d)
+{
+    static const char *const other[] = {"passing", "host", "port", "srv", NULL};
+    char p[PATHLEN];
+
+    refuse_keys(c, v, path, other, "not used with etcd registries");
+    if (d->format == NULL) {
+        missing(c, path, "format");
+    } else if (strcmp(d->format, "go-zero") == 0) {
+        if (d->key == NULL)
+            missing(c, path, "key");
+        else if (d->key[0] == '\0') {
+            sub_key(p, path, "key");
+            cerr(c, p, "must not be empty");
+        }
+        if (d->service != NULL) {
+            sub_key(p, path, "service");
+            cerr(c, p, "not used with format go-zero (give \"key\")");
+        }
+    } else if (strcmp(d->format, "go-micro") == 0) {
+        if (d->service == NULL)
+            missing(c, path, "service");
+        else if (d->service[0] == '\0' || strchr(d->service, '/') != NULL) {
+            sub_key(p, path, "service");
+            cerr(c, p, "must be a service name without \"/\", got \"%.100s\"", d->service);
+        }
+        if (d->key != NULL) {
+            sub_key(p, path, "key");
+            cerr(c, p, "not used with format go-micro (give \"service\")");
+        }
+    } else {
+        sub_key(p, path, "format");
+        cerr(c, p, "expected go-zero or go-micro, got \"%.100s\"", d->format);
+    }
+}
+
+static void
+compile_discovery_consul(cctx_t *c, const ynode_t *v, const char *path, gw_discovery_conf_t *d,
+                         int has_passing)
+{
+    static const char *const other[] = {"format", "key", "host", "port", "srv", NULL};
+    char p[PATHLEN];
+
+    refuse_keys(c, v, path, other, "not used with consul registries");
+    if (!has_passing)
+        d->passing = 1;
+    if (d->service == NULL)
+        missing(c, path, "service");
+    else if (d->service[0] == '\0' || strchr(d->service, '/') || strchr(d->service, '?')) {
+        sub_key(p, path, "service");
+        cerr(c, p, "must be a service name, got \"%.100s\"", d->service);
+    }
+}
+
+static int
+is_dns_name(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 253)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (!(isalnum(ch) || ch == '-' || ch == '.' || ch == '_'))
+            return 0;
+    }
+    return 1;
+}
+
+static void
+compile_discovery_dns(cctx_t *c, const ynode_t *v, const char *path, gw_discovery_conf_t *d)
+{
+    static const char *const other[] = {"format", "key", "service", "passing", NULL};
+    char p[PATHLEN];
+
+    refuse_keys(c, v, path, other, "not used with dns registries");
+    get_str(c, v, path, "host", &d->host);
+    get_str(c, v, path, "srv", &d->srv);
+    int has_port = get_int(c, v, path, "port", 1, 65535, &d->port);
+    if ((d->host == NULL) == (d->srv == NULL)) {
+        cerr(c, path, "give either host (A/AAAA records, with port) or srv (SRV records)");
+        return;
+    }
+    if (d->host != NULL) {
+        sub_key(p, path, "host");
+        if (!is_dns_name(d->host))
+            cerr(c, p, "not a DNS name: \"%.100s\"", d->host);
+        if (has_port == 0)
+            missing(c, path, "port");
+    } else {
+        sub_key(p, path, "srv");
+        if (!is_dns_name(d->srv))
+            cerr(c, p, "not a DNS name: \"%.100s\"", d->srv);
+        if (has_port != 0) {
+            sub_key(p, path, "port");
+            cerr(c, p, "not used with srv (the records carry the port)");
+        }
+    }
+}
+
 static void
 compile_discovery(cctx_t *c, const ynode_t *v, const char *path, gw_discovery_conf_t *d)
 {
-    static const char *const keys[] = {"registry", "format", "key", "service", "passing", NULL};
+    static const char *const keys[] = {"registry", "format", "key",  "service", "passing",
+                                       "host",     "port",   "srv",  NULL};
     char p[PATHLEN];
-    const reg_t *reg = NULL;
+    const gw_registry_conf_t *reg = NULL;
 
     if (!check_map(c, v, path, keys))
         return;
     if (req_str(c, v, path, "registry", &d->registry) > 0) {
-        for (size_t i = 0; i < c->nregs; i++) {
-            if (strcmp(c->regs[i].name, d->registry) == 0)
-                reg = &c->regs[i];
+        for (size_t i = 0; i < c->conf->nregistries; i++) {
+            if (strcmp(c->conf->registries[i].name, d->registry) == 0) {
+                reg = &c->conf->registries[i];
+                d->reg_index = i;
+            }
         }
         if (reg == NULL) {
             sub_key(p, path, "registry");
@@ -1394,49 +1619,15 @@ compile_discovery(cctx_t *c, const ynode_t *v, const char *path, gw_discovery_co
     get_str(c, v, path, "service", &d->service);
     int has_passing = get_bool(c, v, path, "passing", &d->passing) > 0;
 
-    if (reg == NULL || reg->consul < 0)
+    if (reg == NULL || reg->kind == GW_DISC_STATIC)
         return;
-    if (reg->consul) {
-        d->kind = GW_DISC_CONSUL;
-        if (!has_passing)
-            d->passing = 1;
-        if (d->service == NULL)
-            missing(c, path, "service");
-        if (d->format != NULL) {
-            sub_key(p, path, "format");
-            cerr(c, p, "only for etcd registries");
-        }
-        if (d->key != NULL) {
-            sub_key(p, path, "key");
-            cerr(c, p, "only for etcd registries with format go-zero");
-        }
-        return;
-    }
-    d->kind = GW_DISC_ETCD;
-    if (has_passing) {
-        sub_key(p, path, "passing");
-        cerr(c, p, "only for consul registries");
-    }
-    if (d->format == NULL) {
-        missing(c, path, "format");
-    } else if (strcmp(d->format, "go-zero") == 0) {
-        if (d->key == NULL)
-            missing(c, path, "key");
-        if (d->service != NULL) {
-            sub_key(p, path, "service");
-            cerr(c, p, "not used with format go-zero (give \"key\")");
-        }
-    } else if (strcmp(d->format, "go-micro") == 0) {
-        if (d->service == NULL)
-            missing(c, path, "service");
-        if (d->key != NULL) {
-            sub_key(p, path, "key");
-            cerr(c, p, "not used with format go-micro (give \"service\")");
-        }
-    } else {
-        sub_key(p, path, "format");
-        cerr(c, p, "expected go-zero or go-micro, got \"%.100s\"", d->format);
-    }
+    d->kind = reg->kind;
+    if (reg->kind == GW_DISC_CONSUL)
+        compile_discovery_consul(c, v, path, d, has_passing);
+    else if (reg->kind == GW_DISC_ETCD)
+        compile_discovery_etcd(c, v, path, d);
+    else
+        compile_discovery_dns(c, v, path, d);
 }
 
 static void
@@ -2509,7 +2700,6 @@ gw_conf_load_string(const char *yaml, size_t len, const char *name, gw_conf_erro
     c.conf->file = xstrdup(c.name);
     compile(&c, root);
     ynode_free(root);
-    free(c.regs);
     if (c.nerr > 0) {
         gw_conf_free(c.conf);
         return NULL;
@@ -2620,11 +2810,26 @@ gw_conf_free(gw_conf_t *conf)
         free(u->discovery.format);
         free(u->discovery.key);
         free(u->discovery.service);
+        free(u->discovery.host);
+        free(u->discovery.srv);
         free(u->hash_on.name);
         free(u->health_active.path);
         free(u->breaker.failure_statuses);
     }
     free(conf->upstreams);
+
+    for (size_t i = 0; conf->registries && i < conf->nregistries; i++) {
+        gw_registry_conf_t *g = &conf->registries[i];
+        free(g->name);
+        free_str_list(g->endpoints, g->nendpoints);
+        free(g->username);
+        free(g->password);
+        free(g->token);
+        free(g->dc);
+        free(g->prefix);
+        free_str_list(g->nameservers, g->nnameservers);
+    }
+    free(conf->registries);
 
     for (size_t i = 0; conf->routes && i < conf->nroutes; i++) {
         gw_route_conf_t *r = &conf->routes[i];

@@ -91,15 +91,40 @@ typedef struct {
     gw_breaker_scope_t scope;
 } gw_breaker_conf_t;
 
-typedef enum { GW_DISC_STATIC = 0, GW_DISC_ETCD, GW_DISC_CONSUL } gw_discovery_kind_t;
+typedef enum { GW_DISC_STATIC = 0, GW_DISC_ETCD, GW_DISC_CONSUL, GW_DISC_DNS } gw_discovery_kind_t;
+
+/* registries.NAME: where upstreams with `discovery` get their nodes. */
+typedef struct {
+    char *name;
+    gw_discovery_kind_t kind; /* never GW_DISC_STATIC */
+    /* etcd: the endpoints, tried in turn; consul: one, its addr. Plain
+     * http:// URLs (https is refused at load until the client speaks TLS). */
+    char **endpoints;
+    size_t nendpoints;
+    char *username, *password; /* etcd: both or neither */
+    char *token;               /* consul: ACL token, sent as X-Consul-Token */
+    char *dc;                  /* consul: datacenter */
+    char *prefix;              /* etcd go-micro: default "/micro/registry/" */
+    uint64_t timeout_ms;       /* one registry request (not a watch); default 5s */
+    uint64_t wait_ms;          /* consul blocking query wait; default 30s */
+    /* dns: "ip[:port]" servers (default: /etc/resolv.conf) and the bounds
+     * the records' TTLs are clamped to (defaults 1s and 300s) */
+    char **nameservers;
+    size_t nnameservers;
+    uint64_t min_ttl_ms, max_ttl_ms;
+} gw_registry_conf_t;
 
 typedef struct {
     gw_discovery_kind_t kind;
-    char *registry; /* name in registries */
-    char *format;   /* "go-zero" | "go-micro" (etcd) */
-    char *key;      /* go-zero key */
-    char *service;  /* go-micro / consul service */
-    int passing;    /* consul */
+    char *registry;  /* name in registries */
+    size_t reg_index; /* position in conf->registries */
+    char *format;    /* "go-zero" | "go-micro" (etcd) */
+    char *key;       /* go-zero key */
+    char *service;   /* go-micro / consul service */
+    int passing;     /* consul */
+    char *host;      /* dns A/AAAA: the name to resolve */
+    int port;        /* dns A/AAAA: the port the nodes listen on */
+    char *srv;       /* dns SRV: the record name (port and weight from it) */
 } gw_discovery_conf_t;
 
 struct gw_upstream_conf_s {
@@ -243,13 +268,15 @@ struct gw_conf_s {
     size_t nplugin_paths;
     size_t lua_memory; /* bytes; the Lua VM's allocations stop there */
 
-    /* redis, registries, tls, consumers and plugins are accepted and
-     * validated in shape; their runtimes come with later modules. */
+    /* redis: the limiters' server (gw_redis.c) */
     int has_redis;
     char *redis_addr;
     char *redis_password;
     int redis_db;
     uint64_t redis_timeout_ms;
+
+    gw_registry_conf_t *registries;
+    size_t nregistries;
 
     gw_upstream_conf_t *upstreams;
     size_t nupstreams;
@@ -289,6 +316,16 @@ void gw_conf_errors_free(gw_conf_errors_t *errs);
 int gw_conf_parse_duration(const char *s, uint64_t *ms);
 /* "16k" -> 16384; returns GW_ERROR on bad input. */
 int gw_conf_parse_size(const char *s, size_t *bytes);
+
+/**
+ * "ip:port", "[ipv6]:port", or, when DEFAULT_PORT > 0, a bare "ip" or
+ * "[ipv6]" / "ipv6" taking that port, into SA. Numeric only: never
+ * resolves a name. Returns GW_OK or GW_ERROR.
+ */
+int gw_conf_numeric_addr(const char *s, int default_port, struct sockaddr_storage *sa,
+                         socklen_t *salen);
+/* A DNS server as registries.NAME.nameservers takes it (port 53 by default). */
+int gw_conf_parse_nameserver(const char *s, struct sockaddr_storage *sa, socklen_t *salen);
 
 gw_upstream_conf_t *gw_conf_find_upstream(const gw_conf_t *conf, const char *name);
 
