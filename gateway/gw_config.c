@@ -858,8 +858,7 @@ resolve(const char *host, int port, struct sockaddr_storage *sa, socklen_t *sale
 }
 
 int
-gw_conf_numeric_addr(const char *s, int default_port, struct sockaddr_storage *sa,
-                     socklen_t *salen)
+gw_conf_numeric_addr(const char *s, int default_port, struct sockaddr_storage *sa, socklen_t *salen)
 {
     char *host = NULL;
     int port = 0, rc;
@@ -1374,8 +1373,8 @@ compile_consul(cctx_t *c, const ynode_t *r, const char *p, gw_registry_conf_t *g
 static void
 compile_dns(cctx_t *c, const ynode_t *r, const char *p, gw_registry_conf_t *g)
 {
-    static const char *const keys[] = {"type", "nameservers", "min_ttl", "max_ttl", "timeout",
-                                       NULL};
+    static const char *const keys[] = {"type",    "nameservers", "min_ttl",
+                                       "max_ttl", "timeout",     NULL};
     char ip[PATHLEN], ep[PATHLEN];
 
     check_map(c, r, p, keys);
@@ -1386,8 +1385,9 @@ compile_dns(cctx_t *c, const ynode_t *r, const char *p, gw_registry_conf_t *g)
         socklen_t salen;
         sub_idx(ep, ip, j);
         if (gw_conf_parse_nameserver(g->nameservers[j], &sa, &salen) != GW_OK)
-            cerr(c, ep, "expected an IP address with an optional port (\"10.0.0.2\", "
-                        "\"127.0.0.1:5353\", \"[::1]:53\"), got \"%.100s\"",
+            cerr(c, ep,
+                 "expected an IP address with an optional port (\"10.0.0.2\", "
+                 "\"127.0.0.1:5353\", \"[::1]:53\"), got \"%.100s\"",
                  g->nameservers[j]);
     }
     get_dur(c, r, p, "min_ttl", 1, &g->min_ttl_ms);
@@ -1399,10 +1399,9 @@ compile_dns(cctx_t *c, const ynode_t *r, const char *p, gw_registry_conf_t *g)
 static void
 compile_registries(cctx_t *c, const ynode_t *v)
 {
-    static const char *const any_keys[] = {"type",    "endpoints", "addr",     "username",
-                                           "password", "prefix",   "token",    "dc",
-                                           "timeout", "wait",      "nameservers", "min_ttl",
-                                           "max_ttl", NULL};
+    static const char *const any_keys[] = {
+        "type", "endpoints", "addr", "username",    "password", "prefix",  "token",
+        "dc",   "timeout",   "wait", "nameservers", "min_ttl",  "max_ttl", NULL};
     char p[PATHLEN], ip[PATHLEN];
     gw_conf_t *conf = c->conf;
 
@@ -1480,8 +1479,7 @@ compile_node(cctx_t *c, const ynode_t *v, const char *path, gw_node_conf_t *nd)
 
 /* Keys one kind of registry takes in `discovery`, besides "registry". */
 static void
-refuse_keys(cctx_t *c, const ynode_t *v, const char *path, const char *const *keys,
-            const char *why)
+refuse_keys(cctx_t *c, const ynode_t *v, const char *path, const char *const *keys, const char *why)
 {
     char p[PATHLEN];
     for (size_t i = 0; keys[i]; i++) {
@@ -1595,8 +1593,8 @@ compile_discovery_dns(cctx_t *c, const ynode_t *v, const char *path, gw_discover
 static void
 compile_discovery(cctx_t *c, const ynode_t *v, const char *path, gw_discovery_conf_t *d)
 {
-    static const char *const keys[] = {"registry", "format", "key",  "service", "passing",
-                                       "host",     "port",   "srv",  NULL};
+    static const char *const keys[] = {"registry", "format", "key", "service", "passing",
+                                       "host",     "port",   "srv", NULL};
     char p[PATHLEN];
     const gw_registry_conf_t *reg = NULL;
 

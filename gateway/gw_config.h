@@ -116,15 +116,15 @@ typedef struct {
 
 typedef struct {
     gw_discovery_kind_t kind;
-    char *registry;  /* name in registries */
+    char *registry;   /* name in registries */
     size_t reg_index; /* position in conf->registries */
-    char *format;    /* "go-zero" | "go-micro" (etcd) */
-    char *key;       /* go-zero key */
-    char *service;   /* go-micro / consul service */
-    int passing;     /* consul */
-    char *host;      /* dns A/AAAA: the name to resolve */
-    int port;        /* dns A/AAAA: the port the nodes listen on */
-    char *srv;       /* dns SRV: the record name (port and weight from it) */
+    char *format;     /* "go-zero" | "go-micro" (etcd) */
+    char *key;        /* go-zero key */
+    char *service;    /* go-micro / consul service */
+    int passing;      /* consul */
+    char *host;       /* dns A/AAAA: the name to resolve */
+    int port;         /* dns A/AAAA: the port the nodes listen on */
+    char *srv;        /* dns SRV: the record name (port and weight from it) */
 } gw_discovery_conf_t;
 
 struct gw_upstream_conf_s {

@@ -24,6 +24,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <sys/socket.h>
+
 #include "gw_config.h"
 
 typedef struct gw_log_s gw_log_t;
@@ -34,9 +36,12 @@ typedef struct gw_disc_shm_s gw_disc_shm_t;
 gw_disc_shm_t *gw_disc_shm_new(const gw_conf_t *conf);
 void gw_disc_shm_free(gw_disc_shm_t *shm);
 
+/* Upstreams of CONF that have discovery. */
+size_t gw_disc_source_count(const gw_conf_t *conf);
+
 /* The discovery process: runs the watchers of CONF until SIGTERM, publishing
- * into SHM. Returns the process exit code. */
-int gw_disc_run(const gw_conf_t *conf, gw_disc_shm_t *shm, gw_log_t *log);
+ * into SHM and the registries' state into METRICS. Returns the process exit code. */
+int gw_disc_run(const gw_conf_t *conf, gw_disc_shm_t *shm, gw_metrics_t *metrics, gw_log_t *log);
 
 /* `gateway -d`: runs the watchers of CONF in the foreground and prints one
  * JSON line per change on stdout (lists and registry state), until SIGINT
@@ -54,7 +59,7 @@ size_t gw_disc_source_key(const gw_conf_t *conf, const gw_discovery_conf_t *d, c
 /* One node of a published list, as a worker reads it. The strings point
  * into the reader's copy of the segment and live until the next
  * gw_disc_read(). */
-typedef struct {
+typedef struct gw_disc_entry_s {
     struct sockaddr_storage sa;
     socklen_t salen;
     const char *addr; /* "ip:port", "[v6]:port" */
@@ -76,11 +81,11 @@ int gw_disc_read(gw_disc_reader_t *r);
  * array when the list is empty), or 0 when nothing was ever published for
  * KEY (the registry was never read yet). VERSION changes whenever the list
  * does. */
-int gw_disc_lookup(gw_disc_reader_t *r, const char *key, const gw_disc_entry_t **entries,
-                   size_t *n, uint64_t *version);
+int gw_disc_lookup(gw_disc_reader_t *r, const char *key, const gw_disc_entry_t **entries, size_t *n,
+                   uint64_t *version);
 
-/* Per registry (index in conf->registries): 1 up, 0 down, -1 unknown yet;
- * and the events counted. For /metrics. */
-int gw_disc_registry_state(gw_disc_reader_t *r, size_t reg, uint64_t *events);
+/* Registry NAME as last published: 1 up, 0 down, -1 unknown (not read yet,
+ * or no such registry); EVENTS its changes counted. For /metrics. */
+int gw_disc_registry_state(gw_disc_reader_t *r, const char *name, uint64_t *events);
 
 #endif

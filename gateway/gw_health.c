@@ -30,6 +30,7 @@ typedef struct {
     uint64_t *fails; /* ring of the last passive failure times (ms) */
     unsigned nfails, head;
     uint64_t readmit_at; /* passive only: when an ejected node comes back; 0 none */
+    int orphan;          /* its node left while a probe was out: freed by on_probe */
 } hnode_t;
 
 struct gw_health_s {
@@ -39,9 +40,8 @@ struct gw_health_s {
     gw_metrics_t *metrics;
     int slot;
     uint64_t rng;
-    hnode_t *nodes;
+    hnode_t **nodes; /* in the order of the upstream's nodes (node->index) */
     size_t nnodes;
-    uint64_t *ring; /* every node's fails, one block */
     unsigned ring_size;
     uv_timer_t timer; /* probe interval, or passive re-admission */
     int started, stopped;
@@ -58,7 +58,7 @@ publish(gw_health_t *h)
 {
     int up = 0, down = 0;
     for (size_t i = 0; i < h->nnodes; i++) {
-        if (h->nodes[i].node->healthy)
+        if (h->nodes[i]->node->healthy)
             up++;
         else
             down++;
@@ -97,7 +97,7 @@ arm_readmit(gw_health_t *h)
 {
     uint64_t now = uv_now(h->loop), next = 0;
     for (size_t i = 0; i < h->nnodes; i++) {
-        uint64_t at = h->nodes[i].readmit_at;
+        uint64_t at = h->nodes[i]->readmit_at;
         if (at && (next == 0 || at < next))
             next = at;
     }
@@ -119,7 +119,7 @@ on_readmit(uv_timer_t *t)
     fmt_ms(w, sizeof(w), h->conf->health_passive.window_ms);
     snprintf(why, sizeof(why), "on probation after %s", w);
     for (size_t i = 0; i < h->nnodes; i++) {
-        hnode_t *n = &h->nodes[i];
+        hnode_t *n = h->nodes[i];
         if (n->readmit_at && n->readmit_at <= now)
             set_state(n, 1, why);
     }
@@ -131,8 +131,8 @@ gw_health_observe(gw_health_t *h, const gw_node_t *node, int status)
 {
     if (h == NULL || h->stopped || !h->conf->health_passive.enabled || node->index >= h->nnodes)
         return;
-    hnode_t *n = &h->nodes[node->index];
-    if (!n->node->healthy || !gw_breaker_is_failure(&h->conf->breaker, status))
+    hnode_t *n = h->nodes[node->index];
+    if (n->node != node || !n->node->healthy || !gw_breaker_is_failure(&h->conf->breaker, status))
         return;
     uint64_t now = uv_now(h->loop);
     n->fails[n->head] = now;
@@ -189,6 +189,12 @@ on_probe(gw_httpc_req_t *req, int err, const char *errmsg, const gw_httpc_resp_t
 {
     hnode_t *n = arg;
     n->probe = NULL;
+    if (n->orphan) {
+        free(n->url);
+        free(n->fails);
+        free(n);
+        return;
+    }
     if (n->h->stopped || err == GW_HTTPC_ECANCELED)
         return;
     if (err == 0 && resp->status >= 200 && resp->status < 400) {
@@ -236,8 +242,8 @@ on_probe_tick(uv_timer_t *t)
     if (h->stopped)
         return;
     for (size_t i = 0; i < h->nnodes; i++)
-        if (h->nodes[i].probe == NULL)
-            start_probe(&h->nodes[i]);
+        if (h->nodes[i]->probe == NULL)
+            start_probe(h->nodes[i]);
 }
 
 /* ---- lifetime ---- */
@@ -266,8 +272,46 @@ probe_url(const gw_node_conf_t *nc, const char *path)
     return url;
 }
 
+static hnode_t *
+hnode_new(gw_health_t *h, gw_node_t *node)
+{
+    hnode_t *n = calloc(1, sizeof(*n));
+    if (n == NULL)
+        return NULL;
+    n->h = h;
+    n->node = node;
+    if (h->conf->health_passive.enabled &&
+        (n->fails = calloc(h->ring_size, sizeof(uint64_t))) == NULL)
+        goto failed;
+    if (h->conf->health_active.enabled &&
+        (n->url = probe_url(node->conf, h->conf->health_active.path ? h->conf->health_active.path
+                                                                    : "/")) == NULL)
+        goto failed;
+    return n;
+failed:
+    free(n->fails);
+    free(n);
+    return NULL;
+}
+
+/* A probe in flight holds N: it is freed when the probe's callback runs. */
+static void
+hnode_free(hnode_t *n)
+{
+    if (n == NULL)
+        return;
+    if (n->probe) {
+        n->orphan = 1;
+        gw_httpc_cancel(n->probe);
+        return;
+    }
+    free(n->url);
+    free(n->fails);
+    free(n);
+}
+
 gw_health_t *
-gw_health_new(uv_loop_t *loop, const gw_upstream_conf_t *conf, gw_node_t *nodes, size_t nnodes,
+gw_health_new(uv_loop_t *loop, const gw_upstream_conf_t *conf, gw_node_t **nodes, size_t nnodes,
               gw_log_t *log, gw_metrics_t *metrics, int slot, uint64_t seed, char *err,
               size_t errlen)
 {
@@ -280,35 +324,67 @@ gw_health_new(uv_loop_t *loop, const gw_upstream_conf_t *conf, gw_node_t *nodes,
     h->metrics = metrics;
     h->slot = slot;
     h->rng = seed ? seed : 0x9e3779b97f4a7c15ull;
-    h->nnodes = nnodes;
-    h->nodes = calloc(nnodes ? nnodes : 1, sizeof(hnode_t));
-    if (h->nodes == NULL)
-        goto failed;
     int passive = conf->health_passive.unhealthy;
     h->ring_size = passive < 1 ? 1 : passive > MAX_PASSIVE_RING ? MAX_PASSIVE_RING : passive;
-    if (conf->health_passive.enabled) {
-        h->ring = calloc(nnodes ? nnodes : 1, h->ring_size * sizeof(uint64_t));
-        if (h->ring == NULL)
-            goto failed;
-    }
+    h->nodes = calloc(nnodes ? nnodes : 1, sizeof(hnode_t *));
+    if (h->nodes == NULL)
+        goto failed;
     for (size_t i = 0; i < nnodes; i++) {
-        hnode_t *n = &h->nodes[i];
-        n->h = h;
-        n->node = &nodes[i];
-        if (h->ring)
-            n->fails = h->ring + i * h->ring_size;
-        if (conf->health_active.enabled) {
-            n->url =
-                probe_url(nodes[i].conf, conf->health_active.path ? conf->health_active.path : "/");
-            if (n->url == NULL)
-                goto failed;
-        }
+        if ((h->nodes[i] = hnode_new(h, nodes[i])) == NULL)
+            goto failed;
+        h->nnodes++;
     }
     return h;
 failed:
     snprintf(err, errlen, "out of memory building health checks");
     gw_health_free(h);
     return NULL;
+}
+
+void
+gw_health_set_nodes(gw_health_t *h, gw_node_t **nodes, size_t n)
+{
+    if (h == NULL)
+        return;
+    hnode_t **hn = calloc(n ? n : 1, sizeof(hnode_t *));
+    if (hn == NULL)
+        return; /* out of memory: the old probes go on; observe checks the node */
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < h->nnodes && hn[i] == NULL; j++)
+            if (h->nodes[j]->node == nodes[i])
+                hn[i] = h->nodes[j];
+    for (size_t i = 0; i < n; i++) {
+        if (hn[i] == NULL && (hn[i] = hnode_new(h, nodes[i])) == NULL) {
+            gw_log(h->log, GW_LOG_ERROR, "upstream \"%s\": out of memory for health checks",
+                   h->conf->name);
+            for (size_t j = 0; j < i; j++) {
+                int old = 0;
+                for (size_t k = 0; k < h->nnodes && !old; k++)
+                    old = h->nodes[k] == hn[j];
+                if (!old)
+                    hnode_free(hn[j]);
+            }
+            free(hn);
+            return;
+        }
+    }
+    /* the old nodes not taken over go */
+    for (size_t j = 0; j < h->nnodes; j++) {
+        int kept = 0;
+        for (size_t i = 0; i < n && !kept; i++)
+            kept = hn[i] == h->nodes[j];
+        if (!kept)
+            hnode_free(h->nodes[j]);
+    }
+    free(h->nodes);
+    h->nodes = hn;
+    h->nnodes = n;
+    if (h->started && !h->stopped) {
+        publish(h);
+        if (h->conf->health_active.enabled && !uv_is_active((uv_handle_t *)&h->timer))
+            uv_timer_start(&h->timer, on_probe_tick, h->conf->health_active.interval_ms,
+                           h->conf->health_active.interval_ms);
+    }
 }
 
 void
@@ -342,8 +418,8 @@ gw_health_stop(gw_health_t *h)
     if (h->started)
         uv_close((uv_handle_t *)&h->timer, NULL);
     for (size_t i = 0; i < h->nnodes; i++)
-        if (h->nodes[i].probe)
-            gw_httpc_cancel(h->nodes[i].probe);
+        if (h->nodes[i]->probe)
+            gw_httpc_cancel(h->nodes[i]->probe);
 }
 
 void
@@ -352,8 +428,7 @@ gw_health_free(gw_health_t *h)
     if (h == NULL)
         return;
     for (size_t i = 0; h->nodes && i < h->nnodes; i++)
-        free(h->nodes[i].url);
+        hnode_free(h->nodes[i]);
     free(h->nodes);
-    free(h->ring);
     free(h);
 }

@@ -36,12 +36,18 @@ int gw_health_enabled(const gw_upstream_conf_t *conf);
  * checker; metrics may be NULL. seed staggers the first probe. Returns NULL
  * with a reason in err when memory runs out. Starts nothing.
  */
-gw_health_t *gw_health_new(uv_loop_t *loop, const gw_upstream_conf_t *conf, gw_node_t *nodes,
+gw_health_t *gw_health_new(uv_loop_t *loop, const gw_upstream_conf_t *conf, gw_node_t **nodes,
                            size_t nnodes, gw_log_t *log, gw_metrics_t *metrics, int slot,
                            uint64_t seed, char *err, size_t errlen);
 
 /** Publishes the node counts and arms the probe timer. Call once. */
 void gw_health_start(gw_health_t *h);
+
+/* The upstream's nodes changed (discovery): NODES[0..N) in the upstream's
+ * order. Nodes that stay keep their probe state and counts; new ones are
+ * probed from the next interval; a removed node's probe is cancelled. H
+ * may be NULL. */
+void gw_health_set_nodes(gw_health_t *h, gw_node_t **nodes, size_t n);
 
 /**
  * Stops checking: closes the timer and cancels the probes in flight; their

@@ -19,12 +19,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "gw_config.h"
+#include "gw_disc.h"
 #include "gw_log.h"
 #include "gw_lua.h"
 #include "gw_metrics.h"
@@ -53,14 +55,19 @@ typedef struct {
     gw_metrics_t *old_metrics;
     int generation;
     int stopping;
+    /* the discovery process: NULL shm when no upstream has discovery */
+    gw_disc_shm_t *disc_shm;
+    worker_proc_t disc;
 } master_t;
 
 static void
 usage(FILE *f)
 {
-    fprintf(f, "usage: gateway [-c FILE] [-t] [-s reload|stop|reopen] [-v]\n"
+    fprintf(f, "usage: gateway [-c FILE] [-t] [-d] [-s reload|stop|reopen] [-v]\n"
                "  -c FILE   configuration (default conf/gateway.yaml)\n"
                "  -t        check the configuration and exit\n"
+               "  -d        watch the registries of the configuration in the foreground and\n"
+               "            print each node list and registry state change as a JSON line\n"
                "  -s SIG    signal the running master (its pid file): reload (SIGHUP),\n"
                "            stop (SIGTERM, graceful) or reopen the logs (SIGUSR1)\n"
                "  -v        print the version\n");
@@ -133,13 +140,62 @@ spawn(master_t *m, int slot)
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
         int rc = gw_worker_run(m->conf, slot, m->nworkers, &m->fds[slot * m->nlisten],
-                               (size_t)m->nlisten, m->status_fd, m->metrics, m->log);
+                               (size_t)m->nlisten, m->status_fd, m->metrics, m->disc_shm, m->log);
         _exit(rc);
     }
     m->workers[slot].pid = pid;
     m->workers[slot].started = time(NULL);
     m->workers[slot].generation = m->generation;
     return pid;
+}
+
+/* The discovery process: the watchers of every registry, once per instance
+ * (gw_disc.h). Re-spawned like a worker when it dies; the lists it
+ * published stay in the segment meanwhile. */
+static void
+spawn_disc(master_t *m)
+{
+    if (m->disc_shm == NULL)
+        return;
+    pid_t pid = fork();
+    if (pid < 0) {
+        gw_log(m->log, GW_LOG_ERROR, "fork: %s", strerror(errno));
+        return;
+    }
+    if (pid == 0) {
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        for (int i = 0; i < m->nworkers * m->nlisten; i++)
+            close(m->fds[i]);
+        if (m->status_fd >= 0)
+            close(m->status_fd);
+        gw_log_set_tag(m->log, "discovery");
+        prctl(PR_SET_PDEATHSIG, SIGTERM); /* never outlive the master */
+        _exit(gw_disc_run(m->conf, m->disc_shm, m->metrics, m->log));
+    }
+    m->disc.pid = pid;
+    m->disc.started = time(NULL);
+}
+
+/* Stops the discovery process and waits for it (at most 2 s, then
+ * SIGKILL): the segment has one writer at a time. */
+static void
+stop_disc(master_t *m)
+{
+    if (m->disc.pid <= 0)
+        return;
+    kill(m->disc.pid, SIGTERM);
+    for (int i = 0; i < 400; i++) {
+        if (waitpid(m->disc.pid, NULL, WNOHANG) == m->disc.pid) {
+            m->disc.pid = 0;
+            return;
+        }
+        if (i == 200)
+            kill(m->disc.pid, SIGKILL);
+        usleep(10000);
+    }
+    m->disc.pid = 0;
 }
 
 static int
@@ -193,9 +249,7 @@ signal_master(const gw_conf_t *conf, const char *what)
 /*
  * Parts of the config format that later modules implement. Refusing them
  * beats a silent downgrade: a "tls: true" listener must never serve
- * plaintext, an upstream fed by a registry must never look empty by
- * accident. Health checks only change which nodes are picked, so they are
- * a warning. Returns the number of errors printed.
+ * plaintext. Returns the number of errors printed.
  */
 static int
 check_supported(const gw_conf_t *conf, FILE *out)
@@ -210,16 +264,6 @@ check_supported(const gw_conf_t *conf, FILE *out)
     }
     /* plugin names and configs, checked against each plugin's schema */
     errors += gw_lua_check(conf, out);
-    for (size_t i = 0; i < conf->nupstreams; i++) {
-        const gw_upstream_conf_t *u = &conf->upstreams[i];
-        if (u->discovery.kind != GW_DISC_STATIC) {
-            fprintf(out,
-                    "upstreams[%zu].discovery: registry discovery is not available in this "
-                    "build\n",
-                    i);
-            errors++;
-        }
-    }
     return errors;
 }
 
@@ -255,6 +299,18 @@ reap(master_t *m)
     int status;
     pid_t pid;
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        if (pid == m->disc.pid) {
+            m->disc.pid = 0;
+            if (m->stopping)
+                continue;
+            gw_log(m->log, GW_LOG_ERROR, "discovery process (pid %d) %s %d; restarting", (int)pid,
+                   WIFSIGNALED(status) ? "killed by signal" : "exited with status",
+                   WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+            if (time(NULL) - m->disc.started < 1)
+                sleep(1);
+            spawn_disc(m);
+            continue;
+        }
         int slot = find_slot(m->old, m->nworkers, pid);
         if (slot >= 0) {
             m->old[slot].pid = 0;
@@ -343,6 +399,12 @@ reload(master_t *m)
     m->conf = nc;
     m->metrics = nm;
     m->generation++;
+    /* the new discovery process starts from the lists the old one
+     * published, so the new workers' pools are never empty meanwhile */
+    stop_disc(m);
+    if (m->disc_shm == NULL)
+        m->disc_shm = gw_disc_shm_new(nc);
+    spawn_disc(m);
     for (int s = 0; s < m->nworkers; s++)
         spawn(m, s);
     signal_workers(m->old, m->nworkers, SIGTERM);
@@ -377,6 +439,7 @@ master_loop(master_t *m)
             gw_log(m->log, GW_LOG_INFO, "stopping: draining workers");
             signal_workers(m->workers, m->nworkers, SIGTERM);
             signal_workers(m->old, m->nworkers, SIGTERM);
+            stop_disc(m);
             deadline = time(NULL) + (time_t)(m->conf->drain_timeout_ms / 1000) + 5;
         }
         if (m->stopping) {
@@ -408,14 +471,17 @@ int
 main(int argc, char **argv)
 {
     const char *file = "conf/gateway.yaml", *sigarg = NULL;
-    int test = 0, opt;
-    while ((opt = getopt(argc, argv, "c:ts:vh")) != -1) {
+    int test = 0, discover = 0, opt;
+    while ((opt = getopt(argc, argv, "c:tds:vh")) != -1) {
         switch (opt) {
         case 'c':
             file = optarg;
             break;
         case 't':
             test = 1;
+            break;
+        case 'd':
+            discover = 1;
             break;
         case 's':
             sigarg = optarg;
@@ -444,6 +510,22 @@ main(int argc, char **argv)
             fprintf(stderr, "configuration test failed\n");
         gw_conf_errors_free(&errs);
         return 1;
+    }
+    if (discover) {
+        char err[256];
+        gw_log_t *log = gw_log_open("stderr", conf->error_log_level, err, sizeof(err));
+        if (log == NULL) {
+            fprintf(stderr, "gateway: %s\n", err);
+            gw_conf_free(conf);
+            return 1;
+        }
+        gw_log_set_tag(log, "discovery");
+        int rc = gw_disc_source_count(conf) == 0 ? 1 : gw_disc_print(conf, log);
+        if (rc != 0 && gw_disc_source_count(conf) == 0)
+            fprintf(stderr, "gateway: no upstream of %s has discovery\n", conf->file);
+        gw_log_close(log);
+        gw_conf_free(conf);
+        return rc;
     }
     if (check_supported(conf, stderr) > 0) {
         if (test)
@@ -482,6 +564,11 @@ main(int argc, char **argv)
         gw_log(m.log, GW_LOG_ERROR, "cannot map shared metrics");
         return 1;
     }
+    m.disc_shm = gw_disc_shm_new(conf);
+    if (m.disc_shm == NULL && gw_disc_source_count(conf) > 0) {
+        gw_log(m.log, GW_LOG_ERROR, "cannot map the discovery segment");
+        return 1;
+    }
     if (write_pid_file(&m) != 0)
         return 1;
     signal(SIGPIPE, SIG_IGN);
@@ -494,6 +581,7 @@ main(int argc, char **argv)
     sigaddset(&set, SIGHUP);
     sigaddset(&set, SIGUSR1);
     sigprocmask(SIG_BLOCK, &set, NULL);
+    spawn_disc(&m);
     for (int s = 0; s < m.nworkers; s++)
         spawn(&m, s);
     gw_log(m.log, GW_LOG_INFO, "gateway %s started: %d worker(s), %d listener(s)", GW_VERSION_STR,
@@ -501,6 +589,8 @@ main(int argc, char **argv)
     int rc = master_loop(&m);
     unlink(m.conf->pid_file);
     gw_log(m.log, GW_LOG_INFO, "stopped");
+    stop_disc(&m);
+    gw_disc_shm_free(m.disc_shm);
     gw_metrics_free(m.metrics);
     gw_conf_free(m.conf);
     gw_log_close(m.log);

@@ -74,10 +74,20 @@ typedef struct {
     char **nodes;     /* escaped addresses */
 } ups_layout_t;
 
+/* A registry as the discovery process last saw it (one writer: that
+ * process). */
+typedef struct {
+    _Atomic int64_t up; /* 1 up, 0 down or not read yet */
+    counter_t events;
+} reg_stats_t;
+
 struct gw_metrics_s {
     int nworkers;
-    size_t nroutes; /* without the "no route" row */
-    char **routes;  /* escaped names */
+    size_t nregs;
+    char **regs;     /* escaped registry names */
+    size_t off_regs; /* after every slot */
+    size_t nroutes;  /* without the "no route" row */
+    char **routes;   /* escaped names */
     size_t nupstreams;
     ups_layout_t *ups;
     size_t nnode_rows;
@@ -200,6 +210,9 @@ gw_metrics_free(gw_metrics_t *m)
         }
         free(m->ups);
     }
+    for (size_t r = 0; m->regs && r < m->nregs; r++)
+        free(m->regs[r]);
+    free(m->regs);
     if (m->shm != NULL)
         munmap(m->shm, m->shm_size);
     free(m);
@@ -253,7 +266,15 @@ gw_metrics_new(const gw_conf_t *conf, int nworkers)
     m->off_ups = align_up(m->off_routes + (m->nroutes + 1) * sizeof(route_stats_t), CACHE_LINE);
     m->off_nodes = align_up(m->off_ups + m->nupstreams * sizeof(ups_stats_t), CACHE_LINE);
     m->slot_size = align_up(m->off_nodes + m->nnode_rows * sizeof(node_stats_t), CACHE_LINE);
-    m->shm_size = m->slot_size * (size_t)nworkers;
+    m->nregs = conf->nregistries;
+    m->regs = calloc(m->nregs + 1, sizeof(char *));
+    if (m->regs == NULL)
+        goto failed;
+    for (size_t r = 0; r < m->nregs; r++)
+        if ((m->regs[r] = escape_label(conf->registries[r].name)) == NULL)
+            goto failed;
+    m->off_regs = m->slot_size * (size_t)nworkers;
+    m->shm_size = m->off_regs + align_up((m->nregs + 1) * sizeof(reg_stats_t), CACHE_LINE);
 
     /* Anonymous pages come zeroed, which is the initial value of everything. */
     void *p = mmap(NULL, m->shm_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -629,6 +650,36 @@ render_limiter(sbuf_t *b, gw_metrics_t *m, const char *name, const char *help, i
     }
 }
 
+void
+gw_metrics_registry(gw_metrics_t *m, size_t reg, int up, uint64_t events)
+{
+    if (m == NULL || reg >= m->nregs)
+        return;
+    reg_stats_t *rs = (reg_stats_t *)(m->shm + m->off_regs) + reg;
+    atomic_store_explicit(&rs->up, up > 0, memory_order_relaxed);
+    atomic_store_explicit(&rs->events, events, memory_order_relaxed);
+}
+
+static void
+render_registries(sbuf_t *b, gw_metrics_t *m)
+{
+    if (m->nregs == 0)
+        return;
+    reg_stats_t *rs = (reg_stats_t *)(m->shm + m->off_regs);
+    header(b, "gateway_registry_up", "gauge",
+           "1 while the registry answers the discovery process, else 0 (the last node lists "
+           "stay in use).");
+    for (size_t r = 0; r < m->nregs; r++)
+        sb_printf(b, "gateway_registry_up{registry=\"%s\"} %lld\n", m->regs[r],
+                  (long long)atomic_load_explicit(&rs[r].up, memory_order_relaxed));
+    header(b, "gateway_registry_events_total", "counter",
+           "Changes seen in each registry (watch events, blocking-query returns, DNS answers "
+           "that differ).");
+    for (size_t r = 0; r < m->nregs; r++)
+        sb_printf(b, "gateway_registry_events_total{registry=\"%s\"} %llu\n", m->regs[r],
+                  (unsigned long long)get(&rs[r].events));
+}
+
 size_t
 gw_metrics_render(gw_metrics_t *m, char **out)
 {
@@ -764,6 +815,8 @@ gw_metrics_render(gw_metrics_t *m, char **out)
               (unsigned long long)rchg[0]);
     sb_printf(&b, "gateway_redis_state_changes_total{state=\"up\"} %llu\n",
               (unsigned long long)rchg[1]);
+
+    render_registries(&b, m);
 
     free(codes);
     if (b.failed) {

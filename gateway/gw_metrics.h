@@ -122,4 +122,8 @@ void gw_metrics_redis(gw_metrics_t *m, int slot, int up, int changed);
  */
 size_t gw_metrics_render(gw_metrics_t *m, char **out);
 
+/* Registry REG (index in conf->registries): up (1) or not, and the changes
+ * counted so far. Written by the discovery process only. */
+void gw_metrics_registry(gw_metrics_t *m, size_t reg, int up, uint64_t events);
+
 #endif

@@ -3,6 +3,11 @@
  * latency figures (read by the balancers) and its keep-alive pool (owned by
  * gw_upstream.c). One gw_node_t per node per worker; never shared between
  * processes, so nothing here needs a lock.
+ *
+ * Nodes of an upstream fed by a registry come and go while requests use
+ * them: a node is allocated on its own, and one the registry dropped
+ * (`removed`) lives on until the last request and connection that point to
+ * it let go (`refs`, gw_node_ref/gw_node_unref in gw_upstream.h).
  */
 #ifndef GW_NODE_H
 #define GW_NODE_H
@@ -22,6 +27,9 @@ struct gw_node_s {
     uint64_t picks;               /* total picks, for tests and /metrics */
     void *pool;                   /* gw_upstream.c's keep-alive pool */
     struct gw_breaker_s *breaker; /* breaker scope "node": this node's, else NULL */
+    unsigned refs;                /* requests and connections pointing here */
+    unsigned removed : 1;         /* out of its upstream: freed at refs 0 */
+    gw_node_conf_t *own;          /* a discovered node's conf (conf points here) */
 };
 
 #endif

@@ -99,6 +99,10 @@ request_free(gw_request_t *r)
 {
     gw_worker_t *w = r->w;
     drop_upstream(r);
+    if (r->node) {
+        gw_node_unref(r->node);
+        r->node = NULL;
+    }
     if (r->lua.phases)
         gw_lua_request_end(r);
     while (r->extra) {
@@ -682,10 +686,24 @@ proxy(gw_request_t *r)
 
 /* ---- upstream side ---- */
 
+/* A 503 says whether the upstream had nodes at all: a registry that lists
+ * none (or was never read) is not the same trouble as nodes all ejected. */
+static const char *
+no_node_message(const gw_request_t *r)
+{
+    const gw_upstream_rt_t *up = r->target ? r->target->up : NULL;
+    if (up == NULL || r->target->nnodes > 0 || up->conf->discovery.kind == GW_DISC_STATIC)
+        return "no healthy node";
+    if (!up->disc_known)
+        return "no node yet: the registry has not been read";
+    return up->nnodes ? "no node in the registry matches the subset"
+                      : "no node: the registry lists none";
+}
+
 static void
 fail_upstream(gw_request_t *r, int status)
 {
-    const char *msg = status == 503   ? "no healthy node"
+    const char *msg = status == 503   ? no_node_message(r)
                       : status == 504 ? "gateway timeout"
                                       : "bad gateway";
     r->err = status == 503 ? GW_ERR_NO_NODE : status == 504 ? GW_ERR_TIMEOUT : GW_ERR_UPSTREAM;
@@ -784,7 +802,10 @@ pick_and_connect(gw_request_t *r)
             r->ndropped++;
             continue;
         }
+        if (r->node)
+            gw_node_unref(r->node);
         r->node = node;
+        gw_node_ref(node); /* held until the request ends: logs read it */
         r->up_start_ns = gw_worker_now_ns(w);
         int ready = upstream_acquire(r, 0);
         if (ready < 0) {

@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 
 #include "gw_balancer.h"
+#include "gw_disc.h"
 #include "gw_log.h"
 #include "gw_split.h"
 #include "gw_upstream.h"
@@ -20,20 +21,258 @@ typedef struct {
 
 /* ---- runtime construction ---- */
 
+/* The nodes of T's upstream that T's subset selects, into a new array. */
+static gw_node_t **
+target_select(const gw_target_t *t, size_t *n)
+{
+    const gw_upstream_rt_t *up = t->up;
+    gw_node_t **nodes = calloc(up->nnodes ? up->nnodes : 1, sizeof(gw_node_t *));
+    *n = 0;
+    if (nodes == NULL)
+        return NULL;
+    for (size_t i = 0; i < up->nnodes; i++) {
+        if (t->nsubset == 0 || gw_subset_match(up->nodes[i]->conf, t->subset, t->nsubset))
+            nodes[(*n)++] = up->nodes[i];
+    }
+    return nodes;
+}
+
 static int
 target_init(gw_target_t *t, gw_upstream_rt_t *up, const gw_kv_t *subset, size_t nsubset,
             uint64_t seed)
 {
     t->up = up;
-    t->nodes = calloc(up->nnodes ? up->nnodes : 1, sizeof(gw_node_t *));
+    t->subset = subset;
+    t->nsubset = nsubset;
+    t->nodes = target_select(t, &t->nnodes);
     if (t->nodes == NULL)
         return GW_ERROR;
-    for (size_t i = 0; i < up->nnodes; i++) {
-        if (subset == NULL || gw_subset_match(up->nodes[i].conf, subset, nsubset))
-            t->nodes[t->nnodes++] = &up->nodes[i];
-    }
     t->bal = gw_balancer_new(up->conf->balancer, t->nodes, t->nnodes, seed);
     return t->bal ? GW_OK : GW_ERROR;
+}
+
+/* After the upstream's nodes changed: the balancer keeps the state of the
+ * nodes that stay (gw_balancer_update). */
+static int
+target_refresh(gw_target_t *t)
+{
+    size_t n;
+    gw_node_t **nodes = target_select(t, &n);
+    if (nodes == NULL || gw_balancer_update(t->bal, nodes, n) != GW_OK) {
+        free(nodes);
+        return GW_ERROR;
+    }
+    free(t->nodes);
+    t->nodes = nodes;
+    t->nnodes = n;
+    return GW_OK;
+}
+
+/* ---- nodes ---- */
+
+static void
+node_conf_free(gw_node_conf_t *c)
+{
+    if (c == NULL)
+        return;
+    free(c->addr);
+    free(c->host);
+    for (size_t i = 0; i < c->nmeta; i++) {
+        free(c->meta[i].key);
+        free(c->meta[i].value);
+    }
+    free(c->meta);
+    free(c);
+}
+
+/* A discovered node's conf, copied out of the reader's entries (which
+ * change with the next generation). */
+static gw_node_conf_t *
+node_conf_from(const gw_disc_entry_t *e)
+{
+    gw_node_conf_t *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return NULL;
+    c->addr = strdup(e->addr);
+    c->meta = calloc(e->nmeta ? e->nmeta : 1, sizeof(gw_kv_t));
+    if (c->addr == NULL || c->meta == NULL)
+        goto failed;
+    const char *colon = strrchr(e->addr, ':');
+    size_t hl = (size_t)(colon - e->addr);
+    const char *h = e->addr;
+    if (h[0] == '[') {
+        h++;
+        hl -= 2;
+    }
+    c->host = strndup(h, hl);
+    if (c->host == NULL)
+        goto failed;
+    c->port = atoi(colon + 1);
+    c->sa = e->sa;
+    c->salen = e->salen;
+    c->weight = e->weight;
+    for (size_t i = 0; i < e->nmeta; i++) {
+        c->meta[i].key = strdup(e->meta[i].key);
+        c->meta[i].value = strdup(e->meta[i].value);
+        c->nmeta++;
+        if (c->meta[i].key == NULL || c->meta[i].value == NULL)
+            goto failed;
+    }
+    return c;
+failed:
+    node_conf_free(c);
+    return NULL;
+}
+
+/* OWN: a discovered node's conf, which the node then owns. */
+static gw_node_t *
+node_new(gw_upstream_rt_t *up, const gw_node_conf_t *conf, gw_node_conf_t *own)
+{
+    gw_node_t *node = calloc(1, sizeof(*node));
+    node_pool_t *pool = calloc(1, sizeof(*pool));
+    if (node == NULL || pool == NULL)
+        goto failed;
+    gw_list_init(&pool->idle);
+    node->conf = conf;
+    node->own = own;
+    node->weight = conf->weight > 0 ? conf->weight : 1;
+    node->healthy = 1;
+    node->pool = pool;
+    if (up->conf->breaker.enabled && up->conf->breaker.scope == GW_SCOPE_NODE &&
+        (node->breaker = gw_breaker_new(&up->conf->breaker)) == NULL)
+        goto failed;
+    return node;
+failed:
+    free(pool);
+    free(node);
+    return NULL;
+}
+
+static void
+node_free(gw_node_t *node)
+{
+    free(node->pool);
+    gw_breaker_free(node->breaker);
+    node_conf_free(node->own);
+    free(node);
+}
+
+void
+gw_node_ref(gw_node_t *node)
+{
+    node->refs++;
+}
+
+void
+gw_node_unref(gw_node_t *node)
+{
+    if (node->refs)
+        node->refs--;
+    if (node->removed && node->refs == 0)
+        node_free(node);
+}
+
+static int
+node_conf_same(const gw_node_conf_t *a, const gw_disc_entry_t *e)
+{
+    if (a->weight != e->weight || a->nmeta != e->nmeta)
+        return 0;
+    for (size_t i = 0; i < a->nmeta; i++)
+        if (strcmp(a->meta[i].key, e->meta[i].key) != 0 ||
+            strcmp(a->meta[i].value, e->meta[i].value) != 0)
+            return 0;
+    return 1;
+}
+
+static void up_close(gw_upconn_t *u);
+
+/* Out of the upstream: no balancer sees it any more (the caller refreshed
+ * them), its idle connections close, and it is freed when nothing points
+ * to it. */
+static void
+node_remove(gw_node_t *node)
+{
+    node_pool_t *pool = node->pool;
+    node->removed = 1;
+    node->healthy = 0;
+    node->refs++; /* held while the idle connections close */
+    while (!gw_list_empty(&pool->idle))
+        up_close(GW_CONTAINER_OF(pool->idle.next, gw_upconn_t, link));
+    gw_node_unref(node);
+}
+
+/* The position in OLD of the node with E's address, or NOLD. */
+static size_t
+node_find(gw_node_t *const *old, size_t nold, const gw_disc_entry_t *e)
+{
+    size_t i = 0;
+    while (i < nold && (old[i] == NULL || strcmp(old[i]->conf->addr, e->addr) != 0))
+        i++;
+    return i;
+}
+
+/* Everything the change needs is allocated first, so that running out of
+ * memory leaves the old list whole; then the change cannot fail. */
+int
+gw_upstreams_set_nodes(gw_upstreams_t *u, size_t index, const gw_disc_entry_t *entries, size_t n)
+{
+    gw_upstream_rt_t *up = &u->ups[index];
+    gw_node_t **old = up->nodes, **nodes = calloc(n ? n : 1, sizeof(gw_node_t *));
+    gw_node_conf_t **confs = calloc(n ? n : 1, sizeof(gw_node_conf_t *));
+    size_t *from = calloc(n ? n : 1, sizeof(size_t));
+    size_t nold = up->nnodes, i;
+    if (nodes == NULL || confs == NULL || from == NULL)
+        goto failed;
+    for (i = 0; i < n; i++) {
+        const gw_disc_entry_t *e = &entries[i];
+        from[i] = node_find(old, nold, e);
+        if (from[i] < nold && node_conf_same(old[from[i]]->conf, e))
+            continue;
+        if ((confs[i] = node_conf_from(e)) == NULL)
+            goto failed;
+        if (from[i] == nold && (nodes[i] = node_new(up, confs[i], confs[i])) == NULL)
+            goto failed;
+    }
+    for (i = 0; i < n; i++) {
+        if (from[i] < nold) {
+            nodes[i] = old[from[i]];
+            old[from[i]] = NULL;
+            if (confs[i]) { /* weight or meta changed */
+                node_conf_free(nodes[i]->own);
+                nodes[i]->own = confs[i];
+                nodes[i]->conf = confs[i];
+                nodes[i]->weight = confs[i]->weight > 0 ? confs[i]->weight : 1;
+            }
+        }
+        nodes[i]->index = (unsigned)i;
+    }
+    up->nodes = nodes;
+    up->nnodes = n;
+    target_refresh(&up->all);
+    for (size_t r = 0; r < u->nroutes; r++)
+        for (size_t k = 0; k <= u->nsplits[r]; k++)
+            if (u->route_targets[r][k].up == up && u->route_targets[r][k].bal)
+                target_refresh(&u->route_targets[r][k]);
+    gw_health_set_nodes(up->health, nodes, n);
+    for (i = 0; i < nold; i++)
+        if (old[i])
+            node_remove(old[i]);
+    free(old);
+    free(confs);
+    free(from);
+    return GW_OK;
+failed:
+    for (i = 0; nodes && confs && i < n; i++) {
+        if (nodes[i]) {
+            nodes[i]->own = NULL;
+            node_free(nodes[i]);
+        }
+        node_conf_free(confs[i]);
+    }
+    free(nodes);
+    free(confs);
+    free(from);
+    return GW_ERROR;
 }
 
 /*
@@ -48,7 +287,7 @@ route_target_init(gw_target_t *t, gw_upstream_rt_t *up, const gw_kv_t *subset, s
 {
     if (nsubset > 0)
         return target_init(t, up, subset, nsubset, seed);
-    *t = up->all;
+    t->up = up; /* borrowed: gw_upstreams_target answers &up->all */
     t->bal = NULL;
     return GW_OK;
 }
@@ -136,31 +375,21 @@ gw_upstreams_new(const gw_upstreams_env_t *env, char *err, size_t errlen)
         gw_upstream_rt_t *up = &u->ups[i];
         up->set = u;
         up->conf = &conf->upstreams[i];
-        up->nnodes = up->conf->nnodes;
-        up->nodes = calloc(up->nnodes ? up->nnodes : 1, sizeof(gw_node_t));
+        up->nodes = calloc(up->conf->nnodes ? up->conf->nnodes : 1, sizeof(gw_node_t *));
         if (up->nodes == NULL)
             goto failed;
-        for (size_t n = 0; n < up->nnodes; n++) {
-            gw_node_t *node = &up->nodes[n];
-            node_pool_t *pool = calloc(1, sizeof(*pool));
-            if (pool == NULL)
+        for (size_t n = 0; n < up->conf->nnodes; n++) {
+            gw_node_t *node = node_new(up, &up->conf->nodes[n], NULL);
+            if (node == NULL)
                 goto failed;
-            gw_list_init(&pool->idle);
-            node->conf = &up->conf->nodes[n];
             node->index = (unsigned)n;
-            node->weight = node->conf->weight > 0 ? node->conf->weight : 1;
-            node->healthy = 1;
-            node->pool = pool;
+            up->nodes[up->nnodes++] = node;
         }
         if (target_init(&up->all, up, NULL, 0, env->seed + i) != GW_OK)
             goto failed;
         if (up->conf->breaker.enabled && up->conf->breaker.scope == GW_SCOPE_UPSTREAM &&
             (up->breaker = gw_breaker_new(&up->conf->breaker)) == NULL)
             goto failed;
-        for (size_t n = 0; n < up->nnodes; n++)
-            if (up->conf->breaker.enabled && up->conf->breaker.scope == GW_SCOPE_NODE &&
-                (up->nodes[n].breaker = gw_breaker_new(&up->conf->breaker)) == NULL)
-                goto failed;
         if (gw_health_enabled(up->conf)) {
             up->health =
                 gw_health_new(env->loop, up->conf, up->nodes, up->nnodes, env->log, env->metrics,
@@ -229,10 +458,8 @@ gw_upstreams_free(gw_upstreams_t *u)
         target_close(&up->all);
         gw_health_free(up->health);
         gw_breaker_free(up->breaker);
-        for (size_t n = 0; up->nodes && n < up->nnodes; n++) {
-            free(up->nodes[n].pool);
-            gw_breaker_free(up->nodes[n].breaker);
-        }
+        for (size_t n = 0; up->nodes && n < up->nnodes; n++)
+            node_free(up->nodes[n]);
         free(up->nodes);
     }
     free(u->nsplits);
@@ -253,6 +480,7 @@ on_up_closed(uv_handle_t *h)
     if (u->rbuf)
         gw_rbuf_put(u->set->rbufs, u->rbuf);
     gw_wqueue_free(&u->out);
+    gw_node_unref(u->node);
     free(u);
 }
 
@@ -408,6 +636,7 @@ gw_upconn_connect(gw_upstream_rt_t *up, gw_node_t *node, const gw_upconn_user_t 
         return NULL;
     u->set = set;
     u->node = node;
+    gw_node_ref(node); /* a node the registry drops lives until its connections close */
     u->up = up;
     bind_user(u, user);
     u->state = UP_CONNECTING;
@@ -962,7 +1191,7 @@ gw_upconn_release(gw_upconn_t *u, int reuse)
     u->user = NULL;
     u->requests++;
     if (!reuse || !u->reusable || !u->resp_done || gw_wqueue_pending(&u->out) || u->closing ||
-        set->draining || pool->nidle >= (unsigned)u->up->conf->keepalive_size) {
+        set->draining || u->node->removed || pool->nidle >= (unsigned)u->up->conf->keepalive_size) {
         up_close(u);
         return;
     }
@@ -998,7 +1227,7 @@ gw_upstreams_close_idle(gw_upstreams_t *ups)
         /* probes and their timers must not keep a draining worker alive */
         gw_health_stop(up->health);
         for (size_t n = 0; n < up->nnodes; n++) {
-            node_pool_t *pool = up->nodes[n].pool;
+            node_pool_t *pool = up->nodes[n]->pool;
             while (pool && !gw_list_empty(&pool->idle)) {
                 gw_upconn_t *u = GW_CONTAINER_OF(pool->idle.next, gw_upconn_t, link);
                 up_close(u);

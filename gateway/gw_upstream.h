@@ -50,13 +50,17 @@ struct gw_target_s {
     gw_balancer_t *bal;
     gw_node_t **nodes;
     size_t nnodes;
+    const gw_kv_t *subset; /* the meta its nodes match; none: every node */
+    size_t nsubset;
 };
 
 struct gw_upstream_rt_s {
     gw_upstreams_t *set; /* the worker's upstreams, this one among them */
     const gw_upstream_conf_t *conf;
-    gw_node_t *nodes;
+    gw_node_t **nodes; /* each allocated alone: a registry change frees some */
     size_t nnodes;
+    uint64_t disc_version; /* discovery: the list version in use */
+    int disc_known;        /* discovery: a list was ever applied */
     gw_target_t all;
     gw_health_t *health;          /* NULL when the upstream has no health checks */
     struct gw_breaker_s *breaker; /* scope "upstream" */
@@ -184,6 +188,23 @@ void gw_upstreams_free(gw_upstreams_t *u);
 
 /* The worker drains: connections are closed when their exchange ends. */
 void gw_upstreams_drain(gw_upstreams_t *u);
+
+/*
+ * Discovery: replaces the nodes of upstream INDEX with ENTRIES[0..N). A
+ * node whose address is in both lists is kept as it is (its balancer
+ * state, EWMA, in-flight count, health, breaker and idle connections);
+ * new ones start healthy; removed ones leave every balancer at once, their
+ * idle connections close, and they are freed when the last request or
+ * connection using them lets go. Targets with a subset are recomputed.
+ * Returns GW_OK, or GW_ERROR (out of memory) leaving the old list.
+ */
+struct gw_disc_entry_s;
+int gw_upstreams_set_nodes(gw_upstreams_t *u, size_t index, const struct gw_disc_entry_s *entries,
+                           size_t n);
+
+/* A request or a connection starts or stops pointing at NODE. */
+void gw_node_ref(gw_node_t *node);
+void gw_node_unref(gw_node_t *node);
 
 gw_target_t *gw_upstreams_target(gw_upstreams_t *u, const gw_route_conf_t *route, int split);
 

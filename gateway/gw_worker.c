@@ -6,6 +6,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "gw_disc.h"
 #include "gw_http.h"
 #include "gw_http1.h" /* cycle: the worker accepts and drains connections */
 #include "gw_log.h"
@@ -77,6 +78,8 @@ finish(gw_worker_t *w)
     uv_close((uv_handle_t *)&w->sig_term, on_handle_closed);
     uv_close((uv_handle_t *)&w->sig_quit, on_handle_closed);
     uv_close((uv_handle_t *)&w->sig_usr1, on_handle_closed);
+    if (w->disc)
+        uv_close((uv_handle_t *)&w->disc_poll, on_handle_closed);
     gw_request_pool_close(w);
 }
 
@@ -199,6 +202,63 @@ start_redis(gw_worker_t *w)
     return GW_OK;
 }
 
+/* Discovery: pools whose published list changed get it, between requests
+ * (this runs from the loop, never inside one). */
+static void
+apply_discovery(gw_worker_t *w)
+{
+    const gw_conf_t *conf = w->conf;
+    if (gw_disc_read(w->disc) != 1)
+        return;
+    for (size_t i = 0; i < conf->nupstreams; i++) {
+        const gw_upstream_conf_t *uc = &conf->upstreams[i];
+        gw_upstream_rt_t *up = &w->upstreams->ups[i];
+        const gw_disc_entry_t *e;
+        size_t n;
+        uint64_t version;
+        char key[512];
+        if (uc->discovery.kind == GW_DISC_STATIC ||
+            gw_disc_source_key(conf, &uc->discovery, key, sizeof(key)) == 0 ||
+            !gw_disc_lookup(w->disc, key, &e, &n, &version) ||
+            (up->disc_known && up->disc_version == version))
+            continue;
+        if (gw_upstreams_set_nodes(w->upstreams, i, e, n) != GW_OK) {
+            gw_log(w->log, GW_LOG_ERROR, "upstream \"%s\": out of memory for the new node list",
+                   uc->name);
+            continue;
+        }
+        up->disc_known = 1;
+        up->disc_version = version;
+        if (w->slot == 0)
+            gw_log(w->log, n ? GW_LOG_INFO : GW_LOG_WARN, "upstream \"%s\": %zu node%s from %s",
+                   uc->name, n, n == 1 ? "" : "s", uc->discovery.registry);
+        if (up->health == NULL)
+            gw_metrics_nodes(w->metrics, w->slot, (int)i, (int)n, 0);
+    }
+}
+
+static void
+on_disc_poll(uv_timer_t *t)
+{
+    apply_discovery(t->data);
+}
+
+static int
+start_discovery(gw_worker_t *w)
+{
+    w->disc = gw_disc_reader_new(w->disc_shm);
+    if (w->disc == NULL) {
+        gw_log(w->log, GW_LOG_ERROR, "discovery: out of memory");
+        return GW_ERROR;
+    }
+    apply_discovery(w); /* a re-spawned worker starts with the current lists */
+    uv_timer_init(w->loop, &w->disc_poll);
+    w->disc_poll.data = w;
+    uv_timer_start(&w->disc_poll, on_disc_poll, 50, 50);
+    uv_unref((uv_handle_t *)&w->disc_poll); /* never what keeps a draining worker up */
+    return GW_OK;
+}
+
 static int
 setup(gw_worker_t *w, const int *fds, size_t nfds)
 {
@@ -226,6 +286,8 @@ setup(gw_worker_t *w, const int *fds, size_t nfds)
         gw_log(w->log, GW_LOG_ERROR, "upstreams: %s", err);
         return GW_ERROR;
     }
+    if (w->disc_shm && start_discovery(w) != GW_OK)
+        return GW_ERROR;
     if (conf->access_log) {
         w->access_log = gw_access_log_open(conf->access_log, err, sizeof(err));
         if (w->access_log == NULL) {
@@ -263,7 +325,7 @@ setup(gw_worker_t *w, const int *fds, size_t nfds)
 
 int
 gw_worker_run(const gw_conf_t *conf, int slot, int nworkers, const int *listen_fds, size_t nlisten,
-              int status_fd, gw_metrics_t *metrics, gw_log_t *log)
+              int status_fd, gw_metrics_t *metrics, gw_disc_shm_t *disc, gw_log_t *log)
 {
     gw_worker_t w;
     uv_loop_t loop;
@@ -286,6 +348,7 @@ gw_worker_run(const gw_conf_t *conf, int slot, int nworkers, const int *listen_f
     w.log = log;
     w.metrics = metrics;
     w.status_fd = status_fd;
+    w.disc_shm = disc;
     w.rng = uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)slot;
     w.rbufs.size = conf->max_header_size + 4096 > 16384 ? conf->max_header_size + 4096 : 16384;
     w.max_conns = (unsigned)(conf->max_connections / nworkers);
@@ -325,6 +388,7 @@ gw_worker_run(const gw_conf_t *conf, int slot, int nworkers, const int *listen_f
     if (w.router)
         gw_router_free(w.router);
     gw_upstreams_free(w.upstreams);
+    gw_disc_reader_free(w.disc);
     gw_lua_free(w.lua);
     for (size_t i = 0; i < w.nlimiters; i++)
         gw_limiter_free(w.limiters[i]);

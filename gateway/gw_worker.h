@@ -39,6 +39,9 @@ struct gw_worker_s {
     gw_status_t *status;
     gw_router_t *router;
     gw_upstreams_t *upstreams;
+    struct gw_disc_shm_s *disc_shm; /* NULL without discovery */
+    struct gw_disc_reader_s *disc;  /* its reader */
+    uv_timer_t disc_poll;           /* 50 ms: a new generation? */
     struct gw_lua_s *lua;           /* NULL when no route or global list names a plugin */
     struct gw_redis_s *redis;       /* NULL without a redis section */
     struct gw_limiter_s **limiters; /* made by limiter plugins on first use */
@@ -70,7 +73,8 @@ struct gw_worker_s {
 
 /* Runs the worker until it has drained; returns the process exit code. */
 int gw_worker_run(const gw_conf_t *conf, int slot, int nworkers, const int *listen_fds,
-                  size_t nlisten, int status_fd, gw_metrics_t *metrics, gw_log_t *log);
+                  size_t nlisten, int status_fd, gw_metrics_t *metrics, struct gw_disc_shm_s *disc,
+                  gw_log_t *log);
 
 /* IMF-fixdate of the current second, cached. */
 const char *gw_worker_date(gw_worker_t *w);

@@ -547,7 +547,7 @@ test_errors(void)
                "upstreams[0].discovery: missing key \"key\"");
     expect_err("gateway: {listen: [127.0.0.1:80]}\n"
                "registries: {c: {type: zookeeper}}\n",
-               "registries.c.type: expected etcd or consul, got \"zookeeper\"");
+               "registries.c.type: expected etcd, consul or dns, got \"zookeeper\"");
     expect_err("gateway: {listen: [127.0.0.1:80]}\n"
                "upstreams: [{name: a, nodes: [127.0.0.1:1], balancer: fastest}]\n",
                "upstreams[0].balancer: expected round_robin, weighted_round_robin, random, "
