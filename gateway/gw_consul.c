@@ -58,6 +58,7 @@ typedef struct {
     int answered;        /* a good answer came since start */
     int resync;          /* the last request failed: read plainly, report */
     int failed;
+    int filtered; /* the last answer was cut by ACLs (logged once) */
     char why[160];
 } target_t;
 
@@ -543,29 +544,48 @@ failed(target_t *t, const char *why)
     /* half fixed, half random: targets failing together spread out */
     uint64_t delay = t->backoff_ms / 2 + next_rand(w) % (t->backoff_ms / 2 + 1);
     report_state(w);
-    uv_timer_start(&t->timer, on_timer, delay, 0);
+    if (!w->stopped) /* the report may have stopped us */
+        uv_timer_start(&t->timer, on_timer, delay, 0);
+}
+
+static const gw_str_t *
+header(const gw_httpc_resp_t *resp, gw_str_t name)
+{
+    for (size_t i = 0; i < resp->nheaders; i++)
+        if (gw_str_caseeq(resp->headers[i].name, name))
+            return &resp->headers[i].value;
+    return NULL;
+}
+
+/* An answer Consul cut because the token may not read everything: the list
+ * is what the token may see, which the operator likely did not mean. */
+static void
+check_filtered(target_t *t, const gw_httpc_resp_t *resp)
+{
+    const gw_str_t *v = header(resp, GW_STR("X-Consul-Results-Filtered-By-ACLs"));
+    int filtered = v != NULL && gw_str_eq(*v, GW_STR("true"));
+    if (filtered && !t->filtered)
+        gw_log_warn(t->w->log,
+                    "registry %s: service %s: Consul left out instances the token may not read",
+                    t->w->reg->name, t->d->service);
+    t->filtered = filtered;
 }
 
 /* The decimal X-Consul-Index of RESP; 0 when missing or not a number. */
 static uint64_t
 consul_index(const gw_httpc_resp_t *resp)
 {
-    for (size_t i = 0; i < resp->nheaders; i++) {
-        const gw_header_t *h = &resp->headers[i];
-        if (!gw_str_caseeq(h->name, GW_STR("X-Consul-Index")))
-            continue;
-        uint64_t v = 0;
-        if (h->value.len == 0 || h->value.len > 19)
+    const gw_str_t *h = header(resp, GW_STR("X-Consul-Index"));
+    uint64_t v = 0;
+    if (h == NULL || h->len == 0 || h->len > 19)
+        return 0;
+    for (size_t j = 0; j < h->len; j++) {
+        char ch = h->data[j];
+        if (ch < '0' || ch > '9')
             return 0;
-        for (size_t j = 0; j < h->value.len; j++) {
-            char ch = h->value.data[j];
-            if (ch < '0' || ch > '9')
-                return 0;
-            v = v * 10 + (uint64_t)(ch - '0');
-        }
-        return v;
+        v = v * 10 + (uint64_t)(ch - '0');
     }
-    return 0;
+    return v;
 }
 
 /* A 200 answer: the list, then the index rules. */
@@ -598,13 +618,16 @@ answered(target_t *t, const gw_httpc_resp_t *resp)
     for (size_t i = 0; i < l.n; i++)
         l.nodes[i].meta = l.nodes[i].nmeta ? &l.kv[l.kv_start[i]] : NULL;
 
+    check_filtered(t, resp);
     uint64_t idx = consul_index(resp);
     int changed = !t->answered || idx != t->raw_index;
     if (changed || t->resync)
         w->report->nodes(w->arg, t->index, l.nodes, l.n);
-    if (changed)
+    if (changed && !w->stopped)
         w->report->events(w->arg, 1);
     list_free(&l);
+    if (w->stopped) /* the report stopped us: no more calls into it */
+        return;
 
     /* Consul's rules for blocking clients: restart when the index goes
      * backwards, never block on 0. */
@@ -615,7 +638,8 @@ answered(target_t *t, const gw_httpc_resp_t *resp)
     t->failed = 0;
     t->backoff_ms = 0;
     report_state(w);
-    next_after_success(t);
+    if (!w->stopped)
+        next_after_success(t);
 }
 
 /* The first line of an error body, for the log and the state. */

@@ -249,6 +249,8 @@ stop_watch($w);
 
 $w = acl_watch('token: weak');
 ok(wait_nodes($w, 'c1|pay', sub { !@{ $_[0] } }), 'a token that may read nothing: an empty list');
+like(slurp_file($w->{err}), qr/service pay: Consul left out instances the token may not read/,
+    'and a log line saying the answer was filtered');
 stop_watch($w);
 
 $w = acl_watch('token: s3cret, dc: dc2');

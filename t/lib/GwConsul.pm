@@ -115,6 +115,10 @@ sub stop_watch {
     return $w->{exit} if $w->{stopped}++;
     kill 'TERM', $w->{pid};
     $w->{exit} = GwTest::reap($w->{pid}, 10 * GwTest::mult());
+    my $err = GwTest::slurp_file($w->{err});
+    my @rep = $err =~ /^(.*(?:ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:).*)$/mg;
+    Test::More::ok(!@rep, "discovery printer $w->{pid}: no sanitizer report")
+      or Test::More::diag($err);
     return $w->{exit};
 }
 
