@@ -425,6 +425,26 @@ weight_of(gw_cj_val_t entry, gw_cj_val_t svc)
     return x > MAX_WEIGHT ? MAX_WEIGHT : (int)x;
 }
 
+/* Member NAME of OBJ as a malloc'd string of at most MAX bytes: NULL when
+ * absent, null or empty, and also, with *BAD set, when it is not a string
+ * or is too long. */
+static char *
+str_member(gw_cj_val_t obj, const char *name, size_t max, size_t *len, int *bad)
+{
+    gw_cj_val_t v;
+    char *s;
+    *len = 0;
+    if (!gw_cj_get(obj, name, &v) || gw_cj_type(v) == GW_CJ_NULL)
+        return NULL;
+    if ((s = gw_cj_str_dup(v, max, len)) == NULL)
+        *bad = 1;
+    else if (*len == 0) {
+        free(s);
+        s = NULL;
+    }
+    return s;
+}
+
 /* One array element into L, or a log line saying why not. */
 static void
 add_entry(consul_t *w, target_t *t, list_t *l, gw_cj_val_t entry, size_t pos)
@@ -434,6 +454,7 @@ add_entry(consul_t *w, target_t *t, list_t *l, gw_cj_val_t entry, size_t pos)
     char idbuf[32];
     int64_t port;
     size_t hl = 0;
+    int bad = 0;
 
     if (!gw_cj_get(entry, "Service", &svc) || gw_cj_type(svc) != GW_CJ_OBJECT) {
         gw_log_warn(w->log, "registry %s: service %s: entry %zu has no Service object, skipped",
@@ -446,15 +467,12 @@ add_entry(consul_t *w, target_t *t, list_t *l, gw_cj_val_t entry, size_t pos)
         snprintf(idbuf, sizeof(idbuf), "#%zu", pos);
         id = idbuf;
     }
-    if (gw_cj_get(svc, "Address", &v))
-        host = gw_cj_str_dup(v, MAX_HOST_LEN + 2, &hl);
-    if (host != NULL && hl == 0) {
-        free(host);
-        host = NULL;
-    }
-    if (host == NULL && gw_cj_get(entry, "Node", &node) && gw_cj_get(node, "Address", &v))
-        host = gw_cj_str_dup(v, MAX_HOST_LEN + 2, &hl);
-    own(l, host);
+    /* An empty Service.Address means "the node's"; a malformed one is an
+     * error, not a reason to fall back. */
+    host = str_member(svc, "Address", MAX_HOST_LEN + 2, &hl, &bad);
+    if (host == NULL && !bad && gw_cj_get(entry, "Node", &node))
+        host = str_member(node, "Address", MAX_HOST_LEN + 2, &hl, &bad);
+    host = own(l, host);
     if (host != NULL && hl > 2 && host[0] == '[' && host[hl - 1] == ']') {
         host[hl - 1] = '\0'; /* the contract wants IPv6 bare */
         host++;

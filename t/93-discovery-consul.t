@@ -93,13 +93,16 @@ consul_ctl($c, '/mock/register', {ID => 'web-badhost', Service => 'web',
     Address => 'bad host/x', Port => 9005});
 consul_ctl($c, '/mock/register', {ID => 'web-v6', Service => 'web', Address => '::1',
     Port => 9006});
+consul_ctl($c, '/mock/register', {ID => 'web-long', Service => 'web', Address => 'a' x 300,
+    NodeAddress => '10.9.9.9', Port => 9007});
 $n = wait_nodes($w, 'c1|web', sub { grep { $_->{addr} eq '[::1]:9006' } @{ $_[0] } });
 is(addrs($n), '10.1.2.3:9004,127.0.0.1:9002,127.0.0.1:9003,[::1]:9006',
     'empty Service.Address: Node.Address; IPv6; bad port and bad address skipped');
 my $log = slurp_file($w->{err});
 like($log, qr/instance web-noport: bad or missing port, skipped/, 'the bad port is logged with its id');
 like($log, qr/instance web-badhost: bad address "bad host\/x", skipped/, 'the bad address too');
-for my $id (qw(web-n web-noport web-badhost web-v6)) {
+like($log, qr/instance web-long: bad address/, 'an address too long is not replaced by the node\'s');
+for my $id (qw(web-n web-noport web-badhost web-v6 web-long)) {
     consul_ctl($c, '/mock/deregister', {ID => $id});
 }
 
