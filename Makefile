@@ -5,7 +5,7 @@ CC       ?= cc
 LLHTTP_SRC ?= /usr/share/llhttp
 LLHTTP_INC ?= /usr/share/include/llhttp
 
-PKGS     := libuv luajit libpcre2-8 yaml-0.1 openssl hiredis
+PKGS     := libuv luajit libpcre2-8 yaml-0.1 openssl hiredis zlib
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -21,7 +21,7 @@ LDLIBS_GW = $(SAN) $(PKG_LIBS) -lm
 DEB_PKGS := build-essential pkg-config libuv1-dev node-llhttp libluajit2-5.1-dev \
             libhiredis-dev libssl-dev libyaml-dev libpcre2-dev lua-cjson luajit2 \
             lua-check redis-server etcd-server etcd-client curl \
-            perl libjson-pp-perl iproute2 util-linux procps
+            perl libjson-pp-perl iproute2 util-linux procps zlib1g-dev
 BENCH_PKGS := nginx-extras haproxy wrk
 
 SRCS     := $(filter-out gateway/gw_main.c,$(wildcard gateway/gw_*.c))
@@ -32,7 +32,10 @@ UNIT_BINS := $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRCS))
 
 .PHONY: all deps bench-deps test unit asan run bench fmt fmt-check lint clean pkgs-present
 
-all: $(BUILD)/gateway $(UNIT_BINS)
+# Test tools built beside the unit tests but not run by `make unit`.
+TOOL_BINS := $(BUILD)/unit/disc_driver
+
+all: $(BUILD)/gateway $(UNIT_BINS) $(TOOL_BINS)
 
 # apt-get install of what is missing from PKGS (nothing when all are there).
 define apt_install
@@ -74,6 +77,9 @@ $(BUILD)/gateway: $(BUILD)/obj/gw_main.o $(BUILD)/libgw.a
 	    -Wl,--no-whole-archive $(LDLIBS_GW)
 
 $(BUILD)/unit/%: t/unit/%.c t/unit/tap.h $(BUILD)/libgw.a | $(BUILD)/unit
+	$(CC) $(CFLAGS_GW) -It/unit -o $@ $< $(BUILD)/libgw.a $(LDLIBS_GW)
+
+$(BUILD)/unit/disc_driver: t/unit/disc_driver.c $(BUILD)/libgw.a | $(BUILD)/unit
 	$(CC) $(CFLAGS_GW) -It/unit -o $@ $< $(BUILD)/libgw.a $(LDLIBS_GW)
 
 $(BUILD)/obj $(BUILD)/unit: | pkgs-present
