@@ -32,9 +32,9 @@
 #include "gw_resolver.h"
 #include "gw_watch.h"
 
-#define MAX_NODES 1024     /* per target, after sorting */
-#define MAX_GATHERED 4096  /* per target, before */
-#define MAX_SRV 256        /* SRV records of one priority followed */
+#define MAX_NODES 1024    /* per target, after sorting */
+#define MAX_GATHERED 4096 /* per target, before */
+#define MAX_SRV 256       /* SRV records of one priority followed */
 #define BACKOFF_FIRST_MS 1000
 
 typedef struct {
@@ -317,8 +317,8 @@ finish(target_t *t)
         if (t->unresolved)
             gw_log(w->log, GW_LOG_WARN, "registry %s: %s: SRV target %s has no address",
                    w->reg->name, t->d->srv, t->unresolved);
-        gw_log(w->log, GW_LOG_INFO, "registry %s: %s: %zu node%s", w->reg->name, what(t),
-               t->got.n, t->got.n == 1 ? "" : "s");
+        gw_log(w->log, GW_LOG_INFO, "registry %s: %s: %zu node%s", w->reg->name, what(t), t->got.n,
+               t->got.n == 1 ? "" : "s");
         nodes_clear(&t->last);
         t->last = t->got;
         memset(&t->got, 0, sizeof(t->got));
@@ -404,8 +404,7 @@ ask(target_t *t, const char *name, int type, gw_resolver_cb cb, void *arg)
 /* The addresses of an SRV record's target: in the additional section, a
  * literal, or asked. */
 static void
-follow_srv(target_t *t, const gw_resolver_result_t *res, const gw_resolver_rr_t *srv,
-           sub_t *sub)
+follow_srv(target_t *t, const gw_resolver_result_t *res, const gw_resolver_rr_t *srv, sub_t *sub)
 {
     int weight = srv->weight < 1 ? 1 : srv->weight; /* 16 bits: never above the limit */
     struct sockaddr_storage sa;

@@ -35,7 +35,7 @@ struct gw_resolver_s {
     int in_process; /* inside ares_process_fd (its callbacks run) */
     int closing;
     int destroy_pending; /* freed from a callback: c-ares goes after it returns */
-    int nhandles; /* open libuv handles; the memory goes at 0 */
+    int nhandles;        /* open libuv handles; the memory goes at 0 */
 };
 
 struct gw_resolver_req_s {
@@ -46,8 +46,8 @@ struct gw_resolver_req_s {
     uint64_t deadline_ms;
     int port; /* lookups */
     char *name;
-    unsigned done : 1;    /* the caller heard back or cancelled */
-    unsigned in_ares : 1; /* c-ares still holds the request */
+    unsigned done : 1;        /* the caller heard back or cancelled */
+    unsigned in_ares : 1;     /* c-ares still holds the request */
     gw_resolver_parsed_t res; /* kept for "ready" delivery */
 };
 
@@ -152,8 +152,8 @@ read_rdata(gw_resolver_rr_t *rr, const unsigned char *rd, size_t rdlen, const un
 /* An SOA in the authority section: the negative TTL of RFC 2308, the
  * smaller of the record's TTL and its minimum field. */
 static int
-read_soa(const unsigned char *rd, size_t rdlen, const unsigned char *msg, size_t len,
-         uint32_t ttl, int64_t *neg_ttl)
+read_soa(const unsigned char *rd, size_t rdlen, const unsigned char *msg, size_t len, uint32_t ttl,
+         int64_t *neg_ttl)
 {
     long l1, l2;
     char *mname = read_name(rd, msg, len, &l1);
@@ -214,9 +214,9 @@ gw__resolver_parse(const unsigned char *msg, size_t len, int qtype, gw_resolver_
             }
             if (ttl > 0x7fffffff) /* RFC 2181: read as zero */
                 ttl = 0;
-            int keep = klass == 1 && ((sec == 1 && type == qtype) ||
-                                      (sec == 3 && qtype == GW_RR_SRV &&
-                                       (type == GW_RR_A || type == GW_RR_AAAA)));
+            int keep = klass == 1 &&
+                       ((sec == 1 && type == qtype) || (sec == 3 && qtype == GW_RR_SRV &&
+                                                        (type == GW_RR_A || type == GW_RR_AAAA)));
             if (klass == 1 && sec == 2 && type == 6 &&
                 read_soa(rd, rdlen, msg, len, ttl, &out->neg_ttl) != 0) {
                 free(owner);
@@ -373,8 +373,7 @@ deliver(gw_resolver_req_t *q, const gw_resolver_parsed_t *p, int status, const c
 {
     q->done = 1;
     gw_list_remove(&q->link);
-    gw_resolver_result_t res = {status, why, p ? p->rrs : NULL, p ? p->n : 0,
-                                p ? p->neg_ttl : -1};
+    gw_resolver_result_t res = {status, why, p ? p->rrs : NULL, p ? p->n : 0, p ? p->neg_ttl : -1};
     q->cb(q->arg, &res);
 }
 

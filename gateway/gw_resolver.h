@@ -30,8 +30,8 @@ typedef struct gw_resolver_req_s gw_resolver_req_t;
 
 /* Outcomes. The two answers (>= 0) say what the name holds; the errors
  * say nothing about it (keep what was known). */
-#define GW_RES_OK 0        /* records (possibly none of the type asked) */
-#define GW_RES_NXDOMAIN 1  /* the name does not exist */
+#define GW_RES_OK 0         /* records (possibly none of the type asked) */
+#define GW_RES_NXDOMAIN 1   /* the name does not exist */
 #define GW_RES_ETIMEDOUT -1 /* no answer within the timeout */
 #define GW_RES_EFAIL -2     /* SERVFAIL, REFUSED, a malformed answer, ... */
 
