@@ -160,7 +160,8 @@ normalise(target_t *t)
 {
     nodes_t *l = &t->got;
     size_t k = 0;
-    qsort(l->v, l->n, sizeof(*l->v), node_cmp);
+    if (l->n > 1)
+        qsort(l->v, l->n, sizeof(*l->v), node_cmp);
     for (size_t i = 0; i < l->n; i++) {
         if (k > 0 && strcmp(l->v[k - 1].host, l->v[i].host) == 0 &&
             l->v[k - 1].port == l->v[i].port) {
