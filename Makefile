@@ -5,7 +5,7 @@ CC       ?= cc
 LLHTTP_SRC ?= /usr/share/llhttp
 LLHTTP_INC ?= /usr/share/include/llhttp
 
-PKGS     := libuv luajit libpcre2-8 yaml-0.1 openssl hiredis zlib
+PKGS     := libuv luajit libpcre2-8 yaml-0.1 openssl hiredis zlib libcares
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -19,7 +19,7 @@ LDLIBS_GW = $(SAN) $(PKG_LIBS) -lm
 # and, apart, what only the side-by-side benchmark needs: a user who runs or
 # tests the gateway does not get haproxy.
 DEB_PKGS := build-essential pkg-config libuv1-dev node-llhttp libluajit2-5.1-dev \
-            libhiredis-dev libssl-dev libyaml-dev libpcre2-dev lua-cjson luajit2 \
+            libhiredis-dev libc-ares-dev libssl-dev libyaml-dev libpcre2-dev lua-cjson luajit2 \
             lua-check redis-server etcd-server etcd-client curl \
             perl libjson-pp-perl iproute2 util-linux procps zlib1g-dev
 BENCH_PKGS := nginx-extras haproxy wrk

@@ -1,12 +1,15 @@
 /* The worker's Redis client (see gw_redis.h). */
 #include "gw_redis.h"
 
+#include <arpa/inet.h>
 #include <hiredis/async.h>
+#include <netinet/in.h>
 #include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "gw_log.h"
+#include "gw_resolver.h"
 
 #define MAX_PENDING 65536
 #define PROBE_MS 100
@@ -38,6 +41,12 @@ struct gw_redis_s {
     char *password;
     int db;
     uint64_t timeout_ms, connect_timeout_ms;
+
+    /* a host name is resolved on the loop before each connect; the
+     * connect goes to one of its addresses, the next one after a failure */
+    gw_resolver_t *resolver; /* NULL: host is an IP literal */
+    gw_resolver_req_t *lookup;
+    unsigned attempt;
 
     redisAsyncContext *ac;
     state_t state;
@@ -551,15 +560,16 @@ on_handshake(int err, const redisReply *reply, void *arg)
     }
     if (final) {
         rd->backoff_ms = BACKOFF_MIN_MS;
+        rd->attempt = 0;
         uv_timer_stop(&rd->state_timer);
         set_state(rd, ST_READY, NULL);
     }
 }
 
 static void
-connect_now(gw_redis_t *rd)
+connect_ip(gw_redis_t *rd, const char *ip)
 {
-    redisAsyncContext *ac = redisAsyncConnect(rd->host, rd->port);
+    redisAsyncContext *ac = redisAsyncConnect(ip, rd->port);
     if (ac == NULL || ac->err) {
         set_state(rd, ST_DOWN, ac && ac->errstr[0] ? ac->errstr : "cannot connect");
         if (ac)
@@ -578,6 +588,47 @@ connect_now(gw_redis_t *rd)
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
     rd->ac = ac;
     rd->state = ST_CONNECTING;
+    schedule(rd, rd->connect_timeout_ms);
+}
+
+static void
+on_lookup(void *arg, const gw_resolver_result_t *res)
+{
+    gw_redis_t *rd = arg;
+    char why[300], ip[INET6_ADDRSTRLEN];
+    rd->lookup = NULL;
+    if (res->status != GW_RES_OK || res->n == 0) {
+        snprintf(why, sizeof(why), "cannot resolve %s: %s", rd->host,
+                 res->status < 0 ? res->why : "no such host");
+        set_state(rd, ST_DOWN, why);
+        schedule(rd, rd->backoff_ms);
+        return;
+    }
+    const gw_resolver_rr_t *rr = &res->rrs[(rd->attempt - 1) % res->n];
+    const void *a = rr->sa.ss_family == AF_INET
+                        ? (const void *)&((const struct sockaddr_in *)&rr->sa)->sin_addr
+                        : (const void *)&((const struct sockaddr_in6 *)&rr->sa)->sin6_addr;
+    inet_ntop(rr->sa.ss_family, a, ip, sizeof(ip));
+    connect_ip(rd, ip);
+}
+
+/* A name goes through the resolver first: hiredis would resolve it with
+ * getaddrinfo, which blocks the loop. */
+static void
+connect_now(gw_redis_t *rd)
+{
+    if (rd->resolver == NULL) {
+        connect_ip(rd, rd->host);
+        return;
+    }
+    rd->attempt++;
+    rd->state = ST_CONNECTING;
+    rd->lookup = gw_resolver_lookup(rd->resolver, rd->host, rd->port, on_lookup, rd);
+    if (rd->lookup == NULL) {
+        set_state(rd, ST_DOWN, "cannot resolve: out of memory");
+        schedule(rd, rd->backoff_ms);
+        return;
+    }
     schedule(rd, rd->connect_timeout_ms);
 }
 
@@ -638,6 +689,15 @@ on_state_timer(uv_timer_t *t)
         break;
     case ST_CONNECTING:
     case ST_HANDSHAKE:
+        if (rd->lookup) {
+            char why[300];
+            gw_resolver_cancel(rd->lookup);
+            rd->lookup = NULL;
+            snprintf(why, sizeof(why), "cannot resolve %s: timed out", rd->host);
+            set_state(rd, ST_DOWN, why);
+            schedule(rd, rd->backoff_ms);
+            break;
+        }
         set_state(rd, ST_DOWN, "connect timed out");
         drop_connection(rd);
         break;
@@ -691,6 +751,19 @@ gw_redis_new(uv_loop_t *loop, const gw_redis_opts_t *o, gw_log_t *log)
         return NULL;
     }
     rd->port = o->port;
+    if (!gw_resolver_is_ip(rd->host)) {
+        char err[128];
+        gw_resolver_opts_t ro = {.timeout_ms = o->connect_timeout_ms ? o->connect_timeout_ms : 1000,
+                                 .unref = 1};
+        rd->resolver = gw_resolver_new(loop, &ro, err, sizeof(err));
+        if (rd->resolver == NULL) {
+            gw_log(log, GW_LOG_ERROR, "redis %s:%d: %s", rd->host, rd->port, err);
+            free(rd->host);
+            free(rd->password);
+            free(rd);
+            return NULL;
+        }
+    }
     rd->db = o->db;
     rd->timeout_ms = o->timeout_ms;
     rd->connect_timeout_ms = o->connect_timeout_ms ? o->connect_timeout_ms : 1000;
@@ -726,6 +799,10 @@ gw_redis_close(gw_redis_t *rd)
         return;
     rd->closing = 1;
     uv_timer_stop(&rd->state_timer);
+    gw_resolver_cancel(rd->lookup);
+    rd->lookup = NULL;
+    gw_resolver_free(rd->resolver);
+    rd->resolver = NULL;
     if (rd->ac) {
         redisAsyncContext *ac = rd->ac;
         rd->ac = NULL;
