@@ -20,7 +20,7 @@ LDLIBS_GW = $(SAN) $(PKG_LIBS) -lm
 # tests the gateway does not get haproxy.
 DEB_PKGS := build-essential pkg-config libuv1-dev node-llhttp libluajit2-5.1-dev \
             libhiredis-dev libssl-dev libyaml-dev libpcre2-dev lua-cjson luajit2 \
-            lua-check redis-server etcd-server etcd-client curl \
+            lua-check redis-server etcd-server etcd-client golang-go golang-etcd-server-dev curl \
             perl libjson-pp-perl iproute2 util-linux procps
 BENCH_PKGS := nginx-extras haproxy wrk
 
@@ -29,10 +29,12 @@ OBJS     := $(patsubst gateway/%.c,$(BUILD)/obj/%.o,$(SRCS))
 LLHTTP_OBJS := $(BUILD)/obj/llhttp.o $(BUILD)/obj/llhttp_api.o $(BUILD)/obj/llhttp_http.o
 UNIT_SRCS := $(wildcard t/unit/test_*.c)
 UNIT_BINS := $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRCS))
+# Programs the integration tests run (not tests themselves).
+TOOL_BINS := $(BUILD)/unit/disc_print
 
 .PHONY: all deps bench-deps test unit asan run bench fmt fmt-check lint clean pkgs-present
 
-all: $(BUILD)/gateway $(UNIT_BINS)
+all: $(BUILD)/gateway $(UNIT_BINS) $(TOOL_BINS)
 
 # apt-get install of what is missing from PKGS (nothing when all are there).
 define apt_install
