@@ -44,8 +44,7 @@ on_nodes(void *arg, size_t target, const gw_disc_node_t *nodes, size_t n)
     reg_t *r = arg;
     const gw_discovery_conf_t *d = r->targets[target];
     char src[512];
-    snprintf(src, sizeof(src), "%s|%s|%s", r->reg->name, d->format,
-             d->key ? d->key : d->service);
+    snprintf(src, sizeof(src), "%s|%s|%s", r->reg->name, d->format, d->key ? d->key : d->service);
     printf("{\"source\":");
     put_str(src);
     printf(",\"upstreams\":[");
