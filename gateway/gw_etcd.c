@@ -935,12 +935,14 @@ on_message(watcher_t *w, const char *text, size_t len)
     }
     if (created)
         goto done;
+    int evs = gw_jsonr_get(&j, res, "events");
+    if (t == NULL && evs < 0)
+        goto done; /* a progress notice for the whole stream (watch_id -1) */
     if (t == NULL) {
-        set_why(w, "watch message for an unknown watch");
+        set_why(w, "watch events for an unknown watch");
         rc = end_stream(w, END_FAIL);
         goto done;
     }
-    int evs = gw_jsonr_get(&j, res, "events");
     if (evs >= 0)
         rc = on_events(w, &j, evs, t, (size_t)(t - w->targets));
     else if (hrev > t->rev) /* a progress notification: nothing before hrev is missing */
