@@ -20,7 +20,7 @@ LDLIBS_GW = $(SAN) $(PKG_LIBS) -lm
 # tests the gateway does not get haproxy.
 DEB_PKGS := build-essential pkg-config libuv1-dev node-llhttp libluajit2-5.1-dev \
             libhiredis-dev libc-ares-dev libssl-dev libyaml-dev libpcre2-dev lua-cjson luajit2 \
-            lua-check redis-server etcd-server etcd-client curl \
+            lua-check redis-server etcd-server etcd-client golang-go golang-etcd-server-dev curl \
             perl libjson-pp-perl iproute2 util-linux procps zlib1g-dev
 BENCH_PKGS := nginx-extras haproxy wrk
 
@@ -29,13 +29,9 @@ OBJS     := $(patsubst gateway/%.c,$(BUILD)/obj/%.o,$(SRCS))
 LLHTTP_OBJS := $(BUILD)/obj/llhttp.o $(BUILD)/obj/llhttp_api.o $(BUILD)/obj/llhttp_http.o
 UNIT_SRCS := $(wildcard t/unit/test_*.c)
 UNIT_BINS := $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRCS))
-
 .PHONY: all deps bench-deps test unit asan run bench fmt fmt-check lint clean pkgs-present
 
-# Test tools built beside the unit tests but not run by `make unit`.
-TOOL_BINS := $(BUILD)/unit/disc_driver
-
-all: $(BUILD)/gateway $(UNIT_BINS) $(TOOL_BINS)
+all: $(BUILD)/gateway $(UNIT_BINS)
 
 # apt-get install of what is missing from PKGS (nothing when all are there).
 define apt_install
@@ -77,9 +73,6 @@ $(BUILD)/gateway: $(BUILD)/obj/gw_main.o $(BUILD)/libgw.a
 	    -Wl,--no-whole-archive $(LDLIBS_GW)
 
 $(BUILD)/unit/%: t/unit/%.c t/unit/tap.h $(BUILD)/libgw.a | $(BUILD)/unit
-	$(CC) $(CFLAGS_GW) -It/unit -o $@ $< $(BUILD)/libgw.a $(LDLIBS_GW)
-
-$(BUILD)/unit/disc_driver: t/unit/disc_driver.c $(BUILD)/libgw.a | $(BUILD)/unit
 	$(CC) $(CFLAGS_GW) -It/unit -o $@ $< $(BUILD)/libgw.a $(LDLIBS_GW)
 
 $(BUILD)/obj $(BUILD)/unit: | pkgs-present

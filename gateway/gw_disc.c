@@ -95,7 +95,7 @@ gw_disc_source_key(const gw_conf_t *conf, const gw_discovery_conf_t *d, char *ou
         break;
     case GW_DISC_CONSUL:
         n = snprintf(out, len, "%s|consul|%s%s", d->registry, d->service,
-                     d->passing ? "|passing" : "");
+                     d->passing ? "" : "|all");
         break;
     case GW_DISC_DNS:
         if (d->srv)
@@ -113,6 +113,7 @@ gw_disc_source_key(const gw_conf_t *conf, const gw_discovery_conf_t *d, char *ou
 
 typedef struct {
     char *addr; /* canonical "ip:port" / "[v6]:port": the node's identity */
+    char *id;   /* the registry's name for it, for -d; not published */
     int weight;
     gw_kv_t *meta;
     size_t nmeta;
@@ -143,7 +144,8 @@ typedef struct {
     int up; /* -1 unknown */
     uint64_t events;
     char why[128];
-    char printed[256]; /* -d: the state line printed last */
+    char printed[256];      /* -d: the state line printed last */
+    uint64_t printed_events; /* -d: the events count printed last */
 } registry_t;
 
 struct gw_disc_s {
@@ -167,6 +169,7 @@ static void
 dnode_clear(dnode_t *n)
 {
     free(n->addr);
+    free(n->id);
     for (size_t i = 0; i < n->nmeta; i++) {
         free(n->meta[i].key);
         free(n->meta[i].value);
@@ -251,6 +254,7 @@ dnode_from(gw_disc_t *d, const registry_t *rg, const gw_disc_node_t *in, dnode_t
         snprintf(addr, sizeof(addr), "[%s]:%d", ip, in->port);
     }
     out->addr = strdup(addr);
+    out->id = in->id ? strdup(in->id) : NULL;
     out->weight = in->weight < 1 ? 1 : in->weight > 1000000 ? 1000000 : in->weight;
     out->meta = calloc(in->nmeta ? in->nmeta : 1, sizeof(gw_kv_t));
     if (out->addr == NULL || out->meta == NULL)
@@ -447,7 +451,7 @@ static void
 print_source(gw_buf_t *b, const source_t *s)
 {
     b->len = 0;
-    GW_BUF_PUT_LIT(b, "{\"source\":");
+    gw_buf_append(b, "{\"source\":", 10);
     gw_buf_reserve(b, 16);
     print_json_str(b, s->key);
     gw_buf_append(b, ",\"upstreams\":[", 14);
@@ -461,6 +465,10 @@ print_source(gw_buf_t *b, const source_t *s)
         const dnode_t *n = &s->nodes[i];
         gw_buf_append(b, i ? ",{\"addr\":" : "{\"addr\":", i ? 9 : 8);
         print_json_str(b, n->addr);
+        if (n->id) {
+            gw_buf_append(b, ",\"id\":", 6);
+            print_json_str(b, n->id);
+        }
         gw_buf_appendf(b, ",\"weight\":%d,\"meta\":{", n->weight);
         for (size_t j = 0; j < n->nmeta; j++) {
             if (j)
@@ -491,7 +499,7 @@ publish_print(gw_disc_t *d)
         if (rg->up < 0)
             continue;
         d->out.len = 0;
-        GW_BUF_PUT_LIT(&d->out, "{\"registry\":");
+        gw_buf_append(&d->out, "{\"registry\":", 12);
         gw_buf_reserve(&d->out, 1);
         print_json_str(&d->out, d->conf->registries[r].name);
         gw_buf_appendf(&d->out, ",\"up\":%s", rg->up ? "true" : "false");
@@ -500,10 +508,22 @@ publish_print(gw_disc_t *d)
             print_json_str(&d->out, rg->why);
         }
         gw_buf_append(&d->out, "}\n", 3); /* with the NUL */
-        if (strcmp(rg->printed, d->out.data) == 0)
+        if (strcmp(rg->printed, d->out.data) != 0) {
+            snprintf(rg->printed, sizeof(rg->printed), "%s", d->out.data);
+            fwrite(d->out.data, 1, d->out.len - 1, stdout);
+        }
+    }
+    for (size_t r = 0; r < d->nregs; r++) {
+        registry_t *rg = &d->regs[r];
+        if (rg->events == rg->printed_events)
             continue;
-        snprintf(rg->printed, sizeof(rg->printed), "%s", d->out.data);
-        fwrite(d->out.data, 1, d->out.len - 1, stdout);
+        rg->printed_events = rg->events;
+        d->out.len = 0;
+        gw_buf_append(&d->out, "{\"registry\":", 12);
+        gw_buf_reserve(&d->out, 1);
+        print_json_str(&d->out, d->conf->registries[r].name);
+        gw_buf_appendf(&d->out, ",\"events\":%llu}\n", (unsigned long long)rg->events);
+        fwrite(d->out.data, 1, d->out.len, stdout);
     }
     fflush(stdout);
 }

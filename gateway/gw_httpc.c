@@ -35,6 +35,7 @@ typedef struct {
 struct gw_httpc_req_s {
     uv_loop_t *loop;
     gw_httpc_cb cb;
+    gw_httpc_body_cb on_body; /* a streamed request when set */
     void *arg;
 
     uv_timer_t timer;
@@ -578,8 +579,12 @@ on_headers_complete(llhttp_t *p)
 {
     gw_httpc_req_t *r = p->data;
     r->status = p->status_code;
+    if (r->on_body && !(r->status >= 100 && r->status < 200))
+        uv_timer_stop(&r->timer); /* the budget covered the wait for the head */
     if (r->head_method)
         return 1; /* no body follows, whatever the headers announce */
+    if (r->on_body)
+        return 0;
     /* Refuse a declared oversize body before reading any of it. */
     if ((p->flags & F_CONTENT_LENGTH) && p->content_length > r->max_body)
         return too_large(r);
@@ -587,9 +592,24 @@ on_headers_complete(llhttp_t *p)
 }
 
 static int
+stream_body(gw_httpc_req_t *r, const char *at, size_t len)
+{
+    if (r->cancelled || r->on_body(r, r->status, at, len, r->arg) != 0) {
+        r->cancelled = 1;
+        r->user_err = GW_HTTPC_ECANCELED;
+        snprintf(r->errbuf, sizeof(r->errbuf), "cancelled");
+        return -1;
+    }
+    /* A cancel from inside ON_BODY: no further piece. */
+    return r->cancelled ? -1 : 0;
+}
+
+static int
 on_body(llhttp_t *p, const char *at, size_t len)
 {
     gw_httpc_req_t *r = p->data;
+    if (r->on_body)
+        return stream_body(r, at, len);
     if (len > r->max_body - r->blen)
         return too_large(r);
     if (r->blen + len + 1 > r->bcap) {
@@ -734,6 +754,10 @@ on_connect(uv_connect_t *c, int status)
         return;
     }
     unref(r);
+    /* A stream may stay silent for hours: probes tell a quiet peer from a
+     * vanished one (best effort; a failure only loses that). */
+    if (r->on_body)
+        (void)uv_tcp_keepalive(&r->tcp, 1, 30);
     uv_buf_t b = uv_buf_init(r->out, (unsigned)r->out_len);
     rc = uv_write(&r->wreq, (uv_stream_t *)&r->tcp, &b, 1, on_write);
     if (rc < 0) {
@@ -924,6 +948,7 @@ gw_httpc_request(uv_loop_t *loop, const gw_httpc_opts_t *opts, gw_httpc_cb cb, v
     snprintf(r->port, sizeof(r->port), "%u", u.port);
     r->loop = loop;
     r->cb = cb;
+    r->on_body = opts->on_body;
     r->arg = arg;
     r->head_method = strcmp(method, "HEAD") == 0;
     r->max_body = opts->max_body ? opts->max_body : GW_HTTPC_DEFAULT_MAX_BODY;

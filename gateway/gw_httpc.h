@@ -6,7 +6,9 @@
  * pooling, no TLS, no redirects. The whole response is collected in memory
  * (headers copied, body in a growable buffer capped by max_body), which
  * suits the small control-plane answers this client is meant for; proxied
- * traffic goes through gw_upstream instead.
+ * traffic goes through gw_upstream instead. A streamed request (`on_body`)
+ * hands the body over as it arrives instead, for answers that never end
+ * (an etcd watch).
  *
  * One loop, one thread: a request belongs to the loop it was started on
  * and every function here must be called from that loop's thread.
@@ -72,6 +74,17 @@ typedef void (*gw_httpc_cb)(gw_httpc_req_t *req, int err, const char *errmsg,
                             const gw_httpc_resp_t *resp, void *arg);
 
 /**
+ * Streaming: receives the body of REQ piece by piece as it arrives (chunk
+ * framing removed), with the final response's STATUS. DATA is valid only
+ * during the call. Return 0 to go on; anything else stops the request, and
+ * its callback then fires with GW_HTTPC_ECANCELED as after
+ * gw_httpc_cancel(). Calling gw_httpc_cancel(REQ) from here is fine; no
+ * further piece follows it.
+ */
+typedef int (*gw_httpc_body_cb)(gw_httpc_req_t *req, int status, const char *data, size_t len,
+                                void *arg);
+
+/**
  * What to send. Nothing here is kept: gw_httpc_request() copies all it needs
  * before returning, so the caller may free these right after the call.
  */
@@ -94,11 +107,21 @@ typedef struct {
     const char *body;
     size_t body_len;
     /* Budget for the whole request: DNS, connect, send and receive.
-     * 0 means GW_HTTPC_DEFAULT_TIMEOUT_MS. */
+     * 0 means GW_HTTPC_DEFAULT_TIMEOUT_MS. With ON_BODY, the budget ends
+     * when the response head is in. */
     uint64_t timeout_ms;
     /* Largest body accepted; larger fails with GW_HTTPC_ETOOLARGE
-     * ("response too large"). 0 means GW_HTTPC_DEFAULT_MAX_BODY. */
+     * ("response too large"). 0 means GW_HTTPC_DEFAULT_MAX_BODY. Not
+     * applied with ON_BODY, whose receiver bounds what it keeps. */
     size_t max_body;
+    /* NULL: the body is collected and handed to the callback (the usual
+     * way). Set: a streamed request. The body goes to ON_BODY (with ARG)
+     * and is not kept, the callback gets an empty body when the response
+     * ends, no deadline applies once the head is in, and TCP keep-alive
+     * probes notice a peer that vanished. The request lasts until the
+     * peer ends the body, an error, a non-zero return from ON_BODY or
+     * gw_httpc_cancel(). */
+    gw_httpc_body_cb on_body;
 } gw_httpc_opts_t;
 
 /**

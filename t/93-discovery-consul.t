@@ -41,14 +41,14 @@ routes:
 EOF
 my $w = start_watch(yaml => $yaml);
 
-my $n = wait_nodes($w, 'c1|web', sub { @{ $_[0] } == 2 });
+my $n = wait_nodes($w, 'c1|consul|web', sub { @{ $_[0] } == 2 });
 is(addrs($n), '127.0.0.1:9001,127.0.0.1:9002', 'first list: both instances');
 my $by = nodes_by_addr($n);
 is($by->{'127.0.0.1:9002'}{weight}, 5, 'Weights.Passing is the weight');
 is($by->{'127.0.0.1:9001'}{weight}, 1, 'default weight 1');
 is_deeply($by->{'127.0.0.1:9001'}{meta}, {}, 'no meta, no tags: empty meta');
 ok(wait_line($w, 0, sub { exists $_[0]{up} && $_[0]{up} }), 'state up');
-is_deeply(last_nodes($w, 'c1|api'), [], 'an unknown service is an empty list');
+is_deeply(last_nodes($w, 'c1|consul|api|all'), [], 'an unknown service is an empty list');
 
 my @req = grep { $_->{path} eq '/v1/health/service/web' } consul_requests($c);
 ok(!exists $req[0]{query}{index}, 'the first read does not block');
@@ -62,25 +62,25 @@ ok(!grep({ $_->{path} eq '/v1/health/service/api' && exists $_->{query}{passing}
 # add, remove
 consul_ctl($c, '/mock/register', {ID => 'web-3', Service => 'web', Address => '127.0.0.1',
     Port => 9003});
-ok(wait_nodes($w, 'c1|web', sub { addrs($_[0]) eq '127.0.0.1:9001,127.0.0.1:9002,127.0.0.1:9003' }),
+ok(wait_nodes($w, 'c1|consul|web', sub { addrs($_[0]) eq '127.0.0.1:9001,127.0.0.1:9002,127.0.0.1:9003' }),
     'an instance registered shows up');
 consul_ctl($c, '/mock/deregister', {ID => 'web-1'});
-ok(wait_nodes($w, 'c1|web', sub { addrs($_[0]) eq '127.0.0.1:9002,127.0.0.1:9003' }),
+ok(wait_nodes($w, 'c1|consul|web', sub { addrs($_[0]) eq '127.0.0.1:9002,127.0.0.1:9003' }),
     'an instance deregistered goes away');
 
 # checks
 consul_ctl($c, '/mock/check', {ID => 'web-2', Status => 'critical'});
-ok(wait_nodes($w, 'c1|web', sub { addrs($_[0]) eq '127.0.0.1:9003' }),
+ok(wait_nodes($w, 'c1|consul|web', sub { addrs($_[0]) eq '127.0.0.1:9003' }),
     'a failing check drops the instance (passing)');
 consul_ctl($c, '/mock/check', {ID => 'web-2', Status => 'passing'});
-ok(wait_nodes($w, 'c1|web', sub { addrs($_[0]) eq '127.0.0.1:9002,127.0.0.1:9003' }),
+ok(wait_nodes($w, 'c1|consul|web', sub { addrs($_[0]) eq '127.0.0.1:9002,127.0.0.1:9003' }),
     'and a passing one brings it back');
 
 consul_ctl($c, '/mock/register', {ID => 'api-1', Service => 'api', Address => '127.0.0.1',
     Port => 9101, Status => 'warning', Weights => {Passing => 10, Warning => 2}});
 consul_ctl($c, '/mock/register', {ID => 'api-2', Service => 'api', Address => '127.0.0.1',
     Port => 9102, Status => 'critical'});
-$n = wait_nodes($w, 'c1|api', sub { @{ $_[0] } == 2 });
+$n = wait_nodes($w, 'c1|consul|api|all', sub { @{ $_[0] } == 2 });
 is(addrs($n), '127.0.0.1:9101,127.0.0.1:9102', 'passing: false lists failing instances');
 is(nodes_by_addr($n)->{'127.0.0.1:9101'}{weight}, 2, 'a warning instance gets Weights.Warning');
 
@@ -95,7 +95,7 @@ consul_ctl($c, '/mock/register', {ID => 'web-v6', Service => 'web', Address => '
     Port => 9006});
 consul_ctl($c, '/mock/register', {ID => 'web-long', Service => 'web', Address => 'a' x 300,
     NodeAddress => '10.9.9.9', Port => 9007});
-$n = wait_nodes($w, 'c1|web', sub { grep { $_->{addr} eq '[::1]:9006' } @{ $_[0] } });
+$n = wait_nodes($w, 'c1|consul|web', sub { grep { $_->{addr} eq '[::1]:9006' } @{ $_[0] } });
 is(addrs($n), '10.1.2.3:9004,127.0.0.1:9002,127.0.0.1:9003,[::1]:9006',
     'empty Service.Address: Node.Address; IPv6; bad port and bad address skipped');
 my $log = slurp_file($w->{err});
@@ -110,7 +110,7 @@ for my $id (qw(web-n web-noport web-badhost web-v6 web-long)) {
 consul_ctl($c, '/mock/register', {ID => 'web-m', Service => 'web', Address => '127.0.0.1',
     Port => 9010, Meta => {zone => 'meta-wins', owner => 'team-a'},
     Tags => ['canary', 'zone=tag', 'color=blue', 'color=red', 'x=', '=y']});
-$n = wait_nodes($w, 'c1|web', sub { nodes_by_addr($_[0])->{'127.0.0.1:9010'} });
+$n = wait_nodes($w, 'c1|consul|web', sub { nodes_by_addr($_[0])->{'127.0.0.1:9010'} });
 is_deeply(nodes_by_addr($n)->{'127.0.0.1:9010'}{meta},
     {zone => 'meta-wins', owner => 'team-a', 'tag:canary' => '', color => 'blue', x => '',
      'tag:=y' => ''},
@@ -126,7 +126,7 @@ consul_ctl($c, '/mock/register', {ID => 'gm-old', Service => 'web', Address => '
     Port => 9012, Tags => ['v=0.9', 't={"transport":"http"}', 'e={"name":"A"}']});
 consul_ctl($c, '/mock/register', {ID => 'gm-bad', Service => 'web', Address => '127.0.0.1',
     Port => 9013, Tags => ['v-zz', 't-' . unpack('H*', 'not zlib'), gomicro('t', 'not json')]});
-$n = wait_nodes($w, 'c1|web', sub { nodes_by_addr($_[0])->{'127.0.0.1:9013'} });
+$n = wait_nodes($w, 'c1|consul|web', sub { nodes_by_addr($_[0])->{'127.0.0.1:9013'} });
 $by = nodes_by_addr($n);
 is_deeply($by->{'127.0.0.1:9011'}{meta}, {version => '1.2.0', protocol => 'grpc', server => 'grpc'},
     'go-micro v- and t- tags decoded (first version, first key), e- ignored');
@@ -137,7 +137,7 @@ $log = slurp_file($w->{err});
 like($log, qr/instance gm-bad: tag "v-zz" is not hex of zlib data/, 'a bad v- tag is logged');
 like($log, qr/instance gm-bad: tag "t-[0-9a-f]+.*is not a JSON object/, 'a t- tag that is not JSON too');
 consul_ctl($c, '/mock/deregister', {ID => $_}) for qw(web-m gm-1 gm-old gm-bad);
-ok(wait_nodes($w, 'c1|web', sub { addrs($_[0]) eq '127.0.0.1:9002,127.0.0.1:9003' }), 'cleaned up');
+ok(wait_nodes($w, 'c1|consul|web', sub { addrs($_[0]) eq '127.0.0.1:9002,127.0.0.1:9003' }), 'cleaned up');
 
 # the index going backwards: a plain read, then blocking on the new index
 my $before = () = consul_requests($c);
@@ -151,7 +151,7 @@ ok(wait_for(sub {
       consul_requests($c) }), 'then blocks on the new index');
 consul_ctl($c, '/mock/register', {ID => 'web-4', Service => 'web', Address => '127.0.0.1',
     Port => 9020});
-ok(wait_nodes($w, 'c1|web', sub { addrs($_[0]) eq '127.0.0.1:9002,127.0.0.1:9003,127.0.0.1:9020' }),
+ok(wait_nodes($w, 'c1|consul|web', sub { addrs($_[0]) eq '127.0.0.1:9002,127.0.0.1:9003,127.0.0.1:9020' }),
     'changes after the reset are seen');
 
 # an answer without X-Consul-Index: block on 1, not 0
@@ -177,8 +177,8 @@ ok($rate <= 12, sprintf('at most about 10 requests a second per target (%.1f/s)'
 consul_ctl($c, '/mock/mode', {Mode => 'normal'});
 
 # garbage, a huge body, a server error, a stall: down, last list kept
-my $good = addrs(last_nodes($w, 'c1|web'));
-my $nlists = () = watch_lists($w, 'c1|web');
+my $good = addrs(last_nodes($w, 'c1|consul|web'));
+my $nlists = () = watch_lists($w, 'c1|consul|web');
 for my $case (['garbage', qr/bad JSON in the answer/], ['huge', qr/too large/],
     ['error500', qr/HTTP 500: rpc error: simulated failure/], ['stall', qr/timeout/]) {
     my ($mode, $why) = @$case;
@@ -193,8 +193,8 @@ for my $case (['garbage', qr/bad JSON in the answer/], ['huge', qr/too large/],
     my $up = wait_line($w, $skip, sub { $_[0]{up} }, 10);
     ok($up, "$mode: up again once the server answers");
 }
-is(addrs(last_nodes($w, 'c1|web')), $good, 'the last good list is still the one reported');
-ok(!grep({ !@$_ } watch_lists($w, 'c1|web')), 'no empty list was ever reported for web');
+is(addrs(last_nodes($w, 'c1|consul|web')), $good, 'the last good list is still the one reported');
+ok(!grep({ !@$_ } watch_lists($w, 'c1|consul|web')), 'no empty list was ever reported for web');
 
 # the server down, then back (restarted, same port, a higher index)
 my $skip = () = watch_lines($w);
@@ -202,11 +202,11 @@ stop_consul($c);
 my $down = wait_line($w, $skip, sub { exists $_[0]{up} && !$_[0]{up} }, 10);
 ok($down, "server stopped: state down ($down->{why})");
 sleep 0.5;
-is(addrs(last_nodes($w, 'c1|web')), $good, 'the list is kept while the server is away');
+is(addrs(last_nodes($w, 'c1|consul|web')), $good, 'the list is kept while the server is away');
 my $c2 = start_consul(port => $c->{port}, index => 500);
 consul_ctl($c2, '/mock/register', {ID => 'web-9', Service => 'web', Address => '127.0.0.1',
     Port => 9030});
-ok(wait_nodes($w, 'c1|web', sub { addrs($_[0]) eq '127.0.0.1:9030' }, 10),
+ok(wait_nodes($w, 'c1|consul|web', sub { addrs($_[0]) eq '127.0.0.1:9030' }, 10),
     'server back: its list is reported');
 ok(wait_line($w, $skip, sub { $_[0]{up} }), 'state up again');
 if ($printer_is_driver) {
@@ -239,7 +239,7 @@ EOF
 }
 
 $w = acl_watch('token: s3cret');
-ok(wait_nodes($w, 'c1|pay', sub { addrs($_[0]) eq '127.0.0.1:9201' }), 'the right token: the list');
+ok(wait_nodes($w, 'c1|consul|pay', sub { addrs($_[0]) eq '127.0.0.1:9201' }), 'the right token: the list');
 my ($r) = grep { $_->{path} eq '/v1/health/service/pay' } consul_requests($a);
 is($r->{token}, 's3cret', 'sent as X-Consul-Token');
 stop_watch($w);
@@ -247,17 +247,17 @@ stop_watch($w);
 $w = acl_watch('token: wrong');
 my $st = wait_line($w, 0, sub { exists $_[0]{up} });
 ok($st && !$st->{up} && $st->{why} eq 'HTTP 403: ACL not found', 'a wrong token: down, 403 ACL not found');
-ok(!watch_lists($w, 'c1|pay'), 'and no list');
+ok(!watch_lists($w, 'c1|consul|pay'), 'and no list');
 stop_watch($w);
 
 $w = acl_watch('token: weak');
-ok(wait_nodes($w, 'c1|pay', sub { !@{ $_[0] } }), 'a token that may read nothing: an empty list');
+ok(wait_nodes($w, 'c1|consul|pay', sub { !@{ $_[0] } }), 'a token that may read nothing: an empty list');
 like(slurp_file($w->{err}), qr/service pay: Consul left out instances the token may not read/,
     'and a log line saying the answer was filtered');
 stop_watch($w);
 
 $w = acl_watch('token: s3cret, dc: dc2');
-ok(wait_nodes($w, 'c1|pay', sub { addrs($_[0]) eq '127.0.0.1:9202' }), 'dc: the other datacenter\'s list');
+ok(wait_nodes($w, 'c1|consul|pay', sub { addrs($_[0]) eq '127.0.0.1:9202' }), 'dc: the other datacenter\'s list');
 ($r) = grep { $_->{path} eq '/v1/health/service/pay' && defined $_->{query}{dc} } consul_requests($a);
 is($r->{query}{dc}, 'dc2', 'dc= sent');
 stop_watch($w);

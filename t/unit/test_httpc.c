@@ -28,6 +28,7 @@ enum {
     M_CONTINUE,  /* a 100 Continue, then the real answer */
     M_TRUNC,     /* announces 100 bytes, sends 10, closes */
     M_EMPTYHDR,  /* a header with an empty value */
+    M_STREAM,    /* a chunked body in three pieces, 200 ms apart */
 };
 
 #define MAX_CONNS 8
@@ -51,6 +52,9 @@ struct server_s {
     int accepted;
     int listening;
     sconn_t *conns[MAX_CONNS];
+    uv_timer_t stimer; /* M_STREAM: paces the pieces */
+    sconn_t *streaming;
+    int piece;
 };
 
 static void
@@ -68,6 +72,8 @@ sconn_close(sconn_t *c)
     if (!c->open)
         return;
     c->open = 0;
+    if (c->srv->streaming == c)
+        c->srv->streaming = NULL;
     for (int i = 0; i < MAX_CONNS; i++)
         if (c->srv->conns[i] == c)
             c->srv->conns[i] = NULL;
@@ -80,6 +86,8 @@ server_stop(server_t *s)
     if (s->listening) {
         s->listening = 0;
         uv_close((uv_handle_t *)&s->listener, NULL);
+        if (s->mode == M_STREAM)
+            uv_close((uv_handle_t *)&s->stimer, NULL);
     }
     for (int i = 0; i < MAX_CONNS; i++)
         if (s->conns[i])
@@ -90,8 +98,30 @@ static void
 on_swrite(uv_write_t *w, int status)
 {
     sconn_t *c = w->data;
-    if (c->srv->mode != M_HEAD)
+    if (c->srv->mode != M_HEAD && c->srv->mode != M_STREAM)
         sconn_close(c);
+}
+
+/* The stream's pieces: a head, then each body piece as its own chunk. */
+static const char *const stream_pieces[] = {
+    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\na\n\r\n",
+    "3\r\nbc\n\r\n",
+    "0\r\n\r\n",
+};
+
+static void
+on_stream_timer(uv_timer_t *t)
+{
+    server_t *s = t->data;
+    sconn_t *c = s->streaming;
+    if (c == NULL || !c->open)
+        return;
+    const char *p = stream_pieces[s->piece++];
+    uv_buf_t b = uv_buf_init((char *)p, (unsigned)strlen(p));
+    c->w.data = c;
+    uv_write(&c->w, (uv_stream_t *)&c->tcp, &b, 1, on_swrite);
+    if (s->piece < (int)GW_ARRAY_LEN(stream_pieces))
+        uv_timer_start(&s->stimer, on_stream_timer, 200, 0);
 }
 
 static void
@@ -137,6 +167,11 @@ answer(sconn_t *c)
         txt = "HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nnot found";
         break;
     case M_SILENT:
+        return;
+    case M_STREAM:
+        c->srv->streaming = c;
+        c->srv->piece = 0;
+        on_stream_timer(&c->srv->stimer);
         return;
     case M_GARBAGE:
         txt = "this is not http at all\r\n\r\n";
@@ -283,6 +318,10 @@ server_start(server_t *s, uv_loop_t *loop, int mode)
         uv_tcp_getsockname(&s->listener, (struct sockaddr *)&got, &namelen) != 0)
         return -1;
     s->port = ntohs(((struct sockaddr_in *)&got)->sin_port);
+    if (mode == M_STREAM) {
+        uv_timer_init(loop, &s->stimer);
+        s->stimer.data = s;
+    }
     return 0;
 }
 
@@ -740,6 +779,77 @@ test_chain(void)
     result_free(&r[1]);
 }
 
+typedef struct {
+    result_t res;
+    int pieces;
+    int status;
+    char got[64];
+    size_t got_len;
+    int stop_after; /* return non-zero at this piece (1-based); 0 never */
+    int cancel_at;  /* call gw_httpc_cancel() at this piece instead */
+} stream_t;
+
+static int
+on_piece(gw_httpc_req_t *req, int status, const char *data, size_t len, void *arg)
+{
+    stream_t *st = arg;
+    st->pieces++;
+    st->status = status;
+    if (st->got_len + len < sizeof(st->got)) {
+        memcpy(st->got + st->got_len, data, len);
+        st->got_len += len;
+        st->got[st->got_len] = '\0';
+    }
+    if (st->cancel_at == st->pieces)
+        gw_httpc_cancel(req);
+    return st->stop_after == st->pieces;
+}
+
+static void
+test_stream(void)
+{
+    stream_t st;
+
+    /* The budget (100 ms) covers the head only: the pieces come 200 ms apart. */
+    memset(&st, 0, sizeof(st));
+    gw_httpc_opts_t o = {.timeout_ms = 100, .on_body = on_piece};
+    uint64_t t0 = uv_hrtime();
+    is_int(run_one(M_STREAM, "http://127.0.0.1:%d/watch", &o, &st.res), 0, "stream: loop closes");
+    is_int(st.res.err, 0, "stream: no error (%s)", st.res.errmsg);
+    is_int(st.res.calls, 1, "stream: callback once, at the end");
+    is_int(st.pieces, 2, "stream: two pieces handed over as they came");
+    is_int(st.status, 200, "stream: status with the pieces");
+    is_str(st.got, "a\nbc\n", "stream: the bytes, chunk framing removed");
+    is_int(st.res.body_len, 0, "stream: the final callback gets an empty body");
+    ok((uv_hrtime() - t0) / 1000000 >= 350, "stream: lasted past the head's budget");
+    result_free(&st.res);
+
+    /* Stopped by the receiver at the first piece. */
+    memset(&st, 0, sizeof(st));
+    st.stop_after = 1;
+    gw_httpc_opts_t s = {.on_body = on_piece};
+    is_int(run_one(M_STREAM, "http://127.0.0.1:%d/", &s, &st.res), 0, "stream stop: loop closes");
+    is_int(st.res.err, GW_HTTPC_ECANCELED, "stream stop: ECANCELED (%s)", st.res.errmsg);
+    is_int(st.pieces, 1, "stream stop: no piece after the refusal");
+    result_free(&st.res);
+
+    /* Cancelled from inside the piece callback. */
+    memset(&st, 0, sizeof(st));
+    st.cancel_at = 1;
+    is_int(run_one(M_STREAM, "http://127.0.0.1:%d/", &s, &st.res), 0, "stream cancel: loop closes");
+    is_int(st.res.err, GW_HTTPC_ECANCELED, "stream cancel: ECANCELED (%s)", st.res.errmsg);
+    is_int(st.res.calls, 1, "stream cancel: callback once");
+    is_int(st.pieces, 1, "stream cancel: no piece after the cancel");
+    result_free(&st.res);
+
+    /* Still a timeout when the head does not come. */
+    memset(&st, 0, sizeof(st));
+    gw_httpc_opts_t q = {.timeout_ms = 100, .on_body = on_piece};
+    run_one(M_SILENT, "http://127.0.0.1:%d/", &q, &st.res);
+    is_int(st.res.err, GW_HTTPC_ETIMEDOUT, "stream: the head's budget still applies");
+    result_free(&st.res);
+}
+
 int
 main(void)
 {
@@ -756,5 +866,6 @@ main(void)
     test_names();
     test_bad_input();
     test_chain();
+    test_stream();
     done_testing();
 }

@@ -3,10 +3,6 @@
  * additional and authority sections, every kind of damage), and the
  * resolver on a loop (literals answered from the loop, a silent server
  * timing out, cancel and free calling nothing).
- *
- * `test_resolver --disc FILE` runs the dns watchers of FILE on a loop and
- * prints one JSON line per change, as `gateway -d` does (t/94 drives it
- * where the gateway has no -d).
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -372,155 +368,9 @@ test_timeout(void)
     is_int(c.calls, 0, "free: pending requests end without a callback");
 }
 
-/* ---------------------------------------------------------------- --disc */
-
-typedef struct {
-    const gw_conf_t *conf;
-    const gw_registry_conf_t *reg;
-    const gw_discovery_conf_t **targets;
-    const char **upstreams; /* the upstream of each target */
-    int up;                 /* -1 unknown */
-} disc_t;
-
-static void
-print_json_str(const char *s)
-{
-    putchar('"');
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\')
-            printf("\\%c", *s);
-        else if ((unsigned char)*s < 0x20)
-            printf("\\u%04x", *s);
-        else
-            putchar(*s);
-    }
-    putchar('"');
-}
-
-static void
-on_nodes(void *arg, size_t target, const gw_disc_node_t *nodes, size_t n)
-{
-    disc_t *d = arg;
-    const gw_discovery_conf_t *t = d->targets[target];
-    char src[512];
-    if (t->host)
-        snprintf(src, sizeof(src), "%s|%s:%d", d->reg->name, t->host, t->port);
-    else
-        snprintf(src, sizeof(src), "%s|%s", d->reg->name, t->srv);
-    printf("{\"source\":");
-    print_json_str(src);
-    printf(",\"upstreams\":[");
-    print_json_str(d->upstreams[target]);
-    printf("],\"nodes\":[");
-    for (size_t i = 0; i < n; i++) {
-        char addr[128];
-        if (strchr(nodes[i].host, ':'))
-            snprintf(addr, sizeof(addr), "[%s]:%d", nodes[i].host, nodes[i].port);
-        else
-            snprintf(addr, sizeof(addr), "%s:%d", nodes[i].host, nodes[i].port);
-        printf("%s{\"addr\":", i ? "," : "");
-        print_json_str(addr);
-        printf(",\"weight\":%d,\"meta\":{}}", nodes[i].weight);
-    }
-    printf("]}\n");
-    fflush(stdout);
-}
-
-static void
-on_state(void *arg, int up, const char *why)
-{
-    disc_t *d = arg;
-    if (up == d->up)
-        return;
-    d->up = up;
-    printf("{\"registry\":");
-    print_json_str(d->reg->name);
-    printf(",\"up\":%s", up ? "true" : "false");
-    if (!up) {
-        printf(",\"why\":");
-        print_json_str(why ? why : "");
-    }
-    printf("}\n");
-    fflush(stdout);
-}
-
-static void
-on_events(void *arg, unsigned n)
-{
-    (void)arg;
-    (void)n;
-}
-
-static void
-on_signal(uv_signal_t *s, int signum)
-{
-    uv_stop(s->loop);
-}
-
-static int
-disc_main(const char *file)
-{
-    gw_conf_errors_t errs = {0};
-    gw_conf_t *conf = gw_conf_load(file, &errs);
-    char err[256];
-    if (conf == NULL) {
-        for (size_t i = 0; i < errs.n; i++)
-            fprintf(stderr, "%s\n", errs.lines[i]);
-        gw_conf_errors_free(&errs);
-        return 1;
-    }
-    gw_log_t *log = gw_log_open("stderr", GW_LOG_INFO, err, sizeof(err));
-    uv_loop_t *loop = uv_default_loop();
-    static const gw_disc_report_t report = {on_nodes, on_state, on_events};
-    disc_t *ds = calloc(conf->nregistries + 1, sizeof(*ds));
-    void **ws = calloc(conf->nregistries + 1, sizeof(*ws));
-    for (size_t i = 0; i < conf->nregistries; i++) {
-        disc_t *d = &ds[i];
-        d->conf = conf;
-        d->reg = &conf->registries[i];
-        d->up = -1;
-        if (d->reg->kind != GW_DISC_DNS)
-            continue;
-        size_t n = 0;
-        d->targets = calloc(conf->nupstreams + 1, sizeof(*d->targets));
-        d->upstreams = calloc(conf->nupstreams + 1, sizeof(*d->upstreams));
-        for (size_t u = 0; u < conf->nupstreams; u++) {
-            const gw_discovery_conf_t *dc = &conf->upstreams[u].discovery;
-            if (dc->kind == GW_DISC_DNS && dc->reg_index == i) {
-                d->targets[n] = dc;
-                d->upstreams[n++] = conf->upstreams[u].name;
-            }
-        }
-        ws[i] = gw_dns_watcher.start(loop, log, d->reg, d->targets, n, &report, d);
-    }
-    uv_signal_t sig[2];
-    uv_signal_init(loop, &sig[0]);
-    uv_signal_init(loop, &sig[1]);
-    uv_signal_start(&sig[0], on_signal, SIGTERM);
-    uv_signal_start(&sig[1], on_signal, SIGINT);
-    uv_run(loop, UV_RUN_DEFAULT);
-    for (size_t i = 0; i < conf->nregistries; i++) {
-        if (ws[i])
-            gw_dns_watcher.stop(ws[i]);
-        free(ds[i].targets);
-        free(ds[i].upstreams);
-    }
-    uv_close((uv_handle_t *)&sig[0], NULL);
-    uv_close((uv_handle_t *)&sig[1], NULL);
-    uv_run(loop, UV_RUN_DEFAULT);
-    int rc = uv_loop_close(loop) == 0 ? 0 : 2;
-    free(ds);
-    free(ws);
-    gw_conf_free(conf);
-    gw_log_close(log);
-    return rc;
-}
-
 int
 main(int argc, char **argv)
 {
-    if (argc == 3 && strcmp(argv[1], "--disc") == 0)
-        return disc_main(argv[2]);
     test_parse_a();
     test_parse_srv();
     test_parse_soa();
