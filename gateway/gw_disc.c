@@ -13,6 +13,7 @@
 #include "gw_json.h"
 #include "gw_log.h"
 #include "gw_metrics.h"
+#include "gw_resolver.h"
 #include "gw_watch.h"
 
 /*
@@ -94,8 +95,7 @@ gw_disc_source_key(const gw_conf_t *conf, const gw_discovery_conf_t *d, char *ou
                          conf->registries[d->reg_index].prefix, d->service);
         break;
     case GW_DISC_CONSUL:
-        n = snprintf(out, len, "%s|consul|%s%s", d->registry, d->service,
-                     d->passing ? "" : "|all");
+        n = snprintf(out, len, "%s|consul|%s%s", d->registry, d->service, d->passing ? "" : "|all");
         break;
     case GW_DISC_DNS:
         if (d->srv)
@@ -129,11 +129,28 @@ typedef struct {
     size_t nnodes;
     int known;        /* a list was reported (or carried over a reload) */
     uint64_t version; /* the generation that last changed it */
+    /* the last report as the watcher gave it, kept while it names hosts
+     * by name: it is applied again when one of them resolves anew */
+    gw_disc_node_t *raw;
+    size_t nraw;
+    struct registry_s *raw_rg;
 } source_t;
+
+/* A host name some registry gave instead of an address, and what it
+ * resolved to. Looked up again when its TTL runs out. */
+typedef struct {
+    char *name;
+    struct sockaddr_storage *sa;
+    size_t nsa;
+    uint64_t expires_ms; /* 0: never answered */
+    gw_resolver_req_t *req;
+    int logged; /* the last failure was logged */
+    struct gw_disc_s *d;
+} dname_t;
 
 typedef struct gw_disc_s gw_disc_t;
 
-typedef struct {
+typedef struct registry_s {
     gw_disc_t *d;
     size_t reg;
     const gw_watcher_ops_t *ops;
@@ -144,7 +161,7 @@ typedef struct {
     int up; /* -1 unknown */
     uint64_t events;
     char why[128];
-    char printed[256];      /* -d: the state line printed last */
+    char printed[256];       /* -d: the state line printed last */
     uint64_t printed_events; /* -d: the events count printed last */
 } registry_t;
 
@@ -163,6 +180,10 @@ struct gw_disc_s {
     int publish_armed;
     uv_signal_t sig_term, sig_int;
     gw_buf_t out;
+    gw_resolver_t *resolver; /* made when a registry first names a host */
+    dname_t **names;
+    size_t nnames;
+    uv_timer_t names_timer; /* 1 s: names whose TTL ran out */
 };
 
 static void
@@ -241,8 +262,7 @@ dnode_from(gw_disc_t *d, const registry_t *rg, const gw_disc_node_t *in, dnode_t
     if (in->host == NULL || in->port < 1 || in->port > 65535 ||
         gw_conf_numeric_addr(in->host, in->port, &sa, &salen) != GW_OK) {
         gw_log(d->log, GW_LOG_WARN,
-               "registry %s: instance %.200s skipped: \"%.100s\" port %d is not an IP address "
-               "and port",
+               "registry %s: instance %.200s skipped: no usable address (\"%.100s\" port %d)",
                d->conf->registries[rg->reg].name, id, in->host ? in->host : "", in->port);
         return GW_ERROR;
     }
@@ -288,21 +308,249 @@ oom:
 
 static void schedule_publish(gw_disc_t *d);
 
-static void
-report_nodes(void *arg, size_t target, const gw_disc_node_t *nodes, size_t n)
+/* ---- host names in registries ---- */
+
+static void raw_free(gw_disc_node_t *raw, size_t n);
+static void source_update(gw_disc_t *d, struct registry_s *rg, source_t *s,
+                          const gw_disc_node_t *nodes, size_t n);
+
+static dname_t *
+name_find(gw_disc_t *d, const char *name)
 {
-    registry_t *rg = arg;
-    gw_disc_t *d = rg->d;
-    if (target >= rg->ntargets)
+    for (size_t i = 0; i < d->nnames; i++)
+        if (strcmp(d->names[i]->name, name) == 0)
+            return d->names[i];
+    return NULL;
+}
+
+static int
+raw_names(const gw_disc_node_t *nodes, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (nodes[i].host && strcmp(nodes[i].host, name) == 0)
+            return 1;
+    return 0;
+}
+
+static void
+on_name_resolved(void *arg, const gw_resolver_result_t *res)
+{
+    dname_t *e = arg;
+    gw_disc_t *d = e->d;
+    uint64_t ttl = 300;
+    size_t n = 0;
+    e->req = NULL;
+    if (res->status == GW_RES_OK || res->status == GW_RES_NXDOMAIN) {
+        struct sockaddr_storage *sa = calloc(res->n ? res->n : 1, sizeof(*sa));
+        if (sa == NULL)
+            return;
+        for (size_t i = 0; i < res->n; i++) {
+            const gw_resolver_rr_t *rr = &res->rrs[i];
+            if (rr->type != GW_RR_A && rr->type != GW_RR_AAAA)
+                continue;
+            sa[n++] = rr->sa;
+            if (rr->ttl < ttl)
+                ttl = rr->ttl;
+        }
+        free(e->sa);
+        e->sa = sa;
+        e->nsa = n;
+    }
+    if (res->status != GW_RES_OK || n == 0) {
+        ttl = 5; /* asked again soon: it may come (back) */
+        if (!e->logged)
+            gw_log(d->log, GW_LOG_WARN,
+                   "discovery: host \"%.200s\" %s; instances on it are skipped until it does",
+                   e->name,
+                   res->status == GW_RES_OK || res->status == GW_RES_NXDOMAIN ? "does not resolve"
+                   : res->why                                                 ? res->why
+                              : "cannot be resolved");
+        e->logged = 1;
+    } else {
+        e->logged = 0;
+    }
+    e->expires_ms = uv_now(d->loop) + (ttl < 1 ? 1 : ttl) * 1000;
+    for (size_t i = 0; i < d->nsources; i++) {
+        source_t *s = &d->sources[i];
+        if (s->raw && raw_names(s->raw, s->nraw, e->name))
+            source_update(d, s->raw_rg, s, s->raw, s->nraw);
+    }
+}
+
+static void
+name_lookup(gw_disc_t *d, dname_t *e)
+{
+    if (e->req)
         return;
-    source_t *s = &d->sources[rg->target_source[target]];
-    dnode_t *list = calloc(n ? n : 1, sizeof(dnode_t));
-    size_t m = 0;
+    if (d->resolver == NULL) {
+        char err[128];
+        gw_resolver_opts_t o = {0};
+        d->resolver = gw_resolver_new(d->loop, &o, err, sizeof(err));
+        if (d->resolver == NULL) {
+            gw_log(d->log, GW_LOG_ERROR, "discovery: resolver: %s", err);
+            return;
+        }
+    }
+    e->req = gw_resolver_lookup(d->resolver, e->name, 0, on_name_resolved, e);
+}
+
+static void
+on_names_timer(uv_timer_t *t)
+{
+    gw_disc_t *d = t->data;
+    uint64_t now = uv_now(d->loop);
+    for (size_t i = 0; i < d->nnames; i++)
+        if (d->names[i]->expires_ms && now >= d->names[i]->expires_ms)
+            name_lookup(d, d->names[i]);
+}
+
+/* What NAME stands for now: its addresses (possibly none), or NULL when it
+ * was never answered (a lookup is then on its way). */
+static dname_t *
+name_get(gw_disc_t *d, const char *name)
+{
+    dname_t *e = name_find(d, name);
+    if (e == NULL) {
+        dname_t **grown = realloc(d->names, (d->nnames + 1) * sizeof(*grown));
+        if (grown == NULL)
+            return NULL;
+        d->names = grown;
+        if ((e = calloc(1, sizeof(*e))) == NULL || (e->name = strdup(name)) == NULL) {
+            free(e);
+            return NULL;
+        }
+        e->d = d;
+        d->names[d->nnames++] = e;
+        if (d->nnames == 1)
+            uv_timer_start(&d->names_timer, on_names_timer, 1000, 1000);
+    }
+    if (e->expires_ms == 0) {
+        name_lookup(d, e);
+        return NULL;
+    }
+    return e;
+}
+
+static void
+names_free(gw_disc_t *d)
+{
+    for (size_t i = 0; i < d->nnames; i++) {
+        free(d->names[i]->name);
+        free(d->names[i]->sa);
+        free(d->names[i]);
+    }
+    free(d->names);
+    d->names = NULL;
+    d->nnames = 0;
+}
+
+/* ---- reports ---- */
+
+static void
+raw_free(gw_disc_node_t *raw, size_t n)
+{
+    for (size_t i = 0; raw && i < n; i++) {
+        free((char *)raw[i].host);
+        free((char *)raw[i].id);
+        for (size_t j = 0; j < raw[i].nmeta; j++) {
+            free(raw[i].meta[j].key);
+            free(raw[i].meta[j].value);
+        }
+        free((gw_kv_t *)raw[i].meta);
+    }
+    free(raw);
+}
+
+/* Keeps a copy of a report that names hosts, for when they resolve. */
+static void
+raw_keep(source_t *s, struct registry_s *rg, const gw_disc_node_t *nodes, size_t n)
+{
+    gw_disc_node_t *raw = calloc(n ? n : 1, sizeof(*raw));
+    if (raw == NULL)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        raw[i] = nodes[i];
+        raw[i].host = dup_or_null(nodes[i].host);
+        raw[i].id = dup_or_null(nodes[i].id);
+        gw_kv_t *meta = calloc(nodes[i].nmeta ? nodes[i].nmeta : 1, sizeof(gw_kv_t));
+        raw[i].meta = meta;
+        raw[i].nmeta = 0;
+        for (size_t j = 0; meta && j < nodes[i].nmeta; j++) {
+            meta[j].key = dup_or_null(nodes[i].meta[j].key);
+            meta[j].value = dup_or_null(nodes[i].meta[j].value);
+            raw[i].nmeta++;
+        }
+    }
+    raw_free(s->raw, s->nraw);
+    s->raw = raw;
+    s->nraw = n;
+    s->raw_rg = rg;
+}
+
+/* Appends IN to LIST as canonical nodes: itself when its host is an
+ * address, one node per address when it is a name that resolved, nothing
+ * while the name has not. */
+static void
+expand_node(gw_disc_t *d, const registry_t *rg, const gw_disc_node_t *in, dnode_t **list, size_t *m,
+            size_t *cap)
+{
+    struct sockaddr_storage sa;
+    socklen_t salen;
+    const dname_t *e = NULL;
+    size_t count = 1;
+    if (in->host && in->host[0] && gw_conf_numeric_addr(in->host, 1, &sa, &salen) != GW_OK) {
+        if ((e = name_get(d, in->host)) == NULL)
+            return;
+        count = e->nsa;
+    }
+    if (*m + count > *cap) {
+        size_t nc = (*cap + count) * 2;
+        dnode_t *grown = realloc(*list, nc * sizeof(dnode_t));
+        if (grown == NULL)
+            return;
+        *list = grown;
+        *cap = nc;
+    }
+    if (e == NULL) {
+        if (dnode_from(d, rg, in, &(*list)[*m]) == GW_OK)
+            (*m)++;
+        return;
+    }
+    for (size_t i = 0; i < e->nsa; i++) {
+        char ip[INET6_ADDRSTRLEN];
+        const struct sockaddr_storage *a = &e->sa[i];
+        if (a->ss_family == AF_INET)
+            inet_ntop(AF_INET, &((const struct sockaddr_in *)a)->sin_addr, ip, sizeof(ip));
+        else
+            inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)a)->sin6_addr, ip, sizeof(ip));
+        gw_disc_node_t one = *in;
+        one.host = ip;
+        if (dnode_from(d, rg, &one, &(*list)[*m]) == GW_OK)
+            (*m)++;
+    }
+}
+
+static int
+names_hosts(const gw_disc_node_t *nodes, size_t n)
+{
+    struct sockaddr_storage sa;
+    socklen_t salen;
+    for (size_t i = 0; i < n; i++)
+        if (nodes[i].host && nodes[i].host[0] &&
+            gw_conf_numeric_addr(nodes[i].host, 1, &sa, &salen) != GW_OK)
+            return 1;
+    return 0;
+}
+
+static void
+source_update(gw_disc_t *d, registry_t *rg, source_t *s, const gw_disc_node_t *nodes, size_t n)
+{
+    size_t cap = n ? n : 1, m = 0;
+    dnode_t *list = calloc(cap, sizeof(dnode_t));
     if (list == NULL)
         return;
     for (size_t i = 0; i < n; i++)
-        if (dnode_from(d, rg, &nodes[i], &list[m]) == GW_OK)
-            m++;
+        expand_node(d, rg, &nodes[i], &list, &m, &cap);
     qsort(list, m, sizeof(dnode_t), dnode_cmp);
     /* the same address twice: the registry holds two records for one
      * instance; the first (by the sort) stands for both */
@@ -324,6 +572,24 @@ report_nodes(void *arg, size_t target, const gw_disc_node_t *nodes, size_t n)
     s->known = 1;
     s->version = d->gen + 1;
     schedule_publish(d);
+}
+
+static void
+report_nodes(void *arg, size_t target, const gw_disc_node_t *nodes, size_t n)
+{
+    registry_t *rg = arg;
+    gw_disc_t *d = rg->d;
+    if (target >= rg->ntargets)
+        return;
+    source_t *s = &d->sources[rg->target_source[target]];
+    if (names_hosts(nodes, n)) {
+        raw_keep(s, rg, nodes, n);
+    } else if (s->raw) {
+        raw_free(s->raw, s->nraw);
+        s->raw = NULL;
+        s->nraw = 0;
+    }
+    source_update(d, rg, s, nodes, n);
 }
 
 static void
@@ -929,6 +1195,9 @@ on_stop_signal(uv_signal_t *h, int signum)
             d->regs[r].ops->stop(d->regs[r].w);
         d->regs[r].w = NULL;
     }
+    gw_resolver_free(d->resolver);
+    d->resolver = NULL;
+    uv_close((uv_handle_t *)&d->names_timer, NULL);
     uv_close((uv_handle_t *)&d->publish, NULL);
     uv_close((uv_handle_t *)&d->sig_term, NULL);
     uv_close((uv_handle_t *)&d->sig_int, NULL);
@@ -939,6 +1208,7 @@ disc_free(gw_disc_t *d)
 {
     for (size_t i = 0; d->sources && i < d->nsources; i++) {
         dnodes_free(d->sources[i].nodes, d->sources[i].nnodes);
+        raw_free(d->sources[i].raw, d->sources[i].nraw);
         free(d->sources[i].upstreams);
     }
     free(d->sources);
@@ -947,6 +1217,7 @@ disc_free(gw_disc_t *d)
         free(d->regs[r].target_source);
     }
     free(d->regs);
+    names_free(d);
     gw_buf_free(&d->out);
 }
 
@@ -965,6 +1236,9 @@ disc_main(const gw_conf_t *conf, gw_disc_shm_t *shm, gw_metrics_t *metrics, gw_l
     d.metrics = metrics;
     uv_timer_init(&loop, &d.publish);
     d.publish.data = &d;
+    uv_timer_init(&loop, &d.names_timer);
+    d.names_timer.data = &d;
+    uv_unref((uv_handle_t *)&d.names_timer);
     uv_signal_init(&loop, &d.sig_term);
     uv_signal_init(&loop, &d.sig_int);
     d.sig_term.data = d.sig_int.data = &d;

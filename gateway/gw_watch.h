@@ -34,7 +34,8 @@ typedef struct gw_log_s gw_log_t;
 typedef struct {
     const char *host; /* as the registry gave it: an IP literal (IPv6 without
                        * brackets) or a name; the discovery process resolves
-                       * names and skips what does not resolve */
+                       * names (every address counts) and skips what does
+                       * not resolve */
     int port;         /* 1..65535 */
     int weight;       /* 1..1000000; 1 when the registry has no weight */
     const gw_kv_t *meta;

@@ -188,6 +188,15 @@ SKIP: {
     reg_web($c2, 'c', 'v1');
     ok(defined wait_who($gw, '/any/x', 'b,c'), 'the new discovery process follows the registry');
 }
+# host names in the registry are resolved by the discovery process
+dereg_web($c2, 'b'); dereg_web($c2, 'c');
+consul_ctl($c2, '/mock/register', { ID => 'web-h', Service => 'web', Address => 'localhost',
+    Port => $up{a}{port} });
+consul_ctl($c2, '/mock/register', { ID => 'web-x', Service => 'web',
+    Address => 'no-such-host.invalid', Port => $up{b}{port} });
+ok(defined wait_who($gw, '/any/x', 'a'), 'an instance registered by host name is routed to');
+ok(wait_for(sub { gateway_log($gw) =~ /host "no-such-host\.invalid" does not resolve/ }, 5),
+    'a name that does not resolve is skipped, with a log line');
 is(stop_gateway($gw), 0, 'the gateway stops cleanly');
 stop_consul($c2);
 
