@@ -2696,6 +2696,9 @@ gw_conf_load_string(const char *yaml, size_t len, const char *name, gw_conf_erro
         return NULL;
     c.conf = conf_new();
     c.conf->file = xstrdup(c.name);
+    c.conf->hash = 14695981039346656037ULL; /* FNV-1a 64 of the text */
+    for (size_t i = 0; i < len; i++)
+        c.conf->hash = (c.conf->hash ^ (unsigned char)yaml[i]) * 1099511628211ULL;
     compile(&c, root);
     ynode_free(root);
     if (c.nerr > 0) {

@@ -241,7 +241,8 @@ struct gw_route_conf_s {
 typedef enum { GW_LOG_DEBUG = 0, GW_LOG_INFO, GW_LOG_WARN, GW_LOG_ERROR } gw_log_level_t;
 
 struct gw_conf_s {
-    char *file; /* path the config was read from */
+    char *file;    /* path the config was read from */
+    uint64_t hash; /* of the text compiled: two loads read the same bytes */
 
     gw_listen_conf_t *listen;
     size_t nlisten;

@@ -12,7 +12,6 @@
 #include "gw_disc.h"
 #include "gw_json.h"
 #include "gw_log.h"
-#include "gw_metrics.h"
 #include "gw_resolver.h"
 #include "gw_watch.h"
 
@@ -32,6 +31,7 @@ typedef struct {
     uint64_t magic;
     _Atomic uint64_t gen;
     _Atomic uint64_t len[2];
+    _Atomic uint64_t conf_hash; /* the config text the master runs */
 } shm_head_t;
 
 struct gw_disc_shm_s {
@@ -69,6 +69,13 @@ gw_disc_shm_new(const gw_conf_t *conf)
     shm->half[0] = (char *)p + SHM_HEAD;
     shm->half[1] = shm->half[0] + SHM_HALF;
     return shm;
+}
+
+void
+gw_disc_shm_set_conf(gw_disc_shm_t *shm, const gw_conf_t *conf)
+{
+    if (shm)
+        atomic_store_explicit(&shm->head->conf_hash, conf->hash, memory_order_release);
 }
 
 void
@@ -133,7 +140,6 @@ typedef struct {
      * by name: it is applied again when one of them resolves anew */
     gw_disc_node_t *raw;
     size_t nraw;
-    struct registry_s *raw_rg;
 } source_t;
 
 /* A host name some registry gave instead of an address, and what it
@@ -170,15 +176,18 @@ struct gw_disc_s {
     const gw_conf_t *conf;
     gw_log_t *log;
     gw_disc_shm_t *shm; /* NULL: print mode */
-    gw_metrics_t *metrics;
     source_t *sources;
     size_t nsources;
-    registry_t *regs;
+    registry_t **regs; /* each alone: a watcher kept over a reload reports to it */
     size_t nregs;
+    gw_conf_t **old_confs; /* configs that kept watchers still read */
+    size_t nold_confs;
+    const gw_conf_t *first_conf; /* the caller's; never freed here */
     uint64_t gen;
     uv_timer_t publish;
     int publish_armed;
-    uv_signal_t sig_term, sig_int;
+    uv_signal_t sig_term, sig_int, sig_hup, sig_usr1;
+    int restart; /* the process exits for the master to start a new one */
     gw_buf_t out;
     gw_resolver_t *resolver; /* made when a registry first names a host */
     dname_t **names;
@@ -251,7 +260,7 @@ dup_or_null(const char *s)
  * canonically, meta sorted by key (the last of a repeated key wins), the
  * weight clamped. Returns GW_ERROR with a log line when it cannot be. */
 static int
-dnode_from(gw_disc_t *d, const registry_t *rg, const gw_disc_node_t *in, dnode_t *out)
+dnode_from(gw_disc_t *d, const source_t *s, const gw_disc_node_t *in, dnode_t *out)
 {
     struct sockaddr_storage sa;
     socklen_t salen;
@@ -263,7 +272,7 @@ dnode_from(gw_disc_t *d, const registry_t *rg, const gw_disc_node_t *in, dnode_t
         gw_conf_numeric_addr(in->host, in->port, &sa, &salen) != GW_OK) {
         gw_log(d->log, GW_LOG_WARN,
                "registry %s: instance %.200s skipped: no usable address (\"%.100s\" port %d)",
-               d->conf->registries[rg->reg].name, id, in->host ? in->host : "", in->port);
+               d->conf->registries[s->reg].name, id, in->host ? in->host : "", in->port);
         return GW_ERROR;
     }
     if (sa.ss_family == AF_INET) {
@@ -302,7 +311,7 @@ dnode_from(gw_disc_t *d, const registry_t *rg, const gw_disc_node_t *in, dnode_t
 oom:
     dnode_clear(out);
     memset(out, 0, sizeof(*out));
-    gw_log(d->log, GW_LOG_ERROR, "discovery: out of memory");
+    gw_log(d->log, GW_LOG_ERROR, "out of memory");
     return GW_ERROR;
 }
 
@@ -311,8 +320,7 @@ static void schedule_publish(gw_disc_t *d);
 /* ---- host names in registries ---- */
 
 static void raw_free(gw_disc_node_t *raw, size_t n);
-static void source_update(gw_disc_t *d, struct registry_s *rg, source_t *s,
-                          const gw_disc_node_t *nodes, size_t n);
+static void source_update(gw_disc_t *d, source_t *s, const gw_disc_node_t *nodes, size_t n);
 
 static dname_t *
 name_find(gw_disc_t *d, const char *name)
@@ -360,8 +368,7 @@ on_name_resolved(void *arg, const gw_resolver_result_t *res)
         ttl = 5; /* asked again soon: it may come (back) */
         if (!e->logged)
             gw_log(d->log, GW_LOG_WARN,
-                   "discovery: host \"%.200s\" %s; instances on it are skipped until it does",
-                   e->name,
+                   "host \"%.200s\" %s; instances on it are skipped until it does", e->name,
                    res->status == GW_RES_OK || res->status == GW_RES_NXDOMAIN ? "does not resolve"
                    : res->why                                                 ? res->why
                               : "cannot be resolved");
@@ -373,7 +380,7 @@ on_name_resolved(void *arg, const gw_resolver_result_t *res)
     for (size_t i = 0; i < d->nsources; i++) {
         source_t *s = &d->sources[i];
         if (s->raw && raw_names(s->raw, s->nraw, e->name))
-            source_update(d, s->raw_rg, s, s->raw, s->nraw);
+            source_update(d, s, s->raw, s->nraw);
     }
 }
 
@@ -387,7 +394,7 @@ name_lookup(gw_disc_t *d, dname_t *e)
         gw_resolver_opts_t o = {0};
         d->resolver = gw_resolver_new(d->loop, &o, err, sizeof(err));
         if (d->resolver == NULL) {
-            gw_log(d->log, GW_LOG_ERROR, "discovery: resolver: %s", err);
+            gw_log(d->log, GW_LOG_ERROR, "resolver: %s", err);
             return;
         }
     }
@@ -463,7 +470,7 @@ raw_free(gw_disc_node_t *raw, size_t n)
 
 /* Keeps a copy of a report that names hosts, for when they resolve. */
 static void
-raw_keep(source_t *s, struct registry_s *rg, const gw_disc_node_t *nodes, size_t n)
+raw_keep(source_t *s, const gw_disc_node_t *nodes, size_t n)
 {
     gw_disc_node_t *raw = calloc(n ? n : 1, sizeof(*raw));
     if (raw == NULL)
@@ -484,14 +491,13 @@ raw_keep(source_t *s, struct registry_s *rg, const gw_disc_node_t *nodes, size_t
     raw_free(s->raw, s->nraw);
     s->raw = raw;
     s->nraw = n;
-    s->raw_rg = rg;
 }
 
 /* Appends IN to LIST as canonical nodes: itself when its host is an
  * address, one node per address when it is a name that resolved, nothing
  * while the name has not. */
 static void
-expand_node(gw_disc_t *d, const registry_t *rg, const gw_disc_node_t *in, dnode_t **list, size_t *m,
+expand_node(gw_disc_t *d, const source_t *s, const gw_disc_node_t *in, dnode_t **list, size_t *m,
             size_t *cap)
 {
     struct sockaddr_storage sa;
@@ -512,7 +518,7 @@ expand_node(gw_disc_t *d, const registry_t *rg, const gw_disc_node_t *in, dnode_
         *cap = nc;
     }
     if (e == NULL) {
-        if (dnode_from(d, rg, in, &(*list)[*m]) == GW_OK)
+        if (dnode_from(d, s, in, &(*list)[*m]) == GW_OK)
             (*m)++;
         return;
     }
@@ -525,7 +531,7 @@ expand_node(gw_disc_t *d, const registry_t *rg, const gw_disc_node_t *in, dnode_
             inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)a)->sin6_addr, ip, sizeof(ip));
         gw_disc_node_t one = *in;
         one.host = ip;
-        if (dnode_from(d, rg, &one, &(*list)[*m]) == GW_OK)
+        if (dnode_from(d, s, &one, &(*list)[*m]) == GW_OK)
             (*m)++;
     }
 }
@@ -543,14 +549,14 @@ names_hosts(const gw_disc_node_t *nodes, size_t n)
 }
 
 static void
-source_update(gw_disc_t *d, registry_t *rg, source_t *s, const gw_disc_node_t *nodes, size_t n)
+source_update(gw_disc_t *d, source_t *s, const gw_disc_node_t *nodes, size_t n)
 {
     size_t cap = n ? n : 1, m = 0;
     dnode_t *list = calloc(cap, sizeof(dnode_t));
     if (list == NULL)
         return;
     for (size_t i = 0; i < n; i++)
-        expand_node(d, rg, &nodes[i], &list, &m, &cap);
+        expand_node(d, s, &nodes[i], &list, &m, &cap);
     qsort(list, m, sizeof(dnode_t), dnode_cmp);
     /* the same address twice: the registry holds two records for one
      * instance; the first (by the sort) stands for both */
@@ -583,13 +589,13 @@ report_nodes(void *arg, size_t target, const gw_disc_node_t *nodes, size_t n)
         return;
     source_t *s = &d->sources[rg->target_source[target]];
     if (names_hosts(nodes, n)) {
-        raw_keep(s, rg, nodes, n);
+        raw_keep(s, nodes, n);
     } else if (s->raw) {
         raw_free(s->raw, s->nraw);
         s->raw = NULL;
         s->nraw = 0;
     }
-    source_update(d, rg, s, nodes, n);
+    source_update(d, s, nodes, n);
 }
 
 static void
@@ -637,13 +643,27 @@ watcher_ops(gw_discovery_kind_t kind)
     }
 }
 
-/* Sources from the upstreams' discovery blocks, one per distinct key. */
-static int
-sources_build(gw_disc_t *d)
+static void
+sources_free(source_t *sources, size_t n)
 {
-    const gw_conf_t *conf = d->conf;
-    d->sources = calloc(conf->nupstreams ? conf->nupstreams : 1, sizeof(source_t));
-    if (d->sources == NULL)
+    for (size_t i = 0; sources && i < n; i++) {
+        dnodes_free(sources[i].nodes, sources[i].nnodes);
+        raw_free(sources[i].raw, sources[i].nraw);
+        free(sources[i].upstreams);
+    }
+    free(sources);
+}
+
+/* Sources from the upstreams' discovery blocks of CONF, one per distinct
+ * key. */
+static int
+sources_build(const gw_conf_t *conf, source_t **out, size_t *nout)
+{
+    source_t *src = calloc(conf->nupstreams ? conf->nupstreams : 1, sizeof(source_t));
+    size_t n = 0;
+    *out = src;
+    *nout = 0;
+    if (src == NULL)
         return GW_ERROR;
     for (size_t i = 0; i < conf->nupstreams; i++) {
         const gw_upstream_conf_t *u = &conf->upstreams[i];
@@ -652,11 +672,12 @@ sources_build(gw_disc_t *d)
             gw_disc_source_key(conf, &u->discovery, key, sizeof(key)) == 0)
             continue;
         size_t j = 0;
-        while (j < d->nsources && strcmp(d->sources[j].key, key) != 0)
+        while (j < n && strcmp(src[j].key, key) != 0)
             j++;
-        source_t *s = &d->sources[j];
-        if (j == d->nsources) {
-            d->nsources++;
+        source_t *s = &src[j];
+        if (j == n) {
+            n++;
+            *nout = n;
             memcpy(s->key, key, strlen(key) + 1);
             s->conf = &u->discovery;
             s->reg = u->discovery.reg_index;
@@ -669,36 +690,215 @@ sources_build(gw_disc_t *d)
     return GW_OK;
 }
 
+static void
+registry_free(registry_t *rg)
+{
+    if (rg == NULL)
+        return;
+    if (rg->w)
+        rg->ops->stop(rg->w);
+    free(rg->targets);
+    free(rg->target_source);
+    free(rg);
+}
+
+/* Registry R of CONF with the sources that name it, not started. */
+static registry_t *
+registry_new(gw_disc_t *d, const gw_conf_t *conf, size_t r, const source_t *src, size_t nsrc)
+{
+    registry_t *rg = calloc(1, sizeof(*rg));
+    if (rg == NULL)
+        return NULL;
+    rg->d = d;
+    rg->reg = r;
+    rg->up = -1;
+    rg->ops = watcher_ops(conf->registries[r].kind);
+    rg->targets = calloc(nsrc ? nsrc : 1, sizeof(*rg->targets));
+    rg->target_source = calloc(nsrc ? nsrc : 1, sizeof(size_t));
+    if (rg->targets == NULL || rg->target_source == NULL) {
+        registry_free(rg);
+        return NULL;
+    }
+    for (size_t s = 0; s < nsrc; s++) {
+        if (src[s].reg != r)
+            continue;
+        rg->targets[rg->ntargets] = src[s].conf;
+        rg->target_source[rg->ntargets++] = s;
+    }
+    return rg;
+}
+
+static void
+registry_start(gw_disc_t *d, registry_t *rg)
+{
+    if (rg->ntargets == 0 || rg->ops == NULL || rg->w)
+        return;
+    rg->w = rg->ops->start(d->loop, d->log, &d->conf->registries[rg->reg], rg->targets,
+                           rg->ntargets, &report, rg);
+}
+
 static int
 registries_start(gw_disc_t *d)
 {
     const gw_conf_t *conf = d->conf;
-    d->regs = calloc(conf->nregistries ? conf->nregistries : 1, sizeof(registry_t));
+    d->regs = calloc(conf->nregistries ? conf->nregistries : 1, sizeof(registry_t *));
     if (d->regs == NULL)
         return GW_ERROR;
-    d->nregs = conf->nregistries;
     for (size_t r = 0; r < conf->nregistries; r++) {
-        registry_t *rg = &d->regs[r];
-        rg->d = d;
-        rg->reg = r;
-        rg->up = -1;
-        rg->ops = watcher_ops(conf->registries[r].kind);
-        rg->targets = calloc(d->nsources ? d->nsources : 1, sizeof(*rg->targets));
-        rg->target_source = calloc(d->nsources ? d->nsources : 1, sizeof(size_t));
-        if (rg->targets == NULL || rg->target_source == NULL)
+        if ((d->regs[r] = registry_new(d, conf, r, d->sources, d->nsources)) == NULL)
             return GW_ERROR;
-        for (size_t s = 0; s < d->nsources; s++) {
-            if (d->sources[s].reg != r)
-                continue;
-            rg->targets[rg->ntargets] = d->sources[s].conf;
-            rg->target_source[rg->ntargets++] = s;
-        }
-        if (rg->ntargets == 0 || rg->ops == NULL)
-            continue;
-        rg->w = rg->ops->start(d->loop, d->log, &conf->registries[r], rg->targets, rg->ntargets,
-                               &report, rg);
+        d->nregs++;
     }
+    for (size_t r = 0; r < d->nregs; r++)
+        registry_start(d, d->regs[r]);
     return GW_OK;
+}
+
+/* ---- reload in place ---- */
+
+static int
+str_eq(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+static int
+strs_eq(char *const *a, size_t na, char *const *b, size_t nb)
+{
+    if (na != nb)
+        return 0;
+    for (size_t i = 0; i < na; i++)
+        if (!str_eq(a[i], b[i]))
+            return 0;
+    return 1;
+}
+
+static int
+registry_conf_eq(const gw_registry_conf_t *a, const gw_registry_conf_t *b)
+{
+    return a->kind == b->kind && str_eq(a->name, b->name) &&
+           strs_eq(a->endpoints, a->nendpoints, b->endpoints, b->nendpoints) &&
+           str_eq(a->username, b->username) && str_eq(a->password, b->password) &&
+           str_eq(a->token, b->token) && str_eq(a->dc, b->dc) && str_eq(a->prefix, b->prefix) &&
+           a->timeout_ms == b->timeout_ms && a->wait_ms == b->wait_ms &&
+           strs_eq(a->nameservers, a->nnameservers, b->nameservers, b->nnameservers) &&
+           a->min_ttl_ms == b->min_ttl_ms && a->max_ttl_ms == b->max_ttl_ms;
+}
+
+/* The same registry settings and the same watched keys in the same order:
+ * the running watcher OLD serves NEW as it is. */
+static int
+registry_same(const gw_disc_t *d, const registry_t *old, const gw_conf_t *nc, const registry_t *nw,
+              const source_t *nsrc)
+{
+    if (!registry_conf_eq(&d->conf->registries[old->reg], &nc->registries[nw->reg]) ||
+        old->ntargets != nw->ntargets)
+        return 0;
+    for (size_t t = 0; t < old->ntargets; t++)
+        if (strcmp(d->sources[old->target_source[t]].key, nsrc[nw->target_source[t]].key) != 0)
+            return 0;
+    return 1;
+}
+
+/* Lists of the old sources move to the new ones of the same key. */
+static void
+sources_carry(source_t *old, size_t nold, source_t *nsrc, size_t nnew)
+{
+    for (size_t i = 0; i < nnew; i++) {
+        for (size_t j = 0; j < nold; j++) {
+            if (strcmp(nsrc[i].key, old[j].key) != 0)
+                continue;
+            nsrc[i].nodes = old[j].nodes;
+            nsrc[i].nnodes = old[j].nnodes;
+            nsrc[i].known = old[j].known;
+            nsrc[i].version = old[j].version;
+            nsrc[i].raw = old[j].raw;
+            nsrc[i].nraw = old[j].nraw;
+            old[j].nodes = NULL;
+            old[j].nnodes = 0;
+            old[j].raw = NULL;
+            old[j].nraw = 0;
+            break;
+        }
+    }
+}
+
+static void
+disc_restart(gw_disc_t *d, const char *why)
+{
+    gw_log(d->log, GW_LOG_INFO, "%s; a new discovery process takes over", why);
+    d->restart = 1;
+    raise(SIGTERM);
+}
+
+/* SIGHUP: the master reloaded. The file is read again; when it is the text
+ * the master validated, the watchers of unchanged registries go on and the
+ * rest are replaced; otherwise this process gives way to a new one. */
+static void
+disc_reload(gw_disc_t *d)
+{
+    gw_conf_errors_t errs = {0};
+    gw_conf_t *nc = gw_conf_load(d->conf->file, &errs);
+    gw_conf_errors_free(&errs);
+    uint64_t want = atomic_load_explicit(&d->shm->head->conf_hash, memory_order_acquire);
+    if (nc == NULL || nc->hash != want) {
+        gw_conf_free(nc);
+        disc_restart(d, "the configuration file is not the one the master loaded");
+        return;
+    }
+    source_t *nsrc = NULL;
+    size_t nnsrc = 0;
+    registry_t **nregs = calloc(nc->nregistries ? nc->nregistries : 1, sizeof(registry_t *));
+    gw_conf_t **olds = realloc(d->old_confs, (d->nold_confs + 1) * sizeof(gw_conf_t *));
+    if (olds)
+        d->old_confs = olds;
+    if (nregs == NULL || olds == NULL || sources_build(nc, &nsrc, &nnsrc) != GW_OK)
+        goto restart;
+    size_t kept = 0;
+    for (size_t r = 0; r < nc->nregistries; r++) {
+        if ((nregs[r] = registry_new(d, nc, r, nsrc, nnsrc)) == NULL)
+            goto restart;
+        for (size_t o = 0; o < d->nregs; o++) {
+            registry_t *old = d->regs[o];
+            if (old == NULL || !old->w || !registry_same(d, old, nc, nregs[r], nsrc))
+                continue;
+            /* the running watcher keeps its targets (of the old config,
+             * which stays) and reports to the same registry_t */
+            memcpy(old->target_source, nregs[r]->target_source, old->ntargets * sizeof(size_t));
+            old->reg = r;
+            registry_free(nregs[r]);
+            nregs[r] = old;
+            d->regs[o] = NULL;
+            kept++;
+            break;
+        }
+    }
+    for (size_t o = 0; o < d->nregs; o++)
+        registry_free(d->regs[o]); /* stops watchers that were not kept */
+    free(d->regs);
+    sources_carry(d->sources, d->nsources, nsrc, nnsrc);
+    sources_free(d->sources, d->nsources);
+    d->sources = nsrc;
+    d->nsources = nnsrc;
+    d->regs = nregs;
+    d->nregs = nc->nregistries;
+    if (d->conf != d->first_conf)
+        d->old_confs[d->nold_confs++] = (gw_conf_t *)d->conf;
+    d->conf = nc;
+    for (size_t r = 0; r < d->nregs; r++)
+        registry_start(d, d->regs[r]);
+    gw_log(d->log, GW_LOG_INFO, "reloaded; %zu of %zu registr%s kept watching", kept, d->nregs,
+           d->nregs == 1 ? "y" : "ies");
+    schedule_publish(d);
+    return;
+restart:
+    for (size_t r = 0; nregs && r < nc->nregistries; r++)
+        if (nregs[r] && nregs[r]->w == NULL)
+            registry_free(nregs[r]);
+    free(nregs);
+    sources_free(nsrc, nnsrc);
+    gw_conf_free(nc);
+    disc_restart(d, "out of memory while reloading");
 }
 
 /* ---- publishing ---- */
@@ -761,7 +961,7 @@ publish_print(gw_disc_t *d)
         fwrite(d->out.data, 1, d->out.len, stdout);
     }
     for (size_t r = 0; r < d->nregs; r++) {
-        registry_t *rg = &d->regs[r];
+        registry_t *rg = d->regs[r];
         if (rg->up < 0)
             continue;
         d->out.len = 0;
@@ -780,7 +980,7 @@ publish_print(gw_disc_t *d)
         }
     }
     for (size_t r = 0; r < d->nregs; r++) {
-        registry_t *rg = &d->regs[r];
+        registry_t *rg = d->regs[r];
         if (rg->events == rg->printed_events)
             continue;
         rg->printed_events = rg->events;
@@ -824,8 +1024,8 @@ serialize(gw_disc_t *d, gw_buf_t *b)
     put_u32(b, (uint32_t)d->nregs);
     for (size_t r = 0; r < d->nregs; r++) {
         put_str(b, d->conf->registries[r].name);
-        put_u32(b, (uint32_t)(d->regs[r].up + 1));
-        put_u64(b, d->regs[r].events);
+        put_u32(b, (uint32_t)(d->regs[r]->up + 1));
+        put_u64(b, d->regs[r]->events);
     }
     uint32_t known = 0;
     for (size_t i = 0; i < d->nsources; i++)
@@ -857,7 +1057,7 @@ publish_shm(gw_disc_t *d)
     serialize(d, &d->out);
     if (d->out.len > SHM_HALF) {
         gw_log(d->log, GW_LOG_ERROR,
-               "discovery: the node lists take %zu bytes, more than the %zu the segment holds; "
+               "the node lists take %zu bytes, more than the %zu the segment holds; "
                "workers keep the previous lists",
                d->out.len, SHM_HALF);
         return;
@@ -873,8 +1073,6 @@ on_publish(uv_timer_t *t)
 {
     gw_disc_t *d = t->data;
     d->publish_armed = 0;
-    for (size_t r = 0; r < d->nregs; r++)
-        gw_metrics_registry(d->metrics, r, d->regs[r].up, d->regs[r].events);
     if (d->shm)
         publish_shm(d);
     else
@@ -1191,9 +1389,10 @@ on_stop_signal(uv_signal_t *h, int signum)
 {
     gw_disc_t *d = h->data;
     for (size_t r = 0; r < d->nregs; r++) {
-        if (d->regs[r].w)
-            d->regs[r].ops->stop(d->regs[r].w);
-        d->regs[r].w = NULL;
+        if (d->regs[r] && d->regs[r]->w)
+            d->regs[r]->ops->stop(d->regs[r]->w);
+        if (d->regs[r])
+            d->regs[r]->w = NULL;
     }
     gw_resolver_free(d->resolver);
     d->resolver = NULL;
@@ -1201,28 +1400,38 @@ on_stop_signal(uv_signal_t *h, int signum)
     uv_close((uv_handle_t *)&d->publish, NULL);
     uv_close((uv_handle_t *)&d->sig_term, NULL);
     uv_close((uv_handle_t *)&d->sig_int, NULL);
+    uv_close((uv_handle_t *)&d->sig_hup, NULL);
+    uv_close((uv_handle_t *)&d->sig_usr1, NULL);
+}
+
+static void
+on_signal(uv_signal_t *h, int signum)
+{
+    gw_disc_t *d = h->data;
+    if (signum == SIGUSR1)
+        gw_log_reopen(d->log);
+    else if (signum == SIGHUP && d->shm)
+        disc_reload(d);
 }
 
 static void
 disc_free(gw_disc_t *d)
 {
-    for (size_t i = 0; d->sources && i < d->nsources; i++) {
-        dnodes_free(d->sources[i].nodes, d->sources[i].nnodes);
-        raw_free(d->sources[i].raw, d->sources[i].nraw);
-        free(d->sources[i].upstreams);
-    }
-    free(d->sources);
-    for (size_t r = 0; d->regs && r < d->nregs; r++) {
-        free(d->regs[r].targets);
-        free(d->regs[r].target_source);
-    }
+    sources_free(d->sources, d->nsources);
+    for (size_t r = 0; d->regs && r < d->nregs; r++)
+        registry_free(d->regs[r]);
     free(d->regs);
     names_free(d);
     gw_buf_free(&d->out);
+    if (d->conf != d->first_conf)
+        gw_conf_free((gw_conf_t *)d->conf);
+    for (size_t i = 0; i < d->nold_confs; i++)
+        gw_conf_free(d->old_confs[i]);
+    free(d->old_confs);
 }
 
 static int
-disc_main(const gw_conf_t *conf, gw_disc_shm_t *shm, gw_metrics_t *metrics, gw_log_t *log)
+disc_main(const gw_conf_t *conf, gw_disc_shm_t *shm, gw_log_t *log)
 {
     uv_loop_t loop;
     gw_disc_t d;
@@ -1230,10 +1439,9 @@ disc_main(const gw_conf_t *conf, gw_disc_shm_t *shm, gw_metrics_t *metrics, gw_l
     if (uv_loop_init(&loop) != 0)
         return 1;
     d.loop = &loop;
-    d.conf = conf;
+    d.conf = d.first_conf = conf;
     d.log = log;
     d.shm = shm;
-    d.metrics = metrics;
     uv_timer_init(&loop, &d.publish);
     d.publish.data = &d;
     uv_timer_init(&loop, &d.names_timer);
@@ -1241,18 +1449,22 @@ disc_main(const gw_conf_t *conf, gw_disc_shm_t *shm, gw_metrics_t *metrics, gw_l
     uv_unref((uv_handle_t *)&d.names_timer);
     uv_signal_init(&loop, &d.sig_term);
     uv_signal_init(&loop, &d.sig_int);
-    d.sig_term.data = d.sig_int.data = &d;
+    uv_signal_init(&loop, &d.sig_hup);
+    uv_signal_init(&loop, &d.sig_usr1);
+    d.sig_term.data = d.sig_int.data = d.sig_hup.data = d.sig_usr1.data = &d;
     uv_signal_start(&d.sig_term, on_stop_signal, SIGTERM);
     uv_signal_start(&d.sig_int, on_stop_signal, SIGINT);
+    uv_signal_start(&d.sig_hup, on_signal, SIGHUP);
+    uv_signal_start(&d.sig_usr1, on_signal, SIGUSR1);
     int rc = 1;
-    if (sources_build(&d) == GW_OK) {
+    if (sources_build(conf, &d.sources, &d.nsources) == GW_OK) {
         if (shm)
             carry_over(&d);
         if (registries_start(&d) == GW_OK) {
             uv_run(&loop, UV_RUN_DEFAULT);
-            rc = 0;
+            rc = d.restart ? 3 : 0;
         } else {
-            gw_log(log, GW_LOG_ERROR, "discovery: out of memory");
+            gw_log(log, GW_LOG_ERROR, "out of memory");
             on_stop_signal(&d.sig_term, SIGTERM);
             uv_run(&loop, UV_RUN_DEFAULT);
         }
@@ -1263,13 +1475,13 @@ disc_main(const gw_conf_t *conf, gw_disc_shm_t *shm, gw_metrics_t *metrics, gw_l
 }
 
 int
-gw_disc_run(const gw_conf_t *conf, gw_disc_shm_t *shm, gw_metrics_t *metrics, gw_log_t *log)
+gw_disc_run(const gw_conf_t *conf, gw_disc_shm_t *shm, gw_log_t *log)
 {
-    return disc_main(conf, shm, metrics, log);
+    return disc_main(conf, shm, log);
 }
 
 int
 gw_disc_print(const gw_conf_t *conf, gw_log_t *log)
 {
-    return disc_main(conf, NULL, NULL, log);
+    return disc_main(conf, NULL, log);
 }

@@ -39,9 +39,19 @@ void gw_disc_shm_free(gw_disc_shm_t *shm);
 /* Upstreams of CONF that have discovery. */
 size_t gw_disc_source_count(const gw_conf_t *conf);
 
+/* Tells the discovery process which config text the master runs (before
+ * it sends it SIGHUP): the process re-reads the file and keeps its
+ * watchers only when it reads that same text. */
+void gw_disc_shm_set_conf(gw_disc_shm_t *shm, const gw_conf_t *conf);
+
 /* The discovery process: runs the watchers of CONF until SIGTERM, publishing
- * into SHM and the registries' state into METRICS. Returns the process exit code. */
-int gw_disc_run(const gw_conf_t *conf, gw_disc_shm_t *shm, gw_metrics_t *metrics, gw_log_t *log);
+ * the lists and the registries' state into SHM. On SIGHUP it re-reads
+ * CONF's file: watchers of registries whose settings and watched services
+ * did not change keep running, the others are replaced; when the file is
+ * not the text the master validated (gw_disc_shm_set_conf) it exits, and
+ * the master starts a new process from its own copy. SIGUSR1 reopens the
+ * log. Returns the process exit code. */
+int gw_disc_run(const gw_conf_t *conf, gw_disc_shm_t *shm, gw_log_t *log);
 
 /* `gateway -d`: runs the watchers of CONF in the foreground and prints one
  * JSON line per change on stdout (lists and registry state), until SIGINT

@@ -155,8 +155,9 @@ spawn(master_t *m, int slot)
 static void
 spawn_disc(master_t *m)
 {
-    if (m->disc_shm == NULL)
+    if (m->disc_shm == NULL || gw_disc_source_count(m->conf) == 0)
         return;
+    gw_disc_shm_set_conf(m->disc_shm, m->conf);
     pid_t pid = fork();
     if (pid < 0) {
         gw_log(m->log, GW_LOG_ERROR, "fork: %s", strerror(errno));
@@ -172,7 +173,7 @@ spawn_disc(master_t *m)
             close(m->status_fd);
         gw_log_set_tag(m->log, "discovery");
         prctl(PR_SET_PDEATHSIG, SIGTERM); /* never outlive the master */
-        _exit(gw_disc_run(m->conf, m->disc_shm, m->metrics, m->log));
+        _exit(gw_disc_run(m->conf, m->disc_shm, m->log));
     }
     m->disc.pid = pid;
     m->disc.started = time(NULL);
@@ -196,6 +197,26 @@ stop_disc(master_t *m)
         usleep(10000);
     }
     m->disc.pid = 0;
+}
+
+/* After a reload: the discovery process re-reads the config and keeps the
+ * watchers of registries that did not change (gw_disc_run); it is started
+ * when discovery appears and stopped when it goes. Its lists stay in the
+ * segment across all of it, so new workers never see an empty pool. */
+static void
+reload_disc(master_t *m)
+{
+    if (gw_disc_source_count(m->conf) == 0) {
+        stop_disc(m);
+        return;
+    }
+    if (m->disc_shm == NULL)
+        m->disc_shm = gw_disc_shm_new(m->conf);
+    gw_disc_shm_set_conf(m->disc_shm, m->conf);
+    if (m->disc.pid > 0)
+        kill(m->disc.pid, SIGHUP);
+    else
+        spawn_disc(m);
 }
 
 static int
@@ -303,6 +324,11 @@ reap(master_t *m)
             m->disc.pid = 0;
             if (m->stopping)
                 continue;
+            if (WIFEXITED(status) && WEXITSTATUS(status) == 3) {
+                /* it read another config than ours at a reload: hand over */
+                spawn_disc(m);
+                continue;
+            }
             gw_log(m->log, GW_LOG_ERROR, "discovery process (pid %d) %s %d; restarting", (int)pid,
                    WIFSIGNALED(status) ? "killed by signal" : "exited with status",
                    WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
@@ -399,12 +425,7 @@ reload(master_t *m)
     m->conf = nc;
     m->metrics = nm;
     m->generation++;
-    /* the new discovery process starts from the lists the old one
-     * published, so the new workers' pools are never empty meanwhile */
-    stop_disc(m);
-    if (m->disc_shm == NULL)
-        m->disc_shm = gw_disc_shm_new(nc);
-    spawn_disc(m);
+    reload_disc(m);
     for (int s = 0; s < m->nworkers; s++)
         spawn(m, s);
     signal_workers(m->old, m->nworkers, SIGTERM);
@@ -433,6 +454,8 @@ master_loop(master_t *m)
         if (sig == SIGUSR1) {
             gw_log_reopen(m->log);
             signal_workers(m->workers, m->nworkers, SIGUSR1);
+            if (m->disc.pid > 0)
+                kill(m->disc.pid, SIGUSR1);
         }
         if ((sig == SIGTERM || sig == SIGQUIT || sig == SIGINT) && !m->stopping) {
             m->stopping = 1;

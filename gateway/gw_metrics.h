@@ -123,7 +123,9 @@ void gw_metrics_redis(gw_metrics_t *m, int slot, int up, int changed);
 size_t gw_metrics_render(gw_metrics_t *m, char **out);
 
 /* Registry REG (index in conf->registries): up (1) or not, and the changes
- * counted so far. Written by the discovery process only. */
+ * counted so far, as the discovery process last published them. Every
+ * worker writes the same values it read (the discovery process has no
+ * metrics of its own: it outlives a reload's new metrics). */
 void gw_metrics_registry(gw_metrics_t *m, size_t reg, int up, uint64_t events);
 
 #endif

@@ -210,6 +210,11 @@ apply_discovery(gw_worker_t *w)
     const gw_conf_t *conf = w->conf;
     if (gw_disc_read(w->disc) != 1)
         return;
+    for (size_t r = 0; r < conf->nregistries; r++) {
+        uint64_t events;
+        int up = gw_disc_registry_state(w->disc, conf->registries[r].name, &events);
+        gw_metrics_registry(w->metrics, r, up > 0, events);
+    }
     for (size_t i = 0; i < conf->nupstreams; i++) {
         const gw_upstream_conf_t *uc = &conf->upstreams[i];
         gw_upstream_rt_t *up = &w->upstreams->ups[i];
