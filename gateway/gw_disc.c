@@ -19,8 +19,8 @@
  * The segment: a header page, then two halves. The writer fills the half
  * the next generation names (gen & 1) and then publishes the generation; a
  * reader copies the half of the generation it saw and checks afterwards
- * that the writer has not come round to that half again (a seqlock over
- * two buffers). One writer only: the master never runs two discovery
+ * that the writer has not started on that half again (`busy`, announced
+ * before the writer touches a half: a seqlock over two buffers). One writer only: the master never runs two discovery
  * processes at once.
  */
 #define SHM_MAGIC 0x6777646973633031ULL /* "gwdisc01" */
@@ -32,6 +32,7 @@ typedef struct {
     _Atomic uint64_t gen;
     _Atomic uint64_t len[2];
     _Atomic uint64_t conf_hash; /* the config text the master runs */
+    _Atomic uint64_t busy;      /* the generation being written */
 } shm_head_t;
 
 struct gw_disc_shm_s {
@@ -1063,6 +1064,10 @@ publish_shm(gw_disc_t *d)
         return;
     }
     uint64_t next = d->gen + 1;
+    /* announced before the half is touched: a reader still copying the
+     * generation before last from it sees busy move and reads again */
+    atomic_store_explicit(&d->shm->head->busy, next, memory_order_relaxed);
+    atomic_thread_fence(memory_order_seq_cst);
     memcpy(d->shm->half[next & 1], d->out.data, d->out.len);
     atomic_store_explicit(&d->shm->head->len[next & 1], d->out.len, memory_order_relaxed);
     atomic_store_explicit(&d->shm->head->gen, next, memory_order_release);
@@ -1299,8 +1304,8 @@ gw_disc_read(gw_disc_reader_t *r)
             continue;
         memcpy(r->copy, r->shm->half[g1 & 1], len);
         atomic_thread_fence(memory_order_acquire);
-        uint64_t g2 = atomic_load_explicit(&h->gen, memory_order_relaxed);
-        if (g2 - g1 >= 2)
+        uint64_t busy = atomic_load_explicit(&h->busy, memory_order_relaxed);
+        if (busy >= g1 + 2)
             continue; /* the writer came round to this half while it was copied */
         reader_clear(r);
         r->len = len;
