@@ -27,8 +27,8 @@
 #include <string.h>
 #include <zlib.h>
 
-#include "gw_consul_json.h"
 #include "gw_httpc.h"
+#include "gw_jsonr.h"
 #include "gw_log.h"
 #include "gw_watch.h"
 
@@ -274,27 +274,68 @@ done:
     return res;
 }
 
-/* A go-micro metadata tag's JSON: an object of strings. */
-static void
-meta_from_json(meta_t *m, const char *js, size_t n, const char *tag)
+/* The token limit for a text of LEN bytes: one no valid text reaches (a
+ * value takes at least two bytes with its separator or brackets), so the
+ * body size stays the only bound. */
+static size_t
+max_toks(size_t len)
 {
-    gw_cj_val_t root, k, v;
-    char err[96];
-    if (gw_cj_check(js, n, &root, err, sizeof(err)) < 0 || gw_cj_type(root) != GW_CJ_OBJECT) {
-        gw_log_warn(m->w->log, "registry %s: instance %s: tag \"%.40s...\" is not a JSON object",
-                    m->w->reg->name, m->id, tag);
-        return;
+    return len / 2 + 64;
+}
+
+/* String T as a malloc'd copy of at most MAX bytes, or NULL (not a string,
+ * longer, holding a NUL, out of memory). */
+static char *
+str_dup_max(const gw_jsonr_t *j, int t, size_t max, size_t *len)
+{
+    size_t n;
+    char *s = gw_jsonr_strdup(j, t, &n);
+    if (s != NULL && n > max) {
+        free(s);
+        return NULL;
     }
-    gw_cj_iter_t it = gw_cj_iter(root);
-    while (gw_cj_object_next(&it, &k, &v)) {
+    if (s != NULL && len != NULL)
+        *len = n;
+    return s;
+}
+
+/* An integer written as a JSON number (gw_jsonr_int also reads strings,
+ * which Consul never sends for these fields). */
+static int
+number_int(const gw_jsonr_t *j, int t, int64_t *out)
+{
+    return gw_jsonr_type(j, t) == GW_JSONR_NUMBER ? gw_jsonr_int(j, t, out) : -1;
+}
+
+/* The string members of object OBJ into meta; others are skipped. */
+static void
+meta_from_object(meta_t *m, const gw_jsonr_t *j, int obj)
+{
+    if (gw_jsonr_type(j, obj) != GW_JSONR_OBJECT)
+        return;
+    for (int k = gw_jsonr_first(j, obj); k >= 0; k = gw_jsonr_next(j, obj, k + 1)) {
         size_t kl, vl;
-        char *ks = gw_cj_str_dup(k, MAX_META_LEN, &kl);
-        char *vs = gw_cj_str_dup(v, MAX_META_LEN, &vl);
+        char *ks = str_dup_max(j, k, MAX_META_LEN, &kl);
+        char *vs = str_dup_max(j, k + 1, MAX_META_LEN, &vl);
         if (ks != NULL && vs != NULL)
             meta_add(m, ks, kl, vs, vl);
         free(ks);
         free(vs);
     }
+}
+
+/* A go-micro metadata tag's JSON: an object of strings. */
+static void
+meta_from_json(meta_t *m, const char *js, size_t n, const char *tag)
+{
+    gw_jsonr_t j;
+    if (gw_jsonr_parse(&j, js, n, max_toks(n), NULL, 0) != 0 ||
+        gw_jsonr_type(&j, 0) != GW_JSONR_OBJECT)
+        gw_log_warn(m->w->log, "registry %s: instance %s: tag \"%.40s...\" is not a JSON object",
+                    m->w->reg->name, m->id, tag);
+    else
+        meta_from_object(m, &j, 0);
+    gw_jsonr_free(&j);
 }
 
 /* One tag into meta. go-micro writes "v-", "t-" and "e-" followed by the
@@ -343,33 +384,20 @@ meta_from_tag(meta_t *m, const char *tag, size_t n, int *have_version)
 }
 
 static void
-meta_from_service(meta_t *m, gw_cj_val_t svc)
+meta_from_service(meta_t *m, const gw_jsonr_t *j, int svc)
 {
-    gw_cj_val_t meta, tags, k, v;
-    gw_cj_iter_t it;
     int have_version = 0;
+    int tags = gw_jsonr_get(j, svc, "Tags");
 
-    if (gw_cj_get(svc, "Meta", &meta)) {
-        it = gw_cj_iter(meta);
-        while (gw_cj_object_next(&it, &k, &v)) {
-            size_t kl, vl;
-            char *ks = gw_cj_str_dup(k, MAX_META_LEN, &kl);
-            char *vs = gw_cj_str_dup(v, MAX_META_LEN, &vl);
-            if (ks != NULL && vs != NULL)
-                meta_add(m, ks, kl, vs, vl);
-            free(ks);
-            free(vs);
-        }
-    }
-    if (gw_cj_get(svc, "Tags", &tags)) {
-        it = gw_cj_iter(tags);
-        while (gw_cj_array_next(&it, &v)) {
-            size_t n;
-            char *t = gw_cj_str_dup(v, 2 * MAX_TAG_DECODED, &n);
-            if (t != NULL)
-                meta_from_tag(m, t, n, &have_version);
-            free(t);
-        }
+    meta_from_object(m, j, gw_jsonr_get(j, svc, "Meta"));
+    if (gw_jsonr_type(j, tags) != GW_JSONR_ARRAY)
+        return;
+    for (int v = gw_jsonr_first(j, tags); v >= 0; v = gw_jsonr_next(j, tags, v)) {
+        size_t n;
+        char *t = str_dup_max(j, v, 2 * MAX_TAG_DECODED, &n);
+        if (t != NULL)
+            meta_from_tag(m, t, n, &have_version);
+        free(t);
     }
 }
 
@@ -390,17 +418,17 @@ host_ok(const char *h, size_t n)
 
 /* The worst status among an entry's checks: 0 passing, 1 warning, 2 else. */
 static int
-worst_check(gw_cj_val_t entry)
+worst_check(const gw_jsonr_t *j, int entry)
 {
-    gw_cj_val_t checks, c, st;
+    int checks = gw_jsonr_get(j, entry, "Checks");
     int worst = 0;
-    if (!gw_cj_get(entry, "Checks", &checks))
+    if (gw_jsonr_type(j, checks) != GW_JSONR_ARRAY)
         return 0;
-    gw_cj_iter_t it = gw_cj_iter(checks);
-    while (gw_cj_array_next(&it, &c)) {
-        if (!gw_cj_get(c, "Status", &st) || gw_cj_str_eq(st, "passing"))
+    for (int c = gw_jsonr_first(j, checks); c >= 0; c = gw_jsonr_next(j, checks, c)) {
+        int st = gw_jsonr_get(j, c, "Status");
+        if (st < 0 || gw_jsonr_str_eq(j, st, "passing"))
             continue;
-        int s = gw_cj_str_eq(st, "warning") ? 1 : 2;
+        int s = gw_jsonr_str_eq(j, st, "warning") ? 1 : 2;
         if (s > worst)
             worst = s;
     }
@@ -411,14 +439,14 @@ worst_check(gw_cj_val_t entry)
  * (seen only with passing off). Missing or 0 Passing is 1; 0 Warning
  * means "send nothing", returned as 0. */
 static int
-weight_of(gw_cj_val_t entry, gw_cj_val_t svc)
+weight_of(const gw_jsonr_t *j, int entry, int svc)
 {
-    gw_cj_val_t ws, v;
     int64_t x;
-    int warning = worst_check(entry) > 0;
-    if (!gw_cj_get(svc, "Weights", &ws) || gw_cj_type(ws) != GW_CJ_OBJECT)
+    int warning = worst_check(j, entry) > 0;
+    int ws = gw_jsonr_get(j, svc, "Weights");
+    if (gw_jsonr_type(j, ws) != GW_JSONR_OBJECT)
         return 1;
-    if (!gw_cj_get(ws, warning ? "Warning" : "Passing", &v) || gw_cj_int(v, &x) < 0 || x < 0)
+    if (number_int(j, gw_jsonr_get(j, ws, warning ? "Warning" : "Passing"), &x) < 0 || x < 0)
         return 1;
     if (x == 0)
         return warning ? 0 : 1;
@@ -429,14 +457,14 @@ weight_of(gw_cj_val_t entry, gw_cj_val_t svc)
  * absent, null or empty, and also, with *BAD set, when it is not a string
  * or is too long. */
 static char *
-str_member(gw_cj_val_t obj, const char *name, size_t max, size_t *len, int *bad)
+str_member(const gw_jsonr_t *j, int obj, const char *name, size_t max, size_t *len, int *bad)
 {
-    gw_cj_val_t v;
+    int v = gw_jsonr_get(j, obj, name);
     char *s;
     *len = 0;
-    if (!gw_cj_get(obj, name, &v) || gw_cj_type(v) == GW_CJ_NULL)
+    if (v < 0 || gw_jsonr_type(j, v) == GW_JSONR_NULL)
         return NULL;
-    if ((s = gw_cj_str_dup(v, max, len)) == NULL)
+    if ((s = str_dup_max(j, v, max, len)) == NULL)
         *bad = 1;
     else if (*len == 0) {
         free(s);
@@ -447,31 +475,30 @@ str_member(gw_cj_val_t obj, const char *name, size_t max, size_t *len, int *bad)
 
 /* One array element into L, or a log line saying why not. */
 static void
-add_entry(consul_t *w, target_t *t, list_t *l, gw_cj_val_t entry, size_t pos)
+add_entry(consul_t *w, target_t *t, list_t *l, const gw_jsonr_t *j, int entry, size_t pos)
 {
-    gw_cj_val_t svc, node, v;
     char *id = NULL, *host = NULL;
     char idbuf[32];
     int64_t port;
     size_t hl = 0;
     int bad = 0;
+    int svc = gw_jsonr_get(j, entry, "Service"), node;
 
-    if (!gw_cj_get(entry, "Service", &svc) || gw_cj_type(svc) != GW_CJ_OBJECT) {
+    if (gw_jsonr_type(j, svc) != GW_JSONR_OBJECT) {
         gw_log_warn(w->log, "registry %s: service %s: entry %zu has no Service object, skipped",
                     w->reg->name, t->d->service, pos);
         return;
     }
-    if (gw_cj_get(svc, "ID", &v))
-        id = own(l, gw_cj_str_dup(v, MAX_ID_LEN, NULL));
+    id = own(l, str_dup_max(j, gw_jsonr_get(j, svc, "ID"), MAX_ID_LEN, NULL));
     if (id == NULL) {
         snprintf(idbuf, sizeof(idbuf), "#%zu", pos);
         id = idbuf;
     }
     /* An empty Service.Address means "the node's"; a malformed one is an
      * error, not a reason to fall back. */
-    host = str_member(svc, "Address", MAX_HOST_LEN + 2, &hl, &bad);
-    if (host == NULL && !bad && gw_cj_get(entry, "Node", &node))
-        host = str_member(node, "Address", MAX_HOST_LEN + 2, &hl, &bad);
+    host = str_member(j, svc, "Address", MAX_HOST_LEN + 2, &hl, &bad);
+    if (host == NULL && !bad && (node = gw_jsonr_get(j, entry, "Node")) >= 0)
+        host = str_member(j, node, "Address", MAX_HOST_LEN + 2, &hl, &bad);
     host = own(l, host);
     if (host != NULL && hl > 2 && host[0] == '[' && host[hl - 1] == ']') {
         host[hl - 1] = '\0'; /* the contract wants IPv6 bare */
@@ -483,12 +510,12 @@ add_entry(consul_t *w, target_t *t, list_t *l, gw_cj_val_t entry, size_t pos)
                     w->reg->name, t->d->service, id, host ? host : "");
         return;
     }
-    if (!gw_cj_get(svc, "Port", &v) || gw_cj_int(v, &port) < 0 || port < 1 || port > 65535) {
+    if (number_int(j, gw_jsonr_get(j, svc, "Port"), &port) < 0 || port < 1 || port > 65535) {
         gw_log_warn(w->log, "registry %s: service %s: instance %s: bad or missing port, skipped",
                     w->reg->name, t->d->service, id);
         return;
     }
-    int weight = weight_of(entry, svc);
+    int weight = weight_of(j, entry, svc);
     if (weight == 0)
         return;
     if (grow((void **)&l->nodes, &l->cap, l->n + 1, sizeof(gw_disc_node_t)) < 0 ||
@@ -497,7 +524,7 @@ add_entry(consul_t *w, target_t *t, list_t *l, gw_cj_val_t entry, size_t pos)
         return;
     }
     meta_t m = {w, id, l, l->nkv, 0};
-    meta_from_service(&m, svc);
+    meta_from_service(&m, j, svc);
     l->kv_start[l->n] = m.first;
     l->nodes[l->n] =
         (gw_disc_node_t){host, (int)port, weight, NULL, l->nkv - m.first, id == idbuf ? NULL : id};
@@ -611,23 +638,27 @@ static void
 answered(target_t *t, const gw_httpc_resp_t *resp)
 {
     consul_t *w = t->w;
-    gw_cj_val_t root, e;
+    gw_jsonr_t j;
     char err[128], why[160];
     list_t l;
 
-    if (gw_cj_check(resp->body, resp->body_len, &root, err, sizeof(err)) < 0) {
+    if (gw_jsonr_parse(&j, resp->body, resp->body_len, max_toks(resp->body_len), err,
+                       sizeof(err)) != 0) {
+        gw_jsonr_free(&j);
         snprintf(why, sizeof(why), "bad JSON in the answer: %s", err);
         failed(t, why);
         return;
     }
-    if (gw_cj_type(root) != GW_CJ_ARRAY) {
+    if (gw_jsonr_type(&j, 0) != GW_JSONR_ARRAY) {
+        gw_jsonr_free(&j);
         failed(t, "bad answer: not a JSON array");
         return;
     }
     memset(&l, 0, sizeof(l));
-    gw_cj_iter_t it = gw_cj_iter(root);
-    for (size_t pos = 0; gw_cj_array_next(&it, &e) && !l.oom; pos++)
-        add_entry(w, t, &l, e, pos);
+    size_t pos = 0;
+    for (int e = gw_jsonr_first(&j, 0); e >= 0 && !l.oom; e = gw_jsonr_next(&j, 0, e))
+        add_entry(w, t, &l, &j, e, pos++);
+    gw_jsonr_free(&j);
     if (l.oom) {
         list_free(&l);
         failed(t, "out of memory reading the answer");

@@ -362,7 +362,7 @@ gw_jsonr_first(const gw_jsonr_t *j, int t)
 int
 gw_jsonr_next(const gw_jsonr_t *j, int parent, int t)
 {
-    if (t < 0 || (size_t)t >= j->ntoks || parent < 0)
+    if (t < 0 || (size_t)t >= j->ntoks || parent < 0 || (size_t)parent >= j->ntoks)
         return -1;
     uint32_t n = j->toks[t].end;
     return n < j->toks[parent].end ? (int)n : -1;

@@ -26,6 +26,8 @@ test_accepts(void)
         "-0",
         "-12.5e+3",
         "1E9",
+        "1.5e+10",
+        "-12.25E-3",
         "0.001",
         "true",
         "false",
@@ -35,6 +37,7 @@ test_accepts(void)
         "\"\\u00e9\\u20ac\\ud83d\\ude00\"",
         "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"",
         "[1,[2,[3,{\"a\":[]}]],\"x\"]",
+        "[null,true,false,{\"b\":[null,true,false]}]",
         "{\"a\":1,\"a\":2}",
     };
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
@@ -51,6 +54,7 @@ test_refuses(void)
         "[1,]",
         "{\"a\":1,}",
         "{\"a\" 1}",
+        "{\"a\"}",
         "{a:1}",
         "{'a':1}",
         "[1 2]",
@@ -69,10 +73,13 @@ test_refuses(void)
         "\"a\tb\"",
         "\"\\x\"",
         "\"\\u12\"",
+        "\"\\u12g4\"",
+        "\"a\x01\"",
         "\"\\ud800\"",
         "\"\\ude00\"",
         "\"\\ud800\\u0041\"",
         "\"\xc3\"",
+        "\"\xe2\x82\"",
         "\"\xc0\xaf\"",
         "\"\xed\xa0\x80\"",
         "\"\xf4\x90\x80\x80\"",
@@ -87,6 +94,8 @@ test_refuses(void)
     char nul[] = "[1,\0]";
     gw_jsonr_t j;
     ok(gw_jsonr_parse(&j, nul, 5, 100, NULL, 0) != 0, "refuses a NUL byte in the text");
+    gw_jsonr_free(&j);
+    ok(gw_jsonr_parse(&j, "[1]\0", 4, 100, NULL, 0) != 0, "refuses a NUL after the value");
     gw_jsonr_free(&j);
 }
 
@@ -184,6 +193,57 @@ test_walk(void)
     gw_jsonr_free(&j);
 }
 
+/* Siblings found past nested containers and strings holding brackets. */
+static void
+test_nested_walk(void)
+{
+    const char *text = "[{\"ID\":\"a\",\"Tags\":[\"x\",\"y\"]}, {\"ID\" : \"b\" , \"Tags\" : [ ] , "
+                       "\"Nested\":{\"k\":[{\"z\":\"]}\"}]}}, 3, {\"a\":1,\"\\u0061\":2}]";
+    gw_jsonr_t j;
+    int64_t v = 0;
+
+    is_int(gw_jsonr_parse(&j, text, strlen(text), 100, NULL, 0), 0, "parses");
+    int e[5], n = 0;
+    for (int t = gw_jsonr_first(&j, 0); t >= 0 && n < 5; t = gw_jsonr_next(&j, 0, t))
+        e[n++] = t;
+    is_int(n, 4, "four elements");
+    ok(gw_jsonr_str_eq(&j, gw_jsonr_get(&j, e[1], "ID"), "b"), "second ID (spaces around)");
+    int tags = gw_jsonr_get(&j, e[1], "Tags");
+    ok(gw_jsonr_type(&j, tags) == GW_JSONR_ARRAY && gw_jsonr_first(&j, tags) == -1,
+       "an empty array has no first element");
+    is_int(gw_jsonr_type(&j, e[2]), GW_JSONR_NUMBER, "a number after a \"]}\" string");
+    ok(gw_jsonr_int(&j, gw_jsonr_get(&j, e[3], "a"), &v) == 0 && v == 2,
+       "a key repeated with an escape: the last counts");
+    is_int(gw_jsonr_get(&j, 0, "ID"), -1, "get on an array finds nothing");
+    is_int(gw_jsonr_next(&j, 1000, e[0]), -1, "a parent out of range has no members");
+    gw_jsonr_free(&j);
+}
+
+/* Short escapes, and integers at and past the edges. */
+static void
+test_scalars(void)
+{
+    const char *text = "[\"a\\\"b\\\\c\\/d\\b\\f\\n\\r\\te\",\"Service\",12,"
+                       "-9223372036854775808,99999999999999999999999,1e3,-0]";
+    gw_jsonr_t j;
+    size_t len = 0;
+    int64_t v = 1;
+
+    is_int(gw_jsonr_parse(&j, text, strlen(text), 10, NULL, 0), 0, "parses");
+    char *s = gw_jsonr_strdup(&j, 1, &len);
+    is_str(s, "a\"b\\c/d\b\f\n\r\te", "every short escape decoded");
+    is_int(len, 13, "its length");
+    free(s);
+    ok(!gw_jsonr_str_eq(&j, 2, "Servic") && !gw_jsonr_str_eq(&j, 2, "Services"),
+       "str_eq: shorter or longer is not equal");
+    ok(gw_jsonr_strdup(&j, 3, NULL) == NULL, "a number is not a string");
+    ok(gw_jsonr_int(&j, 4, &v) == 0 && v == INT64_MIN, "int64 min");
+    ok(gw_jsonr_int(&j, 5, &v) != 0, "far past int64 refused");
+    ok(gw_jsonr_int(&j, 6, &v) != 0, "an exponent is not an integer");
+    ok(gw_jsonr_int(&j, 7, &v) == 0 && v == 0, "-0 is 0");
+    gw_jsonr_free(&j);
+}
+
 int
 main(void)
 {
@@ -191,5 +251,7 @@ main(void)
     test_refuses();
     test_bounds();
     test_walk();
+    test_nested_walk();
+    test_scalars();
     done_testing();
 }
