@@ -274,13 +274,14 @@ done:
     return res;
 }
 
-/* The token limit for a text of LEN bytes: one no valid text reaches (a
- * value takes at least two bytes with its separator or brackets), so the
- * body size stays the only bound. */
+/* The token limit for a text of LEN bytes (20 bytes of tokens each): one
+ * value per four bytes is far more than Consul's answers hold (an
+ * instance is hundreds of bytes for a few dozen values), and keeps a
+ * hostile answer of tiny values from costing five times its size. */
 static size_t
 max_toks(size_t len)
 {
-    return len / 2 + 64;
+    return len / 4 + 64;
 }
 
 /* String T as a malloc'd copy of at most MAX bytes, or NULL (not a string,

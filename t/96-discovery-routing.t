@@ -152,8 +152,8 @@ ok(defined wait_who($gw, '/any/x', 'a'), 'back to one instance');
 stop_consul($c);
 ok(wait_for(sub { gateway_log($gw) =~ /registry c1: unreachable/ }, 10), 'a registry that goes away is logged');
 is(who($gw, '/any/x', 8), 'a', 'the last list stays in use while it is away');
-$m = http_request($gw->{status_port}, 'GET', '/metrics')->{body};
-like($m, qr/^gateway_registry_up\{registry="c1"\} 0$/m, 'gateway_registry_up 0');
+ok(wait_for(sub { http_request($gw->{status_port}, 'GET', '/metrics')->{body}
+    =~ /^gateway_registry_up\{registry="c1"\} 0$/m }, 3), 'gateway_registry_up 0');
 my $c2 = start_consul(port => $c->{port});
 reg_web($c2, 'b', 'v1');
 ok(defined wait_who($gw, '/any/x', 'b'), 'the registry back: its list is used');
