@@ -16,12 +16,13 @@
 #include "gw_watch.h"
 
 /*
- * The segment: a header page, then two halves. The writer fills the half
- * the next generation names (gen & 1) and then publishes the generation; a
- * reader copies the half of the generation it saw and checks afterwards
- * that the writer has not come round to that half again (a seqlock over
- * two buffers). One writer only: the master never runs two discovery
- * processes at once.
+ * The segment: a header page, then two halves. The writer announces the
+ * generation it is about to write (writing), fills the half it names
+ * (gen & 1) and then publishes it (gen); a reader copies the half of the
+ * generation it saw and checks afterwards that the writer has not begun
+ * writing that half again (a seqlock over two buffers: gen alone would
+ * not tell, it moves only when a write ends). One writer only: the master
+ * never runs two discovery processes at once.
  */
 #define SHM_MAGIC 0x6777646973633031ULL /* "gwdisc01" */
 #define SHM_HALF ((size_t)4 << 20)
@@ -31,6 +32,7 @@ typedef struct {
     uint64_t magic;
     _Atomic uint64_t gen;
     _Atomic uint64_t len[2];
+    _Atomic uint64_t writing; /* the generation being written, or gen */
 } shm_head_t;
 
 struct gw_disc_shm_s {
@@ -94,8 +96,7 @@ gw_disc_source_key(const gw_conf_t *conf, const gw_discovery_conf_t *d, char *ou
                          conf->registries[d->reg_index].prefix, d->service);
         break;
     case GW_DISC_CONSUL:
-        n = snprintf(out, len, "%s|consul|%s%s", d->registry, d->service,
-                     d->passing ? "" : "|all");
+        n = snprintf(out, len, "%s|consul|%s%s", d->registry, d->service, d->passing ? "" : "|all");
         break;
     case GW_DISC_DNS:
         if (d->srv)
@@ -144,7 +145,7 @@ typedef struct {
     int up; /* -1 unknown */
     uint64_t events;
     char why[128];
-    char printed[256];      /* -d: the state line printed last */
+    char printed[256];       /* -d: the state line printed last */
     uint64_t printed_events; /* -d: the events count printed last */
 } registry_t;
 
@@ -597,6 +598,8 @@ publish_shm(gw_disc_t *d)
         return;
     }
     uint64_t next = d->gen + 1;
+    atomic_store_explicit(&d->shm->head->writing, next, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release); /* announced before the half changes */
     memcpy(d->shm->half[next & 1], d->out.data, d->out.len);
     atomic_store_explicit(&d->shm->head->len[next & 1], d->out.len, memory_order_relaxed);
     atomic_store_explicit(&d->shm->head->gen, next, memory_order_release);
@@ -835,8 +838,8 @@ gw_disc_read(gw_disc_reader_t *r)
             continue;
         memcpy(r->copy, r->shm->half[g1 & 1], len);
         atomic_thread_fence(memory_order_acquire);
-        uint64_t g2 = atomic_load_explicit(&h->gen, memory_order_relaxed);
-        if (g2 - g1 >= 2)
+        uint64_t w = atomic_load_explicit(&h->writing, memory_order_relaxed);
+        if (w - g1 >= 2)
             continue; /* the writer came round to this half while it was copied */
         reader_clear(r);
         r->len = len;
