@@ -162,7 +162,7 @@ struct gw_disc_s {
     uint64_t gen;
     uv_timer_t publish;
     int publish_armed;
-    uv_signal_t sig_term, sig_int;
+    uv_signal_t sig_term, sig_int, sig_quit, sig_usr1;
     gw_buf_t out;
 };
 
@@ -923,6 +923,14 @@ carry_over(gw_disc_t *d)
     gw_disc_reader_free(r);
 }
 
+/* logrotate: the master passes SIGUSR1 on, as to the workers */
+static void
+on_reopen_signal(uv_signal_t *h, int signum)
+{
+    gw_disc_t *d = h->data;
+    gw_log_reopen(d->log);
+}
+
 static void
 on_stop_signal(uv_signal_t *h, int signum)
 {
@@ -935,6 +943,8 @@ on_stop_signal(uv_signal_t *h, int signum)
     uv_close((uv_handle_t *)&d->publish, NULL);
     uv_close((uv_handle_t *)&d->sig_term, NULL);
     uv_close((uv_handle_t *)&d->sig_int, NULL);
+    uv_close((uv_handle_t *)&d->sig_quit, NULL);
+    uv_close((uv_handle_t *)&d->sig_usr1, NULL);
 }
 
 static void
@@ -970,9 +980,13 @@ disc_main(const gw_conf_t *conf, gw_disc_shm_t *shm, gw_metrics_t *metrics, gw_l
     d.publish.data = &d;
     uv_signal_init(&loop, &d.sig_term);
     uv_signal_init(&loop, &d.sig_int);
-    d.sig_term.data = d.sig_int.data = &d;
+    uv_signal_init(&loop, &d.sig_quit);
+    uv_signal_init(&loop, &d.sig_usr1);
+    d.sig_term.data = d.sig_int.data = d.sig_quit.data = d.sig_usr1.data = &d;
     uv_signal_start(&d.sig_term, on_stop_signal, SIGTERM);
     uv_signal_start(&d.sig_int, on_stop_signal, SIGINT);
+    uv_signal_start(&d.sig_quit, on_stop_signal, SIGQUIT);
+    uv_signal_start(&d.sig_usr1, on_reopen_signal, SIGUSR1);
     int rc = 1;
     if (sources_build(&d) == GW_OK) {
         if (shm)
@@ -994,6 +1008,9 @@ disc_main(const gw_conf_t *conf, gw_disc_shm_t *shm, gw_metrics_t *metrics, gw_l
 int
 gw_disc_run(const gw_conf_t *conf, gw_disc_shm_t *shm, gw_metrics_t *metrics, gw_log_t *log)
 {
+    /* a terminal's hangup reaches the whole process group: reloads are
+     * the master's (as for the workers) */
+    signal(SIGHUP, SIG_IGN);
     return disc_main(conf, shm, metrics, log);
 }
 

@@ -433,6 +433,8 @@ master_loop(master_t *m)
         if (sig == SIGUSR1) {
             gw_log_reopen(m->log);
             signal_workers(m->workers, m->nworkers, SIGUSR1);
+            if (m->disc.pid > 0)
+                kill(m->disc.pid, SIGUSR1);
         }
         if ((sig == SIGTERM || sig == SIGQUIT || sig == SIGINT) && !m->stopping) {
             m->stopping = 1;
