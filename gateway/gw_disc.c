@@ -83,6 +83,37 @@ gw_disc_shm_free(gw_disc_shm_t *shm)
 
 /* ---- source keys ---- */
 
+/* "|%08x": the registry's fingerprint that ends a key; -d leaves it out */
+#define SOURCE_PRINT_LEN 9
+
+static uint32_t
+fnv_str(uint32_t h, const char *s)
+{
+    for (; s && *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return (h ^ 0xff) * 16777619u; /* a separator: "ab","c" is not "a","bc" */
+}
+
+/* Where a registry's lists come from (its servers, datacenter, the
+ * credentials that filter what it shows): a reload that changes these
+ * makes new sources, so no list read from the old servers is carried
+ * over to the new ones. */
+static uint32_t
+registry_print(const gw_registry_conf_t *rc)
+{
+    uint32_t h = 2166136261u;
+    h = (h ^ (uint32_t)rc->kind) * 16777619u;
+    for (size_t i = 0; i < rc->nendpoints; i++)
+        h = fnv_str(h, rc->endpoints[i]);
+    h = fnv_str(h, rc->dc);
+    h = fnv_str(h, rc->token);
+    h = fnv_str(h, rc->username);
+    h = fnv_str(h, rc->password);
+    for (size_t i = 0; i < rc->nnameservers; i++)
+        h = fnv_str(h, rc->nameservers[i]);
+    return h;
+}
+
 size_t
 gw_disc_source_key(const gw_conf_t *conf, const gw_discovery_conf_t *d, char *out, size_t len)
 {
@@ -107,7 +138,11 @@ gw_disc_source_key(const gw_conf_t *conf, const gw_discovery_conf_t *d, char *ou
     default:
         return 0;
     }
-    return n > 0 && (size_t)n < len ? (size_t)n : 0;
+    if (n <= 0 || (size_t)n >= len)
+        return 0;
+    int m = snprintf(out + n, len - (size_t)n, "|%08x",
+                     (unsigned)registry_print(&conf->registries[d->reg_index]));
+    return m == SOURCE_PRINT_LEN && (size_t)(n + m) < len ? (size_t)(n + m) : 0;
 }
 
 /* ---- the discovery process: sources and the lists they hold ---- */
@@ -451,10 +486,12 @@ print_json_str(gw_buf_t *b, const char *s)
 static void
 print_source(gw_buf_t *b, const source_t *s)
 {
+    char name[sizeof(s->key)];
+    snprintf(name, sizeof(name), "%.*s", (int)(strlen(s->key) - SOURCE_PRINT_LEN), s->key);
     b->len = 0;
     gw_buf_append(b, "{\"source\":", 10);
     gw_buf_reserve(b, 16);
-    print_json_str(b, s->key);
+    print_json_str(b, name);
     gw_buf_append(b, ",\"upstreams\":[", 14);
     for (size_t i = 0; i < s->nupstreams; i++) {
         if (i)

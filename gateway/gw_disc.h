@@ -48,7 +48,8 @@ int gw_disc_run(const gw_conf_t *conf, gw_disc_shm_t *shm, gw_metrics_t *metrics
  * or SIGTERM. For operators asking "what does the gateway see". */
 int gw_disc_print(const gw_conf_t *conf, gw_log_t *log);
 
-/* The source key of an upstream's discovery block: "<registry>|<what>".
+/* The source key of an upstream's discovery block:
+ * "<registry>|<what>|<fingerprint of the registry's servers>".
  * Written into OUT (LEN bytes); returns its length, or 0 when it does not
  * fit. */
 size_t gw_disc_source_key(const gw_conf_t *conf, const gw_discovery_conf_t *d, char *out,

@@ -78,5 +78,33 @@ sub disc_pid {
     is(stop_gateway($gw), 0, 'the gateway stops cleanly');
 }
 
+# ---- a reload that points a registry elsewhere: no list of the old one ------
+
+{
+    my $c = start_consul();
+    reg($c, 'a');
+    my $dead = free_port();
+    my %cfg = (
+        gateway    => { workers => 1 },
+        registries => { c1 => { type => 'consul', addr => "http://127.0.0.1:$c->{port}", wait => '2s',
+                                timeout => '1s' } },
+        upstreams  => [{ name => 'web', discovery => { registry => 'c1', service => 'web' } }],
+        routes     => [{ match => { path => '/*' }, upstream => 'web' }],
+    );
+    my $gw = start_gateway(config => \%cfg);
+    ok(wait_who($gw, '/x', 'a'), 'routing through the first Consul');
+    $cfg{registries}{c1}{addr} = "http://127.0.0.1:$dead";
+    spew_file($gw->{conf}, GwTest::config_text($gw, config => \%cfg));
+    kill 'HUP', $gw->{pid};
+    ok(wait_for(sub { gateway_log($gw) =~ /reloaded/ }, 5), 'reloaded onto a Consul that is down');
+    ok(wait_for(sub { gateway_log($gw) =~ /registry c1: unreachable/ }, 5), '... which is logged');
+    sleep 0.3;
+    my $r = http_request($gw->{port}, 'GET', '/x');
+    is($r->{status}, 503, 'the old registry\'s nodes are not used for the new one');
+    like(json_body($r)->{message} // '', qr/no node yet/, '... the new registry was never read');
+    is(stop_gateway($gw), 0, 'the gateway stops cleanly');
+    stop_consul($c);
+}
+
 stop_all();
 done_testing();
