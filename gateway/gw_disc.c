@@ -1026,8 +1026,13 @@ disc_main(const gw_conf_t *conf, gw_disc_shm_t *shm, gw_metrics_t *metrics, gw_l
     uv_signal_start(&d.sig_usr1, on_reopen_signal, SIGUSR1);
     int rc = 1;
     if (sources_build(&d) == GW_OK) {
-        if (shm)
+        if (shm) {
             carry_over(&d);
+            /* at once: lists of sources this configuration no longer has
+             * leave the segment, or a later reload that brings them back
+             * would route over them as if they were current */
+            schedule_publish(&d);
+        }
         if (registries_start(&d) == GW_OK) {
             uv_run(&loop, UV_RUN_DEFAULT);
             rc = 0;

@@ -106,5 +106,43 @@ sub disc_pid {
     stop_consul($c);
 }
 
+# ---- reloads away from discovery and back: no list from long ago ----------
+
+{
+    my $c = start_consul();
+    reg($c, 'a');
+    my %with = (
+        gateway    => { workers => 1 },
+        registries => { c1 => { type => 'consul', addr => "http://127.0.0.1:$c->{port}", wait => '2s',
+                                timeout => '1s' } },
+        upstreams  => [{ name => 'web', discovery => { registry => 'c1', service => 'web' } }],
+        routes     => [{ match => { path => '/*' }, upstream => 'web' }],
+    );
+    my %without = (
+        gateway   => { workers => 1 },
+        upstreams => [{ name => 'web', nodes => ["127.0.0.1:$up{b}{port}"] }],
+        routes    => [{ match => { path => '/*' }, upstream => 'web' }],
+    );
+    my $gw = start_gateway(config => \%with);
+    ok(wait_who($gw, '/x', 'a'), 'routing through Consul');
+    my $reloads = 0;
+    my $reload = sub {
+        my ($cfg) = @_;
+        spew_file($gw->{conf}, GwTest::config_text($gw, config => $cfg));
+        kill 'HUP', $gw->{pid};
+        $reloads++;
+        return wait_for(sub { (() = gateway_log($gw) =~ /reloaded/g) == $reloads }, 5);
+    };
+    ok($reload->(\%without), 'reloaded without discovery');
+    ok(wait_who($gw, '/x', 'b'), 'static nodes in use');
+    stop_consul($c); # the registry goes away meanwhile (and instance a with it)
+    ok($reload->(\%with), 'reloaded with discovery again, the registry down');
+    sleep 0.5;
+    my $r = http_request($gw->{port}, 'GET', '/x');
+    is($r->{status}, 503, 'the list of two reloads ago is not used');
+    like(json_body($r)->{message} // '', qr/no node yet/, '... the registry was never read');
+    is(stop_gateway($gw), 0, 'the gateway stops cleanly');
+}
+
 stop_all();
 done_testing();
