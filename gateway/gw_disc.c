@@ -16,12 +16,13 @@
 #include "gw_watch.h"
 
 /*
- * The segment: a header page, then two halves. The writer fills the half
- * the next generation names (gen & 1) and then publishes the generation; a
- * reader copies the half of the generation it saw and checks afterwards
- * that the writer has not started on that half again (`busy`, announced
- * before the writer touches a half: a seqlock over two buffers). One writer only: the master never runs two discovery
- * processes at once.
+ * The segment: a header page, then two halves. The writer announces the
+ * generation it is about to write (writing), fills the half it names
+ * (gen & 1) and then publishes it (gen); a reader copies the half of the
+ * generation it saw and checks afterwards that the writer has not begun
+ * writing that half again (a seqlock over two buffers: gen alone would
+ * not tell, it moves only when a write ends). One writer only: the master
+ * never runs two discovery processes at once.
  */
 #define SHM_MAGIC 0x6777646973633031ULL /* "gwdisc01" */
 #define SHM_HALF ((size_t)4 << 20)
@@ -32,7 +33,7 @@ typedef struct {
     _Atomic uint64_t gen;
     _Atomic uint64_t len[2];
     _Atomic uint64_t conf_hash; /* the config text the master runs */
-    _Atomic uint64_t busy;      /* the generation being written */
+    _Atomic uint64_t writing;   /* the generation being written, or gen */
 } shm_head_t;
 
 struct gw_disc_shm_s {
@@ -79,6 +80,25 @@ gw_disc_shm_set_conf(gw_disc_shm_t *shm, const gw_conf_t *conf)
         atomic_store_explicit(&shm->head->conf_hash, conf->hash, memory_order_release);
 }
 
+static void
+shm_write(gw_disc_shm_t *shm, uint64_t next, const void *data, size_t len)
+{
+    atomic_store_explicit(&shm->head->writing, next, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release); /* announced before the half changes */
+    memcpy(shm->half[next & 1], data, len);
+    atomic_store_explicit(&shm->head->len[next & 1], len, memory_order_relaxed);
+    atomic_store_explicit(&shm->head->gen, next, memory_order_release);
+}
+
+void
+gw_disc_shm_clear(gw_disc_shm_t *shm)
+{
+    static const uint32_t empty[2] = {0, 0}; /* no registry, no source */
+    if (shm)
+        shm_write(shm, atomic_load_explicit(&shm->head->gen, memory_order_acquire) + 1, empty,
+                  sizeof(empty));
+}
+
 void
 gw_disc_shm_free(gw_disc_shm_t *shm)
 {
@@ -89,6 +109,37 @@ gw_disc_shm_free(gw_disc_shm_t *shm)
 }
 
 /* ---- source keys ---- */
+
+/* "|%08x": the registry's fingerprint that ends a key; -d leaves it out */
+#define SOURCE_PRINT_LEN 9
+
+static uint32_t
+fnv_str(uint32_t h, const char *s)
+{
+    for (; s && *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return (h ^ 0xff) * 16777619u; /* a separator: "ab","c" is not "a","bc" */
+}
+
+/* Where a registry's lists come from (its servers, datacenter, the
+ * credentials that filter what it shows): a reload that changes these
+ * makes new sources, so no list read from the old servers is carried
+ * over to the new ones. */
+static uint32_t
+registry_print(const gw_registry_conf_t *rc)
+{
+    uint32_t h = 2166136261u;
+    h = (h ^ (uint32_t)rc->kind) * 16777619u;
+    for (size_t i = 0; i < rc->nendpoints; i++)
+        h = fnv_str(h, rc->endpoints[i]);
+    h = fnv_str(h, rc->dc);
+    h = fnv_str(h, rc->token);
+    h = fnv_str(h, rc->username);
+    h = fnv_str(h, rc->password);
+    for (size_t i = 0; i < rc->nnameservers; i++)
+        h = fnv_str(h, rc->nameservers[i]);
+    return h;
+}
 
 size_t
 gw_disc_source_key(const gw_conf_t *conf, const gw_discovery_conf_t *d, char *out, size_t len)
@@ -114,7 +165,11 @@ gw_disc_source_key(const gw_conf_t *conf, const gw_discovery_conf_t *d, char *ou
     default:
         return 0;
     }
-    return n > 0 && (size_t)n < len ? (size_t)n : 0;
+    if (n <= 0 || (size_t)n >= len)
+        return 0;
+    int m = snprintf(out + n, len - (size_t)n, "|%08x",
+                     (unsigned)registry_print(&conf->registries[d->reg_index]));
+    return m == SOURCE_PRINT_LEN && (size_t)(n + m) < len ? (size_t)(n + m) : 0;
 }
 
 /* ---- the discovery process: sources and the lists they hold ---- */
@@ -187,7 +242,7 @@ struct gw_disc_s {
     uint64_t gen;
     uv_timer_t publish;
     int publish_armed;
-    uv_signal_t sig_term, sig_int, sig_hup, sig_usr1;
+    uv_signal_t sig_term, sig_int, sig_quit, sig_hup, sig_usr1;
     int restart; /* the process exits for the master to start a new one */
     gw_buf_t out;
     gw_resolver_t *resolver; /* made when a registry first names a host */
@@ -917,10 +972,12 @@ print_json_str(gw_buf_t *b, const char *s)
 static void
 print_source(gw_buf_t *b, const source_t *s)
 {
+    char name[sizeof(s->key)];
+    snprintf(name, sizeof(name), "%.*s", (int)(strlen(s->key) - SOURCE_PRINT_LEN), s->key);
     b->len = 0;
     gw_buf_append(b, "{\"source\":", 10);
     gw_buf_reserve(b, 16);
-    print_json_str(b, s->key);
+    print_json_str(b, name);
     gw_buf_append(b, ",\"upstreams\":[", 14);
     for (size_t i = 0; i < s->nupstreams; i++) {
         if (i)
@@ -1063,14 +1120,7 @@ publish_shm(gw_disc_t *d)
                d->out.len, SHM_HALF);
         return;
     }
-    uint64_t next = d->gen + 1;
-    /* announced before the half is touched: a reader still copying the
-     * generation before last from it sees busy move and reads again */
-    atomic_store_explicit(&d->shm->head->busy, next, memory_order_relaxed);
-    atomic_thread_fence(memory_order_seq_cst);
-    memcpy(d->shm->half[next & 1], d->out.data, d->out.len);
-    atomic_store_explicit(&d->shm->head->len[next & 1], d->out.len, memory_order_relaxed);
-    atomic_store_explicit(&d->shm->head->gen, next, memory_order_release);
+    shm_write(d->shm, d->gen + 1, d->out.data, d->out.len);
 }
 
 static void
@@ -1304,8 +1354,8 @@ gw_disc_read(gw_disc_reader_t *r)
             continue;
         memcpy(r->copy, r->shm->half[g1 & 1], len);
         atomic_thread_fence(memory_order_acquire);
-        uint64_t busy = atomic_load_explicit(&h->busy, memory_order_relaxed);
-        if (busy >= g1 + 2)
+        uint64_t w = atomic_load_explicit(&h->writing, memory_order_relaxed);
+        if (w - g1 >= 2)
             continue; /* the writer came round to this half while it was copied */
         reader_clear(r);
         r->len = len;
@@ -1405,10 +1455,13 @@ on_stop_signal(uv_signal_t *h, int signum)
     uv_close((uv_handle_t *)&d->publish, NULL);
     uv_close((uv_handle_t *)&d->sig_term, NULL);
     uv_close((uv_handle_t *)&d->sig_int, NULL);
+    uv_close((uv_handle_t *)&d->sig_quit, NULL);
     uv_close((uv_handle_t *)&d->sig_hup, NULL);
     uv_close((uv_handle_t *)&d->sig_usr1, NULL);
 }
 
+/* SIGUSR1: logrotate (the master passes it on, as to the workers);
+ * SIGHUP: the master reloaded */
 static void
 on_signal(uv_signal_t *h, int signum)
 {
@@ -1454,17 +1507,24 @@ disc_main(const gw_conf_t *conf, gw_disc_shm_t *shm, gw_log_t *log)
     uv_unref((uv_handle_t *)&d.names_timer);
     uv_signal_init(&loop, &d.sig_term);
     uv_signal_init(&loop, &d.sig_int);
+    uv_signal_init(&loop, &d.sig_quit);
     uv_signal_init(&loop, &d.sig_hup);
     uv_signal_init(&loop, &d.sig_usr1);
-    d.sig_term.data = d.sig_int.data = d.sig_hup.data = d.sig_usr1.data = &d;
+    d.sig_term.data = d.sig_int.data = d.sig_quit.data = d.sig_hup.data = d.sig_usr1.data = &d;
     uv_signal_start(&d.sig_term, on_stop_signal, SIGTERM);
     uv_signal_start(&d.sig_int, on_stop_signal, SIGINT);
+    uv_signal_start(&d.sig_quit, on_stop_signal, SIGQUIT);
     uv_signal_start(&d.sig_hup, on_signal, SIGHUP);
     uv_signal_start(&d.sig_usr1, on_signal, SIGUSR1);
     int rc = 1;
     if (sources_build(conf, &d.sources, &d.nsources) == GW_OK) {
-        if (shm)
+        if (shm) {
             carry_over(&d);
+            /* at once: lists of sources this configuration no longer has
+             * leave the segment, or a later reload that brings them back
+             * would route over them as if they were current */
+            schedule_publish(&d);
+        }
         if (registries_start(&d) == GW_OK) {
             uv_run(&loop, UV_RUN_DEFAULT);
             rc = d.restart ? 3 : 0;

@@ -44,6 +44,11 @@ size_t gw_disc_source_count(const gw_conf_t *conf);
  * watchers only when it reads that same text. */
 void gw_disc_shm_set_conf(gw_disc_shm_t *shm, const gw_conf_t *conf);
 
+/* Forgets every list (the master, with no discovery process running, when
+ * a reload drops discovery): lists must not come back from an old
+ * configuration when a later one brings discovery back. */
+void gw_disc_shm_clear(gw_disc_shm_t *shm);
+
 /* The discovery process: runs the watchers of CONF until SIGTERM, publishing
  * the lists and the registries' state into SHM. On SIGHUP it re-reads
  * CONF's file: watchers of registries whose settings and watched services
@@ -58,7 +63,8 @@ int gw_disc_run(const gw_conf_t *conf, gw_disc_shm_t *shm, gw_log_t *log);
  * or SIGTERM. For operators asking "what does the gateway see". */
 int gw_disc_print(const gw_conf_t *conf, gw_log_t *log);
 
-/* The source key of an upstream's discovery block: "<registry>|<what>".
+/* The source key of an upstream's discovery block:
+ * "<registry>|<what>|<fingerprint of the registry's servers>".
  * Written into OUT (LEN bytes); returns its length, or 0 when it does not
  * fit. */
 size_t gw_disc_source_key(const gw_conf_t *conf, const gw_discovery_conf_t *d, char *out,

@@ -341,14 +341,14 @@ failed:
     return NULL;
 }
 
-void
+int
 gw_health_set_nodes(gw_health_t *h, gw_node_t **nodes, size_t n)
 {
     if (h == NULL)
-        return;
+        return GW_OK;
     hnode_t **hn = calloc(n ? n : 1, sizeof(hnode_t *));
     if (hn == NULL)
-        return; /* out of memory: the old probes go on; observe checks the node */
+        return GW_ERROR; /* the old records go on; observe checks the node */
     for (size_t i = 0; i < n; i++)
         for (size_t j = 0; j < h->nnodes && hn[i] == NULL; j++)
             if (h->nodes[j]->node == nodes[i])
@@ -365,7 +365,7 @@ gw_health_set_nodes(gw_health_t *h, gw_node_t **nodes, size_t n)
                     hnode_free(hn[j]);
             }
             free(hn);
-            return;
+            return GW_ERROR;
         }
     }
     /* the old nodes not taken over go */
@@ -385,6 +385,7 @@ gw_health_set_nodes(gw_health_t *h, gw_node_t **nodes, size_t n)
             uv_timer_start(&h->timer, on_probe_tick, h->conf->health_active.interval_ms,
                            h->conf->health_active.interval_ms);
     }
+    return GW_OK;
 }
 
 void

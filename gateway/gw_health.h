@@ -46,8 +46,9 @@ void gw_health_start(gw_health_t *h);
 /* The upstream's nodes changed (discovery): NODES[0..N) in the upstream's
  * order. Nodes that stay keep their probe state and counts; new ones are
  * probed from the next interval; a removed node's probe is cancelled. H
- * may be NULL. */
-void gw_health_set_nodes(gw_health_t *h, gw_node_t **nodes, size_t n);
+ * may be NULL. GW_ERROR when out of memory: the old records stay, and may
+ * point to nodes no longer listed (the caller keeps those allocated). */
+int gw_health_set_nodes(gw_health_t *h, gw_node_t **nodes, size_t n);
 
 /**
  * Stops checking: closes the timer and cancels the probes in flight; their

@@ -208,6 +208,7 @@ reload_disc(master_t *m)
 {
     if (gw_disc_source_count(m->conf) == 0) {
         stop_disc(m);
+        gw_disc_shm_clear(m->disc_shm);
         return;
     }
     if (m->disc_shm == NULL)

@@ -211,8 +211,11 @@ node_find(gw_node_t *const *old, size_t nold, const gw_disc_entry_t *e)
     return i;
 }
 
-/* Everything the change needs is allocated first, so that running out of
- * memory leaves the old list whole; then the change cannot fail. */
+/* Everything the nodes need is allocated first, so that running out of
+ * memory there leaves the old list whole. The balancers and health checks
+ * allocate as they take the new list; should one fail, the removed nodes
+ * are never freed (one may still be pointed to) rather than risk a
+ * dangling pointer. */
 int
 gw_upstreams_set_nodes(gw_upstreams_t *u, size_t index, const gw_disc_entry_t *entries, size_t n)
 {
@@ -248,15 +251,24 @@ gw_upstreams_set_nodes(gw_upstreams_t *u, size_t index, const gw_disc_entry_t *e
     }
     up->nodes = nodes;
     up->nnodes = n;
-    target_refresh(&up->all);
+    int ok = target_refresh(&up->all) == GW_OK;
     for (size_t r = 0; r < u->nroutes; r++)
         for (size_t k = 0; k <= u->nsplits[r]; k++)
             if (u->route_targets[r][k].up == up && u->route_targets[r][k].bal)
-                target_refresh(&u->route_targets[r][k]);
-    gw_health_set_nodes(up->health, nodes, n);
-    for (i = 0; i < nold; i++)
-        if (old[i])
-            node_remove(old[i]);
+                ok &= target_refresh(&u->route_targets[r][k]) == GW_OK;
+    ok &= gw_health_set_nodes(up->health, nodes, n) == GW_OK;
+    if (!ok)
+        gw_log(u->log, GW_LOG_ERROR,
+               "upstream \"%s\": out of memory applying a node list; removed nodes are kept "
+               "allocated",
+               up->conf->name);
+    for (i = 0; i < nold; i++) {
+        if (old[i] == NULL)
+            continue;
+        if (!ok)
+            old[i]->refs++; /* a balancer or a health record may still point to it */
+        node_remove(old[i]);
+    }
     free(old);
     free(confs);
     free(from);
