@@ -260,46 +260,66 @@ log "gateway processes: $(for p in $GW_PIDS; do printf '%s=%s ' "$p" "${ROLE[$p]
 
 RAW=$TMP/raw.tsv
 : >"$RAW"
-# phase NAME SECONDS : one wrk run, with the CPU used by each part.
-phase() {
-    local name=$1 secs=$2 out="$TMP/wrk/$1.txt" line p
+# all_ticks : user+nice+system jiffies of every CPU (interrupts left out).
+all_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 }' /proc/stat; }
+# child_ticks_to VAR : CPU time of this shell's reaped children (wrk), in
+# ticks, into VAR (`times` in a subshell would see the subshell's).
+child_ticks_to() {
+    times >"$TMP/times.txt"
+    printf -v "$1" '%s' "$(tail -n 1 "$TMP/times.txt" | awk -v hz="$HZ" '{
+        s = 0
+        for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); s += a[1] * 60 + a[2] }
+        printf "%d\n", s * hz + 0.5 }')"
+}
+# run PHASE SECONDS : one wrk run, with the CPU used by each part; one line
+# of RAW.
+run() {
+    local name=$1 secs=$2 out line p g k
+    out="$TMP/wrk/$1.txt"
     local -A t0=() t1=()
     for p in $GW_PIDS; do t0[$p]=$(pid_ticks "$p"); done
-    for g in etcd churn printer; do [ -n "${PGID[$g]:-}" ] && t0[$g]=$(group_ticks "${PGID[$g]}"); done
-    local c0 c1
-    c0=$(cpu_busy)
+    for g in etcd churn printer; do t0[$g]=0; [ -n "${PGID[$g]:-}" ] && t0[$g]=$(group_ticks "${PGID[$g]}"); done
+    local c0 c1 a0 a1 w0 w1
+    c0=$(cpu_busy); a0=$(all_ticks); child_ticks_to w0
     taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${secs}s" --timeout 5s -s "$TMP/spread.lua" \
         "http://127.0.0.1:$GW_PORT/" >"$out" 2>&1 || true
-    c1=$(cpu_busy)
+    c1=$(cpu_busy); a1=$(all_ticks); child_ticks_to w1
     for p in $GW_PIDS; do t1[$p]=$(pid_ticks "$p"); done
-    for g in etcd churn printer; do [ -n "${PGID[$g]:-}" ] && t1[$g]=$(group_ticks "${PGID[$g]}"); done
+    for g in etcd churn printer; do t1[$g]=0; [ -n "${PGID[$g]:-}" ] && t1[$g]=$(group_ticks "${PGID[$g]}"); done
     line=$(grep '^BENCHRESULT' "$out" || echo "BENCHRESULT requests=0 duration_us=1 p50_us=0 p99_us=0 errors=-1 status=-1")
-    local work=0 disc=0 master=0 k
+    local work=0 disc=0 master=0 rss=0 mine
     for p in $GW_PIDS; do
         k=$((t1[$p] - t0[$p]))
         case ${ROLE[$p]} in
-        worker) work=$((work + k)) ;;
+        worker)
+            work=$((work + k))
+            rss=$((rss + $(awk '/^VmRSS/ { print $2 }' "/proc/$p/status" 2>/dev/null || echo 0)))
+            ;;
         discovery) disc=$((disc + k)) ;;
         *) master=$((master + k)) ;;
         esac
     done
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$line" "$work" "$disc" "$master" \
-        "$((t1[etcd] - t0[etcd]))" "$((t1[churn] - t0[churn]))" \
-        "$([ -n "${PGID[printer]:-}" ] && echo $((t1[printer] - t0[printer])) || echo 0)" \
-        "$c0" "$c1" "$secs" >>"$RAW"
-    log "$name: $(sed -n 's/^Requests\/sec: *//p' "$out") req/s, $line"
+    local etcd=$((t1[etcd] - t0[etcd])) churn=$((t1[churn] - t0[churn])) printer=$((t1[printer] - t0[printer])) wrk=$((w1 - w0))
+    mine=$((work + disc + master + etcd + churn + printer + wrk))
+    # columns: phase result worker disc master etcd churn printer wrk other
+    #          cpu0/1 before, cpu0/1 after, seconds, worker RSS (KiB)
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$line" "$work" "$disc" "$master" \
+        "$etcd" "$churn" "$printer" "$wrk" "$((a1 - a0 - mine))" "$c0" "$c1" "$secs" "$rss" >>"$RAW"
+    log "$name: $(sed -n 's/^Requests\/sec: *//p' "$out") req/s; worker $work ticks, discovery $disc, other processes $((a1 - a0 - mine))"
 }
-
 log "warm-up 3 s"
 taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d3s --timeout 5s -s "$TMP/spread.lua" \
     "http://127.0.0.1:$GW_PORT/" >"$TMP/wrk/warmup.txt" 2>&1 || true
 EV0=$(curl -s --max-time 2 "http://127.0.0.1:$STATUS_PORT/metrics" | awk '/^gateway_registry_events_total/ { s += $NF } END { print s + 0 }')
 
-phase before "$BEFORE"
-kill -USR1 "$CHURN_PID"
-phase churn "$DURATION"
+run before "$BEFORE"
+# The churn starts half a second into the wrk run and ends (DURATION s
+# later, plus the changes still in flight) before it, so every new node is
+# registered while requests flow.
+( sleep 0.5; kill -USR1 "$CHURN_PID" ) &
+run churn $((DURATION + 2))
 wait_for churn 30 churn_said "churn done"
-phase after "$AFTER"
+run after "$AFTER"
 
 EV1=$(curl -s --max-time 2 "http://127.0.0.1:$STATUS_PORT/metrics" | awk '/^gateway_registry_events_total/ { s += $NF } END { print s + 0 }')
 curl -s --max-time 2 "http://127.0.0.1:$STATUS_PORT/metrics" >"$TMP/metrics.txt" || true
@@ -333,39 +353,61 @@ fi
 echo
 echo "### Throughput"
 echo
-echo "| phase | s | req/s | p50 ms | p99 ms | errors (non-2xx) | gateway worker CPU us/req | discovery process CPU % | etcd CPU % | churn + backends CPU % | gateway -d CPU % | gateway master CPU % | CPU$PROXY_CPU busy | CPU$LOAD_CPU busy |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+echo "One wrk run per phase; the churn phase's run starts 0.5 s before the first change and ends about 1.5 s after the last. CPU in % of one CPU over the phase; \\`other processes\\`: CPU time on the host not used by the processes of this run (another user's load)."
+echo
+echo "| phase | s | req/s | p50 ms | p99 ms | errors (non-2xx) | worker us/req | discovery process % | master % | etcd % | churn + backends % | gateway -d % | wrk % | other processes % | CPU$PROXY_CPU busy | CPU$LOAD_CPU busy | worker RSS MiB |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 awk -F'\t' -v hz="$HZ" '
     {
+        ph = $1
+        if (!(ph in n)) order[++np] = ph
+        n[ph]++
         k = split($2, kv, /[ =]/); delete r
         for (i = 2; i < k; i += 2) r[kv[i]] = kv[i + 1]
-        secs = r["duration_us"] / 1e6
-        rps = r["requests"] / secs
-        split($9, c0, " "); split($10, c1, " ")
-        b0 = (c1[2] - c0[2]) ? 100 * (c1[1] - c0[1]) / (c1[2] - c0[2]) : 0
-        b1 = (c1[4] - c0[4]) ? 100 * (c1[3] - c0[3]) / (c1[4] - c0[4]) : 0
-        printf "| %s | %s | %.0f | %.3f | %.3f | %s (%s) | %.2f | %.1f | %.1f | %.1f | %.1f | %.1f | %.0f%% | %.0f%% |\n",
-            $1, $11, rps, r["p50_us"] / 1000, r["p99_us"] / 1000, r["errors"], r["status"],
-            r["requests"] ? $3 * 1e6 / hz / r["requests"] : 0,
-            100 * $4 / hz / secs, 100 * $6 / hz / secs, 100 * $7 / hz / secs, 100 * $8 / hz / secs, 100 * $5 / hz / secs, b0, b1
-        rate[$1] = rps
+        req[ph] += r["requests"]; dur[ph] += r["duration_us"] / 1e6
+        if (r["p50_us"] > p50[ph]) p50[ph] = r["p50_us"]
+        if (r["p99_us"] > p99[ph]) p99[ph] = r["p99_us"]
+        if (r["errors"] < 0) bad[ph] = 1
+        err[ph] += r["errors"]; st[ph] += r["status"]
+        for (c = 3; c <= 10; c++) t[ph, c] += $c
+        split($11, c0, " "); split($12, c1, " ")
+        b0[ph] += c1[1] - c0[1]; n0[ph] += c1[2] - c0[2]
+        b1[ph] += c1[3] - c0[3]; n1[ph] += c1[4] - c0[4]
+        secs[ph] += $13; rss[ph] = $14
     }
     END {
-        if (rate["before"] > 0) {
+        for (i = 1; i <= np; i++) {
+            ph = order[i]; d = secs[ph]
+            rate[ph] = dur[ph] ? req[ph] / dur[ph] : 0
+            printf "| %s | %d | %.0f | %.3f | %.3f | %s (%d) | %.2f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.0f%% | %.0f%% | %.1f |\n",
+                ph, d, rate[ph], p50[ph] / 1000, p99[ph] / 1000, (ph in bad) ? "NO RESULT" : err[ph], st[ph],
+                req[ph] ? t[ph, 3] * 1e6 / hz / req[ph] : 0,
+                100 * t[ph, 4] / hz / d, 100 * t[ph, 5] / hz / d, 100 * t[ph, 6] / hz / d, 100 * t[ph, 7] / hz / d,
+                100 * t[ph, 8] / hz / d, 100 * t[ph, 9] / hz / d, 100 * t[ph, 10] / hz / d,
+                n0[ph] ? 100 * b0[ph] / n0[ph] : 0, n1[ph] ? 100 * b1[ph] / n1[ph] : 0, rss[ph] / 1024
+        }
+        if (rate["before"] > 0 && rate["churn"] > 0) {
             ref = rate["before"]
             if (rate["after"] > 0) ref = (rate["before"] + rate["after"]) / 2
             printf "\nreq/s during the churn against the mean of before and after: %.0f / %.0f = %+.1f %% (against before alone: %+.1f %%)\n",
                 rate["churn"], ref, 100 * (rate["churn"] / ref - 1), 100 * (rate["churn"] / rate["before"] - 1)
+            wb = t["before", 3] / req["before"]; wc = t["churn", 3] / req["churn"]
+            printf "\nWorker CPU per request during the churn against before: %+.1f %%; the discovery process used %.1f %% of a CPU during the churn.\n",
+                100 * (wc / wb - 1), 100 * t["churn", 4] / hz / secs["churn"]
         }
     }' "$RAW"
 echo
 echo "### Delay from the etcd write to the first request routed to the new node"
 echo
-"$CHURN_BIN" report -nodes "$TMP/nodes.tsv" $([ "$PRINTER" = 1 ] && echo "-printer $TMP/printer.log")
+"$CHURN_BIN" report -nodes "$TMP/nodes.tsv" -gwlog "$TMP/gw.err" $([ "$PRINTER" = 1 ] && echo "-printer $TMP/printer.log")
 echo
 awk -F'\t' -v n="$((SERVICES * PER))" -v s="$SERVICES" '$1 == "churn" {
     k = split($2, kv, /[ =]/)
     for (i = 2; i < k; i += 2) r[kv[i]] = kv[i + 1]
-    rps = r["requests"] / (r["duration_us"] / 1e6)
-    printf "Request sampling: during the churn each service got %.0f req/s, so each of its %d nodes one request every %.0f ms on average (round robin, %d nodes per service).\n", rps / s, n / s, 1000 * n / rps, n / s
+    req += r["requests"]; dur += r["duration_us"] / 1e6
+}
+END {
+    if (req == 0) exit
+    rps = req / dur
+    printf "Request sampling: during the churn each service got %.0f req/s, so each of its %d nodes one request every %.0f ms on average (round robin: a node that joins a service is picked within the next %d requests to it, %.0f ms).\n", rps / s, n / s, 1000 * n / rps, n / s, 1000 * n / rps
 }' "$RAW"

@@ -68,6 +68,7 @@ type node struct {
 type world struct {
 	cli      *clientv3.Client
 	ttl      int64
+	minAge   time.Duration
 	mu       sync.Mutex
 	nodes    []*node
 	live     [][]*node
@@ -217,8 +218,11 @@ func (wd *world) change() {
 	svc := rand.Intn(len(wd.live))
 	wd.mu.Lock()
 	var cand []*node
+	// as in a rolling restart, an instance that has just started is not
+	// the one stopped (and every new node lives long enough to be routed)
+	young := now() - int64(wd.minAge)
 	for _, n := range wd.live[svc] {
-		if !n.leaving {
+		if !n.leaving && n.putEnd < young {
 			cand = append(cand, n)
 		}
 	}
@@ -329,6 +333,7 @@ func cmdRun(args []string) {
 	dur := fs.Duration("duration", 60*time.Second, "churn duration")
 	ttl := fs.Int64("ttl", 10, "lease TTL (s)")
 	out := fs.String("out", "nodes.tsv", "node table written on SIGUSR2")
+	minAge := fs.Duration("min-age", 2*time.Second, "a node younger than this is not revoked")
 	fs.Parse(args)
 
 	cli, err := clientv3.New(clientv3.Config{
@@ -338,7 +343,7 @@ func cmdRun(args []string) {
 	if err != nil {
 		fail("connect: %v", err)
 	}
-	wd := &world{cli: cli, ttl: *ttl, live: make([][]*node, *services),
+	wd := &world{cli: cli, ttl: *ttl, minAge: *minAge, live: make([][]*node, *services),
 		used: map[int]bool{}, marks: map[string]int64{}}
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGTERM, syscall.SIGINT)
@@ -463,6 +468,7 @@ func cmdReport(args []string) {
 	fs := flag.NewFlagSet("report", flag.ExitOnError)
 	nodesPath := fs.String("nodes", "nodes.tsv", "node table")
 	printer := fs.String("printer", "", "stamped gateway -d output")
+	gwlog := fs.String("gwlog", "", "the gateway's error log at level info (the workers' list changes)")
 	lateMs := fs.Int64("late", 1000, "a request this long after a revoke returned counts as late (ms)")
 	fs.Parse(args)
 
@@ -538,14 +544,56 @@ func cmdReport(args []string) {
 		pf.Close()
 	}
 
+	// when the worker applied each upstream's lists: lines
+	// `<RFC 3339 ms> [info] worker 0: upstream "u<svc>": N nodes from etcd1`
+	applies := map[int][]int64{}
+	if *gwlog != "" {
+		lf, err := os.Open(*gwlog)
+		if err != nil {
+			fail("%v", err)
+		}
+		ls := bufio.NewScanner(lf)
+		for ls.Scan() {
+			line := ls.Text()
+			i := strings.Index(line, ": upstream \"u")
+			if i < 0 || !strings.Contains(line, " nodes from ") || !strings.Contains(line, "] worker ") {
+				continue
+			}
+			ts, err := time.Parse("2006-01-02T15:04:05.000Z07:00", strings.Fields(line)[0])
+			if err != nil {
+				continue
+			}
+			rest := line[i+len(": upstream \"u"):]
+			svc, err := strconv.Atoi(rest[:strings.IndexByte(rest, '"')])
+			if err != nil {
+				continue
+			}
+			applies[svc] = append(applies[svc], ts.UnixNano())
+		}
+		lf.Close()
+	}
+	// the first apply of svc's lists at or after t (log times are in ms)
+	applied := func(svc int, t int64) (int64, bool) {
+		l := applies[svc]
+		i := sort.Search(len(l), func(i int) bool { return l[i] >= t-t%1e6 })
+		if i == len(l) {
+			return 0, false
+		}
+		return l[i], true
+	}
+
 	total := stat{name: "write -> first routed request (from the start of the Put)"}
 	fromEnd := stat{name: "write acknowledged -> first routed request"}
 	put := stat{name: "Put call (etcd commit, fsync included)"}
 	watch := stat{name: "write -> listed by `gateway -d` (watch delivery and parsing)"}
 	rest := stat{name: "listed by `gateway -d` -> first routed request (worker poll, request sampling)"}
+	app := stat{name: "write -> the worker applies the service's new list (its log line, ms)"}
+	listApp := stat{name: "listed by `gateway -d` -> the worker applies it (publication, 50 ms poll)"}
+	appFirst := stat{name: "the worker applies the list -> first routed request (request sampling)"}
 	stop := stat{name: "revoke acknowledged -> last request on the removed node"}
 	var never, late, liveIdle, newN, removed int
-	var worst []string
+	var neverWhy []string
+	var slow []rec
 	dumped := marks["dumped"]
 	for _, r := range recs {
 		if r.revEnd > 0 {
@@ -564,7 +612,17 @@ func cmdReport(args []string) {
 		}
 		newN++
 		put.v = append(put.v, ms(r.putEnd-r.putStart))
+		at, haveApp := applied(r.svc, r.putStart)
+		if haveApp {
+			app.v = append(app.v, ms(at-r.putStart))
+			if r.first > 0 {
+				appFirst.v = append(appFirst.v, ms(r.first-at))
+			}
+		}
 		if ts, ok := seen[r.port]; ok {
+			if haveApp {
+				listApp.v = append(listApp.v, ms(at-ts))
+			}
 			watch.v = append(watch.v, ms(ts-r.putStart))
 			if r.first > 0 {
 				rest.v = append(rest.v, ms(r.first-ts))
@@ -572,26 +630,51 @@ func cmdReport(args []string) {
 		}
 		if r.first == 0 {
 			never++
+			life := "still registered"
+			if r.revStart > 0 {
+				life = fmt.Sprintf("revoked %.0f ms after its write", ms(r.revStart-r.putStart))
+			}
+			neverWhy = append(neverWhy, fmt.Sprintf("svc%d port %d (%s)", r.svc, r.port, life))
 			continue
 		}
 		total.v = append(total.v, ms(r.first-r.putStart))
 		fromEnd.v = append(fromEnd.v, ms(r.first-r.putEnd))
-		if r.first-r.putStart > 1e9 {
-			worst = append(worst, fmt.Sprintf("svc%d port %d: %.0f ms", r.svc, r.port, ms(r.first-r.putStart)))
-		}
+		slow = append(slow, r)
 	}
 	cs, ce := marks["churn_start"], marks["churn_end"]
-	fmt.Printf("- new nodes registered during the churn: %d in %.1f s (%.1f per second), each with one node removed; register/revoke errors: %d; ticks skipped (over 500 changes in flight): %d\n",
+	fmt.Printf("- new nodes registered during the churn: %d in %.1f s (%.1f per second); register/revoke errors: %d; ticks skipped (over 500 changes in flight): %d\n",
 		newN, float64(ce-cs)/1e9, float64(newN)/(float64(ce-cs)/1e9), marks["errors"], marks["skipped"])
-	fmt.Printf("- new nodes never routed to: %d\n", never)
+	fmt.Printf("- new nodes never routed to: %d", never)
+	if never > 0 {
+		fmt.Printf(" (%s)", strings.Join(neverWhy[:min(len(neverWhy), 5)], "; "))
+	}
+	fmt.Printf("\n")
 	fmt.Printf("- the backends accepted %d connections and served %d requests in the whole run\n", marks["accepted"], marks["served"])
 	fmt.Printf("- removed nodes: %d; with a request more than %d ms after their revoke returned: %d\n", removed, *lateMs, late)
 	fmt.Printf("- registered nodes with no request in the last 2 s before the table was written: %d\n", liveIdle)
-	if len(worst) > 0 {
-		fmt.Printf("- new nodes first routed more than 1 s after their write: %d (%s)\n", len(worst), strings.Join(worst[:min(len(worst), 5)], "; "))
+	sort.Slice(slow, func(i, j int) bool {
+		return slow[i].first-slow[i].putStart > slow[j].first-slow[j].putStart
+	})
+	var ws []string
+	for _, r := range slow[:min(len(slow), 5)] {
+		d := "not listed by gateway -d"
+		if ts, ok := seen[r.port]; ok {
+			d = fmt.Sprintf("listed by gateway -d at +%.1f", ms(ts-r.putStart))
+		}
+		if at, ok := applied(r.svc, r.putStart); ok {
+			d += fmt.Sprintf(", applied by the worker at +%.0f", ms(at-r.putStart))
+		}
+		ws = append(ws, fmt.Sprintf("svc%d port %d: Put +%.1f, %s, first request +%.1f ms (at %.1f s of the churn)",
+			r.svc, r.port, ms(r.putEnd-r.putStart), d, ms(r.first-r.putStart), float64(r.putStart-marks["churn_start"])/1e9))
+	}
+	if len(ws) > 0 {
+		fmt.Printf("- the slowest new nodes: %s\n", strings.Join(ws, "; "))
 	}
 	fmt.Printf("\n| delay (ms) | nodes | p50 | mean | p90 | p99 | max |\n|---|---:|---:|---:|---:|---:|---:|\n")
-	for _, s := range []stat{total, fromEnd, put, watch, rest, stop} {
+	for _, s := range []stat{total, fromEnd, put, watch, rest, app, listApp, appFirst, stop} {
+		if len(s.v) == 0 {
+			continue
+		}
 		fmt.Println(s.row())
 	}
 	if len(secs) > 0 && cs > 0 {
