@@ -180,7 +180,6 @@ YAML
     for i in $(seq 0 $((SERVICES - 1))); do
         echo "  - name: r$i"
         echo "    match: {path: \"/s$i/*\"}"
-        echo "    strip_prefix: \"/s$i\""
         echo "    upstream: u$i"
     done
 }
@@ -353,7 +352,7 @@ fi
 echo
 echo "### Throughput"
 echo
-echo "One wrk run per phase; the churn phase's run starts 0.5 s before the first change and ends about 1.5 s after the last. CPU in % of one CPU over the phase; \\`other processes\\`: CPU time on the host not used by the processes of this run (another user's load)."
+echo 'One wrk run per phase; the churn phase'"'"'s run starts 0.5 s before the first change and ends about 1.5 s after the last. CPU in % of one CPU over the phase; `other processes`: CPU time on the host not used by the processes of this run (another user'"'"'s load).'
 echo
 echo "| phase | s | req/s | p50 ms | p99 ms | errors (non-2xx) | worker us/req | discovery process % | master % | etcd % | churn + backends % | gateway -d % | wrk % | other processes % | CPU$PROXY_CPU busy | CPU$LOAD_CPU busy | worker RSS MiB |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"

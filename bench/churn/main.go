@@ -62,6 +62,9 @@ type node struct {
 	first    int64 // atomic
 	last     int64 // atomic
 	count    int64 // atomic
+	wrong    int64 // atomic: requests for another service's path
+	wrongAt  int64 // atomic: the first of them
+	wrongSvc int64 // atomic: the service the last of them was for
 	leaving  bool  // guarded by world.mu
 }
 
@@ -93,6 +96,7 @@ func serve(c net.Conn, n *node) {
 	body := strconv.Itoa(n.port)
 	resp := []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: " +
 		strconv.Itoa(len(body)) + "\r\n\r\n" + body)
+	prefix := []byte(fmt.Sprintf("GET /s%d/", n.svc))
 	r := bufio.NewReaderSize(c, 4096)
 	w := bufio.NewWriterSize(c, 4096)
 	for {
@@ -101,6 +105,21 @@ func serve(c net.Conn, n *node) {
 			return
 		}
 		t := now()
+		// the gateway forwards /s<svc>/x unchanged: a request for another
+		// service's path reached the wrong node
+		if !bytes.HasPrefix(line, prefix) {
+			if atomic.AddInt64(&n.wrong, 1) == 1 {
+				atomic.StoreInt64(&n.wrongAt, t)
+			}
+			if i := bytes.IndexByte(line, ' '); i >= 0 && bytes.HasPrefix(line[i+1:], []byte("/s")) {
+				rest := line[i+3:]
+				j := bytes.IndexByte(rest, '/')
+				if j > 0 {
+					v, _ := strconv.Atoi(string(rest[:j]))
+					atomic.StoreInt64(&n.wrongSvc, int64(v))
+				}
+			}
+		}
 		if atomic.LoadInt64(&n.first) == 0 {
 			atomic.CompareAndSwapInt64(&n.first, 0, t)
 		}
@@ -307,15 +326,16 @@ func (wd *world) dump(path string) error {
 		fmt.Fprintf(w, "\t%d", c)
 	}
 	fmt.Fprintf(w, "\n")
-	fmt.Fprintf(w, "#kind\tsvc\tport\tput_start\tput_end\trev_start\trev_end\tfirst\tlast\tcount\n")
+	fmt.Fprintf(w, "#kind\tsvc\tport\tput_start\tput_end\trev_start\trev_end\tfirst\tlast\tcount\twrong\twrong_at\twrong_svc\n")
 	for _, n := range wd.nodes {
 		kind := "new"
 		if n.initial {
 			kind = "init"
 		}
-		fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", kind, n.svc, n.port,
+		fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", kind, n.svc, n.port,
 			n.putStart, n.putEnd, n.revStart, n.revEnd, atomic.LoadInt64(&n.first),
-			atomic.LoadInt64(&n.last), atomic.LoadInt64(&n.count))
+			atomic.LoadInt64(&n.last), atomic.LoadInt64(&n.count), atomic.LoadInt64(&n.wrong),
+			atomic.LoadInt64(&n.wrongAt), atomic.LoadInt64(&n.wrongSvc))
 	}
 	if err := w.Flush(); err != nil {
 		return err
@@ -427,6 +447,7 @@ type rec struct {
 	svc, port                  int
 	putStart, putEnd, revStart int64
 	revEnd, first, last, count int64
+	wrong, wrongAt, wrongSvc   int64
 }
 
 func pct(v []float64, p float64) float64 {
@@ -495,7 +516,7 @@ func cmdReport(args []string) {
 			}
 			continue
 		}
-		if strings.HasPrefix(t[0], "#") || len(t) != 10 {
+		if strings.HasPrefix(t[0], "#") || len(t) != 13 {
 			continue
 		}
 		var r rec
@@ -505,6 +526,7 @@ func cmdReport(args []string) {
 		p := func(i int) int64 { x, _ := strconv.ParseInt(t[i], 10, 64); return x }
 		r.putStart, r.putEnd, r.revStart, r.revEnd = p(3), p(4), p(5), p(6)
 		r.first, r.last, r.count = p(7), p(8), p(9)
+		r.wrong, r.wrongAt, r.wrongSvc = p(10), p(11), p(12)
 		recs = append(recs, r)
 	}
 	f.Close()
@@ -641,9 +663,31 @@ func cmdReport(args []string) {
 		fromEnd.v = append(fromEnd.v, ms(r.first-r.putEnd))
 		slow = append(slow, r)
 	}
+	var wrongNodes, wrongReqs int64
+	var wrongEx []string
+	for _, r := range recs {
+		if r.wrong == 0 {
+			continue
+		}
+		wrongNodes++
+		wrongReqs += r.wrong
+		if len(wrongEx) < 5 {
+			state := "still registered"
+			if r.revEnd > 0 {
+				state = fmt.Sprintf("revoked at %+.3f s", float64(r.revEnd-r.wrongAt)/-1e9)
+			}
+			wrongEx = append(wrongEx, fmt.Sprintf("svc%d port %d (%s; %d of its %d requests for other services, the first at %.1f s of the churn, the last for svc%d)",
+				r.svc, r.port, state, r.wrong, r.count, float64(r.wrongAt-marks["churn_start"])/1e9, r.wrongSvc))
+		}
+	}
 	cs, ce := marks["churn_start"], marks["churn_end"]
 	fmt.Printf("- new nodes registered during the churn: %d in %.1f s (%.1f per second); register/revoke errors: %d; ticks skipped (over 500 changes in flight): %d\n",
 		newN, float64(ce-cs)/1e9, float64(newN)/(float64(ce-cs)/1e9), marks["errors"], marks["skipped"])
+	if wrongNodes > 0 {
+		fmt.Printf("- **requests for one service that reached a node of another: %d, on %d nodes**: %s\n", wrongReqs, wrongNodes, strings.Join(wrongEx, "; "))
+	} else {
+		fmt.Printf("- requests for one service that reached a node of another: 0\n")
+	}
 	fmt.Printf("- new nodes never routed to: %d", never)
 	if never > 0 {
 		fmt.Printf(" (%s)", strings.Join(neverWhy[:min(len(neverWhy), 5)], "; "))
