@@ -1222,29 +1222,31 @@ typedef struct {
     int bad;
 } cur_t;
 
+static void
+get_raw(cur_t *c, void *out, size_t n)
+{
+    if ((size_t)(c->end - c->p) < n) {
+        c->bad = 1;
+        memset(out, 0, n);
+        return;
+    }
+    memcpy(out, c->p, n);
+    c->p += n;
+}
+
 static uint32_t
 get_u32(cur_t *c)
 {
-    uint32_t v = 0;
-    if (c->end - c->p < (ptrdiff_t)sizeof(v)) {
-        c->bad = 1;
-        return 0;
-    }
-    memcpy(&v, c->p, sizeof(v));
-    c->p += sizeof(v);
+    uint32_t v;
+    get_raw(c, &v, sizeof(v));
     return v;
 }
 
 static uint64_t
 get_u64(cur_t *c)
 {
-    uint64_t v = 0;
-    if (c->end - c->p < (ptrdiff_t)sizeof(v)) {
-        c->bad = 1;
-        return 0;
-    }
-    memcpy(&v, c->p, sizeof(v));
-    c->p += sizeof(v);
+    uint64_t v;
+    get_raw(c, &v, sizeof(v));
     return v;
 }
 
