@@ -125,6 +125,17 @@ gw_http_is_hop_by_hop(gw_str_t n)
     }
 }
 
+int
+gw_http_owned_header(gw_str_t n)
+{
+    if (gw_str_caseeq_lc(n, GW_STR("content-type")))
+        return GW_HDR_CTYPE;
+    if (gw_http_is_hop_by_hop(n) || gw_str_caseeq_lc(n, GW_STR("content-length")) ||
+        gw_str_caseeq_lc(n, GW_STR("date")) || gw_str_caseeq_lc(n, GW_STR("x-request-id")))
+        return GW_HDR_OWN;
+    return GW_HDR_PLUGIN;
+}
+
 /* The line around pos is a header field line: not the start line, not
  * obs-fold, a colon before pos. */
 static int

@@ -95,6 +95,14 @@ gw_http_plain_connection(gw_str_t v)
 
 int gw_http_is_hop_by_hop(gw_str_t name);
 
+/* A header name on a response the gateway writes itself (its errors,
+ * gw.exit, gw.exit_error): a plugin's to set (NONE); Content-Type, which
+ * the gateway writes as the plugin chose it (CTYPE); or one only the
+ * gateway writes (OWN: the framing, hop-by-hop fields, Date, X-Request-Id),
+ * so that no such response ever carries one of them twice. */
+enum { GW_HDR_PLUGIN = 0, GW_HDR_CTYPE, GW_HDR_OWN };
+int gw_http_owned_header(gw_str_t name);
+
 /*
  * RFC 9110 5.6.3 makes SP and HTAB equal in the whitespace around a field
  * value, but llhttp 8.1 refuses a head whose Content-Length or "chunked"

@@ -301,14 +301,13 @@ gw_ffi_exit_header(gw_request_t *r, const char *name, size_t nlen, const char *v
     /* a header a plugin builds from request data must not split the head */
     if (!header_token_ok(S(name, nlen), 0) || !header_token_ok(S(value, vlen), 1))
         return GW_ERROR;
-    if (gw_str_caseeq(S(name, nlen), GW_STR("content-type"))) {
+    switch (gw_http_owned_header(S(name, nlen))) {
+    case GW_HDR_CTYPE:
         r->lua.exit_ctype = gw_request_strdup(r, value, vlen);
         return GW_OK;
+    case GW_HDR_OWN:
+        return GW_OK; /* the gateway writes its own */
     }
-    if (gw_str_caseeq(S(name, nlen), GW_STR("content-length")) ||
-        gw_str_caseeq(S(name, nlen), GW_STR("transfer-encoding")) ||
-        gw_str_caseeq(S(name, nlen), GW_STR("connection")))
-        return GW_OK; /* framing is the gateway's */
     gw_buf_append(&r->lua.exit_headers, name, nlen);
     gw_buf_append(&r->lua.exit_headers, ": ", 2);
     gw_buf_append(&r->lua.exit_headers, value, vlen);
@@ -689,22 +688,13 @@ gw_ffi_limit_allowed(gw_request_t *r)
 
 /* Headers the gateway writes itself on every response it makes: another
  * copy would contradict them (or the framing). */
-static int
-gateway_owned(gw_str_t n)
-{
-    return gw_str_caseeq(n, GW_STR("content-length")) ||
-           gw_str_caseeq(n, GW_STR("transfer-encoding")) ||
-           gw_str_caseeq(n, GW_STR("connection")) || gw_str_caseeq(n, GW_STR("content-type")) ||
-           gw_str_caseeq(n, GW_STR("x-request-id")) || gw_str_caseeq(n, GW_STR("date"));
-}
-
 /* Headers every response of the request gets (gateway-made ones too). */
 EXPORT int
 gw_ffi_resp_add_header(gw_request_t *r, const char *name, size_t nlen, const char *value,
                        size_t vlen)
 {
     if (!header_token_ok(S(name, nlen), 0) || !header_token_ok(S(value, vlen), 1) ||
-        gateway_owned(S(name, nlen)))
+        gw_http_owned_header(S(name, nlen)) != GW_HDR_PLUGIN)
         return GW_ERROR;
     gw_buf_append(&r->resp_extra, name, nlen);
     gw_buf_append(&r->resp_extra, ": ", 2);

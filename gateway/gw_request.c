@@ -1394,9 +1394,7 @@ write_own_response(gw_request_t *r, int status, const char *ctype, const char *b
     if (filtered) {
         for (size_t i = 0; i < r->lua.nrhdrs; i++) {
             gw_str_t n = r->lua.rhdrs[i].name;
-            if (n.len == 0 || gw_http_is_hop_by_hop(n) ||
-                gw_str_caseeq_lc(n, GW_STR("content-length")) ||
-                gw_str_caseeq_lc(n, GW_STR("x-request-id")) || gw_str_caseeq_lc(n, GW_STR("date")))
+            if (n.len == 0 || gw_http_owned_header(n) == GW_HDR_OWN)
                 continue;
             gw_buf_puts(b, n);
             GW_BUF_PUT_LIT(b, ": ");

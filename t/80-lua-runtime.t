@@ -65,7 +65,9 @@ function plugin.access(conf, ctx)
     return gw.exit(201, { ok = true, list = { 1, 2, 3 }, path = gw.req.path() },
                    { ["X-Exit"] = "json", ["Cache-Control"] = "no-store" })
   end
-  return gw.exit(418, "short and stout", { ["X-Exit"] = "text" })
+  -- headers the gateway writes itself are its own: never twice
+  return gw.exit(418, "short and stout", { ["X-Exit"] = "text", ["X-Request-Id"] = "mine",
+                                           ["Date"] = "yesterday", ["Connection"] = "close" })
 end
 return plugin
 LUA
@@ -438,6 +440,11 @@ is($r->{status}, 418, 'exit text: status');
 is($r->{body}, 'short and stout', 'exit text: body');
 like($r->{headers}{'content-type'} // '', qr{^text/plain}, 'exit text: text content type');
 is($r->{headers}{'x-exit'}, 'text', 'exit text: header');
+my %seen;
+$seen{ lc $_->[0] }++ for @{ $r->{header_list} };
+is(join(',', map { "$_=" . ($seen{$_} // 0) } qw(date x-request-id connection)), 'date=1,x-request-id=1,connection=0',
+    'exit text: Date and X-Request-Id once (the gateway\'s), no Connection from the plugin');
+isnt($r->{headers}{'x-request-id'}, 'mine', 'exit text: the X-Request-Id is the gateway\'s');
 is(count_up($up), 0, 'exit text: nothing upstream');
 
 # a plugin raising an error: 500 JSON, the traceback in the log only
