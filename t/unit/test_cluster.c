@@ -2,7 +2,8 @@
  * Redis Cluster logic: CRC16 and key slots, redirects, the slot map from
  * CLUSTER SLOTS replies (fed as RESP through hiredis's reader), the
  * refresh rule. With --keyslot KEY... it prints "KEY<TAB>SLOT" lines
- * instead, which t/98-redis-cluster.t compares with a real cluster.
+ * instead, and with --map the map it builds from a saved CLUSTER SLOTS
+ * reply: t/98-redis-cluster.t compares both with a real cluster.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -380,9 +381,48 @@ test_refresh(void)
     is_int(starts, 4, "slow refreshes: one in flight at a time (0, 3, 6, 9 s)");
 }
 
+/* --map FILE HOST PORT: the map from the raw CLUSTER SLOTS reply in FILE
+ * as "START-END HOST:PORT" lines (holes left out), or "refused: WHY". */
+static int
+print_map(const char *file, const char *host, int port)
+{
+    static char buf[1 << 20];
+    FILE *f = fopen(file, "rb");
+    if (f == NULL)
+        return 2;
+    size_t n = fread(buf, 1, sizeof(buf), f);
+    fclose(f);
+    redisReply *r = resp(buf, n);
+    gw_cluster_addr_t asked = {.port = port};
+    snprintf(asked.host, sizeof(asked.host), "%s", host);
+    char why[200];
+    gw_cluster_map_t *m = gw_cluster_map_from_slots(r, &asked, why, sizeof(why));
+    if (r)
+        freeReplyObject(r);
+    if (m == NULL) {
+        printf("refused: %s\n", why);
+        return 1;
+    }
+    for (unsigned s = 0; s < GW_CLUSTER_NSLOTS;) {
+        int o = gw_cluster_map_owner(m, s);
+        unsigned e = s;
+        while (e + 1 < GW_CLUSTER_NSLOTS && gw_cluster_map_owner(m, e + 1) == o)
+            e++;
+        if (o >= 0) {
+            const gw_cluster_addr_t *a = gw_cluster_map_node(m, (size_t)o);
+            printf("%u-%u %s:%d\n", s, e, a->host, a->port);
+        }
+        s = e + 1;
+    }
+    gw_cluster_map_free(m);
+    return 0;
+}
+
 int
 main(int argc, char **argv)
 {
+    if (argc == 5 && strcmp(argv[1], "--map") == 0)
+        return print_map(argv[2], argv[3], atoi(argv[4]));
     if (argc > 1 && strcmp(argv[1], "--keyslot") == 0) {
         for (int i = 2; i < argc; i++)
             printf("%s\t%u\n", argv[i], slot_of(argv[i]));
