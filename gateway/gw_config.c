@@ -1283,25 +1283,117 @@ compile_gateway(cctx_t *c, const ynode_t *gw)
 
 /* ---- redis, registries ---------------------------------------------------- */
 
+/* Bounds the seed and Sentinel lists: far more than any real deployment. */
+#define MAX_REDIS_ADDRS 64
+
+/* Each entry host:port, no duplicates. */
+static void
+check_redis_addrs(cctx_t *c, const gw_conf_t *conf)
+{
+    char p[PATHLEN];
+    if (conf->nredis_addrs == 0) {
+        cerr(c, "redis.addrs", "at least one address is required");
+        return;
+    }
+    if (conf->nredis_addrs > MAX_REDIS_ADDRS) {
+        cerr(c, "redis.addrs", "at most %d addresses, got %zu", MAX_REDIS_ADDRS,
+             conf->nredis_addrs);
+        return;
+    }
+    for (size_t i = 0; i < conf->nredis_addrs; i++) {
+        char *host = NULL;
+        int port;
+        sub_idx(p, "redis.addrs", i);
+        if (split_hostport(conf->redis_addrs[i], &host, &port) != GW_OK || host[0] == '\0' ||
+            strcmp(host, "0.0.0.0") == 0)
+            cerr(c, p, "bad address \"%.100s\": expected host:port or [ipv6]:port",
+                 conf->redis_addrs[i]);
+        free(host);
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(conf->redis_addrs[i], conf->redis_addrs[j]) == 0) {
+                cerr(c, p, "\"%.100s\" is listed twice", conf->redis_addrs[i]);
+                break;
+            }
+        }
+    }
+}
+
+/* Keys that belong to other types, each reported with the reason. */
+static void
+refuse_redis_keys(cctx_t *c, const ynode_t *v, const char *type)
+{
+    static const struct {
+        const char *key;
+        gw_redis_type_t takes; /* the one type that takes the key, or -1: any but node */
+        const char *why;
+    } rules[] = {
+        {"addr", GW_REDIS_NODE, "not used with type: %s, which takes \"addrs\""},
+        {"addrs", (gw_redis_type_t)-1, "not used with type: %s, which takes \"addr\""},
+        {"master_name", GW_REDIS_SENTINEL, "not used with type: %s (only with sentinel)"},
+        {"sentinel_password", GW_REDIS_SENTINEL, "not used with type: %s (only with sentinel)"},
+    };
+    char p[PATHLEN];
+    gw_redis_type_t t = c->conf->redis_type;
+    for (size_t i = 0; i < sizeof(rules) / sizeof(rules[0]); i++) {
+        int taken = (int)rules[i].takes < 0 ? t != GW_REDIS_NODE : t == rules[i].takes;
+        if (taken || mget(v, rules[i].key) == NULL)
+            continue;
+        sub_key(p, "redis", rules[i].key);
+        cerr(c, p, rules[i].why, type);
+    }
+}
+
 static void
 compile_redis(cctx_t *c, const ynode_t *v)
 {
-    static const char *const keys[] = {"addr", "password", "db", "timeout", NULL};
+    static const char *const keys[] = {"type",        "addr",     "addrs",
+                                       "master_name", "password", "sentinel_password",
+                                       "db",          "timeout",  NULL};
     gw_conf_t *conf = c->conf;
-    char *host = NULL;
-    int port;
+    char *type = NULL;
+    const char *tname = "node";
 
     if (!check_map(c, v, "redis", keys))
         return;
     conf->has_redis = 1;
-    if (req_str(c, v, "redis", "addr", &conf->redis_addr) > 0) {
-        if (split_hostport(conf->redis_addr, &host, &port) != GW_OK)
-            cerr(c, "redis.addr", "bad address \"%.100s\": expected host:port or [ipv6]:port",
-                 conf->redis_addr);
-        free(host);
+    if (get_str(c, v, "redis", "type", &type) > 0) {
+        if (strcmp(type, "cluster") == 0) {
+            conf->redis_type = GW_REDIS_CLUSTER;
+            tname = "cluster";
+        } else if (strcmp(type, "sentinel") == 0) {
+            conf->redis_type = GW_REDIS_SENTINEL;
+            tname = "sentinel";
+        } else if (strcmp(type, "node") != 0) {
+            cerr(c, "redis.type", "expected node, cluster or sentinel, got \"%.100s\"", type);
+        }
     }
+    free(type);
+    refuse_redis_keys(c, v, tname);
+    if (conf->redis_type == GW_REDIS_NODE) {
+        char *host = NULL;
+        int port;
+        if (req_str(c, v, "redis", "addr", &conf->redis_addr) > 0) {
+            if (split_hostport(conf->redis_addr, &host, &port) != GW_OK)
+                cerr(c, "redis.addr", "bad address \"%.100s\": expected host:port or [ipv6]:port",
+                     conf->redis_addr);
+            free(host);
+        }
+    } else {
+        int rc = get_str_list(c, v, "redis", "addrs", &conf->redis_addrs, &conf->nredis_addrs);
+        if (rc == 0)
+            missing(c, "redis", "addrs");
+        else if (rc > 0)
+            check_redis_addrs(c, conf);
+    }
+    if (conf->redis_type == GW_REDIS_SENTINEL &&
+        req_str(c, v, "redis", "master_name", &conf->redis_master_name) > 0 &&
+        conf->redis_master_name[0] == '\0')
+        cerr(c, "redis.master_name", "the name is empty");
     get_str(c, v, "redis", "password", &conf->redis_password);
-    get_int(c, v, "redis", "db", 0, INT_MAX, &conf->redis_db);
+    get_str(c, v, "redis", "sentinel_password", &conf->redis_sentinel_password);
+    if (get_int(c, v, "redis", "db", 0, INT_MAX, &conf->redis_db) > 0 &&
+        conf->redis_type == GW_REDIS_CLUSTER && conf->redis_db != 0)
+        cerr(c, "redis.db", "a Redis Cluster has only database 0, got %d", conf->redis_db);
     get_dur(c, v, "redis", "timeout", 1, &conf->redis_timeout_ms);
 }
 
@@ -2796,6 +2888,9 @@ gw_conf_free(gw_conf_t *conf)
     free(conf->pid_file);
     free_str_list(conf->plugin_paths, conf->nplugin_paths);
     free(conf->redis_addr);
+    free_str_list(conf->redis_addrs, conf->nredis_addrs);
+    free(conf->redis_master_name);
+    free(conf->redis_sentinel_password);
     free(conf->redis_password);
 
     for (size_t i = 0; conf->upstreams && i < conf->nupstreams; i++) {

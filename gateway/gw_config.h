@@ -238,6 +238,9 @@ struct gw_route_conf_s {
     size_t nplugins;
 };
 
+/* redis.type: one server, a Redis Cluster, or a master found through Sentinel */
+typedef enum { GW_REDIS_NODE = 0, GW_REDIS_CLUSTER, GW_REDIS_SENTINEL } gw_redis_type_t;
+
 typedef enum { GW_LOG_DEBUG = 0, GW_LOG_INFO, GW_LOG_WARN, GW_LOG_ERROR } gw_log_level_t;
 
 struct gw_conf_s {
@@ -271,9 +274,14 @@ struct gw_conf_s {
 
     /* redis: the limiters' server (gw_redis.c) */
     int has_redis;
-    char *redis_addr;
-    char *redis_password;
-    int redis_db;
+    gw_redis_type_t redis_type; /* redis.type, default node */
+    char *redis_addr;           /* node: the server; NULL otherwise */
+    char **redis_addrs;         /* cluster: seed nodes; sentinel: the Sentinels */
+    size_t nredis_addrs;
+    char *redis_master_name;       /* sentinel: the monitored master's name */
+    char *redis_sentinel_password; /* sentinel: AUTH to the Sentinels, NULL -> none */
+    char *redis_password;          /* AUTH to the data nodes */
+    int redis_db;                  /* always 0 in cluster mode */
     uint64_t redis_timeout_ms;
 
     gw_registry_conf_t *registries;

@@ -284,6 +284,12 @@ check_supported(const gw_conf_t *conf, FILE *out)
             errors++;
         }
     }
+    /* the parsing exists, the clients not yet: refuse rather than run against one node */
+    if (conf->has_redis && conf->redis_type != GW_REDIS_NODE) {
+        fprintf(out, "redis.type: %s is not available in this build\n",
+                conf->redis_type == GW_REDIS_CLUSTER ? "cluster" : "sentinel");
+        errors++;
+    }
     /* plugin names and configs, checked against each plugin's schema */
     errors += gw_lua_check(conf, out);
     return errors;

@@ -448,6 +448,95 @@ test_styles(void)
     gw_conf_free(c);
 }
 
+/* redis.type and the keys each type takes */
+static void
+test_redis_types(void)
+{
+    gw_conf_t *conf =
+        expect_ok(BASE "redis: {addr: \"127.0.0.1:6379\"}\n", "redis: type defaults to node");
+    if (conf) {
+        is_int(conf->redis_type, GW_REDIS_NODE, "node by default");
+        is_int(conf->nredis_addrs, 0, "node: no addrs");
+        gw_conf_free(conf);
+    }
+    conf =
+        expect_ok(BASE "redis: {type: node, addr: \"[::1]:6379\", db: 3}\n", "redis: node, IPv6");
+    if (conf) {
+        is_int(conf->redis_db, 3, "node: db kept");
+        gw_conf_free(conf);
+    }
+    conf = expect_ok(BASE "redis:\n  type: cluster\n  addrs: [\"10.0.0.1:7000\", "
+                          "\"10.0.0.2:7001\", \"[fd00::3]:7002\"]\n  password: pw\n  db: 0\n",
+                     "redis: cluster");
+    if (conf) {
+        is_int(conf->redis_type, GW_REDIS_CLUSTER, "cluster type");
+        is_int(conf->nredis_addrs, 3, "cluster: three seeds");
+        is_str(conf->redis_addrs[2], "[fd00::3]:7002", "cluster: IPv6 seed kept as written");
+        ok(conf->redis_addr == NULL, "cluster: no addr");
+        is_str(conf->redis_password, "pw", "cluster: password");
+        gw_conf_free(conf);
+    }
+    conf = expect_ok(BASE "redis: {type: cluster, addrs: \"127.0.0.1:7000\"}\n",
+                     "redis: cluster, one seed as a string");
+    if (conf) {
+        is_int(conf->nredis_addrs, 1, "cluster: a single string is a list of one");
+        gw_conf_free(conf);
+    }
+    conf = expect_ok(BASE "redis:\n  type: sentinel\n  addrs: [\"127.0.0.1:26379\", "
+                          "\"127.0.0.1:26380\"]\n  master_name: mymaster\n  password: datapw\n"
+                          "  sentinel_password: sentpw\n  db: 2\n",
+                     "redis: sentinel");
+    if (conf) {
+        is_int(conf->redis_type, GW_REDIS_SENTINEL, "sentinel type");
+        is_int(conf->nredis_addrs, 2, "sentinel: two Sentinels");
+        is_str(conf->redis_master_name, "mymaster", "sentinel: master_name");
+        is_str(conf->redis_password, "datapw", "sentinel: data password");
+        is_str(conf->redis_sentinel_password, "sentpw", "sentinel: Sentinel password apart");
+        is_int(conf->redis_db, 2, "sentinel: db allowed");
+        gw_conf_free(conf);
+    }
+
+    expect_err(BASE "redis: {type: replica, addr: \"127.0.0.1:1\"}\n",
+               "redis.type: expected node, cluster or sentinel, got \"replica\"");
+    expect_err(BASE "redis: {type: cluster}\n", "redis: missing key \"addrs\"");
+    expect_err(BASE "redis: {type: cluster, addrs: []}\n",
+               "redis.addrs: at least one address is required");
+    expect_err(BASE "redis: {type: cluster, addrs: [\"127.0.0.1:7000\", x]}\n",
+               "redis.addrs[1]: bad address \"x\": expected host:port or [ipv6]:port");
+    expect_err(BASE "redis: {type: cluster, addrs: [\":7000\"]}\n",
+               "redis.addrs[0]: bad address \":7000\": expected host:port or [ipv6]:port");
+    expect_err(BASE "redis: {type: cluster, addrs: [{a: 1}]}\n",
+               "redis.addrs[0]: expected a string, got a map");
+    expect_err(BASE "redis: {type: cluster, addrs: [\"127.0.0.1:7000\", \"127.0.0.1:7000\"]}\n",
+               "redis.addrs[1]: \"127.0.0.1:7000\" is listed twice");
+    expect_err(BASE "redis: {type: cluster, addrs: [\"127.0.0.1:7000\"], db: 1}\n",
+               "redis.db: a Redis Cluster has only database 0, got 1");
+    expect_err(BASE
+               "redis: {type: cluster, addr: \"127.0.0.1:7000\", addrs: [\"127.0.0.1:7000\"]}\n",
+               "redis.addr: not used with type: cluster, which takes \"addrs\"");
+    expect_err(BASE "redis: {type: cluster, addrs: [\"127.0.0.1:7000\"], master_name: m}\n",
+               "redis.master_name: not used with type: cluster (only with sentinel)");
+    expect_err(BASE "redis: {addr: \"127.0.0.1:6379\", addrs: [\"127.0.0.1:7000\"]}\n",
+               "redis.addrs: not used with type: node, which takes \"addr\"");
+    expect_err(BASE "redis: {addr: \"127.0.0.1:6379\", sentinel_password: x}\n",
+               "redis.sentinel_password: not used with type: node (only with sentinel)");
+    expect_err(BASE "redis: {type: sentinel, addrs: [\"127.0.0.1:26379\"]}\n",
+               "redis: missing key \"master_name\"");
+    expect_err(BASE "redis: {type: sentinel, addrs: [\"127.0.0.1:26379\"], master_name: \"\"}\n",
+               "redis.master_name: the name is empty");
+    expect_err(BASE "redis: {type: sentinel, master_name: m}\n", "redis: missing key \"addrs\"");
+    expect_err(BASE "redis: {type: node}\n", "redis: missing key \"addr\"");
+
+    /* the bound on the lists */
+    char yaml[4096];
+    int n = snprintf(yaml, sizeof(yaml), "%sredis: {type: cluster, addrs: [", BASE);
+    for (int i = 0; i < 65; i++)
+        n += snprintf(yaml + n, sizeof(yaml) - (size_t)n, "%s\"127.0.0.1:%d\"", i ? ", " : "",
+                      7000 + i);
+    snprintf(yaml + n, sizeof(yaml) - (size_t)n, "]}\n");
+    expect_err(yaml, "redis.addrs: at most 64 addresses, got 65");
+}
+
 static void
 test_errors(void)
 {
@@ -677,6 +766,8 @@ test_errors(void)
     expect_err(BASE "consumers: [{key-auth: {key: k}}]\n", "consumers[0]: missing key \"name\"");
     expect_err(BASE "redis: {addr: localhost}\n",
                "redis.addr: bad address \"localhost\": expected host:port or [ipv6]:port");
+
+    test_redis_types();
 
     /* every error is reported, not only the first */
     gw_conf_errors_t e;
