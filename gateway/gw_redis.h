@@ -1,13 +1,10 @@
 /*
- * The worker's Redis client: one pipelined connection per worker on
- * hiredis's async API, attached to the libuv loop by a small glue of its
- * own (hiredis's adapter drops poll errors, so a refused connect would go
- * unseen until the connect timeout).
- *
- * What hiredis does not give, this module adds:
+ * The worker's Redis client for redis.type: node: one pipelined connection
+ * (gw_rconn.h) to the one configured Redis, which has what the limiters and
+ * gw.redis need:
  *   - a deadline on every command (redis.timeout): the caller hears back
  *     within it whatever Redis does; a late reply is dropped;
- *   - AUTH and SELECT before anything else, then a PING: the connection is
+ *   - AUTH and SELECT before anything else, then a PING: the client is
  *     "ready" only once Redis answered it;
  *   - reconnect with back-off (100 ms doubling to 500 ms) after a lost
  *     connection, a refused one or a failed handshake;
@@ -31,41 +28,30 @@
 #include <uv.h>
 
 #include "gw_core.h"
+#include "gw_rconn.h"
 
 typedef struct gw_redis_s gw_redis_t;
-typedef struct gw_redis_cmd_s gw_redis_cmd_t;
-typedef struct gw_log_s gw_log_t;
+typedef struct gw_rconn_cmd_s gw_redis_cmd_t;
 
 /* Errors the callback receives (0: REPLY is Redis's answer, which may be an
  * error reply). */
-#define GW_REDIS_ETIMEDOUT -1 /* no answer within the timeout */
-#define GW_REDIS_ECONN -2     /* the connection went away before the answer */
-#define GW_REDIS_ECLOSED -3   /* the client is closing (worker exit) */
+#define GW_REDIS_ETIMEDOUT GW_RCONN_ETIMEDOUT /* no answer within the timeout */
+#define GW_REDIS_ECONN GW_RCONN_ECONN         /* the connection went away first */
+#define GW_REDIS_ECLOSED GW_RCONN_ECLOSED     /* the client is closing (worker exit) */
 
-typedef struct {
-    const char *host; /* copied */
-    int port;
-    const char *password; /* NULL or "" -> no AUTH */
-    int db;
-    uint64_t timeout_ms; /* per command */
-    uint64_t connect_timeout_ms;
-    /* told when the client becomes ready (1) or stops being ready (0) */
-    void (*on_state)(void *arg, int ready);
-    void *state_arg;
-} gw_redis_opts_t;
+/* host (copied), port, password (NULL or "": no AUTH), db, timeout_ms per
+ * command, connect_timeout_ms, on_state(state_arg, ready) */
+typedef gw_rconn_opts_t gw_redis_opts_t;
 
 /*
  * Called once per command that gw_redis_command() accepted, from the loop,
  * never from inside gw_redis_command(). REPLY is valid only during the
  * call. Not called after gw_redis_cmd_cancel().
  */
-typedef void (*gw_redis_cb)(int err, const redisReply *reply, void *arg);
+typedef gw_rconn_cb gw_redis_cb;
 
 /* A Lua script known by its SHA1 (computed at gw_redis_script_init). */
-typedef struct {
-    const char *text;
-    char sha[41];
-} gw_redis_script_t;
+typedef gw_rconn_script_t gw_redis_script_t;
 
 void gw_redis_script_init(gw_redis_script_t *s, const char *text);
 
