@@ -1,0 +1,648 @@
+/* The worker's Redis Cluster client (see gw_rcluster.h). */
+#include "gw_rcluster.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "gw_log.h"
+
+typedef struct node_s node_t;
+
+struct node_s {
+    gw_link_t link; /* in cl->nodes */
+    gw_rcluster_t *cl;
+    gw_cluster_addr_t addr;
+    gw_rconn_t *conn;
+};
+
+struct gw_rcluster_cmd_s {
+    gw_rcluster_t *cl;
+    gw_link_t link; /* in cl->parked while backing off */
+    gw_rconn_cmd_t *inner;
+    node_t *node; /* where it went last; alive while inner is out */
+    gw_rconn_cb cb;
+    void *arg;
+    uint64_t deadline_ms, wake_ms;
+    unsigned slot;
+    int redirects;
+    int redirected_to; /* the last redirect named a node */
+    int backed_off;
+    int parked;
+    const gw_rconn_script_t *script;
+    int nkeys, argc;
+    const char **argv;
+    size_t *lens;
+    char data[]; /* argv pointers, lens, then the bytes */
+};
+
+struct gw_rcluster_s {
+    uv_loop_t *loop;
+    gw_log_t *log;
+    gw_cluster_addr_t *seeds;
+    size_t nseeds;
+    char *password;
+    uint64_t timeout_ms, connect_timeout_ms, every_ms, retry_ms;
+
+    gw_link_t nodes;
+    gw_cluster_map_t *map;
+    node_t **by_index; /* the map's master I is by_index[I] (NULL: not yet made) */
+    size_t nindex;
+
+    gw_cluster_refresh_t rule;
+    uv_timer_t refresh_timer; /* the rule's next start, or the periodic one */
+    uv_timer_t attempt_timer; /* a node being asked that does not connect */
+    uv_timer_t park_timer;    /* the earliest backoff to end */
+    size_t try_k, try_n, try_first;
+    node_t *try_node;
+    gw_rconn_cmd_t *slots_cmd;
+    int failed_logged;
+
+    gw_link_t parked; /* by wake time */
+    gw_rcluster_stats_t stats;
+    int closing, nclosed;
+};
+
+static void kick(gw_rcluster_t *cl);
+static void try_next(gw_rcluster_t *cl);
+
+/* ---- nodes ---------------------------------------------------------------- */
+
+static void
+on_node_state(void *arg, int ready)
+{
+    node_t *n = arg;
+    gw_rcluster_t *cl = n->cl;
+    if (cl->closing)
+        return;
+    if (ready && cl->try_node == n && cl->slots_cmd == NULL && cl->rule.in_flight) {
+        uv_timer_stop(&cl->attempt_timer);
+        try_next(cl);
+        return;
+    }
+    /* a master that goes away may have failed over: the map says */
+    if (!ready && cl->map != NULL) {
+        for (size_t i = 0; i < cl->nindex; i++) {
+            if (cl->by_index[i] == n) {
+                gw_cluster_refresh_want(&cl->rule);
+                kick(cl);
+                break;
+            }
+        }
+    }
+}
+
+static node_t *
+node_get(gw_rcluster_t *cl, const gw_cluster_addr_t *a)
+{
+    for (gw_link_t *l = cl->nodes.next; l != &cl->nodes; l = l->next) {
+        node_t *n = GW_CONTAINER_OF(l, node_t, link);
+        if (gw_cluster_addr_eq(&n->addr, a))
+            return n;
+    }
+    node_t *n = calloc(1, sizeof(*n));
+    if (n == NULL)
+        return NULL;
+    n->cl = cl;
+    n->addr = *a;
+    gw_rconn_opts_t o = {.host = a->host,
+                         .port = a->port,
+                         .password = cl->password,
+                         .timeout_ms = cl->timeout_ms,
+                         .connect_timeout_ms = cl->connect_timeout_ms,
+                         .on_state = on_node_state,
+                         .state_arg = n};
+    n->conn = gw_rconn_new(cl->loop, &o, cl->log);
+    if (n->conn == NULL) {
+        free(n);
+        return NULL;
+    }
+    gw_list_push(&cl->nodes, &n->link);
+    return n;
+}
+
+static void
+node_free(node_t *n)
+{
+    gw_list_remove(&n->link);
+    gw_rconn_close(n->conn);
+    free(n);
+}
+
+/* The master of SLOT in the map, made when first needed; NULL for a hole. */
+static node_t *
+slot_node(gw_rcluster_t *cl, unsigned slot)
+{
+    int i = cl->map ? gw_cluster_map_owner(cl->map, slot) : -1;
+    if (i < 0)
+        return NULL;
+    if ((size_t)i >= cl->nindex) {
+        size_t n = gw_cluster_map_nnodes(cl->map);
+        node_t **b = realloc(cl->by_index, n * sizeof(*b));
+        if (b == NULL)
+            return NULL;
+        memset(b + cl->nindex, 0, (n - cl->nindex) * sizeof(*b));
+        cl->by_index = b;
+        cl->nindex = n;
+    }
+    if (cl->by_index[i] == NULL)
+        cl->by_index[i] = node_get(cl, gw_cluster_map_node(cl->map, (size_t)i));
+    return cl->by_index[i];
+}
+
+static int
+is_seed(const gw_rcluster_t *cl, const node_t *n)
+{
+    for (size_t i = 0; i < cl->nseeds; i++) {
+        if (gw_cluster_addr_eq(&cl->seeds[i], &n->addr))
+            return 1;
+    }
+    return 0;
+}
+
+/* Nodes neither in the map nor seeds, once nothing waits on them. */
+static void
+prune(gw_rcluster_t *cl)
+{
+    gw_link_t *l = cl->nodes.next;
+    while (l != &cl->nodes) {
+        node_t *n = GW_CONTAINER_OF(l, node_t, link);
+        l = l->next;
+        int used = is_seed(cl, n) || n == cl->try_node || gw_rconn_pending(n->conn) > 0;
+        for (size_t i = 0; !used && i < cl->nindex; i++)
+            used = cl->by_index[i] == n;
+        if (!used)
+            node_free(n);
+    }
+}
+
+/* ---- the map -------------------------------------------------------------- */
+
+static void on_refresh_timer(uv_timer_t *t);
+
+/* Starts a refresh when the rule allows, else sets the timer for the next
+ * possible start, or for the periodic one. */
+static void
+kick(gw_rcluster_t *cl)
+{
+    if (cl->closing)
+        return;
+    uint64_t now = uv_now(cl->loop);
+    if (gw_cluster_refresh_take(&cl->rule, now)) {
+        uv_timer_stop(&cl->refresh_timer);
+        cl->try_k = 0;
+        cl->try_n = cl->nseeds + (cl->map ? gw_cluster_map_nnodes(cl->map) : 0);
+        try_next(cl);
+        return;
+    }
+    if (cl->rule.in_flight)
+        return;
+    uint64_t wait = gw_cluster_refresh_next(&cl->rule, now);
+    uv_timer_start(&cl->refresh_timer, on_refresh_timer, wait == UINT64_MAX ? cl->every_ms : wait,
+                   0);
+}
+
+static void
+on_refresh_timer(uv_timer_t *t)
+{
+    gw_rcluster_t *cl = t->data;
+    gw_cluster_refresh_want(&cl->rule);
+    kick(cl);
+}
+
+static const gw_cluster_addr_t *
+candidate(const gw_rcluster_t *cl, size_t k)
+{
+    size_t j = (cl->try_first + k) % cl->try_n;
+    return j < cl->nseeds ? &cl->seeds[j] : gw_cluster_map_node(cl->map, j - cl->nseeds);
+}
+
+static void
+round_done(gw_rcluster_t *cl)
+{
+    cl->try_node = NULL;
+    uv_timer_stop(&cl->attempt_timer);
+    gw_cluster_refresh_done(&cl->rule);
+}
+
+static void
+install(gw_rcluster_t *cl, gw_cluster_map_t *m, const node_t *from)
+{
+    size_t old_n = cl->map ? gw_cluster_map_nnodes(cl->map) : 0;
+    size_t old_cov = cl->map ? gw_cluster_map_covered(cl->map) : 0;
+    gw_cluster_map_free(cl->map);
+    cl->map = m;
+    free(cl->by_index);
+    cl->by_index = NULL;
+    cl->nindex = 0;
+    cl->stats.maps++;
+    size_t n = gw_cluster_map_nnodes(m), cov = gw_cluster_map_covered(m);
+    /* every master now, so that a key's first command finds it ready */
+    for (unsigned s = 0; s < GW_CLUSTER_NSLOTS; s++)
+        slot_node(cl, s);
+    gw_log(cl->log, n != old_n || cov != old_cov || cl->failed_logged ? GW_LOG_INFO : GW_LOG_DEBUG,
+           "redis cluster: slot map from %s:%d: %zu masters, %zu of %d slots served",
+           from->addr.host, from->addr.port, n, cov, GW_CLUSTER_NSLOTS);
+    cl->failed_logged = 0;
+}
+
+static void
+on_slots(int err, const redisReply *reply, void *arg)
+{
+    gw_rcluster_t *cl = arg;
+    node_t *n = cl->try_node;
+    cl->slots_cmd = NULL;
+    if (cl->closing || n == NULL)
+        return;
+    char why[160];
+    gw_cluster_map_t *m = NULL;
+    if (err)
+        snprintf(why, sizeof(why), "%s",
+                 err == GW_RCONN_ETIMEDOUT ? "timed out" : "connection lost");
+    else if (reply->type == REDIS_REPLY_ERROR)
+        snprintf(why, sizeof(why), "%.150s", reply->str);
+    else
+        m = gw_cluster_map_from_slots(reply, &n->addr, why, sizeof(why));
+    if (m == NULL) {
+        gw_log(cl->log, GW_LOG_WARN, "redis cluster: CLUSTER SLOTS from %s:%d refused: %s",
+               n->addr.host, n->addr.port, why);
+        cl->try_k++;
+        try_next(cl);
+        return;
+    }
+    size_t j = (cl->try_first + cl->try_k) % cl->try_n;
+    if (j < cl->nseeds)
+        cl->try_first = j;
+    install(cl, m, n);
+    round_done(cl);
+    prune(cl);
+    kick(cl);
+}
+
+static void
+on_attempt_timer(uv_timer_t *t)
+{
+    gw_rcluster_t *cl = t->data;
+    cl->try_k++;
+    try_next(cl);
+}
+
+/* Asks the next candidate, waiting up to the connect timeout for it to be
+ * ready; after the last one the round has failed. */
+static void
+try_next(gw_rcluster_t *cl)
+{
+    while (cl->try_k < cl->try_n) {
+        node_t *n = node_get(cl, candidate(cl, cl->try_k));
+        cl->try_node = n;
+        if (n == NULL) {
+            cl->try_k++;
+            continue;
+        }
+        if (!gw_rconn_ready(n->conn)) {
+            uv_timer_start(&cl->attempt_timer, on_attempt_timer, cl->connect_timeout_ms, 0);
+            return;
+        }
+        const char *v[2] = {"CLUSTER", "SLOTS"};
+        size_t l[2] = {7, 5};
+        gw_rconn_req_t req = {.argc = 2, .argv = v, .lens = l};
+        cl->slots_cmd = gw_rconn_send(n->conn, &req, on_slots, cl);
+        if (cl->slots_cmd != NULL) {
+            cl->stats.slots_asked++;
+            return;
+        }
+        cl->try_k++;
+    }
+    cl->stats.refresh_failed++;
+    if (!cl->failed_logged)
+        gw_log(cl->log, GW_LOG_WARN, "redis cluster: no node gave a slot map (%zu asked); %s",
+               cl->try_n,
+               cl->map ? "keeping the last one" : "limiters follow their on_redis_error policy");
+    cl->failed_logged = 1;
+    round_done(cl);
+    gw_cluster_refresh_want(&cl->rule);
+    kick(cl);
+}
+
+/* ---- commands ------------------------------------------------------------- */
+
+static void on_inner(int err, const redisReply *reply, void *arg);
+
+static void
+cmd_finish(gw_rcluster_cmd_t *c, int err, const redisReply *reply)
+{
+    if (c->parked)
+        gw_list_remove(&c->link);
+    gw_rconn_cb cb = c->cb;
+    void *arg = c->arg;
+    free(c);
+    cb(err, reply, arg);
+}
+
+static int
+dispatch(gw_rcluster_cmd_t *c, node_t *n, int asking)
+{
+    if (n == NULL || !gw_rconn_ready(n->conn) || uv_now(c->cl->loop) >= c->deadline_ms)
+        return -1;
+    gw_rconn_req_t req = {.argc = c->argc,
+                          .argv = c->argv,
+                          .lens = c->lens,
+                          .script = c->script,
+                          .nkeys = c->nkeys,
+                          .deadline_ms = c->deadline_ms,
+                          .asking = asking};
+    c->inner = gw_rconn_send(n->conn, &req, on_inner, c);
+    c->node = n;
+    return c->inner ? 0 : -1;
+}
+
+static void on_park_timer(uv_timer_t *t);
+
+static void
+arm_park(gw_rcluster_t *cl)
+{
+    if (gw_list_empty(&cl->parked)) {
+        uv_timer_stop(&cl->park_timer);
+        return;
+    }
+    gw_rcluster_cmd_t *c = GW_CONTAINER_OF(cl->parked.next, gw_rcluster_cmd_t, link);
+    uint64_t now = uv_now(cl->loop);
+    uv_timer_start(&cl->park_timer, on_park_timer, c->wake_ms > now ? c->wake_ms - now : 0, 0);
+}
+
+static void
+park(gw_rcluster_cmd_t *c)
+{
+    gw_rcluster_t *cl = c->cl;
+    uint64_t wake = uv_now(cl->loop) + cl->retry_ms;
+    c->wake_ms = wake < c->deadline_ms ? wake : c->deadline_ms;
+    c->backed_off = 1;
+    c->parked = 1;
+    gw_link_t *at = cl->parked.prev;
+    while (at != &cl->parked && GW_CONTAINER_OF(at, gw_rcluster_cmd_t, link)->wake_ms > c->wake_ms)
+        at = at->prev;
+    c->link.prev = at;
+    c->link.next = at->next;
+    at->next->prev = &c->link;
+    at->next = &c->link;
+    arm_park(cl);
+}
+
+static void
+on_park_timer(uv_timer_t *t)
+{
+    gw_rcluster_t *cl = t->data;
+    uint64_t now = uv_now(cl->loop);
+    while (!gw_list_empty(&cl->parked)) {
+        gw_rcluster_cmd_t *c = GW_CONTAINER_OF(cl->parked.next, gw_rcluster_cmd_t, link);
+        if (c->wake_ms > now)
+            break;
+        gw_list_remove(&c->link);
+        c->parked = 0;
+        if (now >= c->deadline_ms)
+            cmd_finish(c, GW_RCONN_ETIMEDOUT, NULL);
+        else if (dispatch(c, slot_node(cl, c->slot), 0) != 0)
+            cmd_finish(c, GW_RCONN_ECONN, NULL);
+    }
+    arm_park(cl);
+}
+
+/* MOVED or ASK: to the node named, with ASKING for an ASK. -1 with
+ * c->redirected_to unset when the reply is not followed (malformed, too
+ * many redirects), set when the node named could not take it. */
+static int
+redirect(gw_rcluster_cmd_t *c, const redisReply *reply)
+{
+    gw_rcluster_t *cl = c->cl;
+    unsigned slot;
+    gw_cluster_addr_t to;
+    gw_cluster_err_t kind = gw_cluster_redirect_parse(reply->str, reply->len,
+                                                      c->node ? &c->node->addr : NULL, &slot, &to);
+    c->redirected_to = 0;
+    if (kind == GW_CLUSTER_EOTHER || c->redirects >= GW_RCLUSTER_MAX_REDIRECTS)
+        return -1;
+    c->redirects++;
+    c->redirected_to = 1;
+    if (kind == GW_CLUSTER_EASK) {
+        cl->stats.ask++;
+        return dispatch(c, node_get(cl, &to), 1);
+    }
+    cl->stats.moved++;
+    /* commands sent before the first MOVED of a failover bring the same
+     * news again: only one that changes the map asks for a new one */
+    int owner = gw_cluster_map_owner(cl->map, slot);
+    if (owner < 0 || !gw_cluster_addr_eq(gw_cluster_map_node(cl->map, (size_t)owner), &to)) {
+        gw_cluster_refresh_want(&cl->rule);
+        kick(cl);
+    }
+    if (gw_cluster_map_move(cl->map, slot, &to) == GW_OK)
+        return dispatch(c, slot_node(cl, slot), 0);
+    return dispatch(c, node_get(cl, &to), 0);
+}
+
+static void
+on_inner(int err, const redisReply *reply, void *arg)
+{
+    gw_rcluster_cmd_t *c = arg;
+    gw_rcluster_t *cl = c->cl;
+    c->inner = NULL;
+    if (cl->closing) {
+        cmd_finish(c, GW_RCONN_ECLOSED, NULL);
+        return;
+    }
+    if (err || reply->type != REDIS_REPLY_ERROR) {
+        cmd_finish(c, err, reply);
+        return;
+    }
+    gw_cluster_err_t kind = gw_cluster_err_kind(reply->str, reply->len);
+    switch (kind) {
+    case GW_CLUSTER_EMOVED:
+    case GW_CLUSTER_EASK:
+        if (redirect(c, reply) == 0)
+            return;
+        if (c->redirected_to) {
+            /* the node named is not ready: the caller's policy, not its error */
+            cmd_finish(c, GW_RCONN_ECONN, NULL);
+            return;
+        }
+        break;
+    case GW_CLUSTER_ECLUSTERDOWN:
+    case GW_CLUSTER_ETRYAGAIN:
+        if (kind == GW_CLUSTER_ECLUSTERDOWN) {
+            cl->stats.clusterdown++;
+            gw_cluster_refresh_want(&cl->rule);
+            kick(cl);
+        } else {
+            cl->stats.tryagain++;
+        }
+        if (!c->backed_off) {
+            park(c);
+            return;
+        }
+        break;
+    default:
+        break;
+    }
+    cmd_finish(c, 0, reply);
+}
+
+/* The first key of REQ: ARGV[1] of a command, ARGV[0] of a script. */
+static int
+first_key(const gw_rconn_req_t *req, const char **key, size_t *len)
+{
+    int i = req->script ? (req->nkeys > 0 ? 0 : -1) : (req->argc > 1 ? 1 : -1);
+    if (i < 0)
+        return -1;
+    *key = req->argv[i];
+    *len = req->lens[i];
+    return 0;
+}
+
+gw_rcluster_cmd_t *
+gw_rcluster_send(gw_rcluster_t *cl, const gw_rconn_req_t *req, gw_rconn_cb cb, void *arg)
+{
+    const char *key;
+    size_t klen;
+    if (cl == NULL || req == NULL || cb == NULL || cl->closing || cl->map == NULL ||
+        req->argc < 1 || first_key(req, &key, &klen) != 0)
+        return NULL;
+    unsigned slot = gw_cluster_keyslot(key, klen);
+    node_t *n = slot_node(cl, slot);
+    if (n == NULL || !gw_rconn_ready(n->conn))
+        return NULL;
+    size_t argc = (size_t)req->argc, bytes = 0;
+    for (size_t i = 0; i < argc; i++)
+        bytes += req->lens[i];
+    gw_rcluster_cmd_t *c = malloc(sizeof(*c) + argc * (sizeof(char *) + sizeof(size_t)) + bytes);
+    if (c == NULL)
+        return NULL;
+    memset(c, 0, sizeof(*c));
+    c->cl = cl;
+    c->cb = cb;
+    c->arg = arg;
+    c->slot = slot;
+    c->script = req->script;
+    c->nkeys = req->nkeys;
+    c->argc = req->argc;
+    c->deadline_ms = req->deadline_ms ? req->deadline_ms : uv_now(cl->loop) + cl->timeout_ms;
+    c->argv = (const char **)(void *)c->data;
+    c->lens = (size_t *)(void *)(c->data + argc * sizeof(char *));
+    char *p = c->data + argc * (sizeof(char *) + sizeof(size_t));
+    for (size_t i = 0; i < argc; i++) {
+        memcpy(p, req->argv[i], req->lens[i]);
+        c->argv[i] = p;
+        c->lens[i] = req->lens[i];
+        p += req->lens[i];
+    }
+    if (dispatch(c, n, 0) != 0) {
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void
+gw_rcluster_cmd_cancel(gw_rcluster_cmd_t *c)
+{
+    if (c == NULL)
+        return;
+    if (c->inner)
+        gw_rconn_cmd_cancel(c->inner);
+    if (c->parked)
+        gw_list_remove(&c->link);
+    free(c);
+}
+
+/* ---- life ----------------------------------------------------------------- */
+
+int
+gw_rcluster_ready(const gw_rcluster_t *cl)
+{
+    return cl != NULL && cl->map != NULL;
+}
+
+int
+gw_rcluster_key_ready(const gw_rcluster_t *cl, const char *key, size_t len)
+{
+    if (cl == NULL || cl->map == NULL)
+        return 0;
+    int i = gw_cluster_map_owner(cl->map, gw_cluster_keyslot(key, len));
+    return i >= 0 && (size_t)i < cl->nindex && cl->by_index[i] != NULL &&
+           gw_rconn_ready(cl->by_index[i]->conn);
+}
+
+const gw_rcluster_stats_t *
+gw_rcluster_stats(const gw_rcluster_t *cl)
+{
+    return &cl->stats;
+}
+
+gw_rcluster_t *
+gw_rcluster_new(uv_loop_t *loop, const gw_rcluster_opts_t *o, gw_log_t *log)
+{
+    if (loop == NULL || o == NULL || o->seeds == NULL || o->nseeds == 0 || o->timeout_ms == 0)
+        return NULL;
+    gw_rcluster_t *cl = calloc(1, sizeof(*cl));
+    if (cl == NULL)
+        return NULL;
+    cl->seeds = malloc(o->nseeds * sizeof(*cl->seeds));
+    cl->password = o->password && o->password[0] ? strdup(o->password) : NULL;
+    if (cl->seeds == NULL || (o->password && o->password[0] && cl->password == NULL)) {
+        free(cl->seeds);
+        free(cl->password);
+        free(cl);
+        return NULL;
+    }
+    memcpy(cl->seeds, o->seeds, o->nseeds * sizeof(*cl->seeds));
+    cl->nseeds = o->nseeds;
+    cl->loop = loop;
+    cl->log = log;
+    cl->timeout_ms = o->timeout_ms;
+    cl->connect_timeout_ms = o->connect_timeout_ms ? o->connect_timeout_ms : 1000;
+    cl->every_ms = o->refresh_every_ms ? o->refresh_every_ms : 30000;
+    cl->retry_ms = o->retry_ms ? o->retry_ms : 50;
+    gw_cluster_refresh_init(&cl->rule, o->refresh_gap_ms ? o->refresh_gap_ms : 1000);
+    gw_list_init(&cl->nodes);
+    gw_list_init(&cl->parked);
+    uv_timer_t *timers[] = {&cl->refresh_timer, &cl->attempt_timer, &cl->park_timer};
+    for (size_t i = 0; i < 3; i++) {
+        uv_timer_init(loop, timers[i]);
+        timers[i]->data = cl;
+        /* a cluster that stays away must not keep a draining worker alive */
+        uv_unref((uv_handle_t *)timers[i]);
+    }
+    gw_cluster_refresh_want(&cl->rule);
+    kick(cl);
+    return cl;
+}
+
+static void
+on_timer_closed(uv_handle_t *h)
+{
+    gw_rcluster_t *cl = h->data;
+    if (++cl->nclosed == 3)
+        free(cl);
+}
+
+void
+gw_rcluster_close(gw_rcluster_t *cl)
+{
+    if (cl == NULL || cl->closing)
+        return;
+    cl->closing = 1;
+    while (!gw_list_empty(&cl->parked))
+        cmd_finish(GW_CONTAINER_OF(cl->parked.next, gw_rcluster_cmd_t, link), GW_RCONN_ECLOSED,
+                   NULL);
+    cl->try_node = NULL;
+    while (!gw_list_empty(&cl->nodes))
+        node_free(GW_CONTAINER_OF(cl->nodes.next, node_t, link));
+    gw_cluster_map_free(cl->map);
+    cl->map = NULL;
+    free(cl->by_index);
+    cl->by_index = NULL;
+    cl->nindex = 0;
+    free(cl->seeds);
+    free(cl->password);
+    uv_close((uv_handle_t *)&cl->refresh_timer, on_timer_closed);
+    uv_close((uv_handle_t *)&cl->attempt_timer, on_timer_closed);
+    uv_close((uv_handle_t *)&cl->park_timer, on_timer_closed);
+}
