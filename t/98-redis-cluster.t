@@ -158,5 +158,38 @@ for my $n ($cl->{nodes}[0], $cl->{nodes}[-1]) {
     is($r, "ERR:MOVED $slot $owner", 'a key asked of the wrong master: MOVED slot host:port');
 }
 
+# gw_rcluster against this cluster: a script INCRs sixty keys through the
+# client (EVALSHA, NOSCRIPT then EVAL on each master the first time); each key
+# lands on the master that owns its slot.
+my $driver = 'build/unit/test_rcluster';
+SKIP: {
+    skip "$driver not built", 7 unless -x $driver;
+    my $owner_of = sub {
+        my ($key) = @_;
+        my $slot = redis_cmd($cl->{nodes}[0], 'CLUSTER', 'KEYSLOT', $key);
+        for my $a (keys %$masters) {
+            return $a if grep { $slot >= $_->[0] && $slot <= $_->[1] } @{ $masters->{$a} };
+        }
+        return '';
+    };
+    for my $round (1, 2) {
+        my $out = `$driver --incr 60 $cl->{seeds}[0] $cl->{seeds}[1] 2>/dev/null`;
+        my %got = $out =~ /^(user\d+)\t(\S+)$/mg;
+        is(scalar(grep { ($got{"user$_"} // '') eq $round } 1 .. 60), 60,
+            "round $round: the client INCRed sixty keys to $round") or diag $out;
+        my ($maps) = $out =~ /^stats maps=(\d+)/m;
+        is($maps, 1, "round $round: one slot map") or diag $out;
+        my ($right, %on) = (0);
+        for my $i (1 .. 60) {
+            my $owner = $owner_of->("user$i");
+            my ($port) = $owner =~ /:(\d+)$/;
+            $on{$owner}++;
+            $right++ if ($port && cluster_node_cmd($cl, $port, 'GET', "user$i") // '') eq $round;
+        }
+        is($right, 60, "round $round: every key is on the master that owns its slot");
+        is(scalar(keys %on), 3, "round $round: the keys span all three masters") if $round == 2;
+    }
+}
+
 stop_redis_cluster($cl);
 done_testing();

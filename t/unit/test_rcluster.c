@@ -4,6 +4,11 @@
  * test sets, GET with its own name, EVALSHA with NOSCRIPT until it saw
  * the script's EVAL, and can be told to answer MOVED, ASK or TRYAGAIN.
  * Commands are read with hiredis's reader.
+ *
+ * With --incr N SEED... it runs against a real cluster instead: a script
+ * INCRs keys user1..userN through the client, all at once, and prints
+ * "KEY<TAB>VALUE" per key then one "stats" line; t/98-redis-cluster.t
+ * checks the values on the masters that own the keys.
  */
 #include <arpa/inet.h>
 #include <hiredis/hiredis.h>
@@ -459,10 +464,73 @@ test_cluster(void)
     gw_log_close(log);
 }
 
+static int
+incr_keys(int n, int nseeds, char **seedv)
+{
+    gw_cluster_addr_t seeds[16];
+    if (n < 1 || n > 1000 || nseeds < 1 || nseeds > 16)
+        return 2;
+    for (int i = 0; i < nseeds; i++) {
+        if (gw_cluster_addr_parse(seedv[i], strlen(seedv[i]), NULL, &seeds[i]) != GW_OK)
+            return 2;
+    }
+    char err[128];
+    gw_log_t *log = gw_log_open("stderr", GW_LOG_INFO, err, sizeof(err));
+    gw_rcluster_opts_t o = {.seeds = seeds, .nseeds = (size_t)nseeds, .timeout_ms = 2000};
+    gw_rcluster_t *cl = gw_rcluster_new(loop, &o, log);
+    char keys[1000][16];
+    result_t *res = calloc((size_t)n, sizeof(*res));
+    int ready = 0;
+    uv_update_time(loop);
+    uint64_t t0 = uv_now(loop);
+    while (!ready && uv_now(loop) - t0 < 5000) {
+        run_for(10);
+        ready = gw_rcluster_ready(cl);
+        for (int i = 0; ready && i < n; i++) {
+            snprintf(keys[i], sizeof(keys[i]), "user%d", i + 1);
+            ready = gw_rcluster_key_ready(cl, keys[i], strlen(keys[i]));
+        }
+    }
+    gw_rconn_script_t script;
+    gw_rconn_script_init(&script, "return redis.call('INCR', KEYS[1])");
+    for (int i = 0; i < n; i++) {
+        const char *v[1] = {keys[i]};
+        size_t l[1] = {strlen(keys[i])};
+        gw_rconn_req_t req = {.argc = 1, .argv = v, .lens = l, .script = &script, .nkeys = 1};
+        if (gw_rcluster_send(cl, &req, on_result, &res[i]) == NULL)
+            res[i].done = -1;
+    }
+    int all = 0;
+    t0 = uv_now(loop);
+    while (!all && uv_now(loop) - t0 < 5000) {
+        run_for(10);
+        all = 1;
+        for (int i = 0; i < n; i++)
+            all = all && res[i].done != 0;
+    }
+    for (int i = 0; i < n; i++) {
+        if (res[i].done == 1 && res[i].err == 0 && res[i].type == REDIS_REPLY_INTEGER)
+            printf("%s\t%lld\n", keys[i], res[i].integer);
+        else
+            printf("%s\tfailed done=%d err=%d %s\n", keys[i], res[i].done, res[i].err, res[i].str);
+    }
+    const gw_rcluster_stats_t *st = gw_rcluster_stats(cl);
+    printf("stats maps=%llu slots_asked=%llu moved=%llu ask=%llu\n", (unsigned long long)st->maps,
+           (unsigned long long)st->slots_asked, (unsigned long long)st->moved,
+           (unsigned long long)st->ask);
+    gw_rcluster_close(cl);
+    run_for(20);
+    free(res);
+    gw_log_close(log);
+    return 0;
+}
+
 int
-main(void)
+main(int argc, char **argv)
 {
     loop = uv_default_loop();
+    if (argc > 3 && strcmp(argv[1], "--incr") == 0)
+        return incr_keys(atoi(argv[2]), argc - 3, argv + 3);
     test_cluster();
     done_testing();
 }
