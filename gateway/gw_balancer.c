@@ -50,11 +50,7 @@ struct gw_balancer_s {
 static uint64_t
 next_rand(gw_balancer_t *b)
 {
-    /* splitmix64: any seed, including 0, gives a full-period sequence. */
-    uint64_t z = (b->rng += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
+    return gw_rng_next(&b->rng);
 }
 
 static uint64_t

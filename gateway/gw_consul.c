@@ -81,11 +81,7 @@ struct consul_s {
 static uint64_t
 next_rand(consul_t *w)
 {
-    /* splitmix64 */
-    uint64_t z = (w->rng += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
+    return gw_rng_next(&w->rng);
 }
 
 /* Percent-encodes S for a path segment or a query value. */

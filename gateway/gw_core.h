@@ -36,6 +36,17 @@ gw_str_eq(gw_str_t a, gw_str_t b)
     return a.len == b.len && (a.len == 0 || memcmp(a.data, b.data, a.len) == 0);
 }
 
+/* splitmix64: a full-period sequence from any seed (0 included); fast and
+ * good enough for ids, jitter and weights, never for secrets. */
+static inline uint64_t
+gw_rng_next(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
 /* Eight bytes at a time: x with the ASCII capitals of each byte made lower
  * case, every other byte value left as it is. The additions cannot carry
  * out of a byte because the high bits are cleared first. */

@@ -195,16 +195,6 @@ gw_http_request_id_ok(gw_str_t id)
     return 1;
 }
 
-uint64_t
-gw_rng_next(uint64_t *s)
-{
-    /* splitmix64: fast, good enough for ids and weights, not for secrets */
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
 void
 gw_http_random_hex(uint64_t *rng, char *out, size_t nhex)
 {

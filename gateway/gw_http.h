@@ -139,6 +139,4 @@ void gw_http_error_body(gw_buf_t *b, int status, const char *message, gw_str_t r
 /* Case-insensitive search for a comma-separated token in a header value. */
 int gw_http_has_token(gw_str_t value, gw_str_t token);
 
-uint64_t gw_rng_next(uint64_t *state);
-
 #endif

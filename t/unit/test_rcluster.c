@@ -426,7 +426,7 @@ test_cluster(void)
     result_t many[20];
     int sent = 0, all = 0;
     for (int i = 0; i < 20; i++) {
-        char k[32];
+        char k[64];
         snprintf(k, sizeof(k), "{%s}.%d", klo, i);
         sent += get(cl, k, &many[i]) != NULL;
     }
