@@ -707,6 +707,11 @@ fail_upstream(gw_request_t *r, int status)
                       : status == 504 ? "gateway timeout"
                                       : "bad gateway";
     r->err = status == 503 ? GW_ERR_NO_NODE : status == 504 ? GW_ERR_TIMEOUT : GW_ERR_UPSTREAM;
+    /* a 503 here reached no node (none listed, healthy or let through):
+     * nothing the upstream did, so nothing for its breaker to count, or
+     * an empty registry list would keep it dropping once nodes are back */
+    if (status == 503)
+        r->brk_pending = 0;
     breaker_report(r, 0);
     gw_conn_send_error(r->conn, status, msg, 0);
 }
