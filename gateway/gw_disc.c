@@ -556,11 +556,9 @@ static void
 expand_node(gw_disc_t *d, const source_t *s, const gw_disc_node_t *in, dnode_t **list, size_t *m,
             size_t *cap)
 {
-    struct sockaddr_storage sa;
-    socklen_t salen;
     const dname_t *e = NULL;
     size_t count = 1;
-    if (in->host && in->host[0] && gw_conf_numeric_addr(in->host, 1, &sa, &salen) != GW_OK) {
+    if (in->host && in->host[0] && !gw_resolver_is_ip(in->host)) {
         if ((e = name_get(d, in->host)) == NULL)
             return;
         count = e->nsa;
@@ -595,11 +593,8 @@ expand_node(gw_disc_t *d, const source_t *s, const gw_disc_node_t *in, dnode_t *
 static int
 names_hosts(const gw_disc_node_t *nodes, size_t n)
 {
-    struct sockaddr_storage sa;
-    socklen_t salen;
     for (size_t i = 0; i < n; i++)
-        if (nodes[i].host && nodes[i].host[0] &&
-            gw_conf_numeric_addr(nodes[i].host, 1, &sa, &salen) != GW_OK)
+        if (nodes[i].host && nodes[i].host[0] && !gw_resolver_is_ip(nodes[i].host))
             return 1;
     return 0;
 }
