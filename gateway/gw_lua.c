@@ -258,6 +258,12 @@ gw_lua_free(gw_lua_t *lua)
     free(lua);
 }
 
+size_t
+gw_lua_memory_used(const gw_lua_t *lua)
+{
+    return lua != NULL ? lua->mem.used : 0;
+}
+
 unsigned
 gw_lua_route_phases(const gw_lua_t *lua, size_t route_index)
 {

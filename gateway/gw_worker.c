@@ -158,6 +158,19 @@ on_tick(uv_timer_t *t)
     gw_worker_t *w = t->data;
     if (w->access_log)
         gw_access_log_flush(w->access_log);
+    gw_metrics_lua_memory(w->metrics, w->slot, gw_lua_memory_used(w->lua));
+}
+
+/* Every Redis command of the limiters and gw.redis, for /metrics. */
+static void
+on_redis_answer(void *arg, int err, int error_reply, uint64_t ns)
+{
+    gw_worker_t *w = arg;
+    int result = err == GW_REDIS_ETIMEDOUT ? GW_METRICS_REDIS_TIMEOUT
+                 : err != 0                ? GW_METRICS_REDIS_CONN
+                 : error_reply             ? GW_METRICS_REDIS_REPLY_ERR
+                                           : GW_METRICS_REDIS_OK;
+    gw_metrics_redis_call(w->metrics, w->slot, result, (double)ns / 1e9);
 }
 
 static void
@@ -192,7 +205,9 @@ start_redis(gw_worker_t *w)
                          .timeout_ms = conf->redis_timeout_ms,
                          .connect_timeout_ms = 1000,
                          .on_state = on_redis_state,
-                         .state_arg = w};
+                         .state_arg = w,
+                         .on_answer = on_redis_answer,
+                         .answer_arg = w};
     gw_metrics_redis(w->metrics, w->slot, 0, 0);
     w->redis = gw_redis_new(w->loop, &o, w->log);
     if (w->redis == NULL) {
@@ -383,6 +398,7 @@ gw_worker_run(const gw_conf_t *conf, int slot, int nworkers, const int *listen_f
         begin_drain(&w);
     } else {
         gw_metrics_worker_start(metrics, slot);
+        gw_metrics_lua_memory(metrics, slot, gw_lua_memory_used(w.lua));
         gw_log(log, GW_LOG_INFO, "started (pid %d)", (int)getpid());
     }
     uv_run(&loop, UV_RUN_DEFAULT);
