@@ -17,11 +17,12 @@ LDLIBS_GW = $(SAN) $(PKG_LIBS) -lm
 
 # Debian's packages the gateway and its tests need (DESIGN.md section 3),
 # and, apart, what only the side-by-side benchmark needs: a user who runs or
-# tests the gateway does not get haproxy.
+# tests the gateway does not get haproxy. prometheus (about 100 MB) is
+# there for promtool, which checks /metrics in t/53.
 DEB_PKGS := build-essential pkg-config libuv1-dev node-llhttp libluajit2-5.1-dev \
             libhiredis-dev libc-ares-dev libssl-dev libyaml-dev libpcre2-dev lua-cjson luajit2 \
             lua-check redis-server etcd-server etcd-client golang-go golang-etcd-server-dev curl \
-            perl libjson-pp-perl iproute2 util-linux procps zlib1g-dev
+            perl libjson-pp-perl iproute2 util-linux procps zlib1g-dev prometheus
 BENCH_PKGS := nginx-extras haproxy wrk
 
 SRCS     := $(filter-out gateway/gw_main.c,$(wildcard gateway/gw_*.c))
