@@ -30,6 +30,7 @@
 #include "gw_log.h"
 #include "gw_lua.h"
 #include "gw_metrics.h"
+#include "gw_sdnotify.h"
 #include "gw_worker.h"
 
 #define GW_VERSION_STR "0.1.0"
@@ -466,6 +467,7 @@ master_loop(master_t *m)
         }
         if ((sig == SIGTERM || sig == SIGQUIT || sig == SIGINT) && !m->stopping) {
             m->stopping = 1;
+            gw_sdnotify("STOPPING=1");
             gw_log(m->log, GW_LOG_INFO, "stopping: draining workers");
             signal_workers(m->workers, m->nworkers, SIGTERM);
             signal_workers(m->old, m->nworkers, SIGTERM);
@@ -616,6 +618,8 @@ main(int argc, char **argv)
         spawn(&m, s);
     gw_log(m.log, GW_LOG_INFO, "gateway %s started: %d worker(s), %d listener(s)", GW_VERSION_STR,
            m.nworkers, m.nlisten);
+    if (gw_sdnotify("READY=1") < 0) /* systemd's Type=notify: the listeners queue already */
+        gw_log(m.log, GW_LOG_WARN, "cannot notify systemd at $NOTIFY_SOCKET: %s", strerror(errno));
     int rc = master_loop(&m);
     unlink(m.conf->pid_file);
     gw_log(m.log, GW_LOG_INFO, "stopped");

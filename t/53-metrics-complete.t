@@ -14,6 +14,7 @@ use Test::More;
 use GwTest;
 use GwMetrics;
 use JSON::PP;
+use Cwd ();
 
 plan skip_all => 'gateway binary ' . gw_bin() . ' not built' unless -x gw_bin();
 plan skip_all => 'redis-server not installed (make deps)' unless have_redis();
@@ -184,6 +185,25 @@ ok(exists $p->{'gateway_tls_handshakes_total{result="ok"}'}, 'TLS handshake coun
     ok(@names >= 8, 'the dashboard queries ' . scalar(@names) . ' metrics');
     my @unknown = grep { !$families{$_} && !$documented{$_} } @names;
     is_deeply(\@unknown, [], 'every metric the dashboard queries is exported or documented');
+}
+
+# --- the operator's files: the systemd unit and the config it expects -------
+{
+    my ($rc, $out) = check_config(file => "$root/conf/gateway-service.yaml");
+    is($rc, 0, 'conf/gateway-service.yaml passes -t') or diag $out;
+  SKIP: {
+        my $sa = -x '/usr/bin/systemd-analyze' ? '/usr/bin/systemd-analyze' : undef;
+        skip 'systemd-analyze not installed', 2 unless $sa;
+        # verify wants the binaries the unit names to exist: point it at ours
+        my $bin = Cwd::abs_path(gw_bin());
+        my $unit = slurp_file("$root/conf/gateway.service");
+        $unit =~ s{/usr/local/bin/gateway}{$bin}g;
+        my $dir = tmpdir();
+        spew_file("$dir/gateway.service", $unit);
+        my $vout = `'$sa' verify '$dir/gateway.service' 2>&1`;
+        is($? >> 8, 0, 'systemd-analyze verify conf/gateway.service: exit 0');
+        is($vout, '', 'systemd-analyze verify: no warning') or diag $vout;
+    }
 }
 
 is(stop_gateway($gw), 0, 'SIGTERM: exit 0');
