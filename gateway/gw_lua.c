@@ -252,6 +252,11 @@ gw_lua_free(gw_lua_t *lua)
 {
     if (lua == NULL)
         return;
+    /* LuaJIT unmaps the VM's arena at lua_close only when its own
+     * allocator is in place: with counted_alloc there, every closed VM
+     * would leave its arena mapped (the master's check VM, each reload). */
+    if (lua->L && lua->mem.inner != NULL)
+        lua_setallocf(lua->L, lua->mem.inner, lua->mem.inner_ud);
     if (lua->L)
         lua_close(lua->L);
     free(lua->phases);

@@ -98,7 +98,7 @@ struct gw_metrics_s {
     size_t nupstreams;
     ups_layout_t *ups;
     size_t nnode_rows;
-    size_t lua_limit; /* gateway.lua_memory, 0 when no plugin runs */
+    size_t lua_limit; /* gateway.lua_memory */
 
     size_t off_routes, off_ups, off_nodes, slot_size;
     unsigned char *shm;
