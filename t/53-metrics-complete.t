@@ -15,6 +15,9 @@ use GwTest;
 use GwMetrics;
 use JSON::PP;
 use Cwd ();
+use IO::Select;
+use IO::Socket::UNIX;
+use Socket qw(SOCK_DGRAM);
 
 plan skip_all => 'gateway binary ' . gw_bin() . ' not built' unless -x gw_bin();
 plan skip_all => 'redis-server not installed (make deps)' unless have_redis();
@@ -204,6 +207,32 @@ ok(exists $p->{'gateway_tls_handshakes_total{result="ok"}'}, 'TLS handshake coun
         is($? >> 8, 0, 'systemd-analyze verify conf/gateway.service: exit 0');
         is($vout, '', 'systemd-analyze verify: no warning') or diag $vout;
     }
+}
+
+# --- Type=notify: READY=1 once started, STOPPING=1 on SIGTERM -----------------
+{
+    my $path = tmpdir() . '/notify';
+    my $sock = IO::Socket::UNIX->new(Type => SOCK_DGRAM, Local => $path)
+      or die "notify socket: $!";
+    my $sel = IO::Select->new($sock);
+    my $recv = sub {
+        my $msg = '';
+        $sock->recv($msg, 4096) if $sel->can_read(10 * mult());
+        return $msg;
+    };
+    my $g;
+    {
+        local $ENV{NOTIFY_SOCKET} = $path;
+        $g = start_gateway(config => {
+            upstreams => [{ name => 'api', nodes => ["127.0.0.1:$up->{port}"] }],
+            routes => [route('users', 'api')],
+        });
+    }
+    is($recv->(), 'READY=1', 'sd_notify: READY=1 after start');
+    is(http_request($g->{port}, 'GET', '/users/1')->{status}, 200, 'and it serves');
+    kill 'TERM', $g->{pid};
+    is($recv->(), 'STOPPING=1', 'sd_notify: STOPPING=1 on SIGTERM');
+    is(stop_gateway($g), 0, 'notify gateway: exit 0');
 }
 
 is(stop_gateway($gw), 0, 'SIGTERM: exit 0');
