@@ -63,6 +63,16 @@ sub get {
     return $self->request('GET', $path, %o);
 }
 
+# The pid of the gateway worker that holds the server side of GwTest
+# connection $c to $gw_port, from the kernel's socket table (ss -tnp).
+sub conn_worker {
+    my ($gw_port, $c) = @_;
+    my $cport = $c->{sock}->sockport;
+    my $out = `ss -tnpH state established '( sport = :$gw_port and dport = :$cport )' 2>/dev/null`;
+    my ($pid) = $out =~ /pid=(\d+)/;
+    return $pid;
+}
+
 sub raw {
     my ($self, $bytes, %o) = @_;
     return $self->_exchange($bytes, %o);
