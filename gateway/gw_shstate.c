@@ -209,9 +209,12 @@ gw_shnode_inflight_add(gw_shnode_t *n, int delta)
     /* never below zero: a worker that died with requests out left its
      * share behind, which the next releases must not turn negative */
     int64_t v = atomic_load_explicit(&n->inflight, memory_order_relaxed);
-    while (v > 0 && !atomic_compare_exchange_weak_explicit(
-                        &n->inflight, &v, v + delta, memory_order_relaxed, memory_order_relaxed))
-        ;
+    for (;;) {
+        int64_t next = v + delta > 0 ? v + delta : 0;
+        if (v <= 0 || atomic_compare_exchange_weak_explicit(
+                          &n->inflight, &v, next, memory_order_relaxed, memory_order_relaxed))
+            break;
+    }
 }
 
 static double
