@@ -990,6 +990,8 @@ check_start(gw_admin_t *a, aconn_t *c, int check_only)
     uv_timer_start(&k->timer, on_check_timeout, GW_ADMIN_CHECK_MS, 0);
     a->check = k;
     c->check = k;
+    /* the client waits for the check: the idle limit must not cut it short */
+    uv_timer_start(&c->timer, on_timeout, GW_ADMIN_CHECK_MS + GW_ADMIN_IDLE_MS, 0);
     return GW_OK;
 }
 
