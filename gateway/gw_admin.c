@@ -185,8 +185,10 @@ redact_value(const gw_jsonr_t *j, int t, gw_buf_t *out)
     if (tok->type == GW_JSONR_OBJECT) {
         gw_buf_append(out, "{", 1);
         int first = 1;
-        for (int k = gw_jsonr_first(j, t); k >= 0; k = gw_jsonr_next(j, t, k + 0)) {
-            int v = (int)j->toks[k].end;
+        /* members come as key, value: the value is the token after its key,
+         * and the next key the token after the value */
+        for (int k = gw_jsonr_first(j, t), v; k >= 0; k = gw_jsonr_next(j, t, v)) {
+            v = (int)j->toks[k].end;
             const gw_jsonr_tok_t *kt = &j->toks[k];
             if (!first)
                 gw_buf_append(out, ",", 1);
@@ -202,7 +204,6 @@ redact_value(const gw_jsonr_t *j, int t, gw_buf_t *out)
                 gw_buf_append(out, "\"[redacted]\"", 12);
             else
                 redact_value(j, v, out);
-            k = v; /* gw_jsonr_next from the value: the next key */
         }
         gw_buf_append(out, "}", 1);
     } else if (tok->type == GW_JSONR_ARRAY) {
@@ -1013,9 +1014,9 @@ post_reload(aconn_t *c)
             respond_error(c, 400, "the body must be a JSON object", NULL, NULL);
             return;
         }
-        for (int k = gw_jsonr_first(&j, 0); k >= 0; k = gw_jsonr_next(&j, 0, k)) {
+        for (int k = gw_jsonr_first(&j, 0), v; k >= 0; k = gw_jsonr_next(&j, 0, v)) {
             char name[32];
-            int v = (int)j.toks[k].end;
+            v = (int)j.toks[k].end;
             if (gw_jsonr_str(&j, k, name, sizeof(name)) < 0 || strcmp(name, "check_only") != 0) {
                 gw_jsonr_free(&j);
                 respond_error(c, 400, "unknown member (only \"check_only\" is taken)", NULL, NULL);
@@ -1028,7 +1029,6 @@ post_reload(aconn_t *c)
                 return;
             }
             check_only = t == GW_JSONR_TRUE;
-            k = v;
         }
         gw_jsonr_free(&j);
     }
