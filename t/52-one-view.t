@@ -3,7 +3,8 @@
 # traffic is skipped by the other worker too, and a breaker tripped by one
 # worker's traffic drops the other worker's requests; the admin API and
 # /metrics show the same state. Which worker serves a connection is read
-# from the kernel (ss -tnp), not guessed.
+# from the kernel (ss -tnp), not guessed. Active probes: one worker probes a
+# node (a lease in the shared state), so it gets one probe per interval.
 
 use strict;
 use warnings;
@@ -20,6 +21,7 @@ plan skip_all => 'ss (iproute2) not available' unless system('ss -V >/dev/null 2
 my $KEY  = 'one-view-admin-key-0123456789';
 my $good = start_upstream(name => 'good');
 my $bad  = start_upstream(name => 'bad', fail_status => 500);
+my $probed = start_upstream(name => 'probed');
 my $admin_port = free_port();
 my ($g, $b) = ("127.0.0.1:$good->{port}", "127.0.0.1:$bad->{port}");
 
@@ -29,6 +31,8 @@ my $gw = start_gateway(config => {
         { name => 'h', retries => 0, nodes => [$g, $b], breaker => 'off',
           health => { passive => { unhealthy => 3, window => '30s' } } },
         { name => 'b', retries => 0, nodes => [$b], breaker => { scope => 'upstream' } },
+        { name => 'p', nodes => ["127.0.0.1:$probed->{port}"],
+          health => { active => { path => '/healthz', interval => '200ms', timeout => '1s' } } },
     ],
     routes => [
         { name => 'h', match => { path => '/h/*' }, upstream => 'h' },
@@ -115,6 +119,14 @@ is($br->{scope}, 'upstream', 'admin: breaker scope');
 ok($br->{shared}, 'admin: the breaker is shared');
 my $drops = gauge(qr/^gateway_breaker_drops_total\{upstream="b"\} (\d+)$/m) // 0;
 is($drops, ($a{'gateway:503'} // 0) + $dropped, '/metrics: drops of both workers counted');
+
+# --- active probes: one worker probes a node, not every worker ---------------------
+
+clear_upstream_log($probed);
+sleep(2);
+my $probes = grep { $_->{uri} eq '/healthz' } upstream_requests($probed);
+ok($probes >= 3 && $probes <= 12,
+    "one probe per interval for the gateway, not per worker ($probes in 2 s at 200 ms)");
 
 $_->close for $ca, $cb;
 is(stop_gateway($gw), 0, 'gateway stops cleanly');
