@@ -878,7 +878,7 @@ check_answer(check_t *k)
     }
     gw_buf_t b = {0};
     pid_t master = getppid();
-    if (!k->check_only && (master <= 1 || kill(master, SIGHUP) != 0)) {
+    if (!k->check_only && master <= 1) {
         respond_error(c, 500, "cannot signal the master", NULL, NULL);
         return;
     }
@@ -886,16 +886,22 @@ check_answer(check_t *k)
     put_str(&b, conf->file);
     gw_buf_append(&b, ",\"warnings\":", 12);
     put_lines(&b, &k->text_err, "warning: ", 1);
-    if (!k->check_only) {
+    if (!k->check_only)
         gw_buf_appendf(&b,
                        ",\"master_pid\":%d,\"message\":\"configuration OK; the master reloads "
                        "(new workers start, the old ones drain)\"",
                        (int)master);
-        gw_log(a->w->log, GW_LOG_INFO, "admin: reload of %s requested by %s", conf->file, c->peer);
-    }
     gw_buf_append(&b, "}", 1);
+    /* the answer is queued before the signal: the reload stops this worker */
     respond(c, k->check_only ? 200 : 202, &b, NULL);
     gw_buf_free(&b);
+    if (k->check_only)
+        return;
+    if (kill(master, SIGHUP) != 0)
+        gw_log(a->w->log, GW_LOG_ERROR, "admin: cannot signal the master (pid %d): %s", (int)master,
+               strerror(errno));
+    else
+        gw_log(a->w->log, GW_LOG_INFO, "admin: reload of %s requested by %s", conf->file, c->peer);
 }
 
 static void
@@ -1350,8 +1356,11 @@ gw_admin_close(gw_admin_t *a)
     if (a == NULL || a->closing)
         return;
     a->closing = 1;
+    /* an answer on its way (a 202 to the POST /reload that stops this
+     * worker) is let finish: its write and linger are bounded by timers */
     for (aconn_t *c = a->conns; c; c = c->next)
-        close_conn(c);
+        if (!c->answered)
+            close_conn(c);
     if (a->check && !a->check->exited)
         uv_process_kill(&a->check->proc, SIGKILL);
     if (a->listener_open && !uv_is_closing((uv_handle_t *)&a->listener))
