@@ -350,6 +350,24 @@ push_runner_fn(lua_State *L, gw_lua_t *lua, const char *name)
     lua_remove(L, -2);
 }
 
+char *
+gw_lua_plugins_json(gw_lua_t *lua)
+{
+    lua_State *L = lua->L;
+    char *out = NULL;
+    push_runner_fn(L, lua, "plugins_json");
+    if (lua_pcall(L, 0, 1, 0) == 0 && lua_type(L, -1) == LUA_TSTRING) {
+        size_t n;
+        const char *s = lua_tolstring(L, -1, &n);
+        if ((out = malloc(n + 1)) != NULL) {
+            memcpy(out, s, n);
+            out[n] = '\0';
+        }
+    }
+    lua_pop(L, 1);
+    return out;
+}
+
 /* The ctx table's registry slot stays with the (pooled) request object;
  * a request gets a fresh table in it the first time it needs one. */
 static void

@@ -42,6 +42,9 @@ unsigned gw_lua_route_phases(const gw_lua_t *lua, size_t route_index);
 
 /* Bytes the VM holds now (its allocator's count; no collection runs). */
 size_t gw_lua_memory_used(const gw_lua_t *lua);
+/* The loaded plugins as a JSON array (admin API: name, priority, version,
+ * phases, file); malloc'd, NULL on error. */
+char *gw_lua_plugins_json(gw_lua_t *lua);
 
 /* Checks a config's plugins in a throwaway VM: 0 when fine, else the
  * number of error lines printed to out (FILE *). */
