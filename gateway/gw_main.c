@@ -17,25 +17,27 @@
 static void
 usage(FILE *f)
 {
-    fprintf(f, "usage: gateway [-c FILE] [-t] [-d] [-s reload|stop|reopen] [-v]\n"
+    fprintf(f, "usage: gateway [-c FILE] [-t] [-d] [-s reload|stop|reopen|upgrade] [-v]\n"
                "  -c FILE   configuration (default conf/gateway.yaml)\n"
                "  -t        check the configuration and exit\n"
                "  -d        watch the registries of the configuration in the foreground and\n"
                "            print each node list and registry state change as a JSON line\n"
                "  -s SIG    signal the running master (its pid file): reload (SIGHUP),\n"
-               "            stop (SIGTERM, graceful) or reopen the logs (SIGUSR1)\n"
+               "            stop (SIGTERM, graceful), reopen the logs (SIGUSR1) or\n"
+               "            upgrade (SIGUSR2: start the binary again on the same sockets)\n"
                "  -v        print the version\n");
 }
 
 static int
 signal_master(const gw_conf_t *conf, const char *what)
 {
-    int sig = strcmp(what, "reload") == 0   ? SIGHUP
-              : strcmp(what, "stop") == 0   ? SIGTERM
-              : strcmp(what, "reopen") == 0 ? SIGUSR1
-                                            : 0;
+    int sig = strcmp(what, "reload") == 0    ? SIGHUP
+              : strcmp(what, "stop") == 0    ? SIGTERM
+              : strcmp(what, "reopen") == 0  ? SIGUSR1
+              : strcmp(what, "upgrade") == 0 ? SIGUSR2
+                                             : 0;
     if (sig == 0) {
-        fprintf(stderr, "gateway: unknown signal \"%s\" (reload, stop or reopen)\n", what);
+        fprintf(stderr, "gateway: unknown signal \"%s\" (reload, stop, reopen or upgrade)\n", what);
         return 1;
     }
     FILE *f = fopen(conf->pid_file, "r");
@@ -133,5 +135,5 @@ main(int argc, char **argv)
         return rc;
     }
 
-    return gw_master_run(conf, GW_VERSION_STR);
+    return gw_master_run(conf, GW_VERSION_STR, argv);
 }

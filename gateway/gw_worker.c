@@ -18,6 +18,7 @@
 #include "gw_router.h"
 #include "gw_status.h"
 #include "gw_upstream.h"
+#include "gw_watchdog.h"
 
 const char *
 gw_worker_date(gw_worker_t *w)
@@ -51,6 +52,13 @@ on_clock_reset(uv_prepare_t *p)
 {
     gw_worker_t *w = p->data;
     w->now_valid = 0;
+    gw_watch_beat(w->watch);
+}
+
+static void
+on_beat(uv_timer_t *t)
+{
+    /* nothing: waking the loop is the point (on_clock_reset counts) */
 }
 
 static void
@@ -75,6 +83,7 @@ finish(gw_worker_t *w)
     uv_close((uv_handle_t *)&w->drain_timer, on_handle_closed);
     uv_close((uv_handle_t *)&w->tick, on_handle_closed);
     uv_close((uv_handle_t *)&w->clock_reset, on_handle_closed);
+    uv_close((uv_handle_t *)&w->beat, on_handle_closed);
     uv_close((uv_handle_t *)&w->sig_term, on_handle_closed);
     uv_close((uv_handle_t *)&w->sig_quit, on_handle_closed);
     uv_close((uv_handle_t *)&w->sig_usr1, on_handle_closed);
@@ -330,7 +339,8 @@ setup(gw_worker_t *w, const int *fds, size_t nfds)
 
 int
 gw_worker_run(const gw_conf_t *conf, int slot, int nworkers, const int *listen_fds, size_t nlisten,
-              int status_fd, gw_metrics_t *metrics, gw_disc_shm_t *disc, gw_log_t *log)
+              int status_fd, gw_metrics_t *metrics, gw_disc_shm_t *disc, gw_log_t *log,
+              gw_watch_t *watch)
 {
     gw_worker_t w;
     uv_loop_t loop;
@@ -376,6 +386,15 @@ gw_worker_run(const gw_conf_t *conf, int slot, int nworkers, const int *listen_f
     w.clock_reset.data = &w;
     uv_prepare_start(&w.clock_reset, on_clock_reset);
     uv_unref((uv_handle_t *)&w.clock_reset);
+    w.watch = watch;
+    uv_timer_init(&loop, &w.beat);
+    if (watch != NULL) {
+        /* a quarter of the watchdog time: an idle loop turns often enough */
+        uint64_t every = conf->watchdog_ms / 4;
+        every = every < 25 ? 25 : every > 1000 ? 1000 : every;
+        uv_timer_start(&w.beat, on_beat, every, every);
+        uv_unref((uv_handle_t *)&w.beat);
+    }
 
     int rc = 0;
     if (setup(&w, listen_fds, nlisten) != GW_OK) {

@@ -66,6 +66,8 @@ struct gw_worker_s {
     int64_t date_sec;
     char date[32];
     uv_prepare_t clock_reset; /* before each poll: the cached clock goes stale */
+    struct gw_watch_s *watch; /* this process's watchdog record; NULL -> off */
+    uv_timer_t beat;          /* turns an idle loop so the watchdog sees it */
     uint64_t now_ns;          /* the clock as the current loop iteration read it */
     int now_valid;
     uint64_t rng;
@@ -74,7 +76,7 @@ struct gw_worker_s {
 /* Runs the worker until it has drained; returns the process exit code. */
 int gw_worker_run(const gw_conf_t *conf, int slot, int nworkers, const int *listen_fds,
                   size_t nlisten, int status_fd, gw_metrics_t *metrics, struct gw_disc_shm_s *disc,
-                  gw_log_t *log);
+                  gw_log_t *log, struct gw_watch_s *watch);
 
 /* IMF-fixdate of the current second, cached. */
 const char *gw_worker_date(gw_worker_t *w);

@@ -1,0 +1,53 @@
+/*
+ * The worker watchdog: one small record per worker process in a segment
+ * the master maps before it forks. The worker bumps its record's beat on
+ * every turn of its event loop (and a timer makes the loop turn while it
+ * is idle) and writes which route and plugin it is running before each
+ * plugin call; the master reads the records and replaces a worker whose
+ * beat stood still for gateway.watchdog.
+ *
+ * Records hold numbers only (no pointers, no strings), one writer each
+ * (the worker), relaxed atomics: the master reads them without a lock.
+ */
+#ifndef GW_WATCHDOG_H
+#define GW_WATCHDOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "gw_core.h"
+
+typedef struct gw_watchdog_s gw_watchdog_t;
+typedef struct gw_watch_s gw_watch_t;
+typedef struct gw_request_s gw_request_t;
+
+/** Maps NSLOTS records, zeroed. NULL when the mapping fails. */
+gw_watchdog_t *gw_watchdog_new(size_t nslots);
+void gw_watchdog_free(gw_watchdog_t *wd);
+
+/** Record I (0 .. nslots-1), zeroed for a new worker; NULL out of range. */
+gw_watch_t *gw_watchdog_take(gw_watchdog_t *wd, size_t i);
+
+/** Record I as it is, for reading; NULL out of range. */
+const gw_watch_t *gw_watchdog_record(const gw_watchdog_t *wd, size_t i);
+
+/** The worker's side: one loop turn; also forgets the running plugin (a
+ * loop that turns is not inside one). */
+void gw_watch_beat(gw_watch_t *wt);
+
+/** The master's side: the beat count so far. */
+uint64_t gw_watch_beats(const gw_watch_t *wt);
+
+/** The master's side: 1 + route index, 1 + the plugin's position (globals
+ * first, then the route's own, as written in the config) of the plugin
+ * call the worker entered last in this loop turn; 0 when none. */
+void gw_watch_running(const gw_watch_t *wt, int *route, int *plugin);
+
+/**
+ * From Lua (FFI), before each plugin call: R is the request (0: none),
+ * PLUGIN 1 + the plugin's position as for gw_watch_running.
+ */
+void gw_ffi_watch(gw_request_t *r, int plugin);
+
+#endif
