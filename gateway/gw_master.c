@@ -101,6 +101,7 @@ typedef struct {
     char exe[PATH_MAX]; /* for the upgrade */
     char **argv;
     pid_t upgrade_pid; /* the new master while it runs, our child */
+    int drain_pending; /* old generations drain once the current one is ready */
     char pid_path[PATH_MAX + 8];
 } master_t;
 
@@ -323,7 +324,7 @@ spawn(master_t *m, gen_t *g, int slot)
         return -1;
     }
     size_t idx = (size_t)(p - m->procs);
-    gw_watch_t *watch = g->conf->watchdog_ms ? gw_watchdog_take(m->watchdog, idx) : NULL;
+    gw_watch_t *watch = gw_watchdog_take(m->watchdog, idx);
     pid_t pid = fork();
     if (pid < 0) {
         gw_log(m->log, GW_LOG_ERROR, "fork: %s", strerror(errno));
@@ -609,9 +610,31 @@ reload(master_t *m)
     reload_disc(m);
     for (int s = 0; s < g->nworkers; s++)
         spawn(m, g, s);
-    signal_old(m, SIGTERM);
+    m->drain_pending = 1;
     gw_log(m->log, GW_LOG_INFO, "reloaded %s (generation %d: %d worker(s), %zu listener(s))",
            nc->file, g->id, g->nworkers, nc->nlisten);
+}
+
+/* The old generations keep accepting until every worker of the new one
+ * has set up (its Lua VM, pools, listeners): a reload never leaves a
+ * moment with nobody accepting. A new worker that fails its set-up is
+ * re-spawned meanwhile, and the old ones serve on. */
+static void
+drain_when_ready(master_t *m)
+{
+    if (!m->drain_pending)
+        return;
+    int ready = 0;
+    for (int i = 0; i < MAX_PROCS; i++) {
+        proc_t *p = &m->procs[i];
+        if (p->pid > 0 && p->gen == m->gens &&
+            gw_watch_ready(gw_watchdog_record(m->watchdog, (size_t)i)))
+            ready++;
+    }
+    if (ready < m->gens->nworkers)
+        return;
+    m->drain_pending = 0;
+    signal_old(m, SIGTERM);
 }
 
 /* ---- binary upgrade ---- */
@@ -823,6 +846,8 @@ master_loop(master_t *m)
         long tick = 250;
         if (m->conf->watchdog_ms && (long)(m->conf->watchdog_ms / 10) < tick)
             tick = (long)(m->conf->watchdog_ms / 10);
+        if (m->drain_pending)
+            tick = 10; /* new workers come up within milliseconds */
         struct timespec ts = {0, tick * 1000000L};
         int sig = sigtimedwait(&set, NULL, &ts);
         if (sig == SIGCHLD || sig < 0)
@@ -841,8 +866,10 @@ master_loop(master_t *m)
             begin_stop(m, sig);
             deadline = time(NULL) + (time_t)(m->conf->drain_timeout_ms / 1000) + 5;
         }
-        if (!m->stopping)
+        if (!m->stopping) {
+            drain_when_ready(m);
             watchdog_check(m);
+        }
         if (m->stopping) {
             reap(m);
             if (nprocs(m) == 0)

@@ -11,7 +11,8 @@ struct gw_watch_s {
     _Atomic uint64_t beats;
     _Atomic int32_t route;
     _Atomic int32_t plugin;
-    char pad[48]; /* one cache line each: workers never share one */
+    _Atomic int32_t ready;
+    char pad[44]; /* one cache line each: workers never share one */
 };
 
 struct gw_watchdog_s {
@@ -54,6 +55,7 @@ gw_watchdog_take(gw_watchdog_t *wd, size_t i)
     atomic_store_explicit(&wt->beats, 0, memory_order_relaxed);
     atomic_store_explicit(&wt->route, 0, memory_order_relaxed);
     atomic_store_explicit(&wt->plugin, 0, memory_order_relaxed);
+    atomic_store_explicit(&wt->ready, 0, memory_order_relaxed);
     return wt;
 }
 
@@ -72,6 +74,19 @@ gw_watch_beat(gw_watch_t *wt)
     uint64_t b = atomic_load_explicit(&wt->beats, memory_order_relaxed);
     atomic_store_explicit(&wt->beats, b + 1, memory_order_relaxed);
     atomic_store_explicit(&wt->plugin, 0, memory_order_relaxed);
+}
+
+void
+gw_watch_set_ready(gw_watch_t *wt)
+{
+    if (wt != NULL)
+        atomic_store_explicit(&wt->ready, 1, memory_order_release);
+}
+
+int
+gw_watch_ready(const gw_watch_t *wt)
+{
+    return wt != NULL && atomic_load_explicit(&((gw_watch_t *)wt)->ready, memory_order_acquire);
 }
 
 uint64_t

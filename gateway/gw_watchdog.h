@@ -36,6 +36,12 @@ const gw_watch_t *gw_watchdog_record(const gw_watchdog_t *wd, size_t i);
  * loop that turns is not inside one). */
 void gw_watch_beat(gw_watch_t *wt);
 
+/** The worker's side: set-up is done, it accepts connections. */
+void gw_watch_set_ready(gw_watch_t *wt);
+
+/** The master's side: has the worker said it is ready? */
+int gw_watch_ready(const gw_watch_t *wt);
+
 /** The master's side: the beat count so far. */
 uint64_t gw_watch_beats(const gw_watch_t *wt);
 

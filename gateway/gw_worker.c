@@ -388,7 +388,7 @@ gw_worker_run(const gw_conf_t *conf, int slot, int nworkers, const int *listen_f
     uv_unref((uv_handle_t *)&w.clock_reset);
     w.watch = watch;
     uv_timer_init(&loop, &w.beat);
-    if (watch != NULL) {
+    if (watch != NULL && conf->watchdog_ms > 0) {
         /* a quarter of the watchdog time: an idle loop turns often enough */
         uint64_t every = conf->watchdog_ms / 4;
         every = every < 25 ? 25 : every > 1000 ? 1000 : every;
@@ -402,6 +402,7 @@ gw_worker_run(const gw_conf_t *conf, int slot, int nworkers, const int *listen_f
         begin_drain(&w);
     } else {
         gw_metrics_worker_start(metrics, slot);
+        gw_watch_set_ready(watch);
         gw_log(log, GW_LOG_INFO, "started (pid %d)", (int)getpid());
     }
     uv_run(&loop, UV_RUN_DEFAULT);
