@@ -637,6 +637,22 @@ drain_when_ready(master_t *m)
     signal_old(m, SIGTERM);
 }
 
+/* A slot of the current generation without a worker (its fork failed,
+ * or the process table was full) gets one; reap() replaces the ones that
+ * die. */
+static void
+fill_slots(master_t *m)
+{
+    unsigned char have[MAX_WORKERS] = {0};
+    gen_t *g = m->gens;
+    for (int i = 0; i < MAX_PROCS; i++)
+        if (m->procs[i].pid > 0 && m->procs[i].gen == g)
+            have[m->procs[i].slot] = 1;
+    for (int s = 0; s < g->nworkers; s++)
+        if (!have[s])
+            spawn(m, g, s);
+}
+
 /* ---- binary upgrade ---- */
 
 static void
@@ -790,12 +806,12 @@ reap(master_t *m)
         proc_t dead = *p;
         memset(p, 0, sizeof(*p));
         dead.gen->nlive--;
+        if (dead.watchdogged) /* a draining one too: it was stuck all the same */
+            gw_metrics_worker_restart(m->gens->metrics, GW_METRICS_RESTART_WATCHDOG);
         if (m->stopping || dead.gen != m->gens)
             continue;
         gen_t *g = dead.gen;
-        if (dead.watchdogged) {
-            gw_metrics_worker_restart(g->metrics, GW_METRICS_RESTART_WATCHDOG);
-        } else {
+        if (!dead.watchdogged) {
             gw_metrics_worker_restart(g->metrics, GW_METRICS_RESTART_DIED);
             if (WIFSIGNALED(status))
                 gw_log(m->log, GW_LOG_ERROR, "worker %d (pid %d) killed by signal %d; restarting",
@@ -867,6 +883,7 @@ master_loop(master_t *m)
             deadline = time(NULL) + (time_t)(m->conf->drain_timeout_ms / 1000) + 5;
         }
         if (!m->stopping) {
+            fill_slots(m);
             drain_when_ready(m);
             watchdog_check(m);
         }
