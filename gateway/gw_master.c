@@ -324,7 +324,7 @@ spawn(master_t *m, gen_t *g, int slot)
         return -1;
     }
     size_t idx = (size_t)(p - m->procs);
-    gw_watch_t *watch = gw_watchdog_take(m->watchdog, idx);
+    gw_watchdog_rec_t *watch = gw_watchdog_take(m->watchdog, idx);
     pid_t pid = fork();
     if (pid < 0) {
         gw_log(m->log, GW_LOG_ERROR, "fork: %s", strerror(errno));
@@ -628,7 +628,7 @@ drain_when_ready(master_t *m)
     for (int i = 0; i < MAX_PROCS; i++) {
         proc_t *p = &m->procs[i];
         if (p->pid > 0 && p->gen == m->gens &&
-            gw_watch_ready(gw_watchdog_record(m->watchdog, (size_t)i)))
+            gw_watchdog_ready(gw_watchdog_record(m->watchdog, (size_t)i)))
             ready++;
     }
     if (ready < m->gens->nworkers)
@@ -742,8 +742,8 @@ watchdog_check(master_t *m)
         uint64_t limit = p->pid > 0 ? p->gen->conf->watchdog_ms : 0;
         if (limit == 0 || p->watchdogged)
             continue;
-        const gw_watch_t *rec = gw_watchdog_record(m->watchdog, (size_t)i);
-        uint64_t beats = gw_watch_beats(rec);
+        const gw_watchdog_rec_t *rec = gw_watchdog_record(m->watchdog, (size_t)i);
+        uint64_t beats = gw_watchdog_beats(rec);
         if (beats != p->beats) {
             p->beats = beats;
             p->seen_ms = now;
@@ -756,7 +756,7 @@ watchdog_check(master_t *m)
             continue;
         int route, plugin;
         char what[512];
-        gw_watch_running(rec, &route, &plugin);
+        gw_watchdog_running(rec, &route, &plugin);
         watchdog_name(p->gen->conf, route, plugin, what, sizeof(what));
         gw_log(m->log, GW_LOG_ERROR,
                "watchdog: worker %d (pid %d) has not turned its loop for %llu ms, in %s: "

@@ -3,11 +3,9 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 
-#include "gw_request.h"
 #include "gw_watchdog.h"
-#include "gw_worker.h"
 
-struct gw_watch_s {
+struct gw_watchdog_rec_s {
     _Atomic uint64_t beats;
     _Atomic int32_t route;
     _Atomic int32_t plugin;
@@ -16,7 +14,7 @@ struct gw_watch_s {
 };
 
 struct gw_watchdog_s {
-    gw_watch_t *slots;
+    gw_watchdog_rec_t *slots;
     size_t nslots;
 };
 
@@ -26,7 +24,7 @@ gw_watchdog_new(size_t nslots)
     gw_watchdog_t *wd = calloc(1, sizeof(*wd));
     if (wd == NULL)
         return NULL;
-    void *p = mmap(NULL, nslots * sizeof(gw_watch_t), PROT_READ | PROT_WRITE,
+    void *p = mmap(NULL, nslots * sizeof(gw_watchdog_rec_t), PROT_READ | PROT_WRITE,
                    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) {
         free(wd);
@@ -42,16 +40,16 @@ gw_watchdog_free(gw_watchdog_t *wd)
 {
     if (wd == NULL)
         return;
-    munmap(wd->slots, wd->nslots * sizeof(gw_watch_t));
+    munmap(wd->slots, wd->nslots * sizeof(gw_watchdog_rec_t));
     free(wd);
 }
 
-gw_watch_t *
+gw_watchdog_rec_t *
 gw_watchdog_take(gw_watchdog_t *wd, size_t i)
 {
     if (wd == NULL || i >= wd->nslots)
         return NULL;
-    gw_watch_t *wt = &wd->slots[i];
+    gw_watchdog_rec_t *wt = &wd->slots[i];
     atomic_store_explicit(&wt->beats, 0, memory_order_relaxed);
     atomic_store_explicit(&wt->route, 0, memory_order_relaxed);
     atomic_store_explicit(&wt->plugin, 0, memory_order_relaxed);
@@ -59,14 +57,14 @@ gw_watchdog_take(gw_watchdog_t *wd, size_t i)
     return wt;
 }
 
-const gw_watch_t *
+const gw_watchdog_rec_t *
 gw_watchdog_record(const gw_watchdog_t *wd, size_t i)
 {
     return wd != NULL && i < wd->nslots ? &wd->slots[i] : NULL;
 }
 
 void
-gw_watch_beat(gw_watch_t *wt)
+gw_watchdog_beat(gw_watchdog_rec_t *wt)
 {
     if (wt == NULL)
         return;
@@ -77,41 +75,40 @@ gw_watch_beat(gw_watch_t *wt)
 }
 
 void
-gw_watch_set_ready(gw_watch_t *wt)
+gw_watchdog_set_ready(gw_watchdog_rec_t *wt)
 {
     if (wt != NULL)
         atomic_store_explicit(&wt->ready, 1, memory_order_release);
 }
 
 int
-gw_watch_ready(const gw_watch_t *wt)
+gw_watchdog_ready(const gw_watchdog_rec_t *wt)
 {
-    return wt != NULL && atomic_load_explicit(&((gw_watch_t *)wt)->ready, memory_order_acquire);
+    return wt != NULL &&
+           atomic_load_explicit(&((gw_watchdog_rec_t *)wt)->ready, memory_order_acquire);
 }
 
 uint64_t
-gw_watch_beats(const gw_watch_t *wt)
+gw_watchdog_beats(const gw_watchdog_rec_t *wt)
 {
     if (wt == NULL)
         return 0;
-    return atomic_load_explicit(&((gw_watch_t *)wt)->beats, memory_order_relaxed);
+    return atomic_load_explicit(&((gw_watchdog_rec_t *)wt)->beats, memory_order_relaxed);
 }
 
 void
-gw_watch_running(const gw_watch_t *wt, int *route, int *plugin)
+gw_watchdog_running(const gw_watchdog_rec_t *wt, int *route, int *plugin)
 {
-    gw_watch_t *w = (gw_watch_t *)wt;
+    gw_watchdog_rec_t *w = (gw_watchdog_rec_t *)wt;
     *plugin = atomic_load_explicit(&w->plugin, memory_order_relaxed);
     *route = *plugin ? atomic_load_explicit(&w->route, memory_order_relaxed) : 0;
 }
 
 void
-gw_ffi_watch(gw_request_t *r, int plugin)
+gw_watchdog_enter(gw_watchdog_rec_t *wt, int route, int plugin)
 {
-    if (r == NULL || r->w == NULL || r->w->watch == NULL)
+    if (wt == NULL)
         return;
-    gw_watch_t *wt = r->w->watch;
-    atomic_store_explicit(&wt->route, r->route ? (int32_t)r->route->index + 1 : 0,
-                          memory_order_relaxed);
+    atomic_store_explicit(&wt->route, route, memory_order_relaxed);
     atomic_store_explicit(&wt->plugin, plugin, memory_order_relaxed);
 }

@@ -19,41 +19,38 @@
 #include "gw_core.h"
 
 typedef struct gw_watchdog_s gw_watchdog_t;
-typedef struct gw_watch_s gw_watch_t;
-typedef struct gw_request_s gw_request_t;
+typedef struct gw_watchdog_rec_s gw_watchdog_rec_t;
 
 /** Maps NSLOTS records, zeroed. NULL when the mapping fails. */
 gw_watchdog_t *gw_watchdog_new(size_t nslots);
 void gw_watchdog_free(gw_watchdog_t *wd);
 
 /** Record I (0 .. nslots-1), zeroed for a new worker; NULL out of range. */
-gw_watch_t *gw_watchdog_take(gw_watchdog_t *wd, size_t i);
+gw_watchdog_rec_t *gw_watchdog_take(gw_watchdog_t *wd, size_t i);
 
 /** Record I as it is, for reading; NULL out of range. */
-const gw_watch_t *gw_watchdog_record(const gw_watchdog_t *wd, size_t i);
+const gw_watchdog_rec_t *gw_watchdog_record(const gw_watchdog_t *wd, size_t i);
 
 /** The worker's side: one loop turn; also forgets the running plugin (a
  * loop that turns is not inside one). */
-void gw_watch_beat(gw_watch_t *wt);
+void gw_watchdog_beat(gw_watchdog_rec_t *wt);
 
 /** The worker's side: set-up is done, it accepts connections. */
-void gw_watch_set_ready(gw_watch_t *wt);
+void gw_watchdog_set_ready(gw_watchdog_rec_t *wt);
 
 /** The master's side: has the worker said it is ready? */
-int gw_watch_ready(const gw_watch_t *wt);
+int gw_watchdog_ready(const gw_watchdog_rec_t *wt);
 
 /** The master's side: the beat count so far. */
-uint64_t gw_watch_beats(const gw_watch_t *wt);
+uint64_t gw_watchdog_beats(const gw_watchdog_rec_t *wt);
 
 /** The master's side: 1 + route index, 1 + the plugin's position (globals
  * first, then the route's own, as written in the config) of the plugin
  * call the worker entered last in this loop turn; 0 when none. */
-void gw_watch_running(const gw_watch_t *wt, int *route, int *plugin);
+void gw_watchdog_running(const gw_watchdog_rec_t *wt, int *route, int *plugin);
 
-/**
- * From Lua (FFI), before each plugin call: R is the request (0: none),
- * PLUGIN 1 + the plugin's position as for gw_watch_running.
- */
-void gw_ffi_watch(gw_request_t *r, int plugin);
+/** The worker's side, before each plugin call: ROUTE 1 + the route's
+ * index (0: none), PLUGIN as for gw_watchdog_running. */
+void gw_watchdog_enter(gw_watchdog_rec_t *wt, int route, int plugin);
 
 #endif

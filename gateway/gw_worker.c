@@ -52,7 +52,15 @@ on_clock_reset(uv_prepare_t *p)
 {
     gw_worker_t *w = p->data;
     w->now_valid = 0;
-    gw_watch_beat(w->watch);
+    gw_watchdog_beat(w->watch);
+}
+
+void
+gw_ffi_watch(gw_request_t *r, int plugin)
+{
+    if (r == NULL || r->w == NULL)
+        return;
+    gw_watchdog_enter(r->w->watch, r->route ? (int)r->route->index + 1 : 0, plugin);
 }
 
 static void
@@ -340,7 +348,7 @@ setup(gw_worker_t *w, const int *fds, size_t nfds)
 int
 gw_worker_run(const gw_conf_t *conf, int slot, int nworkers, const int *listen_fds, size_t nlisten,
               int status_fd, gw_metrics_t *metrics, gw_disc_shm_t *disc, gw_log_t *log,
-              gw_watch_t *watch)
+              gw_watchdog_rec_t *watch)
 {
     gw_worker_t w;
     uv_loop_t loop;
@@ -402,7 +410,7 @@ gw_worker_run(const gw_conf_t *conf, int slot, int nworkers, const int *listen_f
         begin_drain(&w);
     } else {
         gw_metrics_worker_start(metrics, slot);
-        gw_watch_set_ready(watch);
+        gw_watchdog_set_ready(watch);
         gw_log(log, GW_LOG_INFO, "started (pid %d)", (int)getpid());
     }
     uv_run(&loop, UV_RUN_DEFAULT);
