@@ -100,8 +100,9 @@ typedef struct {
     disc_proc_t disc;
     char exe[PATH_MAX]; /* for the upgrade */
     char **argv;
-    pid_t upgrade_pid; /* the new master while it runs, our child */
-    int drain_pending; /* old generations drain once the current one is ready */
+    pid_t upgrade_pid;   /* the new master while it runs, our child */
+    int drain_pending;   /* old generations drain once the current one is ready */
+    pid_t upgraded_from; /* the master that started us in an upgrade, 0 */
     char pid_path[PATH_MAX + 8];
 } master_t;
 
@@ -159,9 +160,8 @@ sock_get(master_t *m, const gw_listen_conf_t *l, char *err, size_t errlen)
     return fd;
 }
 
-/* Closes every socket not marked kept (with DROP_KEPT: every one opened
- * since the marks were cleared, i.e. a reload that failed half-way,
- * where the kept ones were the old ones). */
+/* Closes every socket not marked kept; with WAS_OPEN (which sockets were
+ * open before a reload that failed half-way), every one opened since. */
 static void
 socks_sweep(master_t *m, const unsigned char *was_open)
 {
@@ -211,6 +211,7 @@ socks_inherit(master_t *m)
         s->fd = (int)fd;
     }
     unsetenv(INHERIT_ENV);
+    m->upgraded_from = getppid();
     gw_log(m->log, GW_LOG_INFO, "inherited %d listening socket(s)", m->nsocks);
 }
 
@@ -661,6 +662,14 @@ upgrade(master_t *m)
     if (m->upgrade_pid > 0) {
         gw_log(m->log, GW_LOG_WARN, "upgrade refused: the new master (pid %d) is still running",
                (int)m->upgrade_pid);
+        return;
+    }
+    /* one .oldbin at a time: while the master we replaced still runs, an
+     * upgrade from here would take its pid file's place */
+    if (m->upgraded_from > 1 && getppid() == m->upgraded_from) {
+        gw_log(m->log, GW_LOG_WARN,
+               "upgrade refused: the previous master (pid %d) still runs; QUIT it first",
+               (int)m->upgraded_from);
         return;
     }
     char env[MAX_SOCKS * 12 + 1] = "";

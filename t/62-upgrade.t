@@ -74,6 +74,10 @@ my $new;
     ok(wait_for(sub { workers_of($new) == 2 }, 10), 'the new master started its two workers');
     ok(!gone($old) && workers_of($old) >= 2, 'the old master and its workers still run');
     like(gateway_log($gw), qr/inherited \d+ listening socket/, 'the new master inherited the sockets');
+    kill 'USR2', $new;
+    ok(wait_for(sub { gateway_log($gw) =~ /upgrade refused: the previous master \(pid $old\) still runs/ }, 5),
+        'an upgrade of the new master while the old one runs is refused');
+    is(pid_in($pidfile), $new, '... and the pid file stays');
     sleep 1;
     kill 'QUIT', $old;
     my $st = GwTest::reap($old, 15 * GwTest::mult());
