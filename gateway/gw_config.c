@@ -1171,12 +1171,30 @@ check_plugin_paths(cctx_t *c, const gw_conf_t *conf)
     }
 }
 
+/* gateway.watchdog: how long a worker's loop may stand still before the
+ * master replaces the worker; "off" turns the check off. */
+static void
+compile_watchdog(cctx_t *c, const ynode_t *gw)
+{
+    const ynode_t *v = mget(gw, "watchdog");
+    if (v == NULL)
+        return;
+    if (v->kind == YN_SCALAR && strcmp(v->str, "off") == 0) {
+        c->conf->watchdog_ms = 0;
+        return;
+    }
+    if (get_dur(c, gw, "gateway", "watchdog", 1, &c->conf->watchdog_ms) > 0 &&
+        c->conf->watchdog_ms < 100)
+        cerr(c, "gateway.watchdog", "must be at least 100ms (or off)");
+}
+
 static void
 compile_gateway(cctx_t *c, const ynode_t *gw)
 {
-    static const char *const keys[] = {
-        "listen",    "workers",      "status_listen", "admin", "timeouts",   "limits", "access_log",
-        "error_log", "plugin_paths", "pid_file",      "tls",   "lua_memory", NULL};
+    static const char *const keys[] = {"listen",       "workers",  "status_listen", "admin",
+                                       "timeouts",     "limits",   "access_log",    "error_log",
+                                       "plugin_paths", "pid_file", "tls",           "lua_memory",
+                                       "watchdog",     NULL};
     static const char *const tkeys[] = {"client_header", "client_body", "keepalive", "drain", NULL};
     static const char *const lkeys[] = {"max_header_size", "max_body_size", "max_connections",
                                         NULL};
@@ -1279,6 +1297,7 @@ compile_gateway(cctx_t *c, const ynode_t *gw)
     if (get_size(c, gw, "gateway", "lua_memory", &conf->lua_memory) > 0 &&
         conf->lua_memory < 16u * 1024 * 1024)
         cerr(c, "gateway.lua_memory", "must be at least 16m");
+    compile_watchdog(c, gw);
 }
 
 /* ---- redis, registries ---------------------------------------------------- */
@@ -2768,6 +2787,7 @@ conf_new(void)
     conf->consumers_json = xstrdup("[]");
     conf->redis_timeout_ms = 50;
     conf->lua_memory = (size_t)512 * 1024 * 1024;
+    conf->watchdog_ms = 5000;
     return conf;
 }
 

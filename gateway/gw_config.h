@@ -272,6 +272,10 @@ struct gw_conf_s {
     size_t nplugin_paths;
     size_t lua_memory; /* bytes; the Lua VM's allocations stop there */
 
+    /* gateway.watchdog: a worker whose loop stands still this long is
+     * replaced (gw_master.c); 0 -> off. Default 5s. */
+    uint64_t watchdog_ms;
+
     /* redis: the limiters' server (gw_redis.c) */
     int has_redis;
     gw_redis_type_t redis_type; /* redis.type, default node */

@@ -88,8 +88,14 @@ typedef struct {
     counter_t events;
 } reg_stats_t;
 
+/* What only the master writes. */
+typedef struct {
+    counter_t restarts[GW_METRICS_NRESTARTS];
+} master_stats_t;
+
 struct gw_metrics_s {
     int nworkers;
+    size_t off_master; /* after the registries */
     size_t nregs;
     char **regs;     /* escaped registry names */
     size_t off_regs; /* after every slot */
@@ -297,7 +303,8 @@ gw_metrics_new(const gw_conf_t *conf, int nworkers)
         if ((m->regs[r] = escape_label(conf->registries[r].name)) == NULL)
             goto failed;
     m->off_regs = m->slot_size * (size_t)nworkers;
-    m->shm_size = m->off_regs + align_up((m->nregs + 1) * sizeof(reg_stats_t), CACHE_LINE);
+    m->off_master = m->off_regs + align_up((m->nregs + 1) * sizeof(reg_stats_t), CACHE_LINE);
+    m->shm_size = m->off_master + align_up(sizeof(master_stats_t), CACHE_LINE);
 
     /* Anonymous pages come zeroed, which is the initial value of everything. */
     void *p = mmap(NULL, m->shm_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -748,6 +755,38 @@ gw_metrics_registry(gw_metrics_t *m, size_t reg, int up, uint64_t events)
     atomic_store_explicit(&rs->events, events, memory_order_relaxed);
 }
 
+void
+gw_metrics_worker_restart(gw_metrics_t *m, int reason)
+{
+    if (m == NULL || reason < 0 || reason >= GW_METRICS_NRESTARTS)
+        return;
+    add(&((master_stats_t *)(m->shm + m->off_master))->restarts[reason], 1);
+}
+
+void
+gw_metrics_restarts_carry(gw_metrics_t *to, gw_metrics_t *from)
+{
+    if (to == NULL || from == NULL)
+        return;
+    master_stats_t *a = (master_stats_t *)(to->shm + to->off_master);
+    master_stats_t *b = (master_stats_t *)(from->shm + from->off_master);
+    for (int i = 0; i < GW_METRICS_NRESTARTS; i++)
+        add(&a->restarts[i], get(&b->restarts[i]));
+}
+
+static void
+render_restarts(sbuf_t *b, gw_metrics_t *m)
+{
+    static const char *const reasons[GW_METRICS_NRESTARTS] = {"watchdog", "died"};
+    master_stats_t *ms = (master_stats_t *)(m->shm + m->off_master);
+    header(b, "gateway_worker_restarts_total", "counter",
+           "Workers the master replaced: watchdog (its loop stood still for gateway.watchdog), "
+           "died (it exited or was killed).");
+    for (int i = 0; i < GW_METRICS_NRESTARTS; i++)
+        sb_printf(b, "gateway_worker_restarts_total{reason=\"%s\"} %llu\n", reasons[i],
+                  (unsigned long long)get(&ms->restarts[i]));
+}
+
 static void
 render_registries(sbuf_t *b, gw_metrics_t *m)
 {
@@ -850,6 +889,7 @@ gw_metrics_render(gw_metrics_t *m, char **out)
         running += atomic_load_explicit(&slot_head(m, s)->running, memory_order_relaxed) != 0;
     header(&b, "gateway_workers", "gauge", "Worker processes running.");
     sb_printf(&b, "gateway_workers %d\n", running);
+    render_restarts(&b, m);
 
     header(&b, "gateway_connections", "gauge", "Open downstream connections by state.");
     for (int st = 0; st < GW_CONN_NSTATES; st++) {

@@ -164,4 +164,15 @@ size_t gw_metrics_render(gw_metrics_t *m, char **out);
  * metrics of its own: it outlives a reload's new metrics). */
 void gw_metrics_registry(gw_metrics_t *m, size_t reg, int up, uint64_t events);
 
+/* Why the master replaced a worker, for gateway_worker_restarts_total{reason}. */
+#define GW_METRICS_RESTART_WATCHDOG 0 /* its loop stood still: killed */
+#define GW_METRICS_RESTART_DIED 1     /* it exited or a signal killed it */
+#define GW_METRICS_NRESTARTS 2
+
+/** The master replaced a worker (REASON one of GW_METRICS_RESTART_*). */
+void gw_metrics_worker_restart(gw_metrics_t *m, int reason);
+
+/** A reload's new metrics go on counting from the old ones' restarts. */
+void gw_metrics_restarts_carry(gw_metrics_t *to, gw_metrics_t *from);
+
 #endif

@@ -19,6 +19,7 @@
 #include "gw_router.h"
 #include "gw_status.h"
 #include "gw_upstream.h"
+#include "gw_watchdog.h"
 
 const char *
 gw_worker_date(gw_worker_t *w)
@@ -52,6 +53,21 @@ on_clock_reset(uv_prepare_t *p)
 {
     gw_worker_t *w = p->data;
     w->now_valid = 0;
+    gw_watchdog_beat(w->watch);
+}
+
+void
+gw_ffi_watch(gw_request_t *r, int plugin)
+{
+    if (r == NULL || r->w == NULL)
+        return;
+    gw_watchdog_enter(r->w->watch, r->route ? (int)r->route->index + 1 : 0, plugin);
+}
+
+static void
+on_beat(uv_timer_t *t)
+{
+    /* nothing: waking the loop is the point (on_clock_reset counts) */
 }
 
 static void
@@ -80,6 +96,7 @@ finish(gw_worker_t *w)
     uv_close((uv_handle_t *)&w->drain_timer, on_handle_closed);
     uv_close((uv_handle_t *)&w->tick, on_handle_closed);
     uv_close((uv_handle_t *)&w->clock_reset, on_handle_closed);
+    uv_close((uv_handle_t *)&w->beat, on_handle_closed);
     uv_close((uv_handle_t *)&w->sig_term, on_handle_closed);
     uv_close((uv_handle_t *)&w->sig_quit, on_handle_closed);
     uv_close((uv_handle_t *)&w->sig_usr1, on_handle_closed);
@@ -364,7 +381,7 @@ setup(gw_worker_t *w, const int *fds, size_t nfds)
 int
 gw_worker_run(const gw_conf_t *conf, int slot, int nworkers, const int *listen_fds, size_t nlisten,
               int status_fd, gw_metrics_t *metrics, gw_disc_shm_t *disc, gw_log_t *log,
-              const gw_worker_shared_t *shared)
+              const gw_worker_shared_t *shared, gw_watchdog_rec_t *watch)
 {
     gw_worker_t w;
     uv_loop_t loop;
@@ -412,6 +429,15 @@ gw_worker_run(const gw_conf_t *conf, int slot, int nworkers, const int *listen_f
     w.clock_reset.data = &w;
     uv_prepare_start(&w.clock_reset, on_clock_reset);
     uv_unref((uv_handle_t *)&w.clock_reset);
+    w.watch = watch;
+    uv_timer_init(&loop, &w.beat);
+    if (watch != NULL && conf->watchdog_ms > 0) {
+        /* a quarter of the watchdog time: an idle loop turns often enough */
+        uint64_t every = conf->watchdog_ms / 4;
+        every = every < 25 ? 25 : every > 1000 ? 1000 : every;
+        uv_timer_start(&w.beat, on_beat, every, every);
+        uv_unref((uv_handle_t *)&w.beat);
+    }
 
     int rc = 0;
     if (setup(&w, listen_fds, nlisten) != GW_OK) {
@@ -420,6 +446,7 @@ gw_worker_run(const gw_conf_t *conf, int slot, int nworkers, const int *listen_f
     } else {
         gw_metrics_worker_start(metrics, slot);
         gw_metrics_lua_memory(metrics, slot, gw_lua_memory_used(w.lua));
+        gw_watchdog_set_ready(watch);
         gw_log(log, GW_LOG_INFO, "started (pid %d)", (int)getpid());
     }
     uv_run(&loop, UV_RUN_DEFAULT);

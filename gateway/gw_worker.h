@@ -68,8 +68,10 @@ struct gw_worker_s {
 
     int64_t date_sec;
     char date[32];
-    uv_prepare_t clock_reset; /* before each poll: the cached clock goes stale */
-    uint64_t now_ns;          /* the clock as the current loop iteration read it */
+    uv_prepare_t clock_reset;        /* before each poll: the cached clock goes stale */
+    struct gw_watchdog_rec_s *watch; /* this process's watchdog record; NULL -> off */
+    uv_timer_t beat;                 /* turns an idle loop so the watchdog sees it */
+    uint64_t now_ns;                 /* the clock as the current loop iteration read it */
     int now_valid;
     uint64_t rng;
 };
@@ -86,7 +88,12 @@ typedef struct {
  * SHARED may be NULL. */
 int gw_worker_run(const gw_conf_t *conf, int slot, int nworkers, const int *listen_fds,
                   size_t nlisten, int status_fd, gw_metrics_t *metrics, struct gw_disc_shm_s *disc,
-                  gw_log_t *log, const gw_worker_shared_t *shared);
+                  gw_log_t *log, const gw_worker_shared_t *shared, struct gw_watchdog_rec_s *watch);
+
+/* From Lua (FFI), before each plugin call: R is the request (0: none),
+ * PLUGIN 1 + the plugin's position in its route's chain as written
+ * (globals first), for the watchdog (gw_watchdog.h). */
+void gw_ffi_watch(gw_request_t *r, int plugin);
 
 /* IMF-fixdate of the current second, cached. */
 const char *gw_worker_date(gw_worker_t *w);

@@ -31,6 +31,7 @@ int gw_ffi_resp_header(uintptr_t r, const char *name, size_t nlen, const char **
 int gw_ffi_resp_set_header(uintptr_t r, const char *name, size_t nlen, const char *value,
                            size_t vlen, int clear);
 void gw_ffi_log(uintptr_t r, int level, const char *msg, size_t len);
+void gw_ffi_watch(uintptr_t r, int plugin);
 double gw_ffi_now(void);
 int gw_ffi_sleep(uintptr_t r, double seconds);
 int gw_ffi_http(uintptr_t r, const char *method, const char *url, const char *headers,

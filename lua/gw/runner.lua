@@ -269,9 +269,11 @@ end
 
 -- ---- init ----
 
-local function compile_list(list, paths, errs)
+-- pos0: the position of the list's first plugin in its route's chain as
+-- written (globals first): the watchdog names a stuck plugin by it.
+local function compile_list(list, paths, errs, pos0)
     local out = {}
-    for _, spec in ipairs(list) do
+    for i, spec in ipairs(list) do
         local p, err = load_plugin(spec.name, paths)
         if not p then
             errs[#errs + 1] = spec.path .. ": " .. err
@@ -287,7 +289,7 @@ local function compile_list(list, paths, errs)
                     local ok, cerr = p.check(conf)
                     if not ok then errs[#errs + 1] = spec.path .. ": " .. tostring(cerr) end
                 end
-                out[#out + 1] = { plugin = p, conf = conf, name = spec.name }
+                out[#out + 1] = { plugin = p, conf = conf, name = spec.name, pos = pos0 + i }
             end
         end
     end
@@ -325,13 +327,15 @@ function M.init(spec)
     if cok then gw.crypto = crypto end
     gw_view = make_gw_view()
     index_consumers(clist, paths, errs)
-    local global = compile_list(spec.global or {}, paths, errs)
+    local global = compile_list(spec.global or {}, paths, errs, 0)
     chains[0] = global
     masks[0] = mask_of(global)
     for i, list in ipairs(spec.routes or {}) do
         local chain = {}
         for _, e in ipairs(global) do chain[#chain + 1] = e end
-        for _, e in ipairs(compile_list(list, paths, errs)) do chain[#chain + 1] = e end
+        for _, e in ipairs(compile_list(list, paths, errs, #(spec.global or {}))) do
+            chain[#chain + 1] = e
+        end
         chains[i] = chain
         masks[i] = mask_of(chain)
     end
@@ -372,6 +376,9 @@ end
 
 local run_order = { "rewrite", "access", "header_filter", "log" }
 
+-- Which plugin this worker runs now, for the watchdog (gw_watchdog.h).
+local watch = base.C.gw_ffi_watch
+
 -- Runs one phase over a chain. true: go on (or gw.exit was called: the C
 -- side knows); false: a plugin failed (logged).
 local function run_phase(r, chain, ctx, phase)
@@ -379,6 +386,7 @@ local function run_phase(r, chain, ctx, phase)
         local fn = e.plugin[phase]
         if fn then
             api.enter(r, ctx, phase)
+            watch(r, e.pos)
             local ok, err = xpcall(fn, traceback, e.conf, ctx)
             if not ok then
                 fail(r, e, phase, err)
@@ -396,17 +404,18 @@ end
 local flats = {}
 
 local function compile_flat(list)
-    local src = { "local api, xpcall, traceback, fail, L = ...\n",
+    local src = { "local api, xpcall, traceback, fail, watch, L = ...\n",
                   "return function(r, ctx)\n" }
     for i = 1, #list do
         src[#src + 1] = ("  api.enter(r, ctx, L[%d].phase)\n"
+            .. "  watch(r, L[%d].e.pos)\n"
             .. "  local ok, err = xpcall(L[%d].fn, traceback, L[%d].conf, ctx)\n"
             .. "  if not ok then fail(r, L[%d].e, L[%d].phase, err) return false end\n"
-            .. "  if api.exited then return true end\n"):format(i, i, i, i, i)
+            .. "  if api.exited then return true end\n"):format(i, i, i, i, i, i)
     end
     src[#src + 1] = "  return true\nend\n"
     local chunk = assert(load(table.concat(src), "=runner-chain", "t"))
-    return chunk(api, xpcall, traceback, fail, list)
+    return chunk(api, xpcall, traceback, fail, watch, list)
 end
 
 local function flat_for(route, mask)
@@ -450,6 +459,7 @@ function M.body_filter(r, route, ctx, chunk, eof)
         local fn = e.plugin.body_filter
         if fn then
             api.enter(r, ctx, "body_filter")
+            watch(r, e.pos)
             local ok, out = xpcall(fn, traceback, e.conf, ctx, chunk, eof)
             if not ok then
                 fail(r, e, "body_filter", out)
@@ -491,6 +501,7 @@ function M.run_error(r, route, ctx, kind, status, message, upstream_status)
         local fn = e.plugin.error
         if fn then
             api.enter(r, ctx, "error")
+            watch(r, e.pos)
             local ok, st, body, headers = xpcall(fn, traceback, e.conf, ctx, err)
             if not ok then
                 fail(r, e, "error", st)
