@@ -64,6 +64,7 @@ struct gw_rconn_s {
     int nclosed;
     void (*on_state)(void *arg, int ready);
     void *state_arg;
+    void (*on_reconnect)(void *arg);
     char last_err[128];
 };
 
@@ -710,6 +711,10 @@ on_state_timer(uv_timer_t *t)
     }
     switch (cn->state) {
     case ST_DOWN:
+        if (cn->on_reconnect) {
+            cn->on_reconnect(cn->state_arg);
+            break;
+        }
         cn->backoff_ms = cn->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : cn->backoff_ms * 2;
         connect_now(cn);
         break;
@@ -797,6 +802,7 @@ gw_rconn_new(uv_loop_t *loop, const gw_rconn_opts_t *o, gw_log_t *log)
     cn->backoff_ms = BACKOFF_MIN_MS;
     cn->on_state = o->on_state;
     cn->state_arg = o->state_arg;
+    cn->on_reconnect = o->on_reconnect;
     gw_list_init(&cn->waiting);
     uv_timer_init(loop, &cn->state_timer);
     uv_timer_init(loop, &cn->deadline_timer);

@@ -4,8 +4,8 @@
  * drops poll errors, so a refused connect would go unseen until the
  * connect timeout). Its owners: gw_redis (the single-node client, one
  * connection) and gw_rcluster (one connection per cluster node it talks
- * to); a Sentinel client would hold one per Sentinel and one to the
- * master.
+ * to) and gw_sentinel (one per Sentinel and one to the master it
+ * found).
  *
  * What hiredis does not give, this module adds:
  *   - a deadline on every command, given by the owner as an absolute time
@@ -62,6 +62,11 @@ typedef struct {
     /* told when the connection becomes ready (1) or stops being ready (0) */
     void (*on_state)(void *arg, int ready);
     void *state_arg;
+    /* set: the connection does not reconnect by itself; when it would (after
+     * its back-off), it calls this instead, with state_arg, and its owner
+     * closes it (later, not from inside the call) and makes a new one: a
+     * Sentinel client asks again where the master is before reconnecting */
+    void (*on_reconnect)(void *arg);
 } gw_rconn_opts_t;
 
 /*
