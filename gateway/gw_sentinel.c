@@ -55,6 +55,7 @@ struct gw_sentinel_s {
     char last[MAX_REPLY_ADDR + 8];    /* the last one confirmed, kept */
     char notmaster[MAX_REPLY_ADDR + 8];
     gw_rconn_cmd_t *role;
+    size_t gave; /* the Sentinel that gave maddr */
     int confirmed;
     int told_up; /* the owner was told ready */
     int drop_master;
@@ -207,6 +208,15 @@ on_role(int err, const redisReply *reply, void *arg)
         snprintf(sn->notmaster, sizeof(sn->notmaster), "%s", sn->maddr);
     }
     event(sn, GW_SENTINEL_RESOLVE_ERROR, sn->maddr);
+    /* a Sentinel that is stuck on an old view must not be the only one
+     * asked: it goes to the back */
+    for (size_t i = 0; i + 1 < sn->n; i++) {
+        if (sn->order[i] == sn->gave) {
+            memmove(sn->order + i, sn->order + i + 1, (sn->n - i - 1) * sizeof(*sn->order));
+            sn->order[sn->n - 1] = sn->gave;
+            break;
+        }
+    }
     master_drop_later(sn, ROLE_RETRY_MS);
 }
 
@@ -383,6 +393,8 @@ on_answer(int err, const redisReply *reply, void *arg)
             return;
         }
         sn->hint_old[0] = '\0';
+        if (sn->mcn == NULL || strcmp(addr, sn->maddr) != 0 || sn->drop_master)
+            sn->gave = sn->order[0];
         master_open(sn, host, port);
         return;
     }

@@ -139,6 +139,35 @@ like(metrics($gw), qr/^gateway_redis_sentinel_master\{addr="127\.0\.0\.1:$m1"\} 
     'metrics: the current master');
 like(metrics($gw), qr/^gateway_redis_up 1$/m, 'metrics: redis up');
 
+# ---- answers no real Sentinel gives ------------------------------------------
+
+{
+    my $rp = $set->{replica}{port};
+    my %fake = (
+        int     => ":42\r\n",
+        short   => "*1\r\n\$9\r\n127.0.0.1\r\n",
+        port    => "*2\r\n\$9\r\n127.0.0.1\r\n\$5\r\n99999\r\n",
+        nil     => "*-1\r\n",
+        replica => "*2\r\n\$9\r\n127.0.0.1\r\n\$" . length($rp) . "\r\n$rp\r\n",
+    );
+    my %f = map { $_ => start_fake_sentinel(reply => $fake{$_}) } keys %fake;
+    my $g = gateway_for(map { "127.0.0.1:$f{$_}{port}" } qw(int short port nil));
+    ok(wait_for(sub { log_count($g, qr/no Sentinel gives the master m \(4 listed; last: .*does not know the master\)/) }, 4),
+        'bad answers (an integer, a short array, a bad port, nil): skipped, one log line')
+      or diag gateway_log($g);
+    is(statuses($g, '/loc/x', 'bad', 4), '200 200 200 429', '  the on_redis_error policy applies');
+    stop_gateway($g);
+
+    $g = gateway_for("127.0.0.1:$f{replica}{port}", @{ $set->{addrs} });
+    ok(wait_for(sub { log_count($g, qr/127\.0\.0\.1:$rp, given for master m, is not usable as a master \(role slave\)/) }, 4),
+        'a Sentinel that names a replica: ROLE refuses it, logged') or diag gateway_log($g);
+    ok(wait_for(sub { gateway_log($g) =~ /redis sentinel: master m is 127\.0\.0\.1:$m1$/m }, 4),
+        '  the next Sentinel gives the master') or diag gateway_log($g);
+    is(log_count($g, qr/is not usable as a master/), 1, '  logged once');
+    stop_gateway($g);
+    stop_fake_sentinel($_) for values %f;
+}
+
 # ---- SENTINEL FAILOVER under a light load -----------------------------------
 
 {

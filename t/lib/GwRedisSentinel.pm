@@ -17,7 +17,8 @@ use GwTest;
 
 our @EXPORT = qw(
   have_redis_sentinel start_sentinel_set stop_sentinel_set start_sentinels stop_sentinels
-  sentinel_master_port sentinel_failover redis_info data_node
+  sentinel_master_port sentinel_failover redis_info data_node start_fake_sentinel
+  stop_fake_sentinel
 );
 
 my @sets;
@@ -172,8 +173,69 @@ sub stop_sentinel_set {
     GwTest::reap($_->{pid}, 5 * mult()) for @now;
 }
 
+# A Sentinel that answers every SENTINEL command with REPLY (raw RESP),
+# PING and AUTH as a Sentinel would, and acknowledges SUBSCRIBE: for the
+# answers no real Sentinel gives. -> {port, pid}
+my @fakes;
+
+sub start_fake_sentinel {
+    my (%o) = @_;
+    require IO::Socket::INET;
+    require IO::Select;
+    my $l = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 16,
+        ReuseAddr => 1, Proto => 'tcp') or die "listen: $!";
+    my $f = { port => $l->sockport };
+    my $pid = fork;
+    die "fork: $!" unless defined $pid;
+    if ($pid == 0) {
+        my $sel = IO::Select->new($l);
+        my %buf;
+        while (1) {
+            for my $c ($sel->can_read(1)) {
+                if ($c == $l) {
+                    my $n = $l->accept or next;
+                    $sel->add($n);
+                    $buf{$n} = '';
+                    next;
+                }
+                my $got = sysread($c, my $chunk, 65536);
+                if (!$got) {
+                    $sel->remove($c);
+                    delete $buf{$c};
+                    close $c;
+                    next;
+                }
+                $buf{$c} .= $chunk;
+                while ($buf{$c} =~ s/\A\*(\d+)\r\n((?:\$\d+\r\n[^\r]*\r\n)*)//) {
+                    my @a = $2 =~ /\$\d+\r\n([^\r]*)\r\n/g;
+                    my $cmd = uc($a[0] // '');
+                    my $out = $cmd eq 'PING' ? "+PONG\r\n"
+                      : $cmd eq 'AUTH' ? "+OK\r\n"
+                      : $cmd eq 'SENTINEL' ? $o{reply}
+                      : $cmd eq 'SUBSCRIBE' ? "*3\r\n\$9\r\nsubscribe\r\n\$14\r\n+switch-master\r\n:1\r\n"
+                      : "-ERR unknown command\r\n";
+                    syswrite($c, $out);
+                }
+            }
+        }
+        POSIX::_exit(0);
+    }
+    close $l;
+    $f->{pid} = $pid;
+    push @fakes, $f;
+    return $f;
+}
+
+sub stop_fake_sentinel {
+    my ($f) = @_;
+    return if $f->{stopped}++;
+    kill 'TERM', $f->{pid};
+    GwTest::reap($f->{pid}, 5 * mult());
+}
+
 END {
     my $st = $?;
+    stop_fake_sentinel($_) for @fakes;
     stop_sentinel_set($_) for @sets;
     $? = $st;
 }
