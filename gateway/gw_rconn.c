@@ -711,12 +711,10 @@ on_state_timer(uv_timer_t *t)
     }
     switch (cn->state) {
     case ST_DOWN:
-        if (cn->on_reconnect) {
+        if (cn->on_reconnect)
             cn->on_reconnect(cn->state_arg);
-            break;
-        }
-        cn->backoff_ms = cn->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : cn->backoff_ms * 2;
-        connect_now(cn);
+        else
+            gw_rconn_reconnect(cn);
         break;
     case ST_CONNECTING:
     case ST_HANDSHAKE:
@@ -750,6 +748,15 @@ on_state_timer(uv_timer_t *t)
     case ST_READY:
         break;
     }
+}
+
+void
+gw_rconn_reconnect(gw_rconn_t *cn)
+{
+    if (cn == NULL || cn->closing || cn->state != ST_DOWN || cn->ac != NULL || cn->lookup != NULL)
+        return;
+    cn->backoff_ms = cn->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : cn->backoff_ms * 2;
+    connect_now(cn);
 }
 
 void

@@ -63,9 +63,10 @@ typedef struct {
     void (*on_state)(void *arg, int ready);
     void *state_arg;
     /* set: the connection does not reconnect by itself; when it would (after
-     * its back-off), it calls this instead, with state_arg, and its owner
-     * closes it (later, not from inside the call) and makes a new one: a
-     * Sentinel client asks again where the master is before reconnecting */
+     * its back-off), it calls this instead, with state_arg, and waits: its
+     * owner either calls gw_rconn_reconnect() or closes it (later, not from
+     * inside the call) and makes a new one. A Sentinel client asks again
+     * where the master is before reconnecting */
     void (*on_reconnect)(void *arg);
 } gw_rconn_opts_t;
 
@@ -110,6 +111,11 @@ int gw_rconn_ready(const gw_rconn_t *cn);
 
 /* Commands sent and not yet answered by Redis (cancelled ones included). */
 size_t gw_rconn_pending(const gw_rconn_t *cn);
+
+/* With opts.on_reconnect: the owner lets the connection reconnect to the
+ * same address after all (its back-off and its logged state go on). Does
+ * nothing unless the connection is down and waiting for this. */
+void gw_rconn_reconnect(gw_rconn_t *cn);
 
 /* Reports a failure a user saw (a timeout, an error reply that says Redis
  * cannot serve): the connection turns suspect and probes. */

@@ -11,14 +11,15 @@
 #include "gw_log.h"
 #include "gw_resolver.h"
 
-#define RETRY_MS 200       /* after a round where no Sentinel had a master */
-#define ROLE_RETRY_MS 200  /* after ROLE said "not a master" or timed out */
-#define CHECK_MS 5000      /* ask again while all is well */
-#define HINT_RETRY_MS 100  /* a Sentinel still names the master a switch left */
-#define HINT_TRIES 30      /* ... at most this often (3 s) */
-#define SUB_RETRY_MS 500   /* the pub/sub connection, after it failed */
-#define MIN_QUERY_MS 250   /* a question to a Sentinel, at least */
-#define MAX_REPLY_ADDR 255 /* a master's host, as a Sentinel may announce */
+#define RETRY_MS 200           /* after a round where no Sentinel had a master */
+#define ROLE_RETRY_MS 200      /* after ROLE said "not a master" or timed out */
+#define ROLE_RETRY_MAX_MS 2000 /* ... doubling while the same address is given */
+#define CHECK_MS 5000          /* ask again while all is well */
+#define HINT_RETRY_MS 100      /* a Sentinel still names the master a switch left */
+#define HINT_TRIES 30          /* ... at most this often (3 s) */
+#define SUB_RETRY_MS 500       /* the pub/sub connection, after it failed */
+#define MIN_QUERY_MS 250       /* a question to a Sentinel, at least */
+#define MAX_REPLY_ADDR 255     /* a master's host, as a Sentinel may announce */
 
 typedef struct {
     char *host;
@@ -55,7 +56,9 @@ struct gw_sentinel_s {
     char last[MAX_REPLY_ADDR + 8];    /* the last one confirmed, kept */
     char notmaster[MAX_REPLY_ADDR + 8];
     gw_rconn_cmd_t *role;
-    size_t gave; /* the Sentinel that gave maddr */
+    size_t gave;    /* the Sentinel that gave maddr */
+    int role_fails; /* "not a master" answers in a row */
+    int reconnect;  /* mcn waits to reconnect until the Sentinels answered */
     int confirmed;
     int told_up; /* the owner was told ready */
     int drop_master;
@@ -141,6 +144,7 @@ master_close(gw_sentinel_t *sn)
         return;
     gw_rconn_t *cn = sn->mcn;
     sn->mcn = NULL;
+    sn->reconnect = 0;
     sn->confirmed = 0;
     sn->current[0] = '\0';
     if (sn->role) {
@@ -176,6 +180,7 @@ on_role(int err, const redisReply *reply, void *arg)
         role = reply->element[0]->str;
     if (role && strcmp(role, "master") == 0) {
         sn->confirmed = 1;
+        sn->role_fails = 0;
         sn->notmaster[0] = '\0';
         snprintf(sn->current, sizeof(sn->current), "%s", sn->maddr);
         if (sn->last[0] && strcmp(sn->last, sn->current) != 0) {
@@ -217,7 +222,27 @@ on_role(int err, const redisReply *reply, void *arg)
             break;
         }
     }
-    master_drop_later(sn, ROLE_RETRY_MS);
+    if (err) {
+        master_drop_later(sn, ROLE_RETRY_MS);
+        return;
+    }
+    /* a server that answers but is not the master (yet): the connection
+     * stays, and ROLE goes again on it if the Sentinels still name it */
+    uint64_t ms = ROLE_RETRY_MS << (sn->role_fails < 4 ? sn->role_fails : 4);
+    sn->role_fails++;
+    later(sn, ms < ROLE_RETRY_MAX_MS ? ms : ROLE_RETRY_MAX_MS);
+}
+
+static void
+send_role(gw_sentinel_t *sn)
+{
+    const char *v[1] = {"ROLE"};
+    size_t l[1] = {4};
+    gw_rconn_req_t req = {
+        .argc = 1, .argv = v, .lens = l, .deadline_ms = uv_now(sn->loop) + sn->query_ms};
+    sn->role = gw_rconn_send(sn->mcn, &req, on_role, sn);
+    if (sn->role == NULL)
+        master_drop_later(sn, ROLE_RETRY_MS);
 }
 
 /* Every time the connection becomes ready (connected, or answering again
@@ -238,21 +263,19 @@ on_master_state(void *arg, int ready)
         tell_owner(sn, 0);
         return;
     }
-    const char *v[1] = {"ROLE"};
-    size_t l[1] = {4};
-    gw_rconn_req_t req = {
-        .argc = 1, .argv = v, .lens = l, .deadline_ms = uv_now(sn->loop) + sn->query_ms};
-    sn->role = gw_rconn_send(sn->mcn, &req, on_role, sn);
     if (sn->role == NULL)
-        master_drop_later(sn, ROLE_RETRY_MS);
+        send_role(sn);
 }
 
-/* The master connection would reconnect: ask the Sentinels first. */
+/* The master connection would reconnect: ask the Sentinels first. The
+ * same address again reuses it (its back-off and its log lines go on);
+ * another one closes it. */
 static void
 on_master_reconnect(void *arg)
 {
     gw_sentinel_t *sn = arg;
-    master_drop_later(sn, 0);
+    sn->reconnect = 1;
+    later(sn, 0);
 }
 
 static void
@@ -261,15 +284,22 @@ master_open(gw_sentinel_t *sn, const char *host, int port)
     char addr[sizeof(sn->maddr)];
     fmt_addr(addr, sizeof(addr), host, port);
     if (sn->mcn && strcmp(addr, sn->maddr) == 0 && !sn->drop_master) {
-        if (sn->confirmed)
+        if (sn->reconnect) {
+            sn->reconnect = 0;
+            gw_rconn_reconnect(sn->mcn);
+        } else if (sn->confirmed) {
             later(sn, CHECK_MS);
-        return; /* still connecting or confirming: its callbacks go on */
+        } else if (sn->role == NULL && gw_rconn_ready(sn->mcn)) {
+            send_role(sn);
+        }
+        return; /* otherwise still connecting: its callbacks go on */
     }
     if (sn->mcn && strcmp(addr, sn->maddr) != 0)
         gw_log(sn->log, GW_LOG_WARN,
                "redis sentinel: master %s is now given as %s; closing the connection to %s",
                sn->name, addr, sn->maddr);
     master_close(sn);
+    sn->role_fails = 0;
     snprintf(sn->mhost, sizeof(sn->mhost), "%s", host);
     sn->mport = port;
     snprintf(sn->maddr, sizeof(sn->maddr), "%s", addr);
@@ -313,6 +343,12 @@ round_failed(gw_sentinel_t *sn)
                        "limiters follow their on_redis_error policy until one does",
                        sn->name, sn->n, sn->why[0] ? sn->why : "none reachable");
         }
+    }
+    /* no Sentinel to ask: the master connection goes back to the address
+     * given last (ROLE still decides) */
+    if (sn->reconnect && sn->mcn) {
+        sn->reconnect = 0;
+        gw_rconn_reconnect(sn->mcn);
     }
     later(sn, sn->confirmed ? 1000 : RETRY_MS);
 }
@@ -429,7 +465,7 @@ on_sentinel_state(void *arg, int ready)
     gw_sentinel_t *sn = arg;
     if (sn->closing || sn->query)
         return;
-    if (ready && sn->mcn == NULL) {
+    if (ready && !sn->confirmed) {
         later(sn, 0);
         return;
     }

@@ -56,6 +56,7 @@ sub check_yaml {
     isnt($code, 0, '-t: addr (not addrs) refused with type sentinel');
 }
 
+note(sprintf('%.1f s: the set and a gateway on it', time - $t_start));
 # ---- the set and a gateway on it --------------------------------------------
 
 my $t0  = time;
@@ -139,6 +140,7 @@ like(metrics($gw), qr/^gateway_redis_sentinel_master\{addr="127\.0\.0\.1:$m1"\} 
     'metrics: the current master');
 like(metrics($gw), qr/^gateway_redis_up 1$/m, 'metrics: redis up');
 
+note(sprintf('%.1f s: answers no real Sentinel gives', time - $t_start));
 # ---- answers no real Sentinel gives ------------------------------------------
 
 {
@@ -158,16 +160,20 @@ like(metrics($gw), qr/^gateway_redis_up 1$/m, 'metrics: redis up');
     is(statuses($g, '/loc/x', 'bad', 4), '200 200 200 429', '  the on_redis_error policy applies');
     stop_gateway($g);
 
-    $g = gateway_for("127.0.0.1:$f{replica}{port}", @{ $set->{addrs} });
+    $g = gateway_for("127.0.0.1:$f{replica}{port}");
     ok(wait_for(sub { log_count($g, qr/127\.0\.0\.1:$rp, given for master m, is not usable as a master \(role slave\)/) }, 4),
         'a Sentinel that names a replica: ROLE refuses it, logged') or diag gateway_log($g);
-    ok(wait_for(sub { gateway_log($g) =~ /redis sentinel: master m is 127\.0\.0\.1:$m1$/m }, 4),
-        '  the next Sentinel gives the master') or diag gateway_log($g);
+    is(statuses($g, '/loc/x', 'rep', 4), '200 200 200 429', '  the on_redis_error policy applies');
+    sleep 1;
     is(log_count($g, qr/is not usable as a master/), 1, '  logged once');
+    is(log_count($g, qr/redis 127\.0\.0\.1:$rp: connected/), 1,
+        '  one connection to it, asked ROLE again (no reconnect per retry)') or diag gateway_log($g);
+    is(count_on($rp, 'limit:period:loc:rep'), 0, '  nothing written there');
     stop_gateway($g);
     stop_fake_sentinel($_) for values %f;
 }
 
+note(sprintf('%.1f s: SENTINEL FAILOVER under a light load', time - $t_start));
 # ---- SENTINEL FAILOVER under a light load -----------------------------------
 
 {
@@ -179,7 +185,14 @@ like(metrics($gw), qr/^gateway_redis_up 1$/m, 'metrics: redis up');
     sentinel_failover($set);
     # a bounded loop: about 100 requests a second for at most FOLLOW + 2 s
     my $n = 0;
+    my $again;
     while (time - $t_fail < $FOLLOW + 2) {
+        # a Sentinel stalled by a loaded machine aborts its failover: ask
+        # another one (the gateway's timing is measured from the first ask)
+        if (!$again && time - $t_fail > 3 && (sentinel_master_port($set) // 0) != $m2) {
+            $again = sentinel_failover($set, 1);
+            note("failover asked again: $again");
+        }
         my ($s, $t) = treq($gw, '/big/x', 'f');
         $st{$s}++;
         $n++;
@@ -198,7 +211,9 @@ like(metrics($gw), qr/^gateway_redis_up 1$/m, 'metrics: redis up');
     ok(!@bad, 'failover: no 5xx nor failed request (' . join(', ', map { "$_: $st{$_}" } sort keys %st) . ')');
     ok($max <= $TIMEOUT + 0.5 * mult(), sprintf('failover: no request waited long (longest %.3f s)', $max));
     ok(defined $followed && $followed <= $FOLLOW,
-        sprintf('failover: counting on the new master %.2f s after SENTINEL FAILOVER', $followed // -1));
+        sprintf('failover: counting on the new master %.2f s after SENTINEL FAILOVER', $followed // -1))
+      or diag sentinel_logs($set), gateway_log($gw);
+    BAIL_OUT('no failover: the cases after this one need it') unless defined $followed;
     my $c = count_on($m2, 'limit:period:big:f');
     is(statuses($gw, '/big/x', 'f', 3), '200 200 200', 'failover: requests go on');
     is(count_on($m2, 'limit:period:big:f'), $c + 3, '  counted on the new master');
@@ -213,13 +228,18 @@ like(metrics($gw), qr/^gateway_redis_up 1$/m, 'metrics: redis up');
     note(sprintf('failover followed in %.2f s, %d requests', $followed // -1, $n));
 }
 
+note(sprintf('%.1f s: a stalled master: DEBUG SLEEP', time - $t_start));
 # ---- a stalled master: DEBUG SLEEP ------------------------------------------
 
 {
     my $m2 = $set->{replica}{port};    # the master now
-    # the old master must be a synced replica before it can take over again
+    # the old master must be a synced replica before it can take over
+    # again; Sentinel would make it one only ~8 s after the failover (it
+    # waits that long on a role mismatch), so the test does it now
+    redis_cmd($set->{master}, 'REPLICAOF', '127.0.0.1', $m2);
     ok(wait_for(sub { (redis_info($set->{master})->{master_link_status} // '') eq 'up' }, 10),
         'stall: the old master is a replica in sync');
+    note(sprintf('%.1f s: the old master in sync', time - $t_start));
     my $sleep = 3;
     my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $m2, Proto => 'tcp')
       or die "connect: $!";
@@ -243,6 +263,7 @@ like(metrics($gw), qr/^gateway_redis_up 1$/m, 'metrics: redis up');
     ok($max <= $TIMEOUT + 0.5 * mult(), sprintf('stall: no request waited long (longest %.3f s)', $max));
     ok(defined $moved, sprintf('stall: the gateway moved to the new master after %.2f s', $moved // -1))
       or diag gateway_log($gw);
+    note(sprintf('%.1f s: moved after %.2f s', time - $t_start, $moved // -1));
     # the sleeper wakes and runs what was already in its socket buffers
     my $r = <$s>;
     $r = <$s>;
@@ -252,10 +273,12 @@ like(metrics($gw), qr/^gateway_redis_up 1$/m, 'metrics: redis up');
     ok($calls > 0, "  (the stalled master had run $calls scripts)");
     my $c1 = count_on($m1, 'limit:period:big:s');
     is(statuses($gw, '/big/x', 's', 20), join(' ', ('200') x 20), 'stall: requests after the switch');
-    is(count_on($m1, 'limit:period:big:s'), $c1 + 20, '  counted on the new master');
+    is(count_on($m1, 'limit:period:big:s'), $c1 + 20, '  counted on the new master')
+      or diag gateway_log($gw);
     is(script_calls($m2), $calls, '  the stalled master got no writes after the switch');
 }
 
+note(sprintf('%.1f s: all Sentinels down', time - $t_start));
 # ---- all Sentinels down -------------------------------------------------------
 
 {

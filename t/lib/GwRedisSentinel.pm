@@ -17,7 +17,7 @@ use GwTest;
 
 our @EXPORT = qw(
   have_redis_sentinel start_sentinel_set stop_sentinel_set start_sentinels stop_sentinels
-  sentinel_master_port sentinel_failover redis_info data_node start_fake_sentinel
+  sentinel_master_port sentinel_failover redis_info data_node start_fake_sentinel sentinel_logs
   stop_fake_sentinel
 );
 
@@ -45,7 +45,8 @@ sub _start_data {
               password => $set->{password} };
     my @args = ('/usr/bin/redis-server', '--port', $n->{port}, '--bind', '127.0.0.1',
         '--protected-mode', 'no', '--save', '', '--appendonly', 'no', '--dir', $n->{dir},
-        '--daemonize', 'no', '--loglevel', 'notice', '--enable-debug-command', 'local');
+        '--daemonize', 'no', '--loglevel', 'notice', '--enable-debug-command', 'local',
+        '--repl-diskless-sync-delay', '0');
     push @args, '--requirepass', $set->{password}, '--masterauth', $set->{password}
       if defined $set->{password};
     push @args, '--replicaof', '127.0.0.1', $replicaof if $replicaof;
@@ -81,7 +82,7 @@ sub _start_sentinel {
 sub start_sentinel_set {
     my (%o) = @_;
     my $set = { name => $o{name} // 'm', down_after => $o{down_after} // 500,
-                failover_timeout => $o{failover_timeout} // 2000,
+                failover_timeout => $o{failover_timeout} // 5000,
                 password => $o{password}, sentinel_password => $o{sentinel_password} };
     push @sets, $set;
     $set->{master}  = _start_data($set);
@@ -111,6 +112,13 @@ sub _wait_known {
             return 0 unless ref $r;
             my %m = @$r;
             return 0 unless ($m{'num-slaves'} // 0) >= 1 && ($m{'num-other-sentinels'} // 0) >= $others;
+            # the replica's INFO seen, its link to the master up: a good
+            # candidate (SENTINEL FAILOVER aborts without one)
+            my $rs = eval { redis_cmd($s, 'SENTINEL', 'REPLICAS', $set->{name}) };
+            return 0 unless ref $rs && @$rs;
+            my %r = @{ $rs->[0] };
+            return 0 unless ($r{flags} // '') eq 'slave' && ($r{'master-link-status'} // '') eq 'ok'
+              && ($r{'info-refresh'} // 1e9) < 5000;
         }
         return 1;
     }, 15);
@@ -132,14 +140,19 @@ sub data_node {
     return $n;
 }
 
-# SENTINEL FAILOVER, then waits until every Sentinel gives the new master
-# and that node says it is a master. -> the new master's port.
+# SENTINEL FAILOVER asked of Sentinel WHICH (default the first).
 sub sentinel_failover {
+    my ($set, $which) = @_;
+    my $r = redis_cmd($set->{sentinels}[$which // 0], 'SENTINEL', 'FAILOVER', $set->{name});
+    die "SENTINEL FAILOVER: $r\n" unless $r eq 'OK' || ($which && $r =~ /INPROG/);
+    return $r;
+}
+
+# The Sentinels' logs, for a diagnosis.
+sub sentinel_logs {
     my ($set) = @_;
-    my $old = sentinel_master_port($set);
-    my $r = redis_cmd($set->{sentinels}[0], 'SENTINEL', 'FAILOVER', $set->{name});
-    die "SENTINEL FAILOVER: $r\n" unless $r eq 'OK';
-    return $old;
+    return join '', map { "--- sentinel $_->{port}\n" . slurp_file("$_->{dir}/stdout") }
+      @{ $set->{sentinels} };
 }
 
 # INFO [SECTION] as { key => value }.
