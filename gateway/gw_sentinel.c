@@ -45,6 +45,7 @@ struct gw_sentinel_s {
     /* the round of questions in flight */
     gw_rconn_cmd_t *query;
     size_t qpos; /* position in order being asked */
+    size_t qidx; /* ... and that Sentinel (order may change meanwhile) */
     char why[160];
 
     /* the master */
@@ -354,9 +355,11 @@ round_failed(gw_sentinel_t *sn)
 }
 
 static void
-round_ok(gw_sentinel_t *sn, size_t pos)
+round_ok(gw_sentinel_t *sn, size_t idx)
 {
-    size_t idx = sn->order[pos];
+    size_t pos = 0;
+    while (pos + 1 < sn->n && sn->order[pos] != idx)
+        pos++;
     memmove(sn->order + 1, sn->order, pos * sizeof(*sn->order));
     sn->order[0] = idx;
     sn->fail_since = 0;
@@ -411,7 +414,7 @@ on_answer(int err, const redisReply *reply, void *arg)
     sn->query = NULL;
     if (err == GW_RCONN_ECLOSED || sn->closing)
         return;
-    sentinel_t *s = &sn->s[sn->order[sn->qpos]];
+    sentinel_t *s = &sn->s[sn->qidx];
     char host[MAX_REPLY_ADDR + 1], why[120];
     int port;
     if (err) {
@@ -420,7 +423,7 @@ on_answer(int err, const redisReply *reply, void *arg)
     } else if (read_answer(reply, host, sizeof(host), &port, why, sizeof(why)) == 0) {
         char addr[sizeof(sn->maddr)];
         fmt_addr(addr, sizeof(addr), host, port);
-        round_ok(sn, sn->qpos);
+        round_ok(sn, sn->qidx);
         /* a Sentinel that has not heard of the switch yet names the old
          * master: ask again shortly rather than go back there */
         if (sn->hint_old[0] && strcmp(addr, sn->hint_old) == 0 && sn->hint_tries < HINT_TRIES) {
@@ -452,13 +455,16 @@ ask_next(gw_sentinel_t *sn)
         gw_rconn_req_t req = {
             .argc = 3, .argv = v, .lens = l, .deadline_ms = uv_now(sn->loop) + sn->query_ms};
         sn->query = gw_rconn_send(s->cn, &req, on_answer, sn);
-        if (sn->query)
+        if (sn->query) {
+            sn->qidx = sn->order[sn->qpos];
             return;
+        }
     }
     round_failed(sn);
 }
 
-/* A Sentinel became reachable while there is no master: ask at once. */
+/* A Sentinel became reachable while there is no confirmed master: ask at
+ * once. */
 static void
 on_sentinel_state(void *arg, int ready)
 {

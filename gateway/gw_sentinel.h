@@ -8,10 +8,13 @@
  *   - the address it gives gets a gw_rconn of its own (the data password
  *     and db), then ROLE: only a "master" answer makes the connection
  *     usable; anything else (a replica not yet promoted, a stale Sentinel)
- *     closes it and the Sentinels are asked again after a short delay;
+ *     sends that Sentinel to the back of the list and the Sentinels are
+ *     asked again after a short delay (ROLE again on the same connection
+ *     while they name the same server; a ROLE timeout closes it);
  *   - the master connection never reconnects by itself: each time it would,
  *     the Sentinels are asked again first, so a reconnect after a failover
- *     goes to the new master;
+ *     goes to the new master (the same address reuses the connection and
+ *     its back-off; so does no answer from any Sentinel);
  *   - one more connection, to one Sentinel, is subscribed to
  *     +switch-master: a message for NAME only makes the Sentinels be asked
  *     at once (it is a hint; the answer to the question decides); a new
