@@ -63,6 +63,16 @@ typedef struct {
     codes_t codes;
 } node_stats_t;
 
+/* redis.type: sentinel. The master's address is a string written by the
+ * slot's one writer: a sequence number, odd while it writes, lets readers
+ * of other processes skip a torn copy. */
+typedef struct {
+    counter_t switches;
+    counter_t resolve_errors;
+    _Atomic uint32_t seq;
+    char master[72]; /* "" while there is none */
+} sentinel_stats_t;
+
 typedef struct {
     _Atomic int64_t conns[GW_CONN_NSTATES];
     _Atomic uint32_t running;
@@ -72,6 +82,7 @@ typedef struct {
     hist_t redis_hist;
     counter_t tls_handshakes[2]; /* failed, ok */
     _Atomic int64_t lua_bytes;
+    sentinel_stats_t sentinel;
 } slot_head_t;
 
 typedef struct {
@@ -341,6 +352,7 @@ gw_metrics_worker_reset(gw_metrics_t *m, int slot)
     atomic_store_explicit(&h->running, 0, memory_order_relaxed);
     atomic_store_explicit(&h->redis_up, 0, memory_order_relaxed);
     atomic_store_explicit(&h->lua_bytes, 0, memory_order_relaxed);
+    gw_metrics_sentinel_master(m, slot, "", 0);
     for (int s = 0; s < GW_CONN_NSTATES; s++)
         atomic_store_explicit(&h->conns[s], 0, memory_order_relaxed);
     for (size_t u = 0; u < m->nupstreams; u++) {
@@ -512,6 +524,28 @@ gw_metrics_lua_memory(gw_metrics_t *m, int slot, size_t bytes)
 {
     if (slot_ok(m, slot))
         atomic_store_explicit(&slot_head(m, slot)->lua_bytes, (int64_t)bytes, memory_order_relaxed);
+}
+
+void
+gw_metrics_sentinel_master(gw_metrics_t *m, int slot, const char *addr, int switched)
+{
+    if (!slot_ok(m, slot))
+        return;
+    sentinel_stats_t *st = &slot_head(m, slot)->sentinel;
+    if (switched)
+        add(&st->switches, 1);
+    uint32_t q = atomic_load_explicit(&st->seq, memory_order_relaxed);
+    atomic_store_explicit(&st->seq, q + 1, memory_order_release);
+    atomic_thread_fence(memory_order_release);
+    snprintf(st->master, sizeof(st->master), "%s", addr ? addr : "");
+    atomic_store_explicit(&st->seq, q + 2, memory_order_release);
+}
+
+void
+gw_metrics_sentinel_resolve_error(gw_metrics_t *m, int slot)
+{
+    if (slot_ok(m, slot))
+        add(&slot_head(m, slot)->sentinel.resolve_errors, 1);
 }
 
 void
@@ -787,6 +821,67 @@ render_restarts(sbuf_t *b, gw_metrics_t *m)
                   (unsigned long long)get(&ms->restarts[i]));
 }
 
+/* The master each running worker follows, one line per address (label
+ * values bounded by the workers: normally one), and the counters. Nothing
+ * when no worker ever followed a Sentinel master. */
+static void
+render_sentinel(sbuf_t *b, gw_metrics_t *m)
+{
+    char addrs[64][72];
+    int64_t nw[64];
+    size_t na = 0;
+    uint64_t sw = 0, re = 0;
+    int used = 0;
+    for (int s = 0; s < m->nworkers; s++) {
+        slot_head_t *h = slot_head(m, s);
+        sentinel_stats_t *st = &h->sentinel;
+        sw += get(&st->switches);
+        re += get(&st->resolve_errors);
+        char a[72] = "";
+        for (int tries = 0; tries < 100; tries++) {
+            uint32_t q = atomic_load_explicit(&st->seq, memory_order_acquire);
+            if (q & 1)
+                continue;
+            memcpy(a, st->master, sizeof(a));
+            atomic_thread_fence(memory_order_acquire);
+            if (atomic_load_explicit(&st->seq, memory_order_relaxed) == q)
+                break;
+            a[0] = '\0';
+        }
+        a[sizeof(a) - 1] = '\0';
+        used |= atomic_load_explicit(&st->seq, memory_order_relaxed) != 0;
+        if (!atomic_load_explicit(&h->running, memory_order_relaxed) || a[0] == '\0')
+            continue;
+        size_t i = 0;
+        while (i < na && strcmp(addrs[i], a) != 0)
+            i++;
+        if (i == na && na < 64) {
+            memcpy(addrs[na], a, sizeof(a));
+            nw[na++] = 0;
+        }
+        if (i < na)
+            nw[i]++;
+    }
+    if (!used && sw == 0 && re == 0)
+        return;
+    header(b, "gateway_redis_sentinel_master", "gauge",
+           "Workers whose limiters use this master, as Sentinel gave it and ROLE confirmed.");
+    for (size_t i = 0; i < na; i++) {
+        char *esc = escape_label(addrs[i]);
+        if (esc == NULL)
+            continue;
+        sb_printf(b, "gateway_redis_sentinel_master{addr=\"%s\"} %lld\n", esc, (long long)nw[i]);
+        free(esc);
+    }
+    header(b, "gateway_redis_sentinel_switches_total", "counter",
+           "Times a worker moved to a new master (a failover seen through Sentinel).");
+    sb_printf(b, "gateway_redis_sentinel_switches_total %llu\n", (unsigned long long)sw);
+    header(b, "gateway_redis_sentinel_resolve_errors_total", "counter",
+           "Rounds of questions to the Sentinels that found no usable master (none answered, "
+           "or the address given was not a master).");
+    sb_printf(b, "gateway_redis_sentinel_resolve_errors_total %llu\n", (unsigned long long)re);
+}
+
 static void
 render_registries(sbuf_t *b, gw_metrics_t *m)
 {
@@ -1005,6 +1100,7 @@ gw_metrics_render(gw_metrics_t *m, char **out)
               (unsigned long long)rchg[1]);
 
     render_redis_calls(&b, m);
+    render_sentinel(&b, m);
     render_tls(&b, m);
     render_lua(&b, m);
     render_registries(&b, m);

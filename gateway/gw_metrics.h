@@ -153,6 +153,16 @@ void gw_metrics_tls_handshake(gw_metrics_t *m, int slot, int ok);
 void gw_metrics_lua_memory(gw_metrics_t *m, int slot, size_t bytes);
 
 /**
+ * redis.type: sentinel: the master the worker's limiters use now (ADDR,
+ * "host:port", "" for none) for gateway_redis_sentinel_master{addr};
+ * SWITCHED counts one in gateway_redis_sentinel_switches_total.
+ */
+void gw_metrics_sentinel_master(gw_metrics_t *m, int slot, const char *addr, int switched);
+
+/** A round of questions to the Sentinels found no usable master. */
+void gw_metrics_sentinel_resolve_error(gw_metrics_t *m, int slot);
+
+/**
  * Renders every metric into *out (malloc'd, NUL-terminated, caller frees)
  * and returns its length. On allocation failure returns 0 with *out NULL.
  */

@@ -67,6 +67,7 @@ struct gw_rconn_s {
     void *state_arg;
     void (*on_answer)(void *arg, int err, int error_reply, uint64_t ns);
     void *answer_arg;
+    void (*on_reconnect)(void *arg);
     char last_err[128];
 };
 
@@ -721,8 +722,10 @@ on_state_timer(uv_timer_t *t)
     }
     switch (cn->state) {
     case ST_DOWN:
-        cn->backoff_ms = cn->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : cn->backoff_ms * 2;
-        connect_now(cn);
+        if (cn->on_reconnect)
+            cn->on_reconnect(cn->state_arg);
+        else
+            gw_rconn_reconnect(cn);
         break;
     case ST_CONNECTING:
     case ST_HANDSHAKE:
@@ -756,6 +759,15 @@ on_state_timer(uv_timer_t *t)
     case ST_READY:
         break;
     }
+}
+
+void
+gw_rconn_reconnect(gw_rconn_t *cn)
+{
+    if (cn == NULL || cn->closing || cn->state != ST_DOWN || cn->ac != NULL || cn->lookup != NULL)
+        return;
+    cn->backoff_ms = cn->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : cn->backoff_ms * 2;
+    connect_now(cn);
 }
 
 void
@@ -810,6 +822,7 @@ gw_rconn_new(uv_loop_t *loop, const gw_rconn_opts_t *o, gw_log_t *log)
     cn->state_arg = o->state_arg;
     cn->on_answer = o->on_answer;
     cn->answer_arg = o->answer_arg;
+    cn->on_reconnect = o->on_reconnect;
     gw_list_init(&cn->waiting);
     uv_timer_init(loop, &cn->state_timer);
     uv_timer_init(loop, &cn->deadline_timer);

@@ -4,8 +4,8 @@
  * drops poll errors, so a refused connect would go unseen until the
  * connect timeout). Its owners: gw_redis (the single-node client, one
  * connection) and gw_rcluster (one connection per cluster node it talks
- * to); a Sentinel client would hold one per Sentinel and one to the
- * master.
+ * to) and gw_sentinel (one per Sentinel and one to the master it
+ * found).
  *
  * What hiredis does not give, this module adds:
  *   - a deadline on every command, given by the owner as an absolute time
@@ -67,6 +67,12 @@ typedef struct {
      * it, error_reply 1 for a Redis error reply, ns since the send */
     void (*on_answer)(void *arg, int err, int error_reply, uint64_t ns);
     void *answer_arg;
+    /* set: the connection does not reconnect by itself; when it would (after
+     * its back-off), it calls this instead, with state_arg, and waits: its
+     * owner either calls gw_rconn_reconnect() or closes it (later, not from
+     * inside the call) and makes a new one. A Sentinel client asks again
+     * where the master is before reconnecting */
+    void (*on_reconnect)(void *arg);
 } gw_rconn_opts_t;
 
 /*
@@ -110,6 +116,11 @@ int gw_rconn_ready(const gw_rconn_t *cn);
 
 /* Commands sent and not yet answered by Redis (cancelled ones included). */
 size_t gw_rconn_pending(const gw_rconn_t *cn);
+
+/* With opts.on_reconnect: the owner lets the connection reconnect to the
+ * same address after all (its back-off and its logged state go on). Does
+ * nothing unless the connection is down and waiting for this. */
+void gw_rconn_reconnect(gw_rconn_t *cn);
 
 /* Reports a failure a user saw (a timeout, an error reply that says Redis
  * cannot serve): the connection turns suspect and probes. */

@@ -58,6 +58,12 @@ void gw_redis_script_init(gw_redis_script_t *s, const char *text);
 /* Starts connecting at once. Returns NULL on bad options or out of memory. */
 gw_redis_t *gw_redis_new(uv_loop_t *loop, const gw_redis_opts_t *o, gw_log_t *log);
 
+/* redis.type: sentinel: the same client, its connection going to the
+ * master gw_sentinel finds and follows (see gw_sentinel.h); not ready
+ * while there is none. */
+typedef struct gw_sentinel_opts_s gw_sentinel_opts_t;
+gw_redis_t *gw_redis_new_sentinel(uv_loop_t *loop, const gw_sentinel_opts_t *o, gw_log_t *log);
+
 /* Fails what is pending with GW_REDIS_ECLOSED, closes the connection and
  * the timers; the memory goes once libuv has closed them. */
 void gw_redis_close(gw_redis_t *rd);

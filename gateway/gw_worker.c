@@ -13,6 +13,7 @@
 #include "gw_log.h"
 #include "gw_limit.h"
 #include "gw_redis.h"
+#include "gw_sentinel.h"
 #include "gw_lua.h" /* cycle: the worker makes and frees its VM */
 #include "gw_metrics.h"
 #include "gw_request.h" /* cycle: the worker closes the request pool */
@@ -205,12 +206,53 @@ on_redis_state(void *arg, int ready)
     gw_metrics_redis(w->metrics, w->slot, ready, 1);
 }
 
+static void
+on_sentinel_event(void *arg, gw_sentinel_event_t ev, const char *addr)
+{
+    gw_worker_t *w = arg;
+    if (ev == GW_SENTINEL_RESOLVE_ERROR)
+        gw_metrics_sentinel_resolve_error(w->metrics, w->slot);
+    else
+        gw_metrics_sentinel_master(w->metrics, w->slot, addr, ev == GW_SENTINEL_SWITCH);
+}
+
+/* redis.type: sentinel: the same client, to the master Sentinel gives. */
+static int
+start_sentinel(gw_worker_t *w)
+{
+    const gw_conf_t *conf = w->conf;
+    gw_sentinel_opts_t o = {.addrs = (const char *const *)conf->redis_addrs,
+                            .naddrs = conf->nredis_addrs,
+                            .master_name = conf->redis_master_name,
+                            .sentinel_password = conf->redis_sentinel_password,
+                            .master = {.password = conf->redis_password,
+                                       .db = conf->redis_db,
+                                       .timeout_ms = conf->redis_timeout_ms,
+                                       .connect_timeout_ms = 1000,
+                                       .on_state = on_redis_state,
+                                       .state_arg = w,
+                                       .on_answer = on_redis_answer,
+                                       .answer_arg = w},
+                            .on_event = on_sentinel_event,
+                            .event_arg = w};
+    gw_metrics_redis(w->metrics, w->slot, 0, 0);
+    w->redis = gw_redis_new_sentinel(w->loop, &o, w->log);
+    if (w->redis == NULL) {
+        gw_log(w->log, GW_LOG_ERROR, "redis: cannot start the Sentinel client for master %s",
+               conf->redis_master_name);
+        return GW_ERROR;
+    }
+    return GW_OK;
+}
+
 /* The worker's Redis connection; it connects in the background, so a
  * Redis that is down only makes the limiters follow their policy. */
 static int
 start_redis(gw_worker_t *w)
 {
     const gw_conf_t *conf = w->conf;
+    if (conf->redis_type == GW_REDIS_SENTINEL)
+        return start_sentinel(w);
     char host[256];
     const char *colon = strrchr(conf->redis_addr, ':');
     const char *h = conf->redis_addr;

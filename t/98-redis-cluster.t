@@ -46,12 +46,6 @@ sub check_yaml {
       or diag $out;
 
     ($code, $out) = check_yaml(
-        "redis: {type: sentinel, addrs: [\"127.0.0.1:26379\"], master_name: m}\n");
-    isnt($code, 0, '-t: type sentinel is refused in this build');
-    like($out, qr/^redis\.type: sentinel is not available in this build$/m, '  with a clear line')
-      or diag $out;
-
-    ($code, $out) = check_yaml(
         "redis: {type: cluster, addrs: [\"127.0.0.1:7000\", nope], db: 2, master_name: m}\n");
     isnt($code, 0, '-t: cluster config errors');
     like($out, qr/^redis\.addrs\[1\]: bad address "nope"/m, '  bad seed with its index') or diag $out;
