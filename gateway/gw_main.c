@@ -284,10 +284,9 @@ check_supported(const gw_conf_t *conf, FILE *out)
             errors++;
         }
     }
-    /* the parsing exists, the clients not yet: refuse rather than run against one node */
-    if (conf->has_redis && conf->redis_type != GW_REDIS_NODE) {
-        fprintf(out, "redis.type: %s is not available in this build\n",
-                conf->redis_type == GW_REDIS_CLUSTER ? "cluster" : "sentinel");
+    /* the parsing exists, the client not yet: refuse rather than run against one node */
+    if (conf->has_redis && conf->redis_type == GW_REDIS_SENTINEL) {
+        fprintf(out, "redis.type: sentinel is not available in this build\n");
         errors++;
     }
     /* plugin names and configs, checked against each plugin's schema */

@@ -28,6 +28,8 @@ struct gw_rconn_cmd_s {
     unsigned cancelled : 1;
     unsigned retried : 1; /* NOSCRIPT already turned it into EVAL */
     unsigned asking : 1;  /* ASKING goes before it, and before its EVAL retry */
+    unsigned full : 1;    /* its deadline is a whole timeout_ms: missing it says the node is slow */
+    uint64_t sent_ns;     /* uv_hrtime() when sent, for the latency figures */
     const gw_rconn_script_t *script;
     int nargs;   /* scripts: the arguments after the script or its SHA */
     size_t tlen; /* ... and their RESP encoding, kept for an EVAL retry */
@@ -64,6 +66,7 @@ struct gw_rconn_s {
     int nclosed;
     void (*on_state)(void *arg, int ready);
     void *state_arg;
+    gw_rconn_stats_t stats;
     char last_err[128];
 };
 
@@ -166,9 +169,15 @@ on_reply(redisAsyncContext *ac, void *r, void *priv)
     redisReply *reply = r;
     if (reply) {
         cn->last_reply_ms = uv_now(cn->loop);
-        if (c->script && !c->retried && !c->answered && is_noscript(reply) &&
-            resend_as_eval(c) == 0)
-            return; /* hiredis calls us again for the EVAL */
+        if (c->script && !c->retried && !c->answered && is_noscript(reply)) {
+            cn->stats.noscript++;
+            if (resend_as_eval(c) == 0)
+                return; /* hiredis calls us again for the EVAL */
+        }
+        if (!c->answered && c->cb != NULL) {
+            cn->stats.replies++;
+            cn->stats.latency_ns += uv_hrtime() - c->sent_ns;
+        }
         answer(c, 0, reply);
     } else {
         answer(c, cn->closing ? GW_RCONN_ECLOSED : GW_RCONN_ECONN, NULL);
@@ -217,6 +226,8 @@ cmd_new(gw_rconn_t *cn, size_t tail_cap, gw_rconn_cb cb, void *arg, uint64_t dea
     c->cb = cb;
     c->arg = arg;
     c->deadline_ms = deadline_ms;
+    c->full = deadline_ms >= uv_now(cn->loop) + cn->timeout_ms;
+    c->sent_ns = uv_hrtime();
     /* deadlines mostly arrive in order: insert from the tail */
     gw_link_t *at = cn->waiting.prev;
     while (at != &cn->waiting &&
@@ -347,11 +358,17 @@ gw_rconn_send(gw_rconn_t *cn, const gw_rconn_req_t *req, gw_rconn_cb cb, void *a
     if (req->script ? req->nkeys < 0 || req->nkeys > req->argc || req->argc < 0 : req->argc < 1)
         return NULL;
     uint64_t deadline = req->deadline_ms ? req->deadline_ms : uv_now(cn->loop) + cn->timeout_ms;
-    if (req->script)
-        return send_script(cn, req, cb, arg, deadline);
-    if (req->asking && send_asking(cn) != 0)
-        return NULL;
-    return send_cmd(cn, req->argc, req->argv, req->lens, cb, arg, deadline);
+    gw_rconn_cmd_t *c;
+    if (req->script) {
+        c = send_script(cn, req, cb, arg, deadline);
+    } else {
+        if (req->asking && send_asking(cn) != 0)
+            return NULL;
+        c = send_cmd(cn, req->argc, req->argv, req->lens, cb, arg, deadline);
+    }
+    if (c != NULL && req->partial)
+        c->full = 0;
+    return c;
 }
 
 size_t
@@ -399,7 +416,10 @@ on_deadline(uv_timer_t *t)
         gw_rconn_cmd_t *c = GW_CONTAINER_OF(cn->waiting.next, gw_rconn_cmd_t, link);
         if (c->deadline_ms > now)
             break;
-        timed_out = 1;
+        /* a command given what was left of a longer budget (a cluster
+         * redirect) says nothing about this node when it runs out */
+        timed_out |= c->full;
+        cn->stats.timeouts++;
         answer(c, GW_RCONN_ETIMEDOUT, NULL);
     }
     if (timed_out && cn->state == ST_READY)
@@ -840,6 +860,13 @@ gw_rconn_close(gw_rconn_t *cn)
         answer(GW_CONTAINER_OF(cn->waiting.next, gw_rconn_cmd_t, link), GW_RCONN_ECLOSED, NULL);
     uv_close((uv_handle_t *)&cn->state_timer, on_timer_closed);
     uv_close((uv_handle_t *)&cn->deadline_timer, on_timer_closed);
+}
+
+void
+gw_rconn_stats_take(gw_rconn_t *cn, gw_rconn_stats_t *out)
+{
+    *out = cn->stats;
+    memset(&cn->stats, 0, sizeof(cn->stats));
 }
 
 int

@@ -21,7 +21,9 @@
  *     owner reports, the connection stops offering itself
  *     (gw_rconn_ready() is 0) and PINGs every 100 ms until Redis answers; a
  *     connection that stays silent for a second while suspect is dropped
- *     and re-made;
+ *     and re-made; only a command whose deadline was a whole timeout_ms
+ *     and not marked partial makes it suspect by missing it (one given the
+ *     rest of a cluster command's budget after a redirect does not);
  *   - scripts run as EVALSHA; a NOSCRIPT answer (after SCRIPT FLUSH, a
  *     restart or a failover to a node that never saw the script) is retried
  *     once as EVAL on this same connection within the same deadline, which
@@ -90,7 +92,16 @@ typedef struct {
     int nkeys;
     uint64_t deadline_ms; /* uv_now() based; 0: now + opts.timeout_ms */
     int asking;           /* ASKING just before it */
+    int partial;          /* the rest of a longer budget: missing it says nothing of this node */
 } gw_rconn_req_t;
+
+/* Counters, for metrics (gw_rconn_stats_take). */
+typedef struct {
+    uint64_t replies;    /* answers to owners' commands */
+    uint64_t latency_ns; /* their total time from send to answer */
+    uint64_t timeouts;   /* commands that reached their deadline */
+    uint64_t noscript;   /* NOSCRIPT answers (each turned into an EVAL) */
+} gw_rconn_stats_t;
 
 /* Starts connecting at once. Returns NULL on bad options or out of memory. */
 gw_rconn_t *gw_rconn_new(uv_loop_t *loop, const gw_rconn_opts_t *o, gw_log_t *log);
@@ -105,6 +116,9 @@ int gw_rconn_ready(const gw_rconn_t *cn);
 
 /* Commands sent and not yet answered by Redis (cancelled ones included). */
 size_t gw_rconn_pending(const gw_rconn_t *cn);
+
+/* The counts since the last call. */
+void gw_rconn_stats_take(gw_rconn_t *cn, gw_rconn_stats_t *out);
 
 /* Reports a failure a user saw (a timeout, an error reply that says Redis
  * cannot serve): the connection turns suspect and probes. */
