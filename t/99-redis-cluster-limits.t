@@ -251,10 +251,50 @@ sub load_until {
     return (\%st, $ok);
 }
 
+# ---- a stalled master (DEBUG SLEEP) holds up only its own keys ---------------------
+
+{
+    my @masters = sort map { /:(\d+)$/ } keys %{ cluster_masters($cl) };
+    my ($ms, $mo) = @masters[0, 1];
+    my ($us, $uo) = (user_on($ms, 'ss'), user_on($mo, 'so'));
+    my $o0 = count_of($uo);
+    my $dir = GwTest::subdir('debug-sleep-');
+    # shorter than cluster-node-timeout: a stall, not a failover
+    my $pid = GwTest::spawn(['/usr/bin/redis-cli', '-p', $ms, 'DEBUG', 'SLEEP', '0.7'],
+        "$dir/out", "$dir/out");
+    sleep 0.1;
+    my @st;
+    my ($max_s, $max_o) = (0, 0);
+    for (1 .. 5) {
+        my $t = time;
+        push @st, req('/pl/x', $us)->{status};
+        $max_s = time - $t if time - $t > $max_s;
+        $t = time;
+        push @st, req('/pl/x', $uo)->{status};
+        $max_o = time - $t if time - $t > $max_o;
+    }
+    is("@st", join(' ', ('200') x 10), 'DEBUG SLEEP on one master: every request admitted');
+    ok($max_s <= 0.2 + 0.3 * mult(), sprintf('  its keys wait at most redis.timeout (%.3f s)', $max_s));
+    ok($max_o <= 0.1 * mult(), sprintf('  keys on another master are not held up (%.3f s)', $max_o));
+    is(count_of($uo), $o0 + 5, '  and keep counting in Redis');
+    GwTest::reap($pid, 5 * mult());
+    my $c0 = redis_cmd(cluster_node($cl, $ms), 'GET', "limit:period:pl:$us") // 0;
+    ok(wait_for(sub {
+        req('/pl/x', $us);
+        (redis_cmd(cluster_node($cl, $ms), 'GET', "limit:period:pl:$us") // 0) > $c0;
+    }, 3), '  the stalled master counts again once it answers');
+    is(log_count(qr/redis 127\.0\.0\.1:$ms: unavailable \(timeout\)/), 1, '  one log line down');
+    # back through the probe ("answering again") or, when it stayed silent
+    # past the suspect limit, a new connection ("connected")
+    is(log_count(qr/redis 127\.0\.0\.1:$ms: (answering again|connected)/), 2, '  one line up');
+}
+
 {
     my @masters = sort map { /:(\d+)$/ } keys %{ cluster_masters($cl) };
     my $m1 = $masters[0];
     my $r1 = cluster_replica_of($cl, $m1);
+    ok(wait_for(sub { (redis_cmd($r1, 'CLUSTER', 'NODES') // '') !~ /fail/ }, 5),
+       'the replica sees every node healthy');
     my @users = map { user_on($_, "fo$_-") } @masters;
     my $u1 = $users[0];
     my $ref0 = refreshes();
