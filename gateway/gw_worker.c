@@ -212,11 +212,16 @@ start_redis_cluster(gw_worker_t *w)
             return GW_ERROR;
         }
     }
+    /* TRYAGAIN's backoff leaves room for the retry within the timeout */
+    uint64_t retry = conf->redis_timeout_ms / 5;
     gw_rcluster_opts_t o = {.seeds = seeds,
                             .nseeds = conf->nredis_addrs,
                             .password = conf->redis_password,
                             .timeout_ms = conf->redis_timeout_ms,
-                            .connect_timeout_ms = 1000};
+                            .connect_timeout_ms = 1000,
+                            .retry_ms = retry < 5    ? 5
+                                        : retry > 50 ? 50
+                                                     : retry};
     gw_metrics_redis(w->metrics, w->slot, 0, 0);
     w->redis = gw_redis_new_cluster(w->loop, &o, w->log);
     free(seeds);
