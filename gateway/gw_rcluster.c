@@ -148,6 +148,8 @@ node_get(gw_rcluster_t *cl, const gw_cluster_addr_t *a)
                          .password = cl->password,
                          .timeout_ms = cl->timeout_ms,
                          .connect_timeout_ms = cl->connect_timeout_ms,
+                         /* a master that comes back is used within 100 ms */
+                         .backoff_max_ms = 100,
                          .on_state = on_node_state,
                          .state_arg = n};
     n->conn = gw_rconn_new(cl->loop, &o, cl->log);

@@ -57,7 +57,7 @@ struct gw_rconn_s {
     uv_timer_t deadline_timer; /* the earliest command deadline */
     gw_link_t waiting;         /* unanswered commands, by deadline */
     size_t npending;           /* commands hiredis still holds */
-    uint64_t backoff_ms;
+    uint64_t backoff_ms, backoff_max_ms;
     uint64_t last_reply_ms;
     uint64_t armed_ms; /* deadline the timer is set for, 0: stopped */
     int probing;       /* a probe PING is out */
@@ -730,7 +730,8 @@ on_state_timer(uv_timer_t *t)
     }
     switch (cn->state) {
     case ST_DOWN:
-        cn->backoff_ms = cn->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : cn->backoff_ms * 2;
+        cn->backoff_ms =
+            cn->backoff_ms * 2 > cn->backoff_max_ms ? cn->backoff_max_ms : cn->backoff_ms * 2;
         connect_now(cn);
         break;
     case ST_CONNECTING:
@@ -815,6 +816,7 @@ gw_rconn_new(uv_loop_t *loop, const gw_rconn_opts_t *o, gw_log_t *log)
     cn->timeout_ms = o->timeout_ms;
     cn->connect_timeout_ms = o->connect_timeout_ms ? o->connect_timeout_ms : 1000;
     cn->backoff_ms = BACKOFF_MIN_MS;
+    cn->backoff_max_ms = o->backoff_max_ms >= BACKOFF_MIN_MS ? o->backoff_max_ms : BACKOFF_MAX_MS;
     cn->on_state = o->on_state;
     cn->state_arg = o->state_arg;
     gw_list_init(&cn->waiting);

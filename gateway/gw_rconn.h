@@ -14,9 +14,9 @@
  *     then whatever Redis does; a late reply is dropped;
  *   - AUTH and SELECT before anything else, then a PING: the connection is
  *     "ready" only once Redis answered it;
- *   - reconnect with back-off (100 ms doubling to 500 ms) after a lost
- *     connection, a refused one or a failed handshake; a host name is
- *     resolved on the loop before each connect;
+ *   - reconnect with back-off (100 ms doubling to 500 ms, or the owner's
+ *     ceiling) after a lost connection, a refused one or a failed
+ *     handshake; a host name is resolved on the loop before each connect;
  *   - "suspect" mode: after a timeout or a connection-level error the
  *     owner reports, the connection stops offering itself
  *     (gw_rconn_ready() is 0) and PINGs every 100 ms until Redis answers; a
@@ -61,6 +61,7 @@ typedef struct {
     int db;
     uint64_t timeout_ms; /* per command unless the owner gives a deadline */
     uint64_t connect_timeout_ms;
+    uint64_t backoff_max_ms; /* reconnect back-off ceiling; 0: 500 (at least 100) */
     /* told when the connection becomes ready (1) or stops being ready (0) */
     void (*on_state)(void *arg, int ready);
     void *state_arg;
