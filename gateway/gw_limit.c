@@ -312,13 +312,15 @@ static int
 parse_reply(gw_limiter_t *l, const redisReply *r, gw_limit_result_t *res)
 {
     int64_t a, b, c = -1;
-    if (r->type != REDIS_REPLY_ARRAY || r->elements < 2 || !reply_int(r->element[0], &a) ||
+    /* exactly what our scripts return: anything else is not their answer */
+    size_t want = l->conf.kind == GW_LIMIT_PERIOD ? 3 : 2;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != want || !reply_int(r->element[0], &a) ||
         !reply_int(r->element[1], &b))
         return 0;
     res->source = GW_LIMIT_SRC_REDIS;
     if (l->conf.kind == GW_LIMIT_PERIOD) {
-        if (r->elements >= 3)
-            reply_int(r->element[2], &c);
+        if (!reply_int(r->element[2], &c))
+            return 0;
         period_result(l, l->conf.quota, b, c, res);
         /* the script's code decides, as go-zero's caller does */
         res->code = a == 1 ? 1 : a == 2 ? 2 : 3;
@@ -464,6 +466,13 @@ gw_limiter_take(gw_limiter_t *l, const char *key, size_t klen, gw_limit_result_t
     }
     if (!gw_redis_ready(l->redis)) {
         take_fallback(l, key, klen, res);
+        return GW_OK;
+    }
+    /* "{}.tokens" and "{}.ts" have no hash tag: two slots, which a
+     * cluster refuses with CROSSSLOT for every request; count here */
+    if (l->conf.kind == GW_LIMIT_TOKEN && l->conf.prefix_len + klen == 0 &&
+        gw_redis_cluster(l->redis) != NULL) {
+        take_local(l, key, klen, res);
         return GW_OK;
     }
     gw_limit_wait_t *w = malloc(sizeof(*w) + klen);

@@ -16,6 +16,13 @@
  *
  * A take never waits longer than redis.timeout: a timeout, an error reply
  * or a lost connection gives the on_redis_error answer at once.
+ *
+ * Over a Redis Cluster (gw_redis_cluster() not NULL) the same keys go to
+ * the master of their slot, byte for byte what go-zero writes (the token
+ * pair shares its slot through the braces). A key whose master is down or
+ * unknown gets the on_redis_error answer; keys on the other masters keep
+ * counting in Redis. An empty token key (no prefix, empty KEY) has no hash
+ * tag, its two keys two slots: it is counted locally.
  */
 #ifndef GW_LIMIT_H
 #define GW_LIMIT_H

@@ -502,11 +502,6 @@ gw_master_check(const gw_conf_t *conf, FILE *out)
             errors++;
         }
     }
-    /* the parsing exists, the client not yet: refuse rather than run against one node */
-    if (conf->has_redis && conf->redis_type == GW_REDIS_CLUSTER) {
-        fprintf(out, "redis.type: cluster is not available in this build\n");
-        errors++;
-    }
     /* plugin names and configs, checked against each plugin's schema */
     errors += gw_lua_check(conf, out);
     return errors;

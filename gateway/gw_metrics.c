@@ -104,9 +104,30 @@ typedef struct {
     counter_t restarts[GW_METRICS_NRESTARTS];
 } master_stats_t;
 
+/* A Redis Cluster as one worker's client sees it (one writer: that worker). */
+typedef struct {
+    _Atomic uint32_t used; /* addr is written (once, before this) */
+    char addr[GW_METRICS_RNODE_ADDR];
+    _Atomic int64_t up, master;
+    counter_t replies, latency_ns, timeouts, noscript;
+} rnode_stats_t;
+
+typedef struct {
+    counter_t refreshes[GW_METRICS_NREFRESH];
+    counter_t redirects[GW_METRICS_NREDIRECT];
+    rnode_stats_t nodes[GW_METRICS_RNODES];
+} rcl_stats_t;
+
+static const char *const refresh_names[GW_METRICS_NREFRESH] = {"start",     "moved", "clusterdown",
+                                                               "node_down", "retry", "periodic"};
+static const char *const redirect_names[GW_METRICS_NREDIRECT] = {"moved", "ask", "tryagain",
+                                                                 "clusterdown"};
+
 struct gw_metrics_s {
     int nworkers;
     size_t off_master; /* after the registries */
+    size_t off_rcl;    /* nworkers rcl_stats_t when redis.type is cluster, else none */
+    int has_rcl;
     size_t nregs;
     char **regs;     /* escaped registry names */
     size_t off_regs; /* after every slot */
@@ -316,6 +337,10 @@ gw_metrics_new(const gw_conf_t *conf, int nworkers)
     m->off_regs = m->slot_size * (size_t)nworkers;
     m->off_master = m->off_regs + align_up((m->nregs + 1) * sizeof(reg_stats_t), CACHE_LINE);
     m->shm_size = m->off_master + align_up(sizeof(master_stats_t), CACHE_LINE);
+    m->has_rcl = conf->has_redis && conf->redis_type == GW_REDIS_CLUSTER;
+    m->off_rcl = m->shm_size;
+    if (m->has_rcl)
+        m->shm_size += align_up(sizeof(rcl_stats_t), CACHE_LINE) * (size_t)nworkers;
 
     /* Anonymous pages come zeroed, which is the initial value of everything. */
     void *p = mmap(NULL, m->shm_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -353,6 +378,7 @@ gw_metrics_worker_reset(gw_metrics_t *m, int slot)
     atomic_store_explicit(&h->redis_up, 0, memory_order_relaxed);
     atomic_store_explicit(&h->lua_bytes, 0, memory_order_relaxed);
     gw_metrics_sentinel_master(m, slot, "", 0);
+    gw_metrics_rcluster_reset(m, slot);
     for (int s = 0; s < GW_CONN_NSTATES; s++)
         atomic_store_explicit(&h->conns[s], 0, memory_order_relaxed);
     for (size_t u = 0; u < m->nupstreams; u++) {
@@ -500,6 +526,67 @@ gw_metrics_redis(gw_metrics_t *m, int slot, int up, int changed)
     atomic_store_explicit(&h->redis_up, up, memory_order_relaxed);
     if (changed)
         add(&h->redis_changes[up ? 1 : 0], 1);
+}
+
+/* ---- Redis Cluster ---- */
+
+static rcl_stats_t *
+rcl_stats(const gw_metrics_t *m, int slot)
+{
+    return (rcl_stats_t *)(m->shm + m->off_rcl +
+                           align_up(sizeof(rcl_stats_t), CACHE_LINE) * (size_t)slot);
+}
+
+void
+gw_metrics_rcluster_reset(gw_metrics_t *m, int slot)
+{
+    if (!slot_ok(m, slot) || !m->has_rcl)
+        return;
+    rcl_stats_t *rs = rcl_stats(m, slot);
+    for (size_t i = 0; i < GW_METRICS_RNODES; i++) {
+        atomic_store_explicit(&rs->nodes[i].up, 0, memory_order_relaxed);
+        atomic_store_explicit(&rs->nodes[i].master, 0, memory_order_relaxed);
+    }
+}
+
+void
+gw_metrics_rcluster(gw_metrics_t *m, int slot, const uint64_t *refreshes, const uint64_t *redirects)
+{
+    if (!slot_ok(m, slot) || !m->has_rcl)
+        return;
+    rcl_stats_t *rs = rcl_stats(m, slot);
+    for (size_t i = 0; i < GW_METRICS_NREFRESH; i++)
+        add(&rs->refreshes[i], refreshes[i]);
+    for (size_t i = 0; i < GW_METRICS_NREDIRECT; i++)
+        add(&rs->redirects[i], redirects[i]);
+}
+
+void
+gw_metrics_rnode(gw_metrics_t *m, int slot, const gw_metrics_rnode_t *n)
+{
+    if (!slot_ok(m, slot) || !m->has_rcl || n->addr == NULL)
+        return;
+    rcl_stats_t *rs = rcl_stats(m, slot);
+    rnode_stats_t *e = NULL;
+    for (size_t i = 0; i < GW_METRICS_RNODES && e == NULL; i++) {
+        rnode_stats_t *x = &rs->nodes[i];
+        if (!atomic_load_explicit(&x->used, memory_order_relaxed)) {
+            /* a new address takes the first free row, for good */
+            snprintf(x->addr, sizeof(x->addr), "%s", n->addr);
+            atomic_store_explicit(&x->used, 1, memory_order_release);
+            e = x;
+        } else if (strncmp(x->addr, n->addr, sizeof(x->addr) - 1) == 0) {
+            e = x;
+        }
+    }
+    if (e == NULL)
+        return; /* more nodes than rows: the first ones are shown */
+    atomic_store_explicit(&e->up, n->up, memory_order_relaxed);
+    atomic_store_explicit(&e->master, n->master, memory_order_relaxed);
+    add(&e->replies, n->replies);
+    add(&e->latency_ns, n->latency_ns);
+    add(&e->timeouts, n->timeouts);
+    add(&e->noscript, n->noscript);
 }
 
 void
@@ -882,6 +969,106 @@ render_sentinel(sbuf_t *b, gw_metrics_t *m)
     sb_printf(b, "gateway_redis_sentinel_resolve_errors_total %llu\n", (unsigned long long)re);
 }
 
+/* One row per address over every worker's table. */
+static void
+render_rcluster(sbuf_t *b, gw_metrics_t *m)
+{
+    if (!m->has_rcl)
+        return;
+    uint64_t ref[GW_METRICS_NREFRESH] = {0}, red[GW_METRICS_NREDIRECT] = {0};
+    for (int s = 0; s < m->nworkers; s++) {
+        rcl_stats_t *rs = rcl_stats(m, s);
+        for (size_t i = 0; i < GW_METRICS_NREFRESH; i++)
+            ref[i] += get(&rs->refreshes[i]);
+        for (size_t i = 0; i < GW_METRICS_NREDIRECT; i++)
+            red[i] += get(&rs->redirects[i]);
+    }
+    header(b, "gateway_redis_cluster_refreshes_total", "counter",
+           "Slot map refreshes started, by the reason that started them.");
+    for (size_t i = 0; i < GW_METRICS_NREFRESH; i++)
+        sb_printf(b, "gateway_redis_cluster_refreshes_total{reason=\"%s\"} %llu\n",
+                  refresh_names[i], (unsigned long long)ref[i]);
+    header(b, "gateway_redis_cluster_redirects_total", "counter",
+           "Cluster answers that sent a command elsewhere or back off, by kind.");
+    for (size_t i = 0; i < GW_METRICS_NREDIRECT; i++)
+        sb_printf(b, "gateway_redis_cluster_redirects_total{kind=\"%s\"} %llu\n", redirect_names[i],
+                  (unsigned long long)red[i]);
+
+    /* distinct addresses, in the order workers first met them */
+    size_t cap = (size_t)m->nworkers * GW_METRICS_RNODES, n = 0;
+    const char **addrs = malloc(cap * sizeof(*addrs));
+    struct {
+        int64_t up, master, fallback;
+        uint64_t replies, latency_ns, timeouts, noscript;
+    } *agg = calloc(cap ? cap : 1, sizeof(*agg));
+    if (addrs == NULL || agg == NULL) {
+        free(addrs);
+        free(agg);
+        b->failed = 1;
+        return;
+    }
+    for (int s = 0; s < m->nworkers; s++) {
+        int running = atomic_load_explicit(&slot_head(m, s)->running, memory_order_relaxed) != 0;
+        rcl_stats_t *rs = rcl_stats(m, s);
+        for (size_t i = 0; i < GW_METRICS_RNODES; i++) {
+            rnode_stats_t *x = &rs->nodes[i];
+            if (!atomic_load_explicit(&x->used, memory_order_acquire))
+                break;
+            size_t k = 0;
+            while (k < n && strncmp(addrs[k], x->addr, sizeof(x->addr)) != 0)
+                k++;
+            if (k == n)
+                addrs[n++] = x->addr;
+            int64_t up = atomic_load_explicit(&x->up, memory_order_relaxed);
+            int64_t master = atomic_load_explicit(&x->master, memory_order_relaxed);
+            if (running) {
+                agg[k].up += up;
+                agg[k].master += master;
+                agg[k].fallback += master && !up;
+            }
+            agg[k].replies += get(&x->replies);
+            agg[k].latency_ns += get(&x->latency_ns);
+            agg[k].timeouts += get(&x->timeouts);
+            agg[k].noscript += get(&x->noscript);
+        }
+    }
+    header(b, "gateway_redis_node_up", "gauge",
+           "Workers whose connection to the cluster node is ready.");
+    for (size_t k = 0; k < n; k++)
+        sb_printf(b, "gateway_redis_node_up{node=\"%s\"} %lld\n", addrs[k], (long long)agg[k].up);
+    header(b, "gateway_redis_node_master", "gauge",
+           "Workers whose slot map has the node as a master.");
+    for (size_t k = 0; k < n; k++)
+        sb_printf(b, "gateway_redis_node_master{node=\"%s\"} %lld\n", addrs[k],
+                  (long long)agg[k].master);
+    header(b, "gateway_redis_node_fallback", "gauge",
+           "Workers for which the node is a master that does not answer: its keys follow "
+           "on_redis_error.");
+    for (size_t k = 0; k < n; k++)
+        sb_printf(b, "gateway_redis_node_fallback{node=\"%s\"} %lld\n", addrs[k],
+                  (long long)agg[k].fallback);
+    header(b, "gateway_redis_node_noscript_total", "counter",
+           "NOSCRIPT answers from the node (each answered by an EVAL there).");
+    for (size_t k = 0; k < n; k++)
+        sb_printf(b, "gateway_redis_node_noscript_total{node=\"%s\"} %llu\n", addrs[k],
+                  (unsigned long long)agg[k].noscript);
+    header(b, "gateway_redis_node_timeouts_total", "counter",
+           "Commands to the node that reached their deadline.");
+    for (size_t k = 0; k < n; k++)
+        sb_printf(b, "gateway_redis_node_timeouts_total{node=\"%s\"} %llu\n", addrs[k],
+                  (unsigned long long)agg[k].timeouts);
+    header(b, "gateway_redis_node_latency_seconds", "summary",
+           "Time from sending a command to the node to its answer.");
+    for (size_t k = 0; k < n; k++) {
+        sb_printf(b, "gateway_redis_node_latency_seconds_sum{node=\"%s\"} %.6f\n", addrs[k],
+                  (double)agg[k].latency_ns / 1e9);
+        sb_printf(b, "gateway_redis_node_latency_seconds_count{node=\"%s\"} %llu\n", addrs[k],
+                  (unsigned long long)agg[k].replies);
+    }
+    free(addrs);
+    free(agg);
+}
+
 static void
 render_registries(sbuf_t *b, gw_metrics_t *m)
 {
@@ -1103,6 +1290,7 @@ gw_metrics_render(gw_metrics_t *m, char **out)
     render_sentinel(&b, m);
     render_tls(&b, m);
     render_lua(&b, m);
+    render_rcluster(&b, m);
     render_registries(&b, m);
 
     free(codes);

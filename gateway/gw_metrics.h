@@ -129,6 +129,34 @@ void gw_metrics_limiter(gw_metrics_t *m, int slot, int route_index, int which, i
  */
 void gw_metrics_redis(gw_metrics_t *m, int slot, int up, int changed);
 
+/* Redis Cluster (redis.type: cluster; nothing otherwise). Refresh reasons
+ * in gw_rcluster_reason_t's order; redirects: moved, ask, tryagain,
+ * clusterdown. */
+#define GW_METRICS_NREFRESH 6
+#define GW_METRICS_NREDIRECT 4
+#define GW_METRICS_RNODES 32     /* nodes shown per worker; later ones are left out */
+#define GW_METRICS_RNODE_ADDR 72 /* "host:port" kept to this length */
+
+/* Adds these counts (since the last call) to
+ * gateway_redis_cluster_refreshes_total{reason} and
+ * gateway_redis_cluster_redirects_total{kind}. */
+void gw_metrics_rcluster(gw_metrics_t *m, int slot, const uint64_t *refreshes,
+                         const uint64_t *redirects);
+
+/* One node as worker SLOT sees it: its state, and counts since the last call. */
+typedef struct {
+    const char *addr; /* "host:port" */
+    int up, master;
+    uint64_t replies, latency_ns, timeouts, noscript;
+} gw_metrics_rnode_t;
+
+/* gateway_redis_node_{up,master,fallback,noscript_total,timeouts_total,
+ * latency_seconds}{node}. */
+void gw_metrics_rnode(gw_metrics_t *m, int slot, const gw_metrics_rnode_t *n);
+
+/* SLOT's worker is gone: its node gauges go to 0. */
+void gw_metrics_rcluster_reset(gw_metrics_t *m, int slot);
+
 /**
  * One Redis command of the worker answered (or failed: RESULT is one of
  * GW_METRICS_REDIS_*) after SECONDS: gateway_redis_commands_total,

@@ -13,11 +13,17 @@ struct node_s {
     gw_rcluster_t *cl;
     gw_cluster_addr_t addr;
     gw_rconn_t *conn;
+    gw_link_t waiters; /* commands waiting for this connection to be ready */
+    uint64_t made_ms;
+    int lost; /* was ready, is not */
 };
 
 struct gw_rcluster_cmd_s {
     gw_rcluster_t *cl;
-    gw_link_t link; /* in cl->parked while backing off */
+    gw_link_t link;  /* in cl->parked while backing off or waiting for a node */
+    gw_link_t nlink; /* in wait_node->waiters while waiting for it */
+    node_t *wait_node;
+    int wait_asking;
     gw_rconn_cmd_t *inner;
     node_t *node; /* where it went last; alive while inner is out */
     gw_rconn_cb cb;
@@ -25,8 +31,8 @@ struct gw_rcluster_cmd_s {
     uint64_t deadline_ms, wake_ms;
     unsigned slot;
     int redirects;
-    int redirected_to; /* the last redirect named a node */
     int backed_off;
+    int waited; /* for a node's connection */
     int parked;
     const gw_rconn_script_t *script;
     int nkeys, argc;
@@ -57,13 +63,41 @@ struct gw_rcluster_s {
     gw_rconn_cmd_t *slots_cmd;
     int failed_logged;
 
-    gw_link_t parked; /* by wake time */
-    gw_rcluster_stats_t stats;
+    gw_link_t parked;                 /* by wake time */
+    unsigned reasons;                 /* why a refresh is wanted: 1 << gw_rcluster_reason_t */
+    gw_rcluster_stats_t stats, taken; /* taken: as gw_rcluster_stats_take last saw */
     int closing, nclosed;
+    void (*on_node)(void *arg, const gw_cluster_addr_t *addr, int ready);
+    void *node_arg;
+    void (*on_answer)(void *arg, int err, int error_reply, uint64_t ns);
+    void *answer_arg;
 };
 
 static void kick(gw_rcluster_t *cl);
 static void try_next(gw_rcluster_t *cl);
+static void flush_waiters(node_t *n);
+
+static void
+want(gw_rcluster_t *cl, gw_rcluster_reason_t why)
+{
+    cl->reasons |= 1u << why;
+    gw_cluster_refresh_want(&cl->rule);
+}
+
+/* A master of the map whose connection went away, or was never made
+ * within the connect timeout (one being made is not down). */
+static int
+master_down(const gw_rcluster_t *cl)
+{
+    uint64_t now = uv_now(cl->loop);
+    for (size_t i = 0; i < cl->nindex; i++) {
+        const node_t *n = cl->by_index[i];
+        if (n != NULL && !gw_rconn_ready(n->conn) &&
+            (n->lost || now - n->made_ms >= cl->connect_timeout_ms))
+            return 1;
+    }
+    return 0;
+}
 
 /* ---- nodes ---------------------------------------------------------------- */
 
@@ -74,6 +108,11 @@ on_node_state(void *arg, int ready)
     gw_rcluster_t *cl = n->cl;
     if (cl->closing)
         return;
+    n->lost = !ready;
+    if (cl->on_node)
+        cl->on_node(cl->node_arg, &n->addr, ready);
+    if (ready)
+        flush_waiters(n);
     if (ready && cl->try_node == n && cl->slots_cmd == NULL && cl->rule.in_flight) {
         uv_timer_stop(&cl->attempt_timer);
         try_next(cl);
@@ -83,7 +122,7 @@ on_node_state(void *arg, int ready)
     if (!ready && cl->map != NULL) {
         for (size_t i = 0; i < cl->nindex; i++) {
             if (cl->by_index[i] == n) {
-                gw_cluster_refresh_want(&cl->rule);
+                want(cl, GW_RCLUSTER_R_NODE_DOWN);
                 kick(cl);
                 break;
             }
@@ -104,13 +143,19 @@ node_get(gw_rcluster_t *cl, const gw_cluster_addr_t *a)
         return NULL;
     n->cl = cl;
     n->addr = *a;
+    gw_list_init(&n->waiters);
+    n->made_ms = uv_now(cl->loop);
     gw_rconn_opts_t o = {.host = a->host,
                          .port = a->port,
                          .password = cl->password,
                          .timeout_ms = cl->timeout_ms,
                          .connect_timeout_ms = cl->connect_timeout_ms,
+                         /* a master that comes back is used within 100 ms */
+                         .backoff_max_ms = 100,
                          .on_state = on_node_state,
-                         .state_arg = n};
+                         .state_arg = n,
+                         .on_answer = cl->on_answer,
+                         .answer_arg = cl->answer_arg};
     n->conn = gw_rconn_new(cl->loop, &o, cl->log);
     if (n->conn == NULL) {
         free(n);
@@ -167,7 +212,8 @@ prune(gw_rcluster_t *cl)
     while (l != &cl->nodes) {
         node_t *n = GW_CONTAINER_OF(l, node_t, link);
         l = l->next;
-        int used = is_seed(cl, n) || n == cl->try_node || gw_rconn_pending(n->conn) > 0;
+        int used = is_seed(cl, n) || n == cl->try_node || gw_rconn_pending(n->conn) > 0 ||
+                   !gw_list_empty(&n->waiters);
         for (size_t i = 0; !used && i < cl->nindex; i++)
             used = cl->by_index[i] == n;
         if (!used)
@@ -188,6 +234,19 @@ kick(gw_rcluster_t *cl)
         return;
     uint64_t now = uv_now(cl->loop);
     if (gw_cluster_refresh_take(&cl->rule, now)) {
+        /* one refresh, counted under the weightiest reason that wanted it */
+        static const gw_rcluster_reason_t order[] = {
+            GW_RCLUSTER_R_MOVED, GW_RCLUSTER_R_CLUSTERDOWN, GW_RCLUSTER_R_NODE_DOWN,
+            GW_RCLUSTER_R_START, GW_RCLUSTER_R_RETRY,       GW_RCLUSTER_R_PERIODIC};
+        gw_rcluster_reason_t why = GW_RCLUSTER_R_PERIODIC;
+        for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+            if (cl->reasons & (1u << order[i])) {
+                why = order[i];
+                break;
+            }
+        }
+        cl->reasons = 0;
+        cl->stats.refreshes[why]++;
         uv_timer_stop(&cl->refresh_timer);
         cl->try_k = 0;
         cl->try_n = cl->nseeds + (cl->map ? gw_cluster_map_nnodes(cl->map) : 0);
@@ -197,15 +256,27 @@ kick(gw_rcluster_t *cl)
     if (cl->rule.in_flight)
         return;
     uint64_t wait = gw_cluster_refresh_next(&cl->rule, now);
-    uv_timer_start(&cl->refresh_timer, on_refresh_timer, wait == UINT64_MAX ? cl->every_ms : wait,
-                   0);
+    if (wait == UINT64_MAX) {
+        /* nothing pending: look again after the gap (a master that never
+         * connects tells nothing by itself), or at the periodic refresh */
+        uint64_t since = now - cl->rule.last_start_ms;
+        wait = since >= cl->every_ms ? 0 : cl->every_ms - since;
+        if (wait > cl->rule.min_gap_ms)
+            wait = cl->rule.min_gap_ms;
+    }
+    uv_timer_start(&cl->refresh_timer, on_refresh_timer, wait, 0);
 }
 
 static void
 on_refresh_timer(uv_timer_t *t)
 {
     gw_rcluster_t *cl = t->data;
-    gw_cluster_refresh_want(&cl->rule);
+    if (!cl->rule.pending) {
+        if (master_down(cl))
+            want(cl, GW_RCLUSTER_R_NODE_DOWN);
+        else if (uv_now(cl->loop) - cl->rule.last_start_ms >= cl->every_ms)
+            want(cl, GW_RCLUSTER_R_PERIODIC);
+    }
     kick(cl);
 }
 
@@ -275,6 +346,9 @@ on_slots(int err, const redisReply *reply, void *arg)
     install(cl, m, n);
     round_done(cl);
     prune(cl);
+    /* a master that does not answer is either about to be replaced by a
+     * failover, which only a new map shows, or comes back: the refresh
+     * timer asks again after the gap while one does not (on_refresh_timer) */
     kick(cl);
 }
 
@@ -319,7 +393,7 @@ try_next(gw_rcluster_t *cl)
                cl->map ? "keeping the last one" : "limiters follow their on_redis_error policy");
     cl->failed_logged = 1;
     round_done(cl);
-    gw_cluster_refresh_want(&cl->rule);
+    want(cl, GW_RCLUSTER_R_RETRY);
     kick(cl);
 }
 
@@ -328,10 +402,20 @@ try_next(gw_rcluster_t *cl)
 static void on_inner(int err, const redisReply *reply, void *arg);
 
 static void
-cmd_finish(gw_rcluster_cmd_t *c, int err, const redisReply *reply)
+unpark(gw_rcluster_cmd_t *c)
 {
     if (c->parked)
         gw_list_remove(&c->link);
+    if (c->wait_node)
+        gw_list_remove(&c->nlink);
+    c->parked = 0;
+    c->wait_node = NULL;
+}
+
+static void
+cmd_finish(gw_rcluster_cmd_t *c, int err, const redisReply *reply)
+{
+    unpark(c);
     gw_rconn_cb cb = c->cb;
     void *arg = c->arg;
     free(c);
@@ -349,7 +433,8 @@ dispatch(gw_rcluster_cmd_t *c, node_t *n, int asking)
                           .script = c->script,
                           .nkeys = c->nkeys,
                           .deadline_ms = c->deadline_ms,
-                          .asking = asking};
+                          .asking = asking,
+                          .partial = c->redirects > 0 || c->backed_off || c->waited};
     c->inner = gw_rconn_send(n->conn, &req, on_inner, c);
     c->node = n;
     return c->inner ? 0 : -1;
@@ -369,13 +454,12 @@ arm_park(gw_rcluster_t *cl)
     uv_timer_start(&cl->park_timer, on_park_timer, c->wake_ms > now ? c->wake_ms - now : 0, 0);
 }
 
+/* In cl->parked until WAKE (at the latest the deadline). */
 static void
-park(gw_rcluster_cmd_t *c)
+park_until(gw_rcluster_cmd_t *c, uint64_t wake)
 {
     gw_rcluster_t *cl = c->cl;
-    uint64_t wake = uv_now(cl->loop) + cl->retry_ms;
     c->wake_ms = wake < c->deadline_ms ? wake : c->deadline_ms;
-    c->backed_off = 1;
     c->parked = 1;
     gw_link_t *at = cl->parked.prev;
     while (at != &cl->parked && GW_CONTAINER_OF(at, gw_rcluster_cmd_t, link)->wake_ms > c->wake_ms)
@@ -387,6 +471,61 @@ park(gw_rcluster_cmd_t *c)
     arm_park(cl);
 }
 
+/* TRYAGAIN or CLUSTERDOWN: the one short backoff. */
+static void
+park(gw_rcluster_cmd_t *c)
+{
+    c->backed_off = 1;
+    park_until(c, uv_now(c->cl->loop) + c->cl->retry_ms);
+}
+
+/*
+ * Sends C to N (after ASKING when ASKING), or, while N's connection is
+ * being made or remade, keeps C until it is ready or C's deadline passes:
+ * a redirect to a node this worker has not talked to yet must not fail
+ * the command. Ends C when there is nowhere to send it.
+ */
+static void
+route(gw_rcluster_cmd_t *c, node_t *n, int asking)
+{
+    gw_rcluster_t *cl = c->cl;
+    if (uv_now(cl->loop) >= c->deadline_ms) {
+        cmd_finish(c, GW_RCONN_ETIMEDOUT, NULL);
+        return;
+    }
+    if (n == NULL) {
+        cmd_finish(c, GW_RCONN_ECONN, NULL);
+        return;
+    }
+    if (gw_rconn_ready(n->conn)) {
+        if (dispatch(c, n, asking) != 0)
+            cmd_finish(c, GW_RCONN_ECONN, NULL);
+        return;
+    }
+    c->wait_node = n;
+    c->wait_asking = asking;
+    c->waited = 1;
+    gw_list_push(&n->waiters, &c->nlink);
+    park_until(c, c->deadline_ms);
+}
+
+/* N is ready: what waited for it goes now. */
+static void
+flush_waiters(node_t *n)
+{
+    gw_rcluster_t *cl = n->cl;
+    int any = 0;
+    while (!gw_list_empty(&n->waiters)) {
+        gw_rcluster_cmd_t *c = GW_CONTAINER_OF(n->waiters.next, gw_rcluster_cmd_t, nlink);
+        int asking = c->wait_asking;
+        unpark(c);
+        route(c, n, asking);
+        any = 1;
+    }
+    if (any)
+        arm_park(cl);
+}
+
 static void
 on_park_timer(uv_timer_t *t)
 {
@@ -396,19 +535,19 @@ on_park_timer(uv_timer_t *t)
         gw_rcluster_cmd_t *c = GW_CONTAINER_OF(cl->parked.next, gw_rcluster_cmd_t, link);
         if (c->wake_ms > now)
             break;
-        gw_list_remove(&c->link);
-        c->parked = 0;
-        if (now >= c->deadline_ms)
+        node_t *waited = c->wait_node;
+        unpark(c);
+        if (waited != NULL || now >= c->deadline_ms)
             cmd_finish(c, GW_RCONN_ETIMEDOUT, NULL);
-        else if (dispatch(c, slot_node(cl, c->slot), 0) != 0)
-            cmd_finish(c, GW_RCONN_ECONN, NULL);
+        else
+            route(c, slot_node(cl, c->slot), 0);
     }
     arm_park(cl);
 }
 
-/* MOVED or ASK: to the node named, with ASKING for an ASK. -1 with
- * c->redirected_to unset when the reply is not followed (malformed, too
- * many redirects), set when the node named could not take it. */
+/* MOVED or ASK: to the node named, with ASKING for an ASK. -1 when the
+ * reply is not followed (malformed, too many redirects): C is the
+ * caller's still. */
 static int
 redirect(gw_rcluster_cmd_t *c, const redisReply *reply)
 {
@@ -417,26 +556,41 @@ redirect(gw_rcluster_cmd_t *c, const redisReply *reply)
     gw_cluster_addr_t to;
     gw_cluster_err_t kind = gw_cluster_redirect_parse(reply->str, reply->len,
                                                       c->node ? &c->node->addr : NULL, &slot, &to);
-    c->redirected_to = 0;
     if (kind == GW_CLUSTER_EOTHER || c->redirects >= GW_RCLUSTER_MAX_REDIRECTS)
         return -1;
     c->redirects++;
-    c->redirected_to = 1;
     if (kind == GW_CLUSTER_EASK) {
         cl->stats.ask++;
-        return dispatch(c, node_get(cl, &to), 1);
+        route(c, node_get(cl, &to), 1);
+        return 0;
     }
     cl->stats.moved++;
     /* commands sent before the first MOVED of a failover bring the same
      * news again: only one that changes the map asks for a new one */
     int owner = gw_cluster_map_owner(cl->map, slot);
     if (owner < 0 || !gw_cluster_addr_eq(gw_cluster_map_node(cl->map, (size_t)owner), &to)) {
-        gw_cluster_refresh_want(&cl->rule);
+        want(cl, GW_RCLUSTER_R_MOVED);
         kick(cl);
     }
     if (gw_cluster_map_move(cl->map, slot, &to) == GW_OK)
-        return dispatch(c, slot_node(cl, slot), 0);
-    return dispatch(c, node_get(cl, &to), 0);
+        route(c, slot_node(cl, slot), 0);
+    else
+        route(c, node_get(cl, &to), 0);
+    return 0;
+}
+
+/* Error replies that say the node cannot serve now, whatever the key. */
+static int
+node_error(const redisReply *r)
+{
+    static const char *const codes[] = {"LOADING", "BUSY", "MASTERDOWN", "NOAUTH", "MISCONF", NULL};
+    for (int i = 0; codes[i]; i++) {
+        size_t n = strlen(codes[i]);
+        if ((size_t)r->len >= n && memcmp(r->str, codes[i], n) == 0 &&
+            ((size_t)r->len == n || r->str[n] == ' '))
+            return 1;
+    }
+    return 0;
 }
 
 static void
@@ -459,17 +613,12 @@ on_inner(int err, const redisReply *reply, void *arg)
     case GW_CLUSTER_EASK:
         if (redirect(c, reply) == 0)
             return;
-        if (c->redirected_to) {
-            /* the node named is not ready: the caller's policy, not its error */
-            cmd_finish(c, GW_RCONN_ECONN, NULL);
-            return;
-        }
         break;
     case GW_CLUSTER_ECLUSTERDOWN:
     case GW_CLUSTER_ETRYAGAIN:
         if (kind == GW_CLUSTER_ECLUSTERDOWN) {
             cl->stats.clusterdown++;
-            gw_cluster_refresh_want(&cl->rule);
+            want(cl, GW_RCLUSTER_R_CLUSTERDOWN);
             kick(cl);
         } else {
             cl->stats.tryagain++;
@@ -480,6 +629,8 @@ on_inner(int err, const redisReply *reply, void *arg)
         }
         break;
     default:
+        if (reply->str != NULL && c->node != NULL && node_error(reply))
+            gw_rconn_suspect(c->node->conn, reply->str);
         break;
     }
     cmd_finish(c, 0, reply);
@@ -547,8 +698,7 @@ gw_rcluster_cmd_cancel(gw_rcluster_cmd_t *c)
         return;
     if (c->inner)
         gw_rconn_cmd_cancel(c->inner);
-    if (c->parked)
-        gw_list_remove(&c->link);
+    unpark(c);
     free(c);
 }
 
@@ -576,6 +726,36 @@ gw_rcluster_stats(const gw_rcluster_t *cl)
     return &cl->stats;
 }
 
+void
+gw_rcluster_stats_take(gw_rcluster_t *cl, gw_rcluster_stats_t *out)
+{
+    const uint64_t *now = (const uint64_t *)(const void *)&cl->stats;
+    uint64_t *then = (uint64_t *)(void *)&cl->taken, *o = (uint64_t *)(void *)out;
+    for (size_t i = 0; i < sizeof(cl->stats) / sizeof(uint64_t); i++) {
+        o[i] = now[i] - then[i];
+        then[i] = now[i];
+    }
+}
+
+size_t
+gw_rcluster_nodes(gw_rcluster_t *cl, gw_rcluster_node_t *out, size_t max)
+{
+    size_t k = 0;
+    if (cl == NULL)
+        return 0;
+    for (gw_link_t *l = cl->nodes.next; l != &cl->nodes && k < max; l = l->next) {
+        node_t *n = GW_CONTAINER_OF(l, node_t, link);
+        gw_rcluster_node_t *o = &out[k++];
+        o->addr = &n->addr;
+        o->master = 0;
+        for (size_t i = 0; i < cl->nindex && !o->master; i++)
+            o->master = cl->by_index[i] == n;
+        o->ready = gw_rconn_ready(n->conn);
+        gw_rconn_stats_take(n->conn, &o->stats);
+    }
+    return k;
+}
+
 gw_rcluster_t *
 gw_rcluster_new(uv_loop_t *loop, const gw_rcluster_opts_t *o, gw_log_t *log)
 {
@@ -600,6 +780,10 @@ gw_rcluster_new(uv_loop_t *loop, const gw_rcluster_opts_t *o, gw_log_t *log)
     cl->connect_timeout_ms = o->connect_timeout_ms ? o->connect_timeout_ms : 1000;
     cl->every_ms = o->refresh_every_ms ? o->refresh_every_ms : 30000;
     cl->retry_ms = o->retry_ms ? o->retry_ms : 50;
+    cl->on_node = o->on_node;
+    cl->node_arg = o->node_arg;
+    cl->on_answer = o->on_answer;
+    cl->answer_arg = o->answer_arg;
     gw_cluster_refresh_init(&cl->rule, o->refresh_gap_ms ? o->refresh_gap_ms : 1000);
     gw_list_init(&cl->nodes);
     gw_list_init(&cl->parked);
@@ -610,7 +794,7 @@ gw_rcluster_new(uv_loop_t *loop, const gw_rcluster_opts_t *o, gw_log_t *log)
         /* a cluster that stays away must not keep a draining worker alive */
         uv_unref((uv_handle_t *)timers[i]);
     }
-    gw_cluster_refresh_want(&cl->rule);
+    want(cl, GW_RCLUSTER_R_START);
     kick(cl);
     return cl;
 }

@@ -10,7 +10,8 @@
  * asked; when none answers the last map stays and the round is tried again
  * later. Refreshes follow gw_cluster's rule (one in flight, refresh_gap_ms
  * between starts) and come from a MOVED, a CLUSTERDOWN, a master that
- * stops being ready, and every refresh_every_ms. Connections to nodes that
+ * stops being ready (and again after the gap while one is not ready: a
+ * failover shows only in a new map), and every refresh_every_ms. Connections to nodes that
  * leave the map are closed once nothing waits on them.
  *
  * Commands. A command goes to the master of the slot of its first key
@@ -22,17 +23,20 @@
  *     commands in flight at a failover all come back MOVED);
  *   - ASK: the command is resent to that node only, after ASKING; the map
  *     stays;
+ *   - a redirect to a node whose connection is not ready yet (a new
+ *     master, a reconnect) waits for it, up to the deadline;
  *   - TRYAGAIN, CLUSTERDOWN: one short backoff (retry_ms), then the command
  *     is routed again; a second one reaches the caller as the error reply;
  *   - NOSCRIPT is handled by the node's connection (EVAL there), never a
  *     redirect nor a reason to refresh;
+ *   - LOADING, BUSY, MASTERDOWN, NOAUTH, MISCONF make that node's
+ *     connection suspect (it probes every 100 ms) and reach the caller;
  *   - at most GW_RCLUSTER_MAX_REDIRECTS redirects, then the last error
  *     reply reaches the caller.
  * A slot with no master, or whose master is not ready, refuses the command
  * at once (NULL from gw_rcluster_send): keys on other masters are not
  * held up, and the caller applies its Redis-down policy to this key only
- * (gw_rcluster_key_ready() says beforehand). A redirect to a node that is
- * not ready ends the command with GW_RCONN_ECONN.
+ * (gw_rcluster_key_ready() says beforehand).
  *
  * Callbacks and errors are gw_rconn's. One loop, one thread.
  */
@@ -60,15 +64,41 @@ typedef struct {
     uint64_t refresh_gap_ms;   /* least time between two map refreshes; 0: 1000 */
     uint64_t refresh_every_ms; /* periodic refresh; 0: 30000 */
     uint64_t retry_ms;         /* the backoff after TRYAGAIN or CLUSTERDOWN; 0: 50 */
+    /* told when a node's connection becomes ready (1) or stops being (0) */
+    void (*on_node)(void *arg, const gw_cluster_addr_t *addr, int ready);
+    void *node_arg;
+    /* optional: every command's answer, as gw_rconn_opts_t's on_answer */
+    void (*on_answer)(void *arg, int err, int error_reply, uint64_t ns);
+    void *answer_arg;
 } gw_rcluster_opts_t;
 
-/* Counters, for metrics and tests. */
+/* Why a map refresh started (the weightiest reason when several wanted it). */
+typedef enum {
+    GW_RCLUSTER_R_START = 0,   /* the first map */
+    GW_RCLUSTER_R_MOVED,       /* a MOVED the map did not know */
+    GW_RCLUSTER_R_CLUSTERDOWN, /* a CLUSTERDOWN answer */
+    GW_RCLUSTER_R_NODE_DOWN,   /* a master stopped answering, or still does not */
+    GW_RCLUSTER_R_RETRY,       /* the last round found no map */
+    GW_RCLUSTER_R_PERIODIC,    /* refresh_every_ms */
+    GW_RCLUSTER_NREASONS
+} gw_rcluster_reason_t;
+
+/* Counters, for metrics and tests: uint64_t only (gw_rcluster_stats_take). */
 typedef struct {
-    uint64_t maps;           /* slot maps installed */
-    uint64_t refresh_failed; /* rounds in which no node gave a good map */
-    uint64_t slots_asked;    /* CLUSTER SLOTS sent */
+    uint64_t maps;                            /* slot maps installed */
+    uint64_t refresh_failed;                  /* rounds in which no node gave a good map */
+    uint64_t slots_asked;                     /* CLUSTER SLOTS sent */
+    uint64_t refreshes[GW_RCLUSTER_NREASONS]; /* rounds started, by reason */
     uint64_t moved, ask, tryagain, clusterdown;
 } gw_rcluster_stats_t;
+
+/* One node the client talks to, for metrics (valid until the loop runs). */
+typedef struct {
+    const gw_cluster_addr_t *addr;
+    int master; /* serves slots in the current map */
+    int ready;
+    gw_rconn_stats_t stats; /* since the last gw_rcluster_nodes() */
+} gw_rcluster_node_t;
 
 /* Starts asking for the map at once. NULL on bad options or out of memory. */
 gw_rcluster_t *gw_rcluster_new(uv_loop_t *loop, const gw_rcluster_opts_t *o, gw_log_t *log);
@@ -97,5 +127,12 @@ gw_rcluster_cmd_t *gw_rcluster_send(gw_rcluster_t *cl, const gw_rconn_req_t *req
 void gw_rcluster_cmd_cancel(gw_rcluster_cmd_t *c);
 
 const gw_rcluster_stats_t *gw_rcluster_stats(const gw_rcluster_t *cl);
+
+/* The counts since the last call. */
+void gw_rcluster_stats_take(gw_rcluster_t *cl, gw_rcluster_stats_t *out);
+
+/* Fills OUT with up to MAX of the nodes connected or being connected,
+ * their counts since the last call; returns how many. */
+size_t gw_rcluster_nodes(gw_rcluster_t *cl, gw_rcluster_node_t *out, size_t max);
 
 #endif

@@ -28,7 +28,9 @@ struct gw_rconn_cmd_s {
     unsigned cancelled : 1;
     unsigned retried : 1; /* NOSCRIPT already turned it into EVAL */
     unsigned asking : 1;  /* ASKING goes before it, and before its EVAL retry */
-    uint64_t sent_ns;     /* uv_hrtime() at gw_rconn_send, for on_answer; 0: internal */
+    unsigned full : 1;    /* its deadline is a whole timeout_ms: missing it says the node is slow */
+    unsigned owner : 1;   /* sent by the owner (not AUTH or a probe): on_answer hears of it */
+    uint64_t sent_ns;     /* uv_hrtime() when sent: on_answer and the latency figures */
     const gw_rconn_script_t *script;
     int nargs;   /* scripts: the arguments after the script or its SHA */
     size_t tlen; /* ... and their RESP encoding, kept for an EVAL retry */
@@ -56,7 +58,7 @@ struct gw_rconn_s {
     uv_timer_t deadline_timer; /* the earliest command deadline */
     gw_link_t waiting;         /* unanswered commands, by deadline */
     size_t npending;           /* commands hiredis still holds */
-    uint64_t backoff_ms;
+    uint64_t backoff_ms, backoff_max_ms;
     uint64_t last_reply_ms;
     uint64_t armed_ms; /* deadline the timer is set for, 0: stopped */
     int probing;       /* a probe PING is out */
@@ -68,6 +70,7 @@ struct gw_rconn_s {
     void (*on_answer)(void *arg, int err, int error_reply, uint64_t ns);
     void *answer_arg;
     void (*on_reconnect)(void *arg);
+    gw_rconn_stats_t stats;
     char last_err[128];
 };
 
@@ -145,7 +148,7 @@ answer(gw_rconn_cmd_t *c, int err, const redisReply *reply)
         return;
     c->answered = 1;
     gw_list_remove(&c->link);
-    if (c->sent_ns && c->cn->on_answer && err != GW_RCONN_ECLOSED)
+    if (c->owner && c->cn->on_answer && err != GW_RCONN_ECLOSED)
         c->cn->on_answer(c->cn->answer_arg, err, reply && reply->type == REDIS_REPLY_ERROR,
                          uv_hrtime() - c->sent_ns);
     if (!c->cancelled)
@@ -173,9 +176,15 @@ on_reply(redisAsyncContext *ac, void *r, void *priv)
     redisReply *reply = r;
     if (reply) {
         cn->last_reply_ms = uv_now(cn->loop);
-        if (c->script && !c->retried && !c->answered && is_noscript(reply) &&
-            resend_as_eval(c) == 0)
-            return; /* hiredis calls us again for the EVAL */
+        if (c->script && !c->retried && !c->answered && is_noscript(reply)) {
+            cn->stats.noscript++;
+            if (resend_as_eval(c) == 0)
+                return; /* hiredis calls us again for the EVAL */
+        }
+        if (!c->answered && c->cb != NULL) {
+            cn->stats.replies++;
+            cn->stats.latency_ns += uv_hrtime() - c->sent_ns;
+        }
         answer(c, 0, reply);
     } else {
         answer(c, cn->closing ? GW_RCONN_ECLOSED : GW_RCONN_ECONN, NULL);
@@ -224,6 +233,8 @@ cmd_new(gw_rconn_t *cn, size_t tail_cap, gw_rconn_cb cb, void *arg, uint64_t dea
     c->cb = cb;
     c->arg = arg;
     c->deadline_ms = deadline_ms;
+    c->full = deadline_ms >= uv_now(cn->loop) + cn->timeout_ms;
+    c->sent_ns = uv_hrtime();
     /* deadlines mostly arrive in order: insert from the tail */
     gw_link_t *at = cn->waiting.prev;
     while (at != &cn->waiting &&
@@ -355,14 +366,17 @@ gw_rconn_send(gw_rconn_t *cn, const gw_rconn_req_t *req, gw_rconn_cb cb, void *a
         return NULL;
     uint64_t deadline = req->deadline_ms ? req->deadline_ms : uv_now(cn->loop) + cn->timeout_ms;
     gw_rconn_cmd_t *c;
-    if (req->script)
+    if (req->script) {
         c = send_script(cn, req, cb, arg, deadline);
-    else if (req->asking && send_asking(cn) != 0)
-        return NULL;
-    else
+    } else {
+        if (req->asking && send_asking(cn) != 0)
+            return NULL;
         c = send_cmd(cn, req->argc, req->argv, req->lens, cb, arg, deadline);
-    if (c != NULL && cn->on_answer)
-        c->sent_ns = uv_hrtime();
+    }
+    if (c != NULL && req->partial)
+        c->full = 0;
+    if (c != NULL)
+        c->owner = 1;
     return c;
 }
 
@@ -411,7 +425,10 @@ on_deadline(uv_timer_t *t)
         gw_rconn_cmd_t *c = GW_CONTAINER_OF(cn->waiting.next, gw_rconn_cmd_t, link);
         if (c->deadline_ms > now)
             break;
-        timed_out = 1;
+        /* a command given what was left of a longer budget (a cluster
+         * redirect) says nothing about this node when it runs out */
+        timed_out |= c->full;
+        cn->stats.timeouts++;
         answer(c, GW_RCONN_ETIMEDOUT, NULL);
     }
     if (timed_out && cn->state == ST_READY)
@@ -766,7 +783,8 @@ gw_rconn_reconnect(gw_rconn_t *cn)
 {
     if (cn == NULL || cn->closing || cn->state != ST_DOWN || cn->ac != NULL || cn->lookup != NULL)
         return;
-    cn->backoff_ms = cn->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : cn->backoff_ms * 2;
+    cn->backoff_ms =
+        cn->backoff_ms * 2 > cn->backoff_max_ms ? cn->backoff_max_ms : cn->backoff_ms * 2;
     connect_now(cn);
 }
 
@@ -818,6 +836,7 @@ gw_rconn_new(uv_loop_t *loop, const gw_rconn_opts_t *o, gw_log_t *log)
     cn->timeout_ms = o->timeout_ms;
     cn->connect_timeout_ms = o->connect_timeout_ms ? o->connect_timeout_ms : 1000;
     cn->backoff_ms = BACKOFF_MIN_MS;
+    cn->backoff_max_ms = o->backoff_max_ms >= BACKOFF_MIN_MS ? o->backoff_max_ms : BACKOFF_MAX_MS;
     cn->on_state = o->on_state;
     cn->state_arg = o->state_arg;
     cn->on_answer = o->on_answer;
@@ -866,6 +885,13 @@ gw_rconn_close(gw_rconn_t *cn)
         answer(GW_CONTAINER_OF(cn->waiting.next, gw_rconn_cmd_t, link), GW_RCONN_ECLOSED, NULL);
     uv_close((uv_handle_t *)&cn->state_timer, on_timer_closed);
     uv_close((uv_handle_t *)&cn->deadline_timer, on_timer_closed);
+}
+
+void
+gw_rconn_stats_take(gw_rconn_t *cn, gw_rconn_stats_t *out)
+{
+    *out = cn->stats;
+    memset(&cn->stats, 0, sizeof(cn->stats));
 }
 
 int

@@ -14,14 +14,16 @@
  *     then whatever Redis does; a late reply is dropped;
  *   - AUTH and SELECT before anything else, then a PING: the connection is
  *     "ready" only once Redis answered it;
- *   - reconnect with back-off (100 ms doubling to 500 ms) after a lost
- *     connection, a refused one or a failed handshake; a host name is
- *     resolved on the loop before each connect;
+ *   - reconnect with back-off (100 ms doubling to 500 ms, or the owner's
+ *     ceiling) after a lost connection, a refused one or a failed
+ *     handshake; a host name is resolved on the loop before each connect;
  *   - "suspect" mode: after a timeout or a connection-level error the
  *     owner reports, the connection stops offering itself
  *     (gw_rconn_ready() is 0) and PINGs every 100 ms until Redis answers; a
  *     connection that stays silent for a second while suspect is dropped
- *     and re-made;
+ *     and re-made; only a command whose deadline was a whole timeout_ms
+ *     and not marked partial makes it suspect by missing it (one given the
+ *     rest of a cluster command's budget after a redirect does not);
  *   - scripts run as EVALSHA; a NOSCRIPT answer (after SCRIPT FLUSH, a
  *     restart or a failover to a node that never saw the script) is retried
  *     once as EVAL on this same connection within the same deadline, which
@@ -59,6 +61,7 @@ typedef struct {
     int db;
     uint64_t timeout_ms; /* per command unless the owner gives a deadline */
     uint64_t connect_timeout_ms;
+    uint64_t backoff_max_ms; /* reconnect back-off ceiling; 0: 500 (at least 100) */
     /* told when the connection becomes ready (1) or stops being ready (0) */
     void (*on_state)(void *arg, int ready);
     void *state_arg;
@@ -101,7 +104,16 @@ typedef struct {
     int nkeys;
     uint64_t deadline_ms; /* uv_now() based; 0: now + opts.timeout_ms */
     int asking;           /* ASKING just before it */
+    int partial;          /* the rest of a longer budget: missing it says nothing of this node */
 } gw_rconn_req_t;
+
+/* Counters, for metrics (gw_rconn_stats_take). */
+typedef struct {
+    uint64_t replies;    /* answers to owners' commands */
+    uint64_t latency_ns; /* their total time from send to answer */
+    uint64_t timeouts;   /* commands that reached their deadline */
+    uint64_t noscript;   /* NOSCRIPT answers (each turned into an EVAL) */
+} gw_rconn_stats_t;
 
 /* Starts connecting at once. Returns NULL on bad options or out of memory. */
 gw_rconn_t *gw_rconn_new(uv_loop_t *loop, const gw_rconn_opts_t *o, gw_log_t *log);
@@ -121,6 +133,9 @@ size_t gw_rconn_pending(const gw_rconn_t *cn);
  * same address after all (its back-off and its logged state go on). Does
  * nothing unless the connection is down and waiting for this. */
 void gw_rconn_reconnect(gw_rconn_t *cn);
+
+/* The counts since the last call. */
+void gw_rconn_stats_take(gw_rconn_t *cn, gw_rconn_stats_t *out);
 
 /* Reports a failure a user saw (a timeout, an error reply that says Redis
  * cannot serve): the connection turns suspect and probes. */

@@ -1,7 +1,13 @@
 /*
- * The worker's Redis client for redis.type: node: one pipelined connection
- * (gw_rconn.h) to the one configured Redis, which has what the limiters and
- * gw.redis need:
+ * The worker's Redis client, which the limiters and gw.redis talk to
+ * whatever redis.type says:
+ *   - node: one pipelined connection (gw_rconn.h) to the one Redis;
+ *   - cluster: gw_rcluster.h, one connection per master, commands routed
+ *     by their first key's slot; readiness is then per key
+ *     (gw_redis_key_ready): a master that is down or unknown makes only
+ *     the keys it serves follow the caller's Redis-down policy, and a
+ *     keyless command is refused.
+ * For node mode, what the connection gives:
  *   - a deadline on every command (redis.timeout): the caller hears back
  *     within it whatever Redis does; a late reply is dropped;
  *   - AUTH and SELECT before anything else, then a PING: the client is
@@ -28,10 +34,11 @@
 #include <uv.h>
 
 #include "gw_core.h"
+#include "gw_rcluster.h"
 #include "gw_rconn.h"
 
 typedef struct gw_redis_s gw_redis_t;
-typedef struct gw_rconn_cmd_s gw_redis_cmd_t;
+typedef struct gw_redis_cmd_s gw_redis_cmd_t;
 
 /* Errors the callback receives (0: REPLY is Redis's answer, which may be an
  * error reply). */
@@ -58,21 +65,32 @@ void gw_redis_script_init(gw_redis_script_t *s, const char *text);
 /* Starts connecting at once. Returns NULL on bad options or out of memory. */
 gw_redis_t *gw_redis_new(uv_loop_t *loop, const gw_redis_opts_t *o, gw_log_t *log);
 
-/* redis.type: sentinel: the same client, its connection going to the
+/* A Redis Cluster client; starts asking for the slot map at once. */
+gw_redis_t *gw_redis_new_cluster(uv_loop_t *loop, const gw_rcluster_opts_t *o, gw_log_t *log);
+
+/* redis.type: sentinel: the node client, its connection going to the
  * master gw_sentinel finds and follows (see gw_sentinel.h); not ready
  * while there is none. */
 typedef struct gw_sentinel_opts_s gw_sentinel_opts_t;
 gw_redis_t *gw_redis_new_sentinel(uv_loop_t *loop, const gw_sentinel_opts_t *o, gw_log_t *log);
 
+/* The cluster client, NULL in node mode (for metrics). */
+gw_rcluster_t *gw_redis_cluster(const gw_redis_t *rd);
+
 /* Fails what is pending with GW_REDIS_ECLOSED, closes the connection and
  * the timers; the memory goes once libuv has closed them. */
 void gw_redis_close(gw_redis_t *rd);
 
-/* 1 when commands go to Redis now; 0 while connecting, down or suspect. */
+/* 1 when commands go to Redis now; 0 while connecting, down or suspect.
+ * A cluster: 1 once it has a slot map (some keys may still be refused). */
 int gw_redis_ready(const gw_redis_t *rd);
 
+/* 1 when a command whose first key is KEY would be sent now. */
+int gw_redis_key_ready(const gw_redis_t *rd, const char *key, size_t len);
+
 /* Reports a failure a user saw (a timeout, an error reply that says Redis
- * cannot serve): the client turns suspect and probes. */
+ * cannot serve): the client turns suspect and probes. Nothing in cluster
+ * mode, where each node's connection judges itself. */
 void gw_redis_suspect(gw_redis_t *rd, const char *why);
 
 /*

@@ -177,6 +177,34 @@ on_signal(uv_signal_t *s, int signum)
     begin_drain(w);
 }
 
+/* A cluster client's counts since the last tick, and its nodes' states. */
+static void
+push_rcluster_metrics(gw_worker_t *w)
+{
+    gw_rcluster_t *cl = gw_redis_cluster(w->redis);
+    if (cl == NULL)
+        return;
+    gw_rcluster_stats_t st;
+    gw_rcluster_stats_take(cl, &st);
+    uint64_t red[GW_METRICS_NREDIRECT] = {st.moved, st.ask, st.tryagain, st.clusterdown};
+    gw_metrics_rcluster(w->metrics, w->slot, st.refreshes, red);
+    gw_rcluster_node_t nodes[GW_METRICS_RNODES];
+    size_t n = gw_rcluster_nodes(cl, nodes, GW_METRICS_RNODES);
+    for (size_t i = 0; i < n; i++) {
+        char addr[GW_CLUSTER_HOST_MAX + 16];
+        snprintf(addr, sizeof(addr), "%s:%d", nodes[i].addr->host, nodes[i].addr->port);
+        gw_metrics_rnode_t mn = {.addr = addr,
+                                 .up = nodes[i].ready,
+                                 .master = nodes[i].master,
+                                 .replies = nodes[i].stats.replies,
+                                 .latency_ns = nodes[i].stats.latency_ns,
+                                 .timeouts = nodes[i].stats.timeouts,
+                                 .noscript = nodes[i].stats.noscript};
+        gw_metrics_rnode(w->metrics, w->slot, &mn);
+    }
+    gw_metrics_redis(w->metrics, w->slot, gw_redis_ready(w->redis), 0);
+}
+
 static void
 on_tick(uv_timer_t *t)
 {
@@ -184,6 +212,7 @@ on_tick(uv_timer_t *t)
     if (w->access_log)
         gw_access_log_flush(w->access_log);
     gw_upstreams_tick(w->upstreams);
+    push_rcluster_metrics(w);
     gw_metrics_lua_memory(w->metrics, w->slot, gw_lua_memory_used(w->lua));
 }
 
@@ -245,6 +274,44 @@ start_sentinel(gw_worker_t *w)
     return GW_OK;
 }
 
+/* A Redis Cluster from its seeds (checked by the config already). */
+static int
+start_redis_cluster(gw_worker_t *w)
+{
+    const gw_conf_t *conf = w->conf;
+    gw_cluster_addr_t *seeds = calloc(conf->nredis_addrs, sizeof(*seeds));
+    if (seeds == NULL)
+        return GW_ERROR;
+    for (size_t i = 0; i < conf->nredis_addrs; i++) {
+        const char *a = conf->redis_addrs[i];
+        if (gw_cluster_addr_parse(a, strlen(a), NULL, &seeds[i]) != GW_OK) {
+            gw_log(w->log, GW_LOG_ERROR, "redis: bad cluster address %s", a);
+            free(seeds);
+            return GW_ERROR;
+        }
+    }
+    /* TRYAGAIN's backoff leaves room for the retry within the timeout */
+    uint64_t retry = conf->redis_timeout_ms / 5;
+    gw_rcluster_opts_t o = {.seeds = seeds,
+                            .nseeds = conf->nredis_addrs,
+                            .password = conf->redis_password,
+                            .timeout_ms = conf->redis_timeout_ms,
+                            .connect_timeout_ms = 1000,
+                            .on_answer = on_redis_answer,
+                            .answer_arg = w,
+                            .retry_ms = retry < 5    ? 5
+                                        : retry > 50 ? 50
+                                                     : retry};
+    gw_metrics_redis(w->metrics, w->slot, 0, 0);
+    w->redis = gw_redis_new_cluster(w->loop, &o, w->log);
+    free(seeds);
+    if (w->redis == NULL) {
+        gw_log(w->log, GW_LOG_ERROR, "redis: cannot start the cluster client");
+        return GW_ERROR;
+    }
+    return GW_OK;
+}
+
 /* The worker's Redis connection; it connects in the background, so a
  * Redis that is down only makes the limiters follow their policy. */
 static int
@@ -253,6 +320,8 @@ start_redis(gw_worker_t *w)
     const gw_conf_t *conf = w->conf;
     if (conf->redis_type == GW_REDIS_SENTINEL)
         return start_sentinel(w);
+    if (conf->redis_type == GW_REDIS_CLUSTER)
+        return start_redis_cluster(w);
     char host[256];
     const char *colon = strrchr(conf->redis_addr, ':');
     const char *h = conf->redis_addr;

@@ -12,12 +12,14 @@ use warnings;
 
 use Exporter 'import';
 use POSIX qw(:sys_wait_h);
+use IO::Socket::INET;
 use Time::HiRes qw(time sleep);
 use GwTest;
 
 our @EXPORT = qw(
   have_redis_cluster start_redis_cluster stop_redis_cluster cluster_node_cmd
-  cluster_masters cluster_info
+  cluster_masters cluster_info cluster_cmd cluster_node cluster_live cluster_myid
+  cluster_replica_of cluster_owner cluster_kill cluster_asking
 );
 
 my @clusters;
@@ -34,7 +36,8 @@ sub _start_node {
         '--bind', '127.0.0.1', '--protected-mode', 'no', '--save', '', '--appendonly', 'no',
         '--dir', $n->{dir}, '--daemonize', 'no', '--loglevel', 'notice',
         '--cluster-enabled', 'yes', '--cluster-config-file', "$n->{dir}/nodes.conf",
-        '--cluster-node-timeout', $o{node_timeout}, '--enable-debug-command', 'local');
+        '--cluster-node-timeout', $o{node_timeout}, '--enable-debug-command', 'local',
+        '--cluster-require-full-coverage', $o{full_coverage} // 'yes');
     push @args, '--requirepass', $o{password}, '--masterauth', $o{password}
       if defined $o{password};
     $n->{password} = $o{password};
@@ -57,7 +60,8 @@ sub cluster_info {
 }
 
 # start_redis_cluster([masters => 3], [replicas => 1], [node_timeout => ms],
-# [password => S]) -> { nodes => [...], seeds => ['127.0.0.1:P', ...] }.
+# [password => S], [full_coverage => 'yes'|'no']) -> { nodes => [...],
+# seeds => ['127.0.0.1:P', ...] }.
 # Ready when every node says cluster_state:ok and knows every other.
 sub start_redis_cluster {
     my (%o) = @_;
@@ -67,7 +71,8 @@ sub start_redis_cluster {
     push @clusters, $cl;
     for (1 .. $masters * (1 + $replicas)) {
         push @{ $cl->{nodes} },
-          _start_node(node_timeout => $o{node_timeout} // 2000, password => $o{password});
+          _start_node(node_timeout => $o{node_timeout} // 2000, password => $o{password},
+            full_coverage => $o{full_coverage});
     }
     $cl->{seeds} = [map { "127.0.0.1:$_->{port}" } @{ $cl->{nodes} }];
     my $dir = GwTest::subdir('rcluster-create-');
@@ -110,6 +115,92 @@ sub cluster_node_cmd {
     my ($n) = grep { $_->{port} == $port } @{ $cl->{nodes} };
     die "no node on port $port\n" unless $n;
     return redis_cmd($n, @cmd);
+}
+
+# The node whose client port is PORT.
+sub cluster_node {
+    my ($cl, $port) = @_;
+    my ($n) = grep { $_->{port} == $port } @{ $cl->{nodes} };
+    die "no node on port $port\n" unless $n;
+    return $n;
+}
+
+# A node still running, to ask about the cluster.
+sub cluster_live {
+    my ($cl) = @_;
+    my ($n) = grep { !$_->{stopped} } @{ $cl->{nodes} };
+    return $n;
+}
+
+sub cluster_myid {
+    my ($cl, $port) = @_;
+    return redis_cmd(cluster_node($cl, $port), 'CLUSTER', 'MYID');
+}
+
+# The port of the master serving KEY, from CLUSTER KEYSLOT and CLUSTER
+# SLOTS as a running node sees them.
+sub cluster_owner {
+    my ($cl, $key) = @_;
+    my $n    = cluster_live($cl);
+    my $slot = redis_cmd($n, 'CLUSTER', 'KEYSLOT', $key);
+    my $m    = cluster_masters($cl, $n);
+    for my $addr (keys %$m) {
+        for my $r (@{ $m->{$addr} }) {
+            return ($addr =~ /:(\d+)$/)[0] if $slot >= $r->[0] && $slot <= $r->[1];
+        }
+    }
+    return undef;
+}
+
+# A replica of the master on PORT (a node whose CLUSTER NODES line says
+# "slave <master id>").
+sub cluster_replica_of {
+    my ($cl, $port) = @_;
+    my $id    = cluster_myid($cl, $port);
+    my $nodes = redis_cmd(cluster_live($cl), 'CLUSTER', 'NODES');
+    for my $line (split /\n/, $nodes) {
+        my @f = split ' ', $line;
+        next unless @f > 3 && $f[2] =~ /slave/ && $f[3] eq $id;
+        return cluster_node($cl, ($f[1] =~ /:(\d+)/)[0]);
+    }
+    return undef;
+}
+
+# A command with a key (CMD[1]), sent to a running node and following up
+# to three MOVED answers.
+sub cluster_cmd {
+    my ($cl, @cmd) = @_;
+    my $n = cluster_live($cl);
+    for (1 .. 4) {
+        my $r = redis_cmd($n, @cmd);
+        return $r unless defined $r && !ref $r && $r =~ /^ERR:MOVED \d+ [^:]*:(\d+)/;
+        $n = cluster_node($cl, $1);
+    }
+    die "cluster_cmd @cmd: too many redirects\n";
+}
+
+# CMD on NODE just after ASKING, on one connection (a key in a slot NODE
+# is importing).
+sub cluster_asking {
+    my ($n, @cmd) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $n->{port},
+        Proto => 'tcp', Timeout => 2 * mult()) or die "redis connect: $!\n";
+    my $enc = sub { join '', '*' . @_ . "\r\n", map { '$' . length($_) . "\r\n$_\r\n" } @_ };
+    print $s $enc->('AUTH', $n->{password}) if defined $n->{password};
+    print $s $enc->('ASKING'), $enc->(@cmd);
+    GwTest::_resp_read($s) if defined $n->{password};
+    GwTest::_resp_read($s);
+    my $r = GwTest::_resp_read($s);
+    close $s;
+    return $r;
+}
+
+# kill -9 of NODE, reaped at once.
+sub cluster_kill {
+    my ($cl, $n) = @_;
+    $n->{stopped} = 1;
+    kill 'KILL', $n->{pid};
+    GwTest::reap($n->{pid}, 5 * mult());
 }
 
 sub stop_redis_cluster {

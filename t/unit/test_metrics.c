@@ -280,5 +280,54 @@ main(void)
 
     gw_metrics_free(m);
     gw_metrics_free(NULL);
+
+    /* Redis Cluster: only with redis.type cluster; nodes merged by address */
+    m = gw_metrics_new(&conf, 2);
+    t = render(m);
+    ok(strstr(t, "gateway_redis_cluster") == NULL, "no cluster families without a cluster");
+    free(t);
+    gw_metrics_free(m);
+    gw_conf_t cc = conf;
+    cc.has_redis = 1;
+    cc.redis_type = GW_REDIS_CLUSTER;
+    m = gw_metrics_new(&cc, 2);
+    gw_metrics_worker_start(m, 0);
+    gw_metrics_worker_start(m, 1);
+    uint64_t ref[GW_METRICS_NREFRESH] = {1, 2, 0, 3, 0, 4},
+             red[GW_METRICS_NREDIRECT] = {5, 6, 7, 8};
+    gw_metrics_rcluster(m, 0, ref, red);
+    gw_metrics_rcluster(m, 1, ref, red);
+    gw_metrics_rnode_t a = {.addr = "10.0.0.1:7000",
+                            .up = 1,
+                            .master = 1,
+                            .replies = 4,
+                            .latency_ns = 2000000,
+                            .noscript = 1};
+    gw_metrics_rnode_t b = {.addr = "10.0.0.2:7001", .up = 0, .master = 1, .timeouts = 2};
+    gw_metrics_rnode(m, 0, &a);
+    gw_metrics_rnode(m, 0, &b);
+    gw_metrics_rnode(m, 1, &b); /* another order in another worker */
+    gw_metrics_rnode(m, 1, &a);
+    gw_metrics_rnode(m, 1, &a);
+    gw_metrics_rnode(m, 7, &a); /* a bad slot is ignored */
+    t = render(m);
+    HAS(t, "gateway_redis_cluster_refreshes_total{reason=\"moved\"} 4");
+    HAS(t, "gateway_redis_cluster_refreshes_total{reason=\"periodic\"} 8");
+    HAS(t, "gateway_redis_cluster_redirects_total{kind=\"ask\"} 12");
+    HAS(t, "gateway_redis_node_up{node=\"10.0.0.1:7000\"} 2");
+    HAS(t, "gateway_redis_node_up{node=\"10.0.0.2:7001\"} 0");
+    HAS(t, "gateway_redis_node_fallback{node=\"10.0.0.2:7001\"} 2");
+    HAS(t, "gateway_redis_node_fallback{node=\"10.0.0.1:7000\"} 0");
+    HAS(t, "gateway_redis_node_noscript_total{node=\"10.0.0.1:7000\"} 3");
+    HAS(t, "gateway_redis_node_timeouts_total{node=\"10.0.0.2:7001\"} 4");
+    HAS(t, "gateway_redis_node_latency_seconds_count{node=\"10.0.0.1:7000\"} 12");
+    HAS(t, "gateway_redis_node_latency_seconds_sum{node=\"10.0.0.1:7000\"} 0.006000");
+    free(t);
+    gw_metrics_worker_reset(m, 1);
+    t = render(m);
+    HAS(t, "gateway_redis_node_up{node=\"10.0.0.1:7000\"} 1");
+    HAS(t, "gateway_redis_node_noscript_total{node=\"10.0.0.1:7000\"} 3");
+    free(t);
+    gw_metrics_free(m);
     done_testing();
 }

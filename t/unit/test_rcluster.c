@@ -17,8 +17,10 @@
 #include <uv.h>
 
 #include "gw_cluster.h"
+#include "gw_limit.h"
 #include "gw_log.h"
 #include "gw_rcluster.h"
+#include "gw_redis.h"
 #include "tap.h"
 
 #define MAX_CONNS 16
@@ -37,11 +39,13 @@ struct fake_s {
     uv_tcp_t listener;
     int port;
     char name[16];
-    char slots[512];   /* the CLUSTER SLOTS reply, raw RESP */
-    char moved_to[64]; /* "" or host:port: every keyed command answers MOVED */
-    char ask_to[64];   /* "" or host:port: ASK, unless the command came after ASKING */
-    int tryagain;      /* that many TRYAGAIN answers first */
-    int loaded;        /* the script was EVALed here */
+    char slots[512];          /* the CLUSTER SLOTS reply, raw RESP */
+    char moved_to[64];        /* "" or host:port: every keyed command answers MOVED */
+    char ask_to[64];          /* "" or host:port: ASK, unless the command came after ASKING */
+    int tryagain;             /* that many TRYAGAIN answers first */
+    int silent;               /* keyed commands get no answer */
+    const char *script_reply; /* NULL or the raw RESP every EVAL/EVALSHA gets once loaded */
+    int loaded;               /* the script was EVALed here */
     int n_slots, n_asking, n_keyed, n_eval, n_evalsha;
     fconn_t *conns[MAX_CONNS];
 };
@@ -133,6 +137,8 @@ answer(fconn_t *c, const redisReply *cmd)
         fsendf(c, out);
         return;
     }
+    if (f->silent)
+        return;
     if (f->tryagain > 0) {
         f->tryagain--;
         fsendf(c, "-TRYAGAIN Multiple keys request during rehashing of slot\r\n");
@@ -140,13 +146,16 @@ answer(fconn_t *c, const redisReply *cmd)
     }
     if (arg_is(cmd, 0, "EVALSHA")) {
         f->n_evalsha++;
-        fsendf(c, f->loaded ? ":1\r\n" : "-NOSCRIPT No matching script. Please use EVAL.\r\n");
+        if (!f->loaded)
+            fsendf(c, "-NOSCRIPT No matching script. Please use EVAL.\r\n");
+        else
+            fsendf(c, f->script_reply ? f->script_reply : ":1\r\n");
         return;
     }
     if (arg_is(cmd, 0, "EVAL")) {
         f->n_eval++;
         f->loaded = 1;
-        fsendf(c, ":1\r\n");
+        fsendf(c, f->script_reply ? f->script_reply : ":1\r\n");
         return;
     }
     snprintf(out, sizeof(out), "$%zu\r\n%s\r\n", strlen(f->name), f->name);
@@ -464,6 +473,178 @@ test_cluster(void)
     gw_log_close(log);
 }
 
+/* ---- the limiters over the cluster client ---- */
+
+typedef struct {
+    int done;
+    gw_limit_result_t res;
+} lres_t;
+
+static void
+on_limit(const gw_limit_result_t *res, void *arg)
+{
+    lres_t *r = arg;
+    r->done = 1;
+    r->res = *res;
+}
+
+/* One take; code -1 when no answer came within 2 s. */
+static gw_limit_result_t
+ltake(gw_limiter_t *l, const char *key)
+{
+    lres_t r;
+    memset(&r, 0, sizeof(r));
+    gw_limit_wait_t *w = NULL;
+    if (gw_limiter_take(l, key, strlen(key), &r.res, on_limit, &r, &w) == GW_AGAIN &&
+        !run_until(&r.done, 2000)) {
+        gw_limit_wait_cancel(w);
+        r.res.code = -1;
+    }
+    return r.res;
+}
+
+static int
+node_ready(gw_rcluster_t *cl, int port)
+{
+    gw_rcluster_node_t nodes[16];
+    size_t n = gw_rcluster_nodes(cl, nodes, 16);
+    for (size_t i = 0; i < n; i++)
+        if (nodes[i].addr->port == port)
+            return nodes[i].ready;
+    return -1;
+}
+
+static void
+test_limiter(void)
+{
+    fake_t a, c, d;
+    fake_start(&a, "A");
+    fake_start(&c, "C");
+    fake_start(&d, "D");
+    set_slots(&a, &a, &a, GW_CLUSTER_NSLOTS);
+    char err[128];
+    gw_log_t *log = gw_log_open("stderr", getenv("TEST_VERBOSE") ? GW_LOG_DEBUG : GW_LOG_ERROR, err,
+                                sizeof(err));
+    gw_cluster_addr_t seeds[1] = {{"127.0.0.1", a.port}};
+    gw_rcluster_opts_t o = {
+        .seeds = seeds, .nseeds = 1, .timeout_ms = 300, .retry_ms = 20, .refresh_gap_ms = 200};
+    gw_redis_t *rd = gw_redis_new_cluster(loop, &o, log);
+    ok(rd != NULL && gw_redis_cluster(rd) != NULL, "gw_redis in cluster mode");
+    uv_update_time(loop);
+    uint64_t t0 = uv_now(loop);
+    while (!gw_redis_key_ready(rd, "x", 1) && uv_now(loop) - t0 < 3000)
+        run_for(10);
+    ok(gw_redis_key_ready(rd, "x", 1), "the key's master is ready");
+
+    gw_limit_conf_t pc = {.kind = GW_LIMIT_PERIOD,
+                          .quota = 3,
+                          .period = 60,
+                          .prefix = "p:",
+                          .prefix_len = 2,
+                          .policy = GW_LIMIT_USE_REDIS,
+                          .on_redis_error = GW_LIMIT_ON_ERR_LOCAL,
+                          .log = log};
+    gw_limiter_t *l = gw_limiter_new(&pc, rd, 1, loop);
+    a.script_reply = "*3\r\n:1\r\n:1\r\n:60\r\n";
+    gw_limit_result_t r = ltake(l, "u1");
+    ok(r.code == 1 && r.source == GW_LIMIT_SRC_REDIS, "a good reply counts in Redis (code %d)",
+       r.code);
+
+    /* replies that are not the script's answer: the fallback, a log line */
+    static char huge[100000 * 4 + 16];
+    size_t n = (size_t)snprintf(huge, sizeof(huge), "*100000\r\n");
+    for (int i = 0; i < 100000; i++, n += 4)
+        memcpy(huge + n, ":1\r\n", 4);
+    huge[n] = '\0';
+    const char *bad[] = {":5\r\n",
+                         "*3\r\n$1\r\na\r\n$1\r\nb\r\n:1\r\n",
+                         "*3\r\n:1\r\n$-1\r\n:60\r\n",
+                         "*2\r\n:1\r\n:1\r\n",
+                         "*3\r\n:1\r\n:1\r\n*1\r\n:1\r\n",
+                         huge,
+                         "$-1\r\n",
+                         "*-1\r\n",
+                         "-ERR unexpected\r\n",
+                         "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"};
+    const char *what[] = {
+        "an integer",      "strings", "a nil in the array", "too short", "a nested array",
+        "100000 elements", "a nil",   "a nil array",        "an error",  "WRONGTYPE"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        a.script_reply = bad[i];
+        r = ltake(l, "u2");
+        ok(r.code > 0 && r.source == GW_LIMIT_SRC_LOCAL, "bad reply (%s): counted locally",
+           what[i]);
+    }
+    ok(gw_redis_key_ready(rd, "u2", 2), "bad replies are not a node failure");
+    a.script_reply = "*3\r\n:1\r\n:1\r\n:60\r\n";
+    r = ltake(l, "u3");
+    ok(r.source == GW_LIMIT_SRC_REDIS, "and the next good reply counts in Redis");
+    gw_limiter_free(l);
+
+    /* an empty token key: "{}.tokens" and "{}.ts" would be two slots */
+    gw_limit_conf_t tc = {.kind = GW_LIMIT_TOKEN,
+                          .rate = 1,
+                          .burst = 2,
+                          .prefix = "",
+                          .prefix_len = 0,
+                          .policy = GW_LIMIT_USE_REDIS,
+                          .on_redis_error = GW_LIMIT_ON_ERR_DENY};
+    l = gw_limiter_new(&tc, rd, 1, loop);
+    int keyed = a.n_keyed;
+    r = ltake(l, "");
+    ok(r.allowed && r.source == GW_LIMIT_SRC_LOCAL, "empty token key: counted locally");
+    is_int(a.n_keyed, keyed, "  nothing sent to the cluster");
+    gw_limiter_free(l);
+
+    /* MOVED to a node never talked to: the command waits for the connection */
+    gw_rcluster_t *cl = gw_redis_cluster(rd);
+    snprintf(a.moved_to, sizeof(a.moved_to), "127.0.0.1:%d", c.port);
+    result_t g;
+    memset(&g, 0, sizeof(g));
+    const char *v[2] = {"GET", "k1"};
+    size_t lens[2] = {3, 2};
+    ok(gw_redis_command(rd, 2, v, lens, on_result, &g) != NULL, "GET sent");
+    run_until(&g.done, 1000);
+    ok(g.done && g.err == 0 && strcmp(g.str, "C") == 0,
+       "MOVED to a new node: answered there once connected (err %d, %s)", g.err, g.str);
+    a.moved_to[0] = '\0';
+    set_slots(&c, &a, &a, GW_CLUSTER_NSLOTS);
+
+    /* ASK to a node that never answers: the command ends at its deadline,
+     * which was shorter than a whole timeout there, so the node is not
+     * suspect */
+    d.silent = 1;
+    snprintf(a.ask_to, sizeof(a.ask_to), "127.0.0.1:%d", d.port);
+    memset(&g, 0, sizeof(g));
+    v[1] = "k2";
+    uv_update_time(loop);
+    t0 = uv_now(loop);
+    gw_redis_command(rd, 2, v, lens, on_result, &g);
+    run_until(&g.done, 1000);
+    uint64_t took = uv_now(loop) - t0;
+    ok(g.done && g.err == GW_RCONN_ETIMEDOUT, "ASK to a silent node: timed out (err %d)", g.err);
+    ok(took <= 400, "  within the one deadline (%llu ms)", (unsigned long long)took);
+    is_int(node_ready(cl, d.port), 1, "  the silent node is not marked suspect");
+    a.ask_to[0] = '\0';
+
+    run_for(250);
+    const gw_rcluster_stats_t *st = gw_rcluster_stats(cl);
+    is_int(st->refreshes[GW_RCLUSTER_R_START], 1, "refreshes by reason: one first map");
+    ok(st->refreshes[GW_RCLUSTER_R_MOVED] >= 1, "  and one for the MOVED");
+    gw_rcluster_stats_t d1, d2;
+    gw_rcluster_stats_take(cl, &d1);
+    gw_rcluster_stats_take(cl, &d2);
+    ok(d1.moved >= 1 && d1.ask >= 1 && d2.moved == 0 && d2.ask == 0,
+       "stats_take: counts since the last take");
+
+    gw_redis_close(rd);
+    fake_stop(&a);
+    fake_stop(&c);
+    fake_stop(&d);
+    run_for(50);
+    gw_log_close(log);
+}
+
 static int
 incr_keys(int n, int nseeds, char **seedv)
 {
@@ -532,5 +713,6 @@ main(int argc, char **argv)
     if (argc > 3 && strcmp(argv[1], "--incr") == 0)
         return incr_keys(atoi(argv[2]), argc - 3, argv + 3);
     test_cluster();
+    test_limiter();
     done_testing();
 }
