@@ -30,6 +30,7 @@
 #include "gw_log.h"
 #include "gw_lua.h"
 #include "gw_metrics.h"
+#include "gw_tls.h"
 #include "gw_worker.h"
 
 #define GW_VERSION_STR "0.1.0"
@@ -58,6 +59,9 @@ typedef struct {
     /* the discovery process: NULL shm when no upstream has discovery */
     gw_disc_shm_t *disc_shm;
     worker_proc_t disc;
+    /* TLS ticket keys derive from it (gw_tls.c): made once, kept across
+     * reloads, so a ticket issued by any worker of any generation resumes */
+    unsigned char tls_secret[32];
 } master_t;
 
 static void
@@ -136,6 +140,7 @@ spawn(master_t *m, int slot)
         return -1;
     }
     if (pid == 0) {
+        memcpy(m->conf->tls.ticket_secret, m->tls_secret, sizeof(m->tls_secret));
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
@@ -270,20 +275,13 @@ signal_master(const gw_conf_t *conf, const char *what)
 
 /*
  * Parts of the config format that later modules implement. Refusing them
- * beats a silent downgrade: a "tls: true" listener must never serve
- * plaintext. Returns the number of errors printed.
+ * beats a silent downgrade. TLS files are read here (the YAML only names
+ * them). Returns the number of errors printed.
  */
 static int
-check_supported(const gw_conf_t *conf, FILE *out)
+check_supported(gw_conf_t *conf, FILE *out)
 {
-    int errors = 0;
-    for (size_t i = 0; i < conf->nlisten; i++) {
-        if (conf->listen[i].tls) {
-            fprintf(out,
-                    "gateway.listen[%zu].tls: TLS termination is not available in this build\n", i);
-            errors++;
-        }
-    }
+    int errors = gw_tls_check(conf, out);
     /* the parsing exists, the clients not yet: refuse rather than run against one node */
     if (conf->has_redis && conf->redis_type != GW_REDIS_NODE) {
         fprintf(out, "redis.type: %s is not available in this build\n",
@@ -601,6 +599,10 @@ main(int argc, char **argv)
     }
     if (write_pid_file(&m) != 0)
         return 1;
+    if (gw_tls_new_secret(m.tls_secret) != GW_OK) {
+        gw_log(m.log, GW_LOG_ERROR, "cannot make the TLS ticket secret");
+        return 1;
+    }
     signal(SIGPIPE, SIG_IGN);
     sigset_t set;
     sigemptyset(&set);

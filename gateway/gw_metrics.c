@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 
 #ifndef GW_VERSION
 #define GW_VERSION "0.1.0"
@@ -65,6 +66,7 @@ typedef struct {
     _Atomic uint32_t running;
     _Atomic int64_t redis_up;
     counter_t redis_changes[2]; /* to down, to up */
+    counter_t tls_handshakes[GW_METRICS_TLS_NKINDS];
 } slot_head_t;
 
 typedef struct {
@@ -91,6 +93,10 @@ struct gw_metrics_s {
     size_t nupstreams;
     ups_layout_t *ups;
     size_t nnode_rows;
+
+    size_t ntls;         /* gateway_tls_cert_expiry_seconds rows */
+    char **tls_sni;      /* escaped names, "" for an entry without any */
+    int64_t *tls_expiry; /* Unix time; 0 when the master could not read it */
 
     size_t off_routes, off_ups, off_nodes, slot_size;
     unsigned char *shm;
@@ -213,9 +219,36 @@ gw_metrics_free(gw_metrics_t *m)
     for (size_t r = 0; m->regs && r < m->nregs; r++)
         free(m->regs[r]);
     free(m->regs);
+    for (size_t i = 0; m->tls_sni && i < m->ntls; i++)
+        free(m->tls_sni[i]);
+    free(m->tls_sni);
+    free(m->tls_expiry);
     if (m->shm != NULL)
         munmap(m->shm, m->shm_size);
     free(m);
+}
+
+/* One row per SNI name of each certificate entry (an entry without names
+ * gets sni=""), with the expiry gw_tls_check read. */
+static int
+tls_layout(gw_metrics_t *m, const gw_conf_t *conf)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < conf->tls.ncerts; i++)
+        n += conf->tls.certs[i].nsni ? conf->tls.certs[i].nsni : 1;
+    m->tls_sni = calloc(n + 1, sizeof(char *));
+    m->tls_expiry = calloc(n + 1, sizeof(int64_t));
+    if (m->tls_sni == NULL || m->tls_expiry == NULL)
+        return -1;
+    for (size_t i = 0; i < conf->tls.ncerts; i++) {
+        const gw_tls_cert_conf_t *c = &conf->tls.certs[i];
+        for (size_t j = 0; j < (c->nsni ? c->nsni : 1); j++) {
+            m->tls_expiry[m->ntls] = c->not_after;
+            if ((m->tls_sni[m->ntls++] = escape_label(c->nsni ? c->sni[j] : "")) == NULL)
+                return -1;
+        }
+    }
+    return 0;
 }
 
 gw_metrics_t *
@@ -273,6 +306,8 @@ gw_metrics_new(const gw_conf_t *conf, int nworkers)
     for (size_t r = 0; r < m->nregs; r++)
         if ((m->regs[r] = escape_label(conf->registries[r].name)) == NULL)
             goto failed;
+    if (tls_layout(m, conf) != 0)
+        goto failed;
     m->off_regs = m->slot_size * (size_t)nworkers;
     m->shm_size = m->off_regs + align_up((m->nregs + 1) * sizeof(reg_stats_t), CACHE_LINE);
 
@@ -446,6 +481,14 @@ gw_metrics_redis(gw_metrics_t *m, int slot, int up, int changed)
     atomic_store_explicit(&h->redis_up, up, memory_order_relaxed);
     if (changed)
         add(&h->redis_changes[up ? 1 : 0], 1);
+}
+
+void
+gw_metrics_tls_handshake(gw_metrics_t *m, int slot, int kind)
+{
+    if (!slot_ok(m, slot) || kind < 0 || kind >= GW_METRICS_TLS_NKINDS)
+        return;
+    add(&slot_head(m, slot)->tls_handshakes[kind], 1);
 }
 
 void
@@ -680,6 +723,30 @@ render_registries(sbuf_t *b, gw_metrics_t *m)
                   (unsigned long long)get(&rs[r].events));
 }
 
+static void
+render_tls(sbuf_t *b, gw_metrics_t *m)
+{
+    static const char *const kinds[GW_METRICS_TLS_NKINDS] = {"full", "resumed", "failed"};
+    if (m->ntls == 0)
+        return;
+    header(b, "gateway_tls_handshakes_total", "counter",
+           "Downstream TLS handshakes: full, resumed (ticket or session cache) or failed.");
+    for (int k = 0; k < GW_METRICS_TLS_NKINDS; k++) {
+        uint64_t v = 0;
+        for (int s = 0; s < m->nworkers; s++)
+            v += get(&slot_head(m, s)->tls_handshakes[k]);
+        sb_printf(b, "gateway_tls_handshakes_total{result=\"%s\"} %llu\n", kinds[k],
+                  (unsigned long long)v);
+    }
+    header(b, "gateway_tls_cert_expiry_seconds", "gauge",
+           "Seconds until the certificate served for an SNI name expires (negative: expired).");
+    int64_t now = (int64_t)time(NULL);
+    for (size_t i = 0; i < m->ntls; i++)
+        if (m->tls_expiry[i])
+            sb_printf(b, "gateway_tls_cert_expiry_seconds{sni=\"%s\"} %lld\n", m->tls_sni[i],
+                      (long long)(m->tls_expiry[i] - now));
+}
+
 size_t
 gw_metrics_render(gw_metrics_t *m, char **out)
 {
@@ -817,6 +884,7 @@ gw_metrics_render(gw_metrics_t *m, char **out)
               (unsigned long long)rchg[1]);
 
     render_registries(&b, m);
+    render_tls(&b, m);
 
     free(codes);
     if (b.failed) {

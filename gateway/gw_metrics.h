@@ -116,6 +116,18 @@ void gw_metrics_limiter(gw_metrics_t *m, int slot, int route_index, int which, i
  */
 void gw_metrics_redis(gw_metrics_t *m, int slot, int up, int changed);
 
+/* gateway_tls_handshakes_total{result} */
+enum {
+    GW_METRICS_TLS_FULL = 0,
+    GW_METRICS_TLS_RESUMED,
+    GW_METRICS_TLS_FAILED,
+    GW_METRICS_TLS_NKINDS
+};
+
+/** One downstream TLS handshake ended (GW_METRICS_TLS_*). The certificate
+ * expiry gauge needs no call: it is rendered from the config's not_after. */
+void gw_metrics_tls_handshake(gw_metrics_t *m, int slot, int kind);
+
 /**
  * Renders every metric into *out (malloc'd, NUL-terminated, caller frees)
  * and returns its length. On allocation failure returns 0 with *out NULL.
