@@ -67,7 +67,7 @@ sub s_client {
     my $o = ref $args[0] eq 'HASH' ? shift @args : {};
     my $w = $o->{wait} // 0.25;
     my $t = int(10 * GwTest::mult());
-    my $cmd = "(sleep $w; echo Q) | timeout $t openssl s_client -connect 127.0.0.1:$port "
+    my $cmd = "(sleep $w; echo Q 2>/dev/null) | timeout $t openssl s_client -connect 127.0.0.1:$port "
       . join(' ', @args) . ' 2>&1';
     return scalar `$cmd`;
 }
