@@ -4,7 +4,10 @@
 # nginx origin. For an ECDSA P-256 and an RSA 2048 certificate:
 #   keepalive  wrk over kept-alive HTTPS connections: req/s, p99, proxy CPU us/req
 #   handshake  wrk with "Connection: close": every request a new TCP + TLS
-#              connection (wrk does not resume sessions): handshakes/s, CPU us/handshake
+#              connection: handshakes/s, CPU us/handshake. wrk resumes sessions
+#              when it can, so both proxies run with tickets and the session
+#              cache off: every handshake is a full one (the gateway's
+#              gateway_tls_handshakes_total shows it)
 # The proxy under test is pinned to PROXY_CPU, wrk and the origin to LOAD_CPU
 # (as bench/run.sh does). Markdown on stdout, and in RESULTS_MD when set.
 #
@@ -152,8 +155,8 @@ $(ngx_http nginx)
         ssl_certificate $TMP/$1.pem;
         ssl_certificate_key $TMP/$1.key;
         ssl_protocols TLSv1.3;
-        ssl_session_cache builtin:20480;
-        ssl_session_timeout 10m;
+        ssl_session_cache off;
+        ssl_session_tickets off;
         location / {
             proxy_pass http://origin;
             proxy_http_version 1.1;
@@ -178,8 +181,8 @@ gateway:
   tls:
     certificates: [{cert: "$TMP/$1.pem", key: "$TMP/$1.key"}]
     min_protocol: TLSv1.3
-    session_cache_size: 20480
-    session_timeout: 10m
+    session_tickets: false
+    session_cache_size: 0
 upstreams:
   - name: origin
     nodes: ["127.0.0.1:$ORIGIN_PORT"]
@@ -253,7 +256,7 @@ report() {
     echo "- $(date -u +%Y-%m-%d), host: $(nproc --all) CPUs ($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)), Linux $(uname -r), $(openssl version)"
     echo "- load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "- each proxy: 1 worker on CPU $PROXY_CPU, TLS 1.3 only, same certificate and key; origin nginx and wrk (-t1 -c$CONNS, $DURATION) on CPU $LOAD_CPU; body /hello = 5 bytes"
-    echo "- keepalive: requests over kept-alive HTTPS connections; handshake: \`Connection: close\`, each request a new TCP connection and a full handshake (rate = handshakes/s)"
+    echo "- keepalive: requests over kept-alive HTTPS connections; handshake: \`Connection: close\`, each request a new TCP connection and a full handshake (rate = handshakes/s; resumption is off on both proxies, since wrk resumes when it can)"
     echo "- CPU us/req: user+system time of the proxy's processes during the run / requests"
     echo
     echo "| cert | mode | proxy | req/s | CPU us/req | p99 ms | errors |"

@@ -301,7 +301,9 @@ ctx_new(const gw_tls_conf_t *tc, const gw_tls_cert_conf_t *cc, size_t idx, char 
     SSL_CTX_set_timeout(ctx, (long)(tc->session_timeout_ms / 1000));
     if (!tc->session_tickets)
         SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
-    SSL_CTX_set_num_tickets(ctx, 1);
+    /* one ticket per handshake is enough for a client to resume; none when
+     * neither tickets nor the cache could ever take it back */
+    SSL_CTX_set_num_tickets(ctx, tc->session_tickets || tc->session_cache_size > 0 ? 1 : 0);
     return ctx;
 failed:
     SSL_CTX_free(ctx);
