@@ -154,6 +154,16 @@ sub up_hdr {
        '... whole');
 }
 
+# --- pipelining over TLS: two requests in one write, answers in order -------
+{
+    my $t = int(10 * mult());
+    my $req = 'GET /p1 HTTP/1.1\r\nHost: a\r\n\r\nGET /p2 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n';
+    my $o = `printf '$req' | timeout $t openssl s_client -quiet -ign_eof -connect 127.0.0.1:$tport 2>/dev/null`;
+    my @st = $o =~ m{HTTP/1\.1 (\d{3}) }g;
+    is("@st", '200 200', 'pipelining over TLS: two answers');
+    like($o, qr{"uri":"/p1".*"uri":"/p2"}s, '... in order');
+}
+
 # --- protocol and cipher policy ------------------------------------------
 {
     my $o = s_client($tport, '-tls1_1');
