@@ -1352,6 +1352,8 @@ finish_request(gw_conn_t *c)
         gw_edge_try(&c->edge, (uv_stream_t *)&c->tcp);
     if (rest == 0) {
         release_rbuf(c);
+        if (c->tls && !gw_wqueue_pending(&c->out))
+            gw_tls_idle(c->tls);
         timer_arm(c);
         read_start(c);
         return;

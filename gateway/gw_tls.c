@@ -607,6 +607,27 @@ gw_tls_take_out(gw_tls_conn_t *tc, char *dst, size_t cap)
     return n > 0 ? (size_t)n : 0;
 }
 
+/* A memory BIO keeps the largest buffer it ever held; an idle connection
+ * gives both back (new empty BIOs cost two small allocations). */
+void
+gw_tls_idle(gw_tls_conn_t *tc)
+{
+    if (!tc->done || BIO_ctrl_pending(tc->rbio) || BIO_ctrl_pending(tc->wbio) ||
+        SSL_has_pending(tc->ssl))
+        return;
+    BIO *r = BIO_new(BIO_s_mem()), *w = BIO_new(BIO_s_mem());
+    if (r == NULL || w == NULL) {
+        BIO_free(r);
+        BIO_free(w);
+        return;
+    }
+    BIO_set_mem_eof_return(r, -1);
+    BIO_set_mem_eof_return(w, -1);
+    SSL_set_bio(tc->ssl, r, w); /* frees the old pair */
+    tc->rbio = r;
+    tc->wbio = w;
+}
+
 void
 gw_tls_shutdown(gw_tls_conn_t *tc)
 {

@@ -94,6 +94,9 @@ int gw_tls_write(gw_tls_conn_t *tc, const void *data, size_t len);
 /* Moves up to cap bytes of records for the socket into dst; 0 when none. */
 size_t gw_tls_take_out(gw_tls_conn_t *tc, char *dst, size_t cap);
 
+/* The connection waits for its next request: gives back buffer memory. */
+void gw_tls_idle(gw_tls_conn_t *tc);
+
 /* Queues close_notify (after a completed handshake); take the output. */
 void gw_tls_shutdown(gw_tls_conn_t *tc);
 
