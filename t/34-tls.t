@@ -314,6 +314,9 @@ sub raw_tls {
        'SIGHUP: the new certificate is served');
     my ($rc, $out) = curl_https($tport, '/reloaded', ca => $ca->{pem});
     like($out, qr{^HTTP/1\.1 200}m, 'SIGHUP: requests go on');
+    # the ticket secret outlives the reload: a ticket from before resumes
+    like(s_client($tport, '-servername', 'api.example.com', '-sess_in', "$dir/sess-TLSv1_3"),
+         qr/^Reused, /m, 'SIGHUP: a TLS 1.3 ticket issued before the reload resumes');
 }
 
 is(stop_gateway($gw), 0, 'gateway stops cleanly');

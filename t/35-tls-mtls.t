@@ -38,6 +38,7 @@ my $tport = free_port();
 my $gw = start_gateway(port => $port, config => {
     gateway => {
         listen => ["127.0.0.1:$port", { addr => "127.0.0.1:$tport", tls => 'true' }],
+        workers => 2,
         plugin_paths => [plugin_dir()],
         tls => { certificates => [
             { cert => $srv->{pem}, key => $srv->{key}, sni => ['open.test'] },
@@ -81,6 +82,18 @@ sub up_hdr {
     my $o = s_client($tport, '-servername', 'mtls.test');
     like($o, qr/Acceptable client certificate CA names\s*\n\s*CN ?= ?client-ca/,
          'mTLS: the server names client_ca in its request');
+}
+
+# two workers, one ticket secret: a ticket resumes whichever worker the
+# kernel hands the connection to
+{
+    my $sess = "$dir/sess";
+    like(s_client($tport, { wait => 0.5 * mult() }, '-servername', 'open.test', '-sess_out', $sess),
+         qr/^New, TLSv1\.3/m, 'two workers: a full handshake, a ticket');
+    my @r = map { s_client($tport, '-servername', 'open.test', '-sess_in', $sess) =~ /^(Reused|New), /m ? $1 : 'none' } 1 .. 8;
+    is("@r", join(' ', ('Reused') x 8), 'two workers: eight connections all resume');
+    my $m = http_request($gw->{status_port}, 'GET', '/metrics')->{body} // '';
+    ok($m =~ /gateway_tls_handshakes_total\{result="resumed"\} (\d+)/ && $1 >= 8, 'two workers: counted as resumed');
 }
 
 # the access log carries the subject
