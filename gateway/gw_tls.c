@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/buffer.h>
 #include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -24,6 +25,8 @@
 #define EXPIRY_WARN_SECS (30 * 86400)
 /* handshake failures logged per worker and second; the rest are counted */
 #define LOG_PER_SEC 5
+/* memory BIO buffers larger than this are not kept between requests */
+#define IDLE_BIO_KEEP 16384
 
 /* TLS 1.2: forward secrecy and an AEAD, nothing else. TLS 1.3 suites are
  * all AEAD with ephemeral keys: OpenSSL's defaults stay. */
@@ -607,13 +610,24 @@ gw_tls_take_out(gw_tls_conn_t *tc, char *dst, size_t cap)
     return n > 0 ? (size_t)n : 0;
 }
 
-/* A memory BIO keeps the largest buffer it ever held; an idle connection
- * gives both back (new empty BIOs cost two small allocations). */
+static size_t
+bio_cap(BIO *b)
+{
+    BUF_MEM *bm = NULL;
+    BIO_get_mem_ptr(b, &bm);
+    return bm ? bm->max : 0;
+}
+
+/* A memory BIO keeps the largest buffer it ever held: after a large
+ * request or response an idle connection gives it back. Small ones stay,
+ * so a kept-alive connection of small requests pays no allocation. */
 void
 gw_tls_idle(gw_tls_conn_t *tc)
 {
     if (!tc->done || BIO_ctrl_pending(tc->rbio) || BIO_ctrl_pending(tc->wbio) ||
         SSL_has_pending(tc->ssl))
+        return;
+    if (bio_cap(tc->rbio) <= IDLE_BIO_KEEP && bio_cap(tc->wbio) <= IDLE_BIO_KEEP)
         return;
     BIO *r = BIO_new(BIO_s_mem()), *w = BIO_new(BIO_s_mem());
     if (r == NULL || w == NULL) {
