@@ -1107,16 +1107,68 @@ compile_admin(cctx_t *c, const ynode_t *v)
              a->str);
 }
 
+/* gateway.tls (docs/tls.md). Files are only named here; gw_tls_check reads
+ * them (-t, start, reload), as it needs OpenSSL. */
+static void
+compile_tls_cert(cctx_t *c, const ynode_t *it, const char *ip, gw_tls_cert_conf_t *tc)
+{
+    static const char *const ckeys[] = {"cert", "key", "sni", "client_ca", NULL};
+    char p[PATHLEN], sp[PATHLEN];
+
+    if (!check_map(c, it, ip, ckeys))
+        return;
+    req_str(c, it, ip, "cert", &tc->cert);
+    req_str(c, it, ip, "key", &tc->key);
+    get_str(c, it, ip, "client_ca", &tc->client_ca);
+    if (get_str_list(c, it, ip, "sni", &tc->sni, &tc->nsni) <= 0)
+        return;
+    for (size_t j = 0; j < tc->nsni; j++) {
+        const char *n = tc->sni[j];
+        const char *body = strncmp(n, "*.", 2) == 0 ? n + 2 : n;
+        int ok = body[0] != '\0' && strlen(n) <= 253;
+        for (const char *q = body; ok && *q; q++)
+            ok = isalnum((unsigned char)*q) || *q == '-' || *q == '.' || *q == '_';
+        if (ok && (strchr(body, '.') == NULL) && body != n)
+            ok = 0; /* "*.com": a wildcard covers one label under a domain */
+        if (!ok) {
+            sub_key(sp, ip, "sni");
+            sub_idx(p, sp, j);
+            cerr(c, p, "\"%s\" is not a host name or a \"*.example.com\" wildcard", n);
+        }
+    }
+}
+
 static void
 compile_tls(cctx_t *c, const ynode_t *v)
 {
-    static const char *const keys[] = {"certificates", NULL};
-    static const char *const ckeys[] = {"cert", "key", "sni", NULL};
+    static const char *const keys[] = {"certificates",
+                                       "min_protocol",
+                                       "session_tickets",
+                                       "ticket_key_rotation",
+                                       "session_cache_size",
+                                       "session_timeout",
+                                       NULL};
     const char *path = "gateway.tls";
+    gw_tls_conf_t *t = &c->conf->tls;
     char p[PATHLEN], ip[PATHLEN];
+    char *proto = NULL;
 
     if (!check_map(c, v, path, keys))
         return;
+    if (get_str(c, v, path, "min_protocol", &proto) > 0) {
+        if (strcmp(proto, "TLSv1.2") == 0)
+            t->min_protocol = 0x0303;
+        else if (strcmp(proto, "TLSv1.3") == 0)
+            t->min_protocol = 0x0304;
+        else
+            cerr(c, "gateway.tls.min_protocol",
+                 "must be TLSv1.2 or TLSv1.3, got \"%s\" (older protocols are refused)", proto);
+    }
+    free(proto);
+    get_bool(c, v, path, "session_tickets", &t->session_tickets);
+    get_dur(c, v, path, "ticket_key_rotation", 60 * 1000, &t->ticket_key_rotation_ms);
+    get_int(c, v, path, "session_cache_size", 0, 10 * 1000 * 1000, &t->session_cache_size);
+    get_dur(c, v, path, "session_timeout", 1000, &t->session_timeout_ms);
     const ynode_t *certs = mget(v, "certificates");
     if (certs == NULL) {
         missing(c, path, "certificates");
@@ -1132,21 +1184,25 @@ compile_tls(cctx_t *c, const ynode_t *v)
         return;
     }
     c->has_tls_certs = 1;
+    t->certs = xcalloc(certs->n, sizeof(*t->certs));
+    t->ncerts = certs->n;
     for (size_t i = 0; i < certs->n; i++) {
-        const ynode_t *it = certs->vals[i];
-        char *s = NULL, **sni = NULL;
-        size_t nsni = 0;
         sub_idx(ip, p, i);
-        if (!check_map(c, it, ip, ckeys))
-            continue;
-        req_str(c, it, ip, "cert", &s);
-        free(s);
-        s = NULL;
-        req_str(c, it, ip, "key", &s);
-        free(s);
-        get_str_list(c, it, ip, "sni", &sni, &nsni);
-        free_str_list(sni, nsni);
+        compile_tls_cert(c, certs->vals[i], ip, &t->certs[i]);
     }
+}
+
+static void
+free_tls(gw_tls_conf_t *t)
+{
+    for (size_t i = 0; t->certs && i < t->ncerts; i++) {
+        free(t->certs[i].cert);
+        free(t->certs[i].key);
+        free(t->certs[i].client_ca);
+        free_str_list(t->certs[i].sni, t->certs[i].nsni);
+    }
+    free(t->certs);
+    t->certs = NULL;
 }
 
 /* A plugin directory that is not there would only show as "unknown plugin"
@@ -2772,6 +2828,11 @@ conf_new(void)
 {
     gw_conf_t *conf = xcalloc(1, sizeof(*conf));
     conf->client_header_timeout_ms = 10 * 1000;
+    conf->tls.min_protocol = 0x0303;
+    conf->tls.session_tickets = 1;
+    conf->tls.ticket_key_rotation_ms = 3600 * 1000;
+    conf->tls.session_cache_size = 20480;
+    conf->tls.session_timeout_ms = 600 * 1000;
     conf->client_body_timeout_ms = 30 * 1000;
     conf->keepalive_timeout_ms = 75 * 1000;
     conf->drain_timeout_ms = 30 * 1000;
@@ -2904,6 +2965,7 @@ gw_conf_free(gw_conf_t *conf)
     free_listen(&conf->status_listen);
     free_listen(&conf->admin_listen);
     free(conf->admin_key);
+    free_tls(&conf->tls);
     free(conf->access_log);
     free(conf->error_log);
     free(conf->pid_file);

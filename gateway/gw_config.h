@@ -238,6 +238,29 @@ struct gw_route_conf_s {
     size_t nplugins;
 };
 
+/* gateway.tls: downstream TLS termination (gw_tls.c). */
+typedef struct {
+    char *cert;      /* PEM chain, leaf first */
+    char *key;       /* PEM private key */
+    char *client_ca; /* PEM CAs a client certificate must chain to; NULL -> no mTLS */
+    char **sni;      /* exact names and "*.example.com" wildcards; empty -> default only */
+    size_t nsni;
+    int64_t not_after; /* the leaf's expiry (Unix time), filled by gw_tls_check; 0 unknown */
+} gw_tls_cert_conf_t;
+
+typedef struct {
+    gw_tls_cert_conf_t *certs; /* the first is the default */
+    size_t ncerts;
+    int min_protocol;                /* 0x0303 (TLSv1.2, default) or 0x0304 (TLSv1.3) */
+    int session_tickets;             /* default on */
+    uint64_t ticket_key_rotation_ms; /* default 1h: a ticket key encrypts that long */
+    int session_cache_size;          /* sessions per worker, default 20480; 0 -> off */
+    uint64_t session_timeout_ms;     /* default 10m */
+    /* the ticket key secret, set by the master before it forks workers (and
+     * kept across reloads) so that every worker derives the same keys */
+    unsigned char ticket_secret[32];
+} gw_tls_conf_t;
+
 /* redis.type: one server, a Redis Cluster, or a master found through Sentinel */
 typedef enum { GW_REDIS_NODE = 0, GW_REDIS_CLUSTER, GW_REDIS_SENTINEL } gw_redis_type_t;
 
@@ -255,6 +278,7 @@ struct gw_conf_s {
     gw_listen_conf_t admin_listen;
     int has_admin;
     char *admin_key;
+    gw_tls_conf_t tls;
 
     uint64_t client_header_timeout_ms; /* default 10s */
     uint64_t client_body_timeout_ms;   /* default 30s */

@@ -236,7 +236,9 @@ typedef struct {
     const gw_header_t *headers;
     size_t nheaders;
     gw_str_t remote_ip;
-    gw_str_t consumer; /* set by auth plugins; empty until then */
+    gw_str_t tls_client_dn; /* mTLS: the verified client certificate's subject, else empty */
+    unsigned tls : 1;       /* came over a TLS listener */
+    gw_str_t consumer;      /* set by auth plugins; empty until then */
     /* Variables plugins set (var:NAME); may be NULL. */
     const gw_header_t *vars;
     size_t nvars;

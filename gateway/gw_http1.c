@@ -19,11 +19,15 @@
 #include "gw_log.h"
 #include "gw_metrics.h"
 #include "gw_request.h" /* cycle: a parsed head starts a request */
+#include "gw_tls.h"
 
 static void process(gw_conn_t *c);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void timer_arm(gw_conn_t *c);
+static void tls_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void tls_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void tls_pump(gw_conn_t *c);
 
 #define CONN(p) ((gw_conn_t *)((llhttp_t *)(p))->data)
 
@@ -218,6 +222,8 @@ on_close(uv_handle_t *h)
     gw_conn_t *c = h->data;
     gw_worker_t *w = c->w;
     gw_wqueue_free(&c->out); /* write callbacks have all run by now */
+    gw_tls_conn_free(c->tls);
+    c->tls = NULL;
     gw_metrics_conn(w->metrics, w->slot, GW_CONN_ACTIVE, -1);
     gw_metrics_conn(w->metrics, w->slot, c->mstate, -1);
     free(c);
@@ -248,6 +254,17 @@ gw_conn_close(gw_conn_t *c)
         return;
     c->closing = 1;
     c->state = GW_CONN_S_CLOSING;
+    if (c->tls && !c->failed && !gw_wqueue_pending(&c->out)) {
+        /* close_notify, best effort: a client must not take the close for
+         * a truncation attack; when bytes are still queued the response
+         * was cut anyway */
+        char alert[128];
+        gw_tls_shutdown(c->tls);
+        size_t n = gw_tls_take_out(c->tls, alert, sizeof(alert));
+        uv_buf_t b = uv_buf_init(alert, (unsigned)n);
+        if (n)
+            uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    }
     if (c->req) {
         gw_request_end(c->req);
         c->req = NULL;
@@ -310,13 +327,21 @@ gw_http1_on_connection(uv_stream_t *server, int status)
             uv_ip6_name((struct sockaddr_in6 *)&ss, c->remote_ip, sizeof(c->remote_ip));
         c->remote_ip_len = (unsigned char)strlen(c->remote_ip);
     }
+    if (l->tls && (c->tls = gw_tls_conn_new(w->tls, c->remote_ip)) == NULL) {
+        gw_conn_close(c);
+        return;
+    }
     c->keepalive = 1;
-    /* the first request must arrive within client_header */
+    /* the first request (and before it the TLS handshake) must arrive
+     * within client_header */
     c->head_deadline_ms = gw_worker_now_ms(w) + w->conf->client_header_timeout_ms;
     c->state = GW_CONN_S_HEAD;
     timer_arm(c);
     c->reading = 1;
-    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    if (c->tls)
+        uv_read_start((uv_stream_t *)&c->tcp, tls_on_alloc, tls_on_read);
+    else
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
 
 /* ---- timers ---- */
@@ -425,10 +450,18 @@ read_stop(gw_conn_t *c)
 static void
 read_start(gw_conn_t *c)
 {
-    if (!c->reading && !c->closing) {
-        c->reading = 1;
+    if (c->reading || c->closing)
+        return;
+    c->reading = 1;
+    if (c->tls == NULL) {
         uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+        return;
     }
+    uv_read_start((uv_stream_t *)&c->tcp, tls_on_alloc, tls_on_read);
+    /* records read before the stop may hold a whole next request: no
+     * socket event would announce it */
+    if (gw_tls_has_input(c->tls))
+        tls_pump(c);
 }
 
 static void
@@ -1086,6 +1119,167 @@ on_write(uv_write_t *wr, int status)
         gw_request_on_client_drained(c->req);
 }
 
+/* ---- the TLS transport ----
+ *
+ * Ciphertext goes through c->out as plaintext does on a plain connection,
+ * so back-pressure, the client_body bound on a stalled reader and
+ * close_after work unchanged; plaintext lands in c->rbuf as read bytes do.
+ */
+
+/* Records waiting in the session to the socket: like gw_wqueue_write. */
+static int
+tls_flush(gw_conn_t *c)
+{
+    char buf[32768];
+    size_t n;
+    int rc = 1;
+    c->out.req.data = c;
+    while ((n = gw_tls_take_out(c->tls, buf, sizeof(buf))) > 0) {
+        uv_buf_t b = uv_buf_init(buf, (unsigned)n);
+        int r = gw_wqueue_write(&c->out, (uv_stream_t *)&c->tcp, &b, 1, on_write);
+        if (r < 0)
+            return r;
+        if (r == 0)
+            rc = 0;
+    }
+    return rc;
+}
+
+/* Small buffers are gathered into one record: a head and a short body
+ * cost one encryption and one record header, not one each. */
+static int
+tls_write(gw_conn_t *c, const uv_buf_t *bufs, unsigned n)
+{
+    char rec[16384];
+    size_t used = 0;
+    for (unsigned i = 0; i < n; i++) {
+        if (used + bufs[i].len > sizeof(rec) && used) {
+            if (gw_tls_write(c->tls, rec, used) != GW_OK)
+                return -1;
+            used = 0;
+        }
+        if (bufs[i].len >= sizeof(rec)) {
+            if (gw_tls_write(c->tls, bufs[i].base, bufs[i].len) != GW_OK)
+                return -1;
+            continue;
+        }
+        memcpy(rec + used, bufs[i].base, bufs[i].len);
+        used += bufs[i].len;
+    }
+    if (used && gw_tls_write(c->tls, rec, used) != GW_OK)
+        return -1;
+    return tls_flush(c);
+}
+
+static void
+tls_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    gw_conn_t *c = h->data;
+    size_t len;
+    buf->base = gw_tls_rx_buf(c->w->tls, &len);
+    buf->len = len;
+}
+
+static void
+tls_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    gw_conn_t *c = s->data;
+    if (nread < 0) {
+        gw_conn_close(c); /* as on_read: EOF or reset */
+        return;
+    }
+    if (nread == 0)
+        return;
+    if (gw_tls_feed(c->tls, buf->base, (size_t)nread) != GW_OK) {
+        gw_conn_close(c);
+        return;
+    }
+    tls_pump(c);
+}
+
+/* What nginx answers too: a client that spoke http:// to an https port
+ * learns why, in plain text, instead of seeing a reset. */
+static void
+tls_refuse_plain(gw_conn_t *c)
+{
+#define PLAIN_BODY "{\"code\":400,\"message\":\"plain HTTP sent to an HTTPS port\"}"
+    static const char resp[] = "HTTP/1.1 400 Bad Request\r\n"
+                               "Content-Type: application/json\r\n"
+                               "Content-Length: 57\r\n"
+                               "Connection: close\r\n\r\n" PLAIN_BODY;
+    _Static_assert(sizeof(PLAIN_BODY) - 1 == 57, "Content-Length");
+#undef PLAIN_BODY
+    uv_buf_t b = uv_buf_init((char *)resp, sizeof(resp) - 1);
+    uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    gw_conn_close(c);
+}
+
+/* One turn of the session: the handshake, then plaintext into rbuf while
+ * the connection reads. Returns 0 when there is nothing more to do now. */
+static int
+tls_step(gw_conn_t *c)
+{
+    if (!gw_tls_handshake_done(c->tls)) {
+        int rc = gw_tls_handshake(c->tls);
+        if (tls_flush(c) < 0 || rc == GW_ERROR) {
+            gw_conn_close(c);
+            return 0;
+        }
+        if (rc == GW_DECLINED) {
+            tls_refuse_plain(c);
+            return 0;
+        }
+        if (rc == GW_AGAIN)
+            return 0;
+    }
+    while (c->reading && !c->closing) {
+        if (c->rbuf == NULL)
+            c->rbuf = gw_rbuf_get(&c->w->rbufs);
+        if (c->len == c->rbuf->cap)
+            return 0; /* process() stopped reading; read_start pumps again */
+        ssize_t n = gw_tls_read(c->tls, c->rbuf->data + c->len, c->rbuf->cap - c->len);
+        if (tls_flush(c) < 0) {
+            gw_conn_close(c);
+            return 0;
+        }
+        if (n == GW_AGAIN) {
+            if (c->len == 0 && c->req == NULL)
+                release_rbuf(c);
+            return 0;
+        }
+        if (n < 0) {
+            gw_conn_close(c); /* close_notify or a bad record */
+            return 0;
+        }
+        c->len += (size_t)n;
+        if (c->state == GW_CONN_S_BODY && c->req && !c->req->body_done)
+            timer_arm(c);
+        process(c);
+    }
+    return 0;
+}
+
+static void
+tls_pump(gw_conn_t *c)
+{
+    if (c->tls_pumping) {
+        c->tls_again = 1;
+        return;
+    }
+    c->tls_pumping = 1;
+    do {
+        c->tls_again = 0;
+        tls_step(c);
+    } while (c->tls_again && !c->closing);
+    c->tls_pumping = 0;
+}
+
+gw_str_t
+gw_conn_tls_client_dn(const gw_conn_t *c)
+{
+    return c && c->tls ? gw_tls_client_dn(c->tls) : (gw_str_t){"", 0};
+}
+
 int
 gw_conn_write(gw_conn_t *c, const uv_buf_t *bufs, unsigned n)
 {
@@ -1093,7 +1287,8 @@ gw_conn_write(gw_conn_t *c, const uv_buf_t *bufs, unsigned n)
         return -1;
     int busy = c->out.busy;
     c->out.req.data = c;
-    int rc = gw_wqueue_write(&c->out, (uv_stream_t *)&c->tcp, bufs, n, on_write);
+    int rc = c->tls ? tls_write(c, bufs, n)
+                    : gw_wqueue_write(&c->out, (uv_stream_t *)&c->tcp, bufs, n, on_write);
     if (rc < 0)
         return fail_later(c);
     if (rc == 0 && !busy) /* client_body also bounds a client that stalls its response */
@@ -1153,9 +1348,12 @@ finish_request(gw_conn_t *c)
     c->state = GW_CONN_S_IDLE;
     conn_state(c, GW_CONN_IDLE);
     gw_wqueue_trim(&c->out, 65536);
-    gw_edge_try(&c->edge, (uv_stream_t *)&c->tcp);
+    if (c->tls == NULL) /* the TLS read path is not written for edge triggering */
+        gw_edge_try(&c->edge, (uv_stream_t *)&c->tcp);
     if (rest == 0) {
         release_rbuf(c);
+        if (c->tls && !gw_wqueue_pending(&c->out))
+            gw_tls_idle(c->tls);
         timer_arm(c);
         read_start(c);
         return;

@@ -61,9 +61,23 @@ struct gw_conn_s {
     uint64_t head_deadline_ms; /* client_header: absolute, not reset by trickling */
     unsigned requests;
     unsigned char edge; /* GW_EDGE_*: how epoll reports this socket */
+    /* TLS listeners: the session between the socket and rbuf/out (gw_tls.h) */
+    struct gw_tls_conn_s *tls;
+    unsigned tls_pumping : 1; /* decrypting into rbuf; a nested call only asks again */
+    unsigned tls_again : 1;
     char remote_ip[48];
     unsigned char remote_ip_len;
 };
+
+/* The connection came over TLS (X-Forwarded-Proto, gw.var.scheme). */
+static inline int
+gw_conn_is_tls(const gw_conn_t *c)
+{
+    return c != NULL && c->tls != NULL;
+}
+
+/* The verified client certificate's subject (mTLS), or an empty string. */
+gw_str_t gw_conn_tls_client_dn(const gw_conn_t *c);
 
 /* The listener callback. */
 void gw_http1_on_connection(uv_stream_t *server, int status);

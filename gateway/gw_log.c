@@ -365,8 +365,9 @@ finite_or_zero(double v)
 void
 gw_access_log_write(gw_access_log_t *al, const gw_access_entry_t *e)
 {
-    const gw_str_t *strs[] = {&e->request_id, &e->remote_addr, &e->method, &e->uri,       &e->host,
-                              &e->route,      &e->upstream,    &e->node,   &e->user_agent};
+    const gw_str_t *strs[] = {&e->request_id, &e->remote_addr,  &e->method,   &e->uri,
+                              &e->host,       &e->route,        &e->upstream, &e->node,
+                              &e->user_agent, &e->tls_client_dn};
     size_t need = 512; /* keys, time and numbers */
     char ts[TIME_BUF];
 
@@ -403,6 +404,8 @@ gw_access_log_write(gw_access_log_t *al, const gw_access_entry_t *e)
     o += snprintf(o, 128, ",\"upstream_status\":%d,\"upstream_latency_ms\":%.3f",
                   e->upstream_status, finite_or_zero(e->upstream_latency_ms));
     o = put_str(o, ",\"user_agent\":", e->user_agent);
+    if (e->tls_client_dn.len)
+        o = put_str(o, ",\"tls_client_dn\":", e->tls_client_dn);
     o = put_lit(o, "}\n");
     al->len = (size_t)(o - al->buf);
 

@@ -102,6 +102,7 @@ typedef struct {
     int upstream_status; /* 0: no upstream response */
     double upstream_latency_ms;
     gw_str_t user_agent;
+    gw_str_t tls_client_dn; /* mTLS subject; written only when not empty */
 } gw_access_entry_t;
 
 #define GW_ACCESS_LOG_FLUSH_SIZE (32 * 1024)

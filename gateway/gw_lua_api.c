@@ -209,6 +209,10 @@ gw_ffi_var_get(gw_request_t *r, const char *name, size_t nlen, const char **valu
         return out(r->request_id, value, vlen);
     if (gw_str_eq(n, GW_STR("remote_addr")))
         return out(r->view.remote_ip, value, vlen);
+    if (gw_str_eq(n, GW_STR("scheme")))
+        return out(r->view.tls ? GW_STR("https") : GW_STR("http"), value, vlen);
+    if (gw_str_eq(n, GW_STR("tls_client_dn")))
+        return out(r->view.tls_client_dn.len ? r->view.tls_client_dn : GW_NULL_STR, value, vlen);
     for (size_t i = 0; i < r->nvars; i++)
         if (gw_str_eq(r->vars[i].name, n))
             return out(r->vars[i].value, value, vlen);
@@ -225,7 +229,8 @@ gw_ffi_var_set(gw_request_t *r, const char *name, size_t nlen, const char *value
     }
     if (gw_str_eq(n, GW_STR("route")) || gw_str_eq(n, GW_STR("upstream")) ||
         gw_str_eq(n, GW_STR("node")) || gw_str_eq(n, GW_STR("request_id")) ||
-        gw_str_eq(n, GW_STR("remote_addr")) || gw_str_eq(n, GW_STR("latency")))
+        gw_str_eq(n, GW_STR("remote_addr")) || gw_str_eq(n, GW_STR("latency")) ||
+        gw_str_eq(n, GW_STR("scheme")) || gw_str_eq(n, GW_STR("tls_client_dn")))
         return GW_ERROR; /* read-only */
     for (size_t i = 0; i < r->nvars; i++) {
         if (gw_str_eq(r->vars[i].name, n)) {

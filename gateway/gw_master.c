@@ -46,6 +46,7 @@
 #include "gw_metrics.h"
 #include "gw_sdnotify.h"
 #include "gw_shstate.h"
+#include "gw_tls.h"
 #include "gw_watchdog.h"
 #include "gw_worker.h"
 
@@ -99,6 +100,9 @@ typedef struct {
     int nsocks;
     gw_watchdog_t *watchdog;
     gw_shstate_t *shstate; /* health and breakers of every worker; NULL: per worker */
+    /* TLS ticket keys derive from it (gw_tls.c): made once, kept across
+     * reloads, so a ticket issued by any worker of any generation resumes */
+    unsigned char tls_secret[32];
     int stopping;
     gw_disc_shm_t *disc_shm; /* NULL when no upstream has discovery */
     disc_proc_t disc;
@@ -347,6 +351,7 @@ spawn(master_t *m, gen_t *g, int slot)
     }
     if (pid == 0) {
         unblock_signals();
+        memcpy(g->conf->tls.ticket_secret, m->tls_secret, sizeof(m->tls_secret));
         gw_worker_shared_t shared = {.admin_fd = g->admin_fd, .shstate = m->shstate};
         int rc = gw_worker_run(g->conf, slot, g->nworkers, g->fds, g->conf->nlisten, g->status_fd,
                                g->metrics, m->disc_shm, m->log, &shared, watch);
@@ -492,16 +497,10 @@ remove_pid(master_t *m)
 /* ---- checks ---- */
 
 int
-gw_master_check(const gw_conf_t *conf, FILE *out)
+gw_master_check(gw_conf_t *conf, FILE *out)
 {
-    int errors = 0;
-    for (size_t i = 0; i < conf->nlisten; i++) {
-        if (conf->listen[i].tls) {
-            fprintf(out,
-                    "gateway.listen[%zu].tls: TLS termination is not available in this build\n", i);
-            errors++;
-        }
-    }
+    /* TLS files are read here (the YAML only names them) */
+    int errors = gw_tls_check(conf, out);
     /* plugin names and configs, checked against each plugin's schema */
     errors += gw_lua_check(conf, out);
     return errors;
@@ -971,6 +970,10 @@ gw_master_run(gw_conf_t *conf, const char *version, char **argv)
     m.shstate = gw_shstate_new(0, 0);
     if (m.shstate == NULL)
         gw_log(m.log, GW_LOG_WARN, "cannot map the shared state: each worker decides alone");
+    if (gw_tls_new_secret(m.tls_secret) != GW_OK) {
+        gw_log(m.log, GW_LOG_ERROR, "cannot make the TLS ticket secret");
+        return 1;
+    }
     snprintf(m.pid_path, sizeof(m.pid_path), "%s", conf->pid_file);
     if (write_pid(m.pid_path) != 0) {
         gw_log(m.log, GW_LOG_ERROR, "pid file %s: %s", m.pid_path, strerror(errno));

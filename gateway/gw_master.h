@@ -21,7 +21,7 @@ int gw_master_run(gw_conf_t *conf, const char *version, char **argv);
  * this build refuses, plugin configs against their schemas), printing one
  * line per problem to OUT. Returns the number of problems.
  */
-int gw_master_check(const gw_conf_t *conf, FILE *out);
+int gw_master_check(gw_conf_t *conf, FILE *out);
 
 /**
  * What a reload of FILE would refuse: NULL when FILE loads and passes

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 
 #ifndef GW_VERSION
 #define GW_VERSION "0.1.0"
@@ -80,7 +81,7 @@ typedef struct {
     counter_t redis_changes[2]; /* to down, to up */
     counter_t redis_results[GW_METRICS_REDIS_NRESULTS];
     hist_t redis_hist;
-    counter_t tls_handshakes[2]; /* failed, ok */
+    counter_t tls_handshakes[GW_METRICS_TLS_NKINDS];
     _Atomic int64_t lua_bytes;
     sentinel_stats_t sentinel;
 } slot_head_t;
@@ -137,6 +138,10 @@ struct gw_metrics_s {
     ups_layout_t *ups;
     size_t nnode_rows;
     size_t lua_limit; /* gateway.lua_memory */
+
+    size_t ntls;         /* gateway_tls_cert_expiry_seconds rows */
+    char **tls_sni;      /* escaped names, "" for an entry without any */
+    int64_t *tls_expiry; /* Unix time; 0 when the master could not read it */
 
     size_t off_routes, off_ups, off_nodes, slot_size;
     unsigned char *shm;
@@ -273,9 +278,36 @@ gw_metrics_free(gw_metrics_t *m)
     for (size_t r = 0; m->regs && r < m->nregs; r++)
         free(m->regs[r]);
     free(m->regs);
+    for (size_t i = 0; m->tls_sni && i < m->ntls; i++)
+        free(m->tls_sni[i]);
+    free(m->tls_sni);
+    free(m->tls_expiry);
     if (m->shm != NULL)
         munmap(m->shm, m->shm_size);
     free(m);
+}
+
+/* One row per SNI name of each certificate entry (an entry without names
+ * gets sni=""), with the expiry gw_tls_check read. */
+static int
+tls_layout(gw_metrics_t *m, const gw_conf_t *conf)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < conf->tls.ncerts; i++)
+        n += conf->tls.certs[i].nsni ? conf->tls.certs[i].nsni : 1;
+    m->tls_sni = calloc(n + 1, sizeof(char *));
+    m->tls_expiry = calloc(n + 1, sizeof(int64_t));
+    if (m->tls_sni == NULL || m->tls_expiry == NULL)
+        return -1;
+    for (size_t i = 0; i < conf->tls.ncerts; i++) {
+        const gw_tls_cert_conf_t *c = &conf->tls.certs[i];
+        for (size_t j = 0; j < (c->nsni ? c->nsni : 1); j++) {
+            m->tls_expiry[m->ntls] = c->not_after;
+            if ((m->tls_sni[m->ntls++] = escape_label(c->nsni ? c->sni[j] : "")) == NULL)
+                return -1;
+        }
+    }
+    return 0;
 }
 
 gw_metrics_t *
@@ -334,6 +366,8 @@ gw_metrics_new(const gw_conf_t *conf, int nworkers)
     for (size_t r = 0; r < m->nregs; r++)
         if ((m->regs[r] = escape_label(conf->registries[r].name)) == NULL)
             goto failed;
+    if (tls_layout(m, conf) != 0)
+        goto failed;
     m->off_regs = m->slot_size * (size_t)nworkers;
     m->off_master = m->off_regs + align_up((m->nregs + 1) * sizeof(reg_stats_t), CACHE_LINE);
     m->shm_size = m->off_master + align_up(sizeof(master_stats_t), CACHE_LINE);
@@ -600,13 +634,6 @@ gw_metrics_redis_call(gw_metrics_t *m, int slot, int result, double seconds)
 }
 
 void
-gw_metrics_tls_handshake(gw_metrics_t *m, int slot, int ok)
-{
-    if (slot_ok(m, slot))
-        add(&slot_head(m, slot)->tls_handshakes[ok ? 1 : 0], 1);
-}
-
-void
 gw_metrics_lua_memory(gw_metrics_t *m, int slot, size_t bytes)
 {
     if (slot_ok(m, slot))
@@ -633,6 +660,14 @@ gw_metrics_sentinel_resolve_error(gw_metrics_t *m, int slot)
 {
     if (slot_ok(m, slot))
         add(&slot_head(m, slot)->sentinel.resolve_errors, 1);
+}
+
+void
+gw_metrics_tls_handshake(gw_metrics_t *m, int slot, int kind)
+{
+    if (!slot_ok(m, slot) || kind < 0 || kind >= GW_METRICS_TLS_NKINDS)
+        return;
+    add(&slot_head(m, slot)->tls_handshakes[kind], 1);
 }
 
 void
@@ -1120,20 +1155,6 @@ render_redis_calls(sbuf_t *b, gw_metrics_t *m)
 }
 
 static void
-render_tls(sbuf_t *b, gw_metrics_t *m)
-{
-    uint64_t n[2] = {0, 0};
-    for (int s = 0; s < m->nworkers; s++)
-        for (int k = 0; k < 2; k++)
-            n[k] += get(&slot_head(m, s)->tls_handshakes[k]);
-    header(b, "gateway_tls_handshakes_total", "counter",
-           "Downstream TLS handshakes by result (failed: refused, timed out or broken off).");
-    sb_printf(b, "gateway_tls_handshakes_total{result=\"ok\"} %llu\n", (unsigned long long)n[1]);
-    sb_printf(b, "gateway_tls_handshakes_total{result=\"failed\"} %llu\n",
-              (unsigned long long)n[0]);
-}
-
-static void
 render_lua(sbuf_t *b, gw_metrics_t *m)
 {
     header(b, "gateway_lua_memory_bytes", "gauge",
@@ -1147,6 +1168,30 @@ render_lua(sbuf_t *b, gw_metrics_t *m)
     header(b, "gateway_lua_memory_limit_bytes", "gauge",
            "gateway.lua_memory: the size each worker's Lua VM may grow to.");
     sb_printf(b, "gateway_lua_memory_limit_bytes %llu\n", (unsigned long long)m->lua_limit);
+}
+
+static void
+render_tls(sbuf_t *b, gw_metrics_t *m)
+{
+    static const char *const kinds[GW_METRICS_TLS_NKINDS] = {"full", "resumed", "failed"};
+    if (m->ntls == 0)
+        return;
+    header(b, "gateway_tls_handshakes_total", "counter",
+           "Downstream TLS handshakes: full, resumed (ticket or session cache) or failed.");
+    for (int k = 0; k < GW_METRICS_TLS_NKINDS; k++) {
+        uint64_t v = 0;
+        for (int s = 0; s < m->nworkers; s++)
+            v += get(&slot_head(m, s)->tls_handshakes[k]);
+        sb_printf(b, "gateway_tls_handshakes_total{result=\"%s\"} %llu\n", kinds[k],
+                  (unsigned long long)v);
+    }
+    header(b, "gateway_tls_cert_expiry_seconds", "gauge",
+           "Seconds until the certificate served for an SNI name expires (negative: expired).");
+    int64_t now = (int64_t)time(NULL);
+    for (size_t i = 0; i < m->ntls; i++)
+        if (m->tls_expiry[i])
+            sb_printf(b, "gateway_tls_cert_expiry_seconds{sni=\"%s\"} %lld\n", m->tls_sni[i],
+                      (long long)(m->tls_expiry[i] - now));
 }
 
 size_t

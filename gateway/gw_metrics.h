@@ -165,16 +165,6 @@ void gw_metrics_rcluster_reset(gw_metrics_t *m, int slot);
 void gw_metrics_redis_call(gw_metrics_t *m, int slot, int result, double seconds);
 
 /**
- * One downstream TLS handshake finished, OK or not:
- * gateway_tls_handshakes_total{result="ok"|"failed"}. For the TLS module.
- * Certificate expiry is the TLS module's to add, under the name
- * gateway_tls_certificate_expiry_timestamp_seconds{certificate} (the
- * notAfter time as a Unix timestamp; certificate: the configured cert
- * path, a bounded label), as docs/metrics.md reserves it.
- */
-void gw_metrics_tls_handshake(gw_metrics_t *m, int slot, int ok);
-
-/**
  * The bytes the worker's Lua VM holds now: gateway_lua_memory_bytes
  * {worker="SLOT"}. The worker publishes it once a second.
  */
@@ -189,6 +179,18 @@ void gw_metrics_sentinel_master(gw_metrics_t *m, int slot, const char *addr, int
 
 /** A round of questions to the Sentinels found no usable master. */
 void gw_metrics_sentinel_resolve_error(gw_metrics_t *m, int slot);
+
+/* gateway_tls_handshakes_total{result} */
+enum {
+    GW_METRICS_TLS_FULL = 0,
+    GW_METRICS_TLS_RESUMED,
+    GW_METRICS_TLS_FAILED,
+    GW_METRICS_TLS_NKINDS
+};
+
+/** One downstream TLS handshake ended (GW_METRICS_TLS_*). The certificate
+ * expiry gauge needs no call: it is rendered from the config's not_after. */
+void gw_metrics_tls_handshake(gw_metrics_t *m, int slot, int kind);
 
 /**
  * Renders every metric into *out (malloc'd, NUL-terminated, caller frees)

@@ -45,6 +45,8 @@ gw_request_new(gw_worker_t *w, gw_conn_t *c)
     gw_lua_req_reset(&r->lua);
     r->start_ns = gw_worker_now_ns(w);
     r->view.remote_ip = (gw_str_t){c->remote_ip, c->remote_ip_len};
+    r->view.tls = gw_conn_is_tls(c);
+    r->view.tls_client_dn = gw_conn_tls_client_dn(c);
     return r;
 }
 
@@ -73,6 +75,7 @@ detach(gw_request_t *r)
     r->view.path = keep_str(r, r->view.path);
     r->view.query = keep_str(r, r->view.query);
     r->view.remote_ip = keep_str(r, r->view.remote_ip);
+    r->view.tls_client_dn = keep_str(r, r->view.tls_client_dn);
     for (size_t i = 0; i < r->nparams; i++)
         r->params[i].value = keep_str(r, r->params[i].value);
     r->conn = NULL;
@@ -491,7 +494,10 @@ build_upstream_head(gw_request_t *r, gw_str_t path)
         GW_BUF_PUT_LIT(b, ", ");
     }
     gw_buf_puts(b, r->view.remote_ip);
-    GW_BUF_PUT_LIT(b, "\r\nX-Forwarded-Proto: http\r\n");
+    if (r->view.tls)
+        GW_BUF_PUT_LIT(b, "\r\nX-Forwarded-Proto: https\r\n");
+    else
+        GW_BUF_PUT_LIT(b, "\r\nX-Forwarded-Proto: http\r\n");
     if (r->host_header.len) {
         GW_BUF_PUT_LIT(b, "X-Forwarded-Host: ");
         gw_buf_puts(b, r->host_header);
@@ -1566,6 +1572,7 @@ access_log(gw_request_t *r, double secs)
     e.time_ms = (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000 - (uint64_t)(secs * 1000);
     e.request_id = r->request_id;
     e.remote_addr = r->view.remote_ip;
+    e.tls_client_dn = r->view.tls_client_dn;
     e.method = r->method;
     e.uri = r->url;
     e.host = r->host_header;

@@ -19,6 +19,7 @@
 #include "gw_request.h" /* cycle: the worker closes the request pool */
 #include "gw_router.h"
 #include "gw_status.h"
+#include "gw_tls.h"
 #include "gw_upstream.h"
 #include "gw_watchdog.h"
 
@@ -415,6 +416,30 @@ start_discovery(gw_worker_t *w)
     return GW_OK;
 }
 
+/* The TLS contexts, when a listener needs them. Kernel TLS would need
+ * OpenSSL on the socket itself; sessions run over memory BIOs
+ * (docs/tls.md), so the kernel's offer is only reported. */
+static int
+setup_tls(gw_worker_t *w, const int *fds, size_t nfds)
+{
+    char err[1024];
+    int need = 0;
+    for (size_t i = 0; i < nfds && i < w->conf->nlisten; i++)
+        need |= w->conf->listen[i].tls;
+    if (!need)
+        return GW_OK;
+    w->tls = gw_tls_new(w->conf, w->log, w->metrics, w->slot, err, sizeof(err));
+    if (w->tls == NULL) {
+        gw_log(w->log, GW_LOG_ERROR, "%s", err);
+        return GW_ERROR;
+    }
+    if (w->slot == 0)
+        gw_log(w->log, GW_LOG_INFO, "tls: %zu certificate(s); kernel TLS %s, records in userspace",
+               w->conf->tls.ncerts,
+               gw_tls_kernel_offers_ktls() ? "offered by the kernel" : "not offered by the kernel");
+    return GW_OK;
+}
+
 static int
 setup(gw_worker_t *w, const int *fds, size_t nfds)
 {
@@ -452,6 +477,8 @@ setup(gw_worker_t *w, const int *fds, size_t nfds)
             return GW_ERROR;
         }
     }
+    if (setup_tls(w, fds, nfds) != GW_OK)
+        return GW_ERROR;
     w->listeners = calloc(nfds ? nfds : 1, sizeof(gw_listener_t));
     if (w->listeners == NULL)
         return GW_ERROR;
@@ -459,6 +486,7 @@ setup(gw_worker_t *w, const int *fds, size_t nfds)
     for (size_t i = 0; i < nfds; i++) {
         gw_listener_t *l = &w->listeners[i];
         l->fd = fds[i];
+        l->tls = i < w->conf->nlisten && w->conf->listen[i].tls;
         uv_tcp_init(w->loop, &l->handle);
         l->handle.data = l;
         int rc = uv_tcp_open(&l->handle, fds[i]);
@@ -570,6 +598,7 @@ gw_worker_run(const gw_conf_t *conf, int slot, int nworkers, const int *listen_f
     gw_upstreams_free(w.upstreams);
     gw_disc_reader_free(w.disc);
     gw_lua_free(w.lua);
+    gw_tls_free(w.tls);
     for (size_t i = 0; i < w.nlimiters; i++)
         gw_limiter_free(w.limiters[i]);
     free(w.limiters);

@@ -26,6 +26,7 @@ typedef struct {
     uv_tcp_t handle;
     int active;
     int paused; /* a connection is waiting in accept: max_connections hit */
+    int tls;    /* gateway.listen[i].tls: connections get a gw_tls session */
 } gw_listener_t;
 
 struct gw_worker_s {
@@ -47,6 +48,7 @@ struct gw_worker_s {
     uv_timer_t disc_poll;           /* 50 ms: a new generation? */
     struct gw_lua_s *lua;           /* NULL when no route or global list names a plugin */
     struct gw_redis_s *redis;       /* NULL without a redis section */
+    struct gw_tls_s *tls;           /* NULL without a tls: true listener */
     struct gw_limiter_s **limiters; /* made by limiter plugins on first use */
     size_t nlimiters;
 
