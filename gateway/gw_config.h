@@ -91,6 +91,17 @@ typedef struct {
     gw_breaker_scope_t scope;
 } gw_breaker_conf_t;
 
+/* TLS towards a server: upstreams with `scheme: https` (upstreams[].tls)
+ * and registries with https:// endpoints (registries.NAME.tls). Read by
+ * gw_tls_client.c; -t checks the files. */
+typedef struct {
+    int enabled;      /* https: the connections speak TLS */
+    int verify;       /* 1 unless the config says `verify: false` */
+    char *ca_file;    /* NULL: the system's CA store */
+    char *sni;        /* the name sent and checked; NULL: the node's host */
+    char *cert, *key; /* a client certificate: both or neither */
+} gw_tls_client_conf_t;
+
 typedef enum { GW_DISC_STATIC = 0, GW_DISC_ETCD, GW_DISC_CONSUL, GW_DISC_DNS } gw_discovery_kind_t;
 
 /* registries.NAME: where upstreams with `discovery` get their nodes. */
@@ -98,7 +109,7 @@ typedef struct {
     char *name;
     gw_discovery_kind_t kind; /* never GW_DISC_STATIC */
     /* etcd: the endpoints, tried in turn; consul: one, its addr. Plain
-     * http:// URLs (https is refused at load until the client speaks TLS). */
+     * http:// or https:// URLs (all of one scheme). */
     char **endpoints;
     size_t nendpoints;
     char *username, *password; /* etcd: both or neither */
@@ -112,6 +123,7 @@ typedef struct {
     char **nameservers;
     size_t nnameservers;
     uint64_t min_ttl_ms, max_ttl_ms;
+    gw_tls_client_conf_t tls; /* enabled when an endpoint is https:// */
 } gw_registry_conf_t;
 
 typedef struct {
@@ -142,6 +154,7 @@ struct gw_upstream_conf_s {
     gw_health_active_conf_t health_active;
     gw_health_passive_conf_t health_passive;
     gw_breaker_conf_t breaker;
+    gw_tls_client_conf_t tls; /* scheme https */
 };
 
 typedef enum {

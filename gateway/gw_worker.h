@@ -46,6 +46,7 @@ struct gw_worker_s {
     struct gw_redis_s *redis;       /* NULL without a redis section */
     struct gw_limiter_s **limiters; /* made by limiter plugins on first use */
     size_t nlimiters;
+    struct gw_tls_client_s *tls_default; /* gw.http.request's https: made on first use */
 
     gw_listener_t *listeners;
     size_t nlisteners;
@@ -75,6 +76,11 @@ struct gw_worker_s {
 int gw_worker_run(const gw_conf_t *conf, int slot, int nworkers, const int *listen_fds,
                   size_t nlisten, int status_fd, gw_metrics_t *metrics, struct gw_disc_shm_s *disc,
                   gw_log_t *log);
+
+/* The TLS context of gw.http.request's https URLs: the system's CA store,
+ * verification on. Made on first use (reading the store takes a while);
+ * NULL when that failed (logged). */
+struct gw_tls_client_s *gw_worker_tls_default(gw_worker_t *w);
 
 /* IMF-fixdate of the current second, cached. */
 const char *gw_worker_date(gw_worker_t *w);

@@ -1,0 +1,116 @@
+/*
+ * TLS towards servers: upstream nodes (gw_upstream.c) and the async HTTP
+ * client (gw_httpc.c: health checks, gw.http.request, registries).
+ *
+ * Two objects. A gw_tls_client_t is one configured client context (an
+ * SSL_CTX: CA store, optional client certificate, verification on or off),
+ * built once per upstream or registry per process. A gw_tlsc_t is one
+ * connection's TLS session over memory BIOs: its owner moves the bytes
+ * between the socket and the session (feed what it read, send what is
+ * pending), so the socket stays the owner's libuv stream with its own
+ * write queue, timers and edge-triggered reads.
+ *
+ * Verification: the peer's chain against the CA store and its name
+ * against NAME given to gw_tlsc_new: a DNS name (sent as SNI too) or an
+ * IP address (checked against the certificate's IP SANs, no SNI, as RFC
+ * 6066 forbids an address there). TLS 1.2 minimum, ALPN http/1.1, no
+ * renegotiation. Sessions are resumed through a gw_tlsc_cache_t the owner
+ * keeps per server (a node).
+ *
+ * One loop, one thread; nothing here blocks except gw_tls_client_new and
+ * gw_tls_client_check, which read files (at load, never per request).
+ */
+#ifndef GW_TLS_CLIENT_H
+#define GW_TLS_CLIENT_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "gw_config.h"
+
+typedef struct gw_tls_client_s gw_tls_client_t;
+typedef struct gw_tlsc_s gw_tlsc_t;
+
+/* The last session a server gave, to resume the next connection with;
+ * zeroed to start, emptied with gw_tlsc_cache_clear. */
+typedef struct {
+    void *session; /* SSL_SESSION */
+} gw_tlsc_cache_t;
+
+/**
+ * -t: the files CONF names are readable and hold what they should (a CA
+ * file with at least one certificate, a certificate with its private key,
+ * not expired). GW_OK, or GW_ERROR with the reason in ERR. A certificate
+ * that expires within 30 days puts a note in WARN (WARN[0] stays 0 else).
+ */
+int gw_tls_client_check(const gw_tls_client_conf_t *conf, char *err, size_t errlen, char *warn,
+                        size_t warnlen);
+
+/** A context for CONF; NULL with the reason in ERR. */
+gw_tls_client_t *gw_tls_client_new(const gw_tls_client_conf_t *conf, char *err, size_t errlen);
+void gw_tls_client_free(gw_tls_client_t *c);
+
+/* The configured sni, or NULL. */
+const char *gw_tls_client_sni(const gw_tls_client_t *c);
+
+/* The name a node of upstream UC is checked against: the configured sni,
+ * else the name DNS discovery resolves (A/AAAA), else the node's host as
+ * written (an IP address for nodes from a registry: then its IP SANs). */
+static inline const char *
+gw_tls_client_peer_name(const gw_upstream_conf_t *uc, const gw_node_conf_t *nc)
+{
+    if (uc->tls.sni)
+        return uc->tls.sni;
+    if (uc->discovery.kind == GW_DISC_DNS && uc->discovery.host)
+        return uc->discovery.host;
+    return nc->host;
+}
+
+void gw_tlsc_cache_clear(gw_tlsc_cache_t *cache);
+
+/**
+ * A client session that verifies the peer against NAME (see above; NULL:
+ * the chain only, no SNI). CACHE, when not NULL, offers the session kept
+ * there and receives the ones the server issues; it must outlive the
+ * session. NULL when out of memory.
+ */
+gw_tlsc_t *gw_tlsc_new(gw_tls_client_t *c, const char *name, gw_tlsc_cache_t *cache);
+void gw_tlsc_free(gw_tlsc_t *t);
+
+/* Bytes read from the socket. GW_OK, or GW_ERROR (out of memory). */
+int gw_tlsc_feed(gw_tlsc_t *t, const char *data, size_t len);
+
+/* Drives the handshake: GW_OK done, GW_AGAIN more bytes are needed (send
+ * what is pending first), GW_ERROR failed (gw_tlsc_error says why). */
+int gw_tlsc_handshake(gw_tlsc_t *t);
+
+/* Plain bytes out of what was fed: > 0 bytes, 0 more bytes are needed,
+ * GW_TLSC_CLOSED the server closed the session (close_notify), GW_ERROR. */
+#define GW_TLSC_CLOSED -4
+ssize_t gw_tlsc_read(gw_tlsc_t *t, char *buf, size_t len);
+
+/* Plain bytes in: all taken (the ciphertext waits in gw_tlsc_pending).
+ * GW_OK or GW_ERROR. */
+int gw_tlsc_write(gw_tlsc_t *t, const char *data, size_t len);
+
+/* What must go to the socket: *DATA and the length (0: nothing); valid
+ * until gw_tlsc_sent, which drops it all (the owner copies what the
+ * socket did not take). */
+size_t gw_tlsc_pending(gw_tlsc_t *t, const char **data);
+void gw_tlsc_sent(gw_tlsc_t *t);
+
+/* Unread bytes inside the session: a connection with some must not be
+ * reused, they belong to no request. */
+int gw_tlsc_has_unread(gw_tlsc_t *t);
+
+/* Queues close_notify (gw_tlsc_pending), when the handshake completed. */
+void gw_tlsc_shutdown(gw_tlsc_t *t);
+
+/* Why the last call failed: "certificate verify failed: hostname
+ * mismatch", "wrong version number", ... Valid until the next call. */
+const char *gw_tlsc_error(const gw_tlsc_t *t);
+
+/* Whether the handshake resumed a session (tests, logs). */
+int gw_tlsc_resumed(const gw_tlsc_t *t);
+
+#endif
