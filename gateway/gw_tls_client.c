@@ -115,6 +115,12 @@ gw_tls_client_new(const gw_tls_client_conf_t *conf, char *err, size_t errlen)
             goto failed;
         }
         if (SSL_CTX_use_PrivateKey_file(c->ctx, conf->key, SSL_FILETYPE_PEM) != 1) {
+            if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH) {
+                ERR_clear_error();
+                snprintf(err, errlen, "key \"%.200s\" does not match cert \"%.200s\"", conf->key,
+                         conf->cert);
+                goto failed;
+            }
             ssl_reason(why, sizeof(why), "no private key found");
             snprintf(err, errlen, "key \"%.200s\": %s", conf->key, why);
             goto failed;

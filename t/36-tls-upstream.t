@@ -13,6 +13,8 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
 use Time::HiRes qw(sleep);
+use IO::Socket::INET;
+use POSIX ();
 use GwTest;
 use GwTls;
 
@@ -113,18 +115,33 @@ sub log_like {
     is((tls_requests($origin))[-1]{sni}, 'api.example.com', 'the configured sni is sent');
     stop_gateway($gw);
 
-    # plain HTTP to a TLS port, TLS to a plain port
-    my $plain = start_upstream(name => 'plain');
+    # TLS to a node that speaks plain HTTP: it answers the ClientHello
+    # with an HTTP error, as a plain server does
+    my $l = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 8,
+        ReuseAddr => 1) or die "listen: $!";
+    my $pid = fork // die "fork: $!";
+    if ($pid == 0) {
+        while (my $c = $l->accept) {
+            sysread($c, my $junk, 4096);
+            syswrite($c, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            close $c;
+        }
+        POSIX::_exit(0);
+    }
+    my $plain_port = $l->sockport;
+    close $l;
     $gw = start_gateway(config => {
-        upstreams => [{ name => 'tls', nodes => ["127.0.0.1:$plain->{port}"], scheme => 'https',
+        upstreams => [{ name => 'tls', nodes => ["127.0.0.1:$plain_port"], scheme => 'https',
                         retries => 0, tls => { ca_file => $pki->{ca}{cert} } }],
         routes    => [{ name => 'all', match => { path => '/*' }, upstream => 'tls' }],
     });
     $r = http_request($gw->{port}, 'GET', '/to-plain');
-    is($r->{status}, 502, 'https to a plain HTTP node: 502');
+    is($r->{status}, 502, 'https to a node that answers in plain HTTP: 502');
     log_like($gw, qr/TLS handshake failed: (wrong version number|packet length too long|record layer failure|unexpected end)/,
              'logged with the reason');
     stop_gateway($gw);
+    kill 'TERM', $pid;
+    waitpid($pid, 0);
 }
 
 # ---- client certificate ---------------------------------------------------
@@ -193,8 +210,8 @@ local plugin = { name = "t-https-call", priority = 100,
   schema = { type = "object", properties = { url = { type = "string" } }, required = { "url" } } }
 function plugin.access(conf, ctx)
   local res, err = gw.http.request{ url = conf.url }
-  if res then return 200, { status = res.status, body = res.body } end
-  return 200, { err = err }
+  if res then return gw.exit(200, gw.json.encode({ status = res.status, body = res.body })) end
+  return gw.exit(200, gw.json.encode({ err = err }))
 end
 return plugin
 LUA
@@ -237,7 +254,7 @@ LUA
     ($rc, $out) = check_config(config => $base->(scheme => 'https',
         tls => { cert => $pki->{client}{cert}, key => $pki->{server}{key} }));
     isnt($rc, 0, '-t: a key that does not match its cert fails');
-    like($out, qr/does not match cert/, 'and says so');
+    like($out, qr/upstreams\[0\]\.tls: key ".*server\.key" does not match cert/, 'and says so');
     ($rc, $out) = check_config(config => $base->(scheme => 'https', tls => { cert => $pki->{client}{cert} }));
     like($out, qr/give both cert and key/, '-t: cert without key');
     ($rc, $out) = check_config(config => $base->(scheme => 'https', tls => { verify => 'off' }));

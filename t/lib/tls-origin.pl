@@ -87,7 +87,12 @@ while (1) {
         my ($status, $out) = (200, "tls-ok $uri");
         $status = 503 if $uri eq '/health' && $down && -e $down;
         $out = 'x' x $1 if $uri =~ m{^/big/(\d+)$};
-        syswrite($s, "HTTP/1.1 $status X\r\nContent-Length: " . length($out)
-            . "\r\nX-Conn: $$\r\n\r\n$out");
+        my $resp = "HTTP/1.1 $status X\r\nContent-Length: " . length($out)
+            . "\r\nX-Conn: $$\r\n\r\n$out";
+        while (length $resp) { # a TLS socket takes one record (16 kB) a call
+            my $n = syswrite($s, $resp);
+            POSIX::_exit(0) unless $n;
+            substr($resp, 0, $n, '');
+        }
     }
 }
