@@ -17,6 +17,7 @@ use IO::Socket::INET;
 use POSIX ();
 use GwTest;
 use GwTls;
+use GwEtcd ();
 
 plan skip_all => 'gateway binary ' . gw_bin() . ' not built' unless -x gw_bin();
 plan skip_all => 'no IO::Socket::SSL (libio-socket-ssl-perl)'
@@ -236,6 +237,28 @@ LUA
     is($j->{body}, 'tls-ok /from-lua', 'with the body');
     is((tls_requests($origin))[-1]{sni}, 'localhost', 'SNI from the URL');
     stop_gateway($gw);
+}
+
+# ---- a registry over https: etcd with a certificate -----------------------
+SKIP: {
+    skip 'etcd not installed', 3 unless GwEtcd::have_etcd();
+    my $e = GwEtcd::start_etcd(tls => { %{ $pki->{server} }, ca => $pki->{ca}{cert} });
+    my ($rc, $out) = GwEtcd::etcdctl($e, 'put', 'tls.rpc/1', $node);
+    is($rc, 0, 'etcd over https: a go-zero registration written') or diag($out);
+    my $gw = start_gateway(config => {
+        registries => { e1 => { type => 'etcd', endpoints => [$e->{url}],
+                                tls => { ca_file => $pki->{ca}{cert} } } },
+        upstreams  => [{ name => 'tls', scheme => 'https', tls => { ca_file => $pki->{ca}{cert} },
+                         discovery => { registry => 'e1', format => 'go-zero', key => 'tls.rpc' } }],
+        routes     => [{ name => 'all', match => { path => '/*' }, upstream => 'tls' }],
+    });
+    my $r;
+    ok(wait_for(sub { $r = http_request($gw->{port}, 'GET', '/via-etcd'); $r->{status} == 200 }, 10),
+       'nodes read from etcd over https; the discovered node (an address) over https: 200')
+      or diag(gateway_log($gw));
+    is((tls_requests($origin))[-1]{sni}, '', 'a discovered address: no SNI');
+    stop_gateway($gw);
+    GwEtcd::stop_etcd($e);
 }
 
 # ---- -t ----------------------------------------------------------------------
