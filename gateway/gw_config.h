@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 
 #include "gw_core.h"
+#include "gw_tls_client.h" /* gw_tls_client_conf_t */
 
 typedef struct {
     char *key;
@@ -90,17 +91,6 @@ typedef struct {
     size_t nfailure_statuses;
     gw_breaker_scope_t scope;
 } gw_breaker_conf_t;
-
-/* TLS towards a server: upstreams with `scheme: https` (upstreams[].tls)
- * and registries with https:// endpoints (registries.NAME.tls). Read by
- * gw_tls_client.c; -t checks the files. */
-typedef struct {
-    int enabled;      /* https: the connections speak TLS */
-    int verify;       /* 1 unless the config says `verify: false` */
-    char *ca_file;    /* NULL: the system's CA store */
-    char *sni;        /* the name sent and checked; NULL: the node's host */
-    char *cert, *key; /* a client certificate: both or neither */
-} gw_tls_client_conf_t;
 
 typedef enum { GW_DISC_STATIC = 0, GW_DISC_ETCD, GW_DISC_CONSUL, GW_DISC_DNS } gw_discovery_kind_t;
 
@@ -357,5 +347,19 @@ gw_upstream_conf_t *gw_conf_find_upstream(const gw_conf_t *conf, const char *nam
  * every node; a NULL node matches nothing.
  */
 int gw_subset_match(const gw_node_conf_t *node, const gw_kv_t *subset, size_t nsubset);
+
+/* The name a node of upstream UC is checked against (https): the
+ * configured sni, else the name DNS discovery resolves (A/AAAA), else the
+ * node's host as written (an IP address for nodes from a registry: then
+ * its IP SANs). */
+static inline const char *
+gw_upstream_tls_name(const gw_upstream_conf_t *uc, const gw_node_conf_t *nc)
+{
+    if (uc->tls.sni)
+        return uc->tls.sni;
+    if (uc->discovery.kind == GW_DISC_DNS && uc->discovery.host)
+        return uc->discovery.host;
+    return nc->host;
+}
 
 #endif

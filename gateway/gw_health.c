@@ -14,7 +14,6 @@
 #include "gw_httpc.h"
 #include "gw_log.h"
 #include "gw_metrics.h"
-#include "gw_tls_client.h"
 
 /* Passive failures remembered per node; a larger threshold is clamped (a
  * count that high would not be a health signal anyway). */
@@ -232,7 +231,7 @@ start_probe(hnode_t *n)
         .timeout_ms = h->conf->health_active.timeout_ms,
         .max_body = PROBE_MAX_BODY,
         .tls = h->tls,
-        .tls_name = h->tls ? gw_tls_client_peer_name(h->conf, n->node->conf) : NULL,
+        .tls_name = h->tls ? gw_upstream_tls_name(h->conf, n->node->conf) : NULL,
     };
     n->probe = gw_httpc_request(h->loop, &o, on_probe, n, err, sizeof(err));
     if (n->probe == NULL)

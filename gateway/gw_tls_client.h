@@ -26,7 +26,16 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-#include "gw_config.h"
+/* TLS towards a server: upstreams with `scheme: https` (upstreams[].tls)
+ * and registries with https:// endpoints (registries.NAME.tls). Read by
+ * gw_tls_client.c; -t checks the files. */
+typedef struct {
+    int enabled;      /* https: the connections speak TLS */
+    int verify;       /* 1 unless the config says `verify: false` */
+    char *ca_file;    /* NULL: the system's CA store */
+    char *sni;        /* the name sent and checked; NULL: the node's host */
+    char *cert, *key; /* a client certificate: both or neither */
+} gw_tls_client_conf_t;
 
 typedef struct gw_tls_client_s gw_tls_client_t;
 typedef struct gw_tlsc_s gw_tlsc_t;
@@ -52,19 +61,6 @@ void gw_tls_client_free(gw_tls_client_t *c);
 
 /* The configured sni, or NULL. */
 const char *gw_tls_client_sni(const gw_tls_client_t *c);
-
-/* The name a node of upstream UC is checked against: the configured sni,
- * else the name DNS discovery resolves (A/AAAA), else the node's host as
- * written (an IP address for nodes from a registry: then its IP SANs). */
-static inline const char *
-gw_tls_client_peer_name(const gw_upstream_conf_t *uc, const gw_node_conf_t *nc)
-{
-    if (uc->tls.sni)
-        return uc->tls.sni;
-    if (uc->discovery.kind == GW_DISC_DNS && uc->discovery.host)
-        return uc->discovery.host;
-    return nc->host;
-}
 
 void gw_tlsc_cache_clear(gw_tlsc_cache_t *cache);
 

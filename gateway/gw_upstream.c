@@ -690,7 +690,7 @@ gw_upconn_connect(gw_upstream_rt_t *up, gw_node_t *node, const gw_upconn_user_t 
     uv_timer_init(set->loop, &u->timer);
     u->tcp.data = u->timer.data = u->creq.data = u;
     gw_list_init(&u->link);
-    if (up->tls && (u->tls = gw_tlsc_new(up->tls, gw_tls_client_peer_name(up->conf, node->conf),
+    if (up->tls && (u->tls = gw_tlsc_new(up->tls, gw_upstream_tls_name(up->conf, node->conf),
                                          &((node_pool_t *)node->pool)->tls_cache)) == NULL) {
         gw_log(set->log, GW_LOG_ERROR, "upstream \"%s\" node %s: out of memory for TLS",
                up->conf->name, node->conf->addr);
