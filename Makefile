@@ -17,11 +17,13 @@ LDLIBS_GW = $(SAN) $(PKG_LIBS) -lm
 
 # Debian's packages the gateway and its tests need (DESIGN.md section 3),
 # and, apart, what only the side-by-side benchmark needs: a user who runs or
-# tests the gateway does not get haproxy.
+# tests the gateway does not get haproxy. prometheus (about 100 MB) is
+# there for promtool, which checks /metrics in t/53.
 DEB_PKGS := build-essential pkg-config libuv1-dev node-llhttp libluajit2-5.1-dev \
             libhiredis-dev libc-ares-dev libssl-dev libyaml-dev libpcre2-dev lua-cjson luajit2 \
             lua-check redis-server etcd-server etcd-client golang-go golang-etcd-server-dev curl \
-            perl libjson-pp-perl libio-socket-ssl-perl iproute2 util-linux procps zlib1g-dev
+            perl libjson-pp-perl libio-socket-ssl-perl iproute2 util-linux procps zlib1g-dev \
+            prometheus
 BENCH_PKGS := nginx-extras haproxy wrk
 
 SRCS     := $(filter-out gateway/gw_main.c,$(wildcard gateway/gw_*.c))
@@ -29,7 +31,8 @@ OBJS     := $(patsubst gateway/%.c,$(BUILD)/obj/%.o,$(SRCS))
 LLHTTP_OBJS := $(BUILD)/obj/llhttp.o $(BUILD)/obj/llhttp_api.o $(BUILD)/obj/llhttp_http.o
 UNIT_SRCS := $(wildcard t/unit/test_*.c)
 UNIT_BINS := $(patsubst t/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRCS))
-.PHONY: all deps bench-deps test unit asan run bench fmt fmt-check lint clean pkgs-present
+.PHONY: all deps bench-deps test unit asan run bench fmt fmt-check lint clean pkgs-present \
+        install uninstall
 
 all: $(BUILD)/gateway $(UNIT_BINS)
 
@@ -117,3 +120,39 @@ fmt-check:
 
 clean:
 	rm -rf build
+
+# make install [PREFIX=/usr/local] [SYSCONFDIR=/etc] [DESTDIR=]: the binary
+# in $(PREFIX)/lib/gateway/bin beside its lua/ and plugins/ (found from the
+# binary's own path), a link in $(PREFIX)/bin, the systemd unit, the docs,
+# and $(SYSCONFDIR)/gateway/gateway.yaml unless one exists
+# (docs/operations.md).
+PREFIX     ?= /usr/local
+SYSCONFDIR ?= /etc
+GW_HOME     = $(DESTDIR)$(PREFIX)/lib/gateway
+UNIT_DIR    = $(DESTDIR)$(PREFIX)/lib/systemd/system
+DOC_DIR     = $(DESTDIR)$(PREFIX)/share/doc/gateway
+
+install: $(BUILD)/gateway
+	install -d $(GW_HOME)/bin $(GW_HOME)/plugins $(DESTDIR)$(PREFIX)/bin $(UNIT_DIR) \
+	    $(DOC_DIR)/examples $(DESTDIR)$(SYSCONFDIR)/gateway
+	install -m 0755 $(BUILD)/gateway $(GW_HOME)/bin/gateway
+	cd lua && find . -type f -name '*.lua' -exec install -D -m 0644 {} $(GW_HOME)/lua/{} \;
+	install -m 0644 plugins/*.lua $(GW_HOME)/plugins/
+	ln -sfn ../lib/gateway/bin/gateway $(DESTDIR)$(PREFIX)/bin/gateway
+	sed -e 's#/usr/local/bin/gateway#$(PREFIX)/bin/gateway#g' \
+	    -e 's#/usr/local/share/doc/gateway#$(PREFIX)/share/doc/gateway#g' \
+	    -e 's#/etc/gateway/#$(SYSCONFDIR)/gateway/#g' conf/gateway.service \
+	    > $(UNIT_DIR)/gateway.service
+	chmod 0644 $(UNIT_DIR)/gateway.service
+	install -m 0644 docs/*.md docs/grafana-dashboard.json $(DOC_DIR)/
+	install -m 0644 conf/examples/*.yaml $(DOC_DIR)/examples/
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/gateway/gateway.yaml ]; then \
+	    echo "kept $(DESTDIR)$(SYSCONFDIR)/gateway/gateway.yaml"; \
+	else \
+	    install -m 0640 conf/gateway-service.yaml $(DESTDIR)$(SYSCONFDIR)/gateway/gateway.yaml; \
+	fi
+
+# Leaves $(SYSCONFDIR)/gateway (the operator's config) and the logs.
+uninstall:
+	rm -rf $(GW_HOME) $(DOC_DIR)
+	rm -f $(DESTDIR)$(PREFIX)/bin/gateway $(UNIT_DIR)/gateway.service

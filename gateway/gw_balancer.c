@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "gw_balancer.h"
+#include "gw_shstate.h"
 
 /* Virtual points per unit of weight on the consistent hash ring (as nginx's chash). */
 #define CHASH_POINTS 160
@@ -93,7 +94,7 @@ node_weight(const gw_node_t *node)
 static int
 usable(const gw_node_t *node, gw_node_t *const *exclude, size_t nexclude)
 {
-    if (!node->healthy)
+    if (!(node->sh_health ? gw_shnode_healthy(node->sh) : node->healthy))
         return 0;
     for (size_t i = 0; exclude != NULL && i < nexclude; i++) {
         if (exclude[i] == node)
@@ -347,6 +348,7 @@ gw_balancer_feedback(gw_balancer_t *b, gw_node_t *node, uint64_t latency_us, int
     w = node->ewma_latency_us > 0 ? exp(-(double)elapsed / P2C_DECAY_MS) : 0.0;
     node->ewma_latency_us = node->ewma_latency_us * w + (double)latency_us * (1.0 - w);
     node->ewma_stamp_ms = now_ms;
+    gw_shnode_ewma(node->sh, now_ms, latency_us, P2C_DECAY_MS);
 
     if (b == NULL || b->kind != GW_BAL_P2C)
         return;

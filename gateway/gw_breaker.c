@@ -7,8 +7,11 @@
  * slice of time however irregular the traffic is. Every add or read first
  * moves the ring forward to NOW, clearing the buckets time has passed over.
  */
+#include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "gw_breaker.h"
 
@@ -21,6 +24,9 @@ typedef struct {
 } bucket_t;
 
 struct gw_breaker_s {
+    /* a breaker in the shared segment (gw_shstate.c): every call holds its
+     * process-shared mutex; NULL for a worker's own */
+    pthread_mutex_t *mu;
     uint64_t interval_ms;
     double k;
     double protection;
@@ -66,6 +72,21 @@ gw_breaker_conf_check(const gw_breaker_conf_t *conf)
     return NULL;
 }
 
+size_t
+gw_breaker_size(int buckets)
+{
+    return sizeof(gw_breaker_t) + (size_t)(buckets > 0 ? buckets : 1) * sizeof(bucket_t);
+}
+
+static void
+init_at(gw_breaker_t *b, const gw_breaker_conf_t *conf)
+{
+    b->interval_ms = conf->window_ms / (uint64_t)conf->buckets;
+    b->k = conf->k;
+    b->protection = conf->protection;
+    b->nbuckets = conf->buckets;
+}
+
 gw_breaker_t *
 gw_breaker_new(const gw_breaker_conf_t *conf)
 {
@@ -73,20 +94,54 @@ gw_breaker_new(const gw_breaker_conf_t *conf)
 
     if (gw_breaker_conf_check(conf) != NULL)
         return NULL;
-    b = calloc(1, sizeof(*b) + (size_t)conf->buckets * sizeof(bucket_t));
+    b = calloc(1, gw_breaker_size(conf->buckets));
     if (b == NULL)
         return NULL;
-    b->interval_ms = conf->window_ms / (uint64_t)conf->buckets;
-    b->k = conf->k;
-    b->protection = conf->protection;
-    b->nbuckets = conf->buckets;
+    init_at(b, conf);
     return b;
+}
+
+gw_breaker_t *
+gw_breaker_init_shared(void *mem, const gw_breaker_conf_t *conf, pthread_mutex_t *mu)
+{
+    gw_breaker_t *b = mem;
+
+    if (gw_breaker_conf_check(conf) != NULL || mu == NULL)
+        return NULL;
+    memset(b, 0, gw_breaker_size(conf->buckets));
+    init_at(b, conf);
+    b->mu = mu;
+    return b;
+}
+
+int
+gw_breaker_is_shared(const gw_breaker_t *b)
+{
+    return b != NULL && b->mu != NULL;
 }
 
 void
 gw_breaker_free(gw_breaker_t *b)
 {
+    if (b == NULL || b->mu != NULL)
+        return; /* the segment's: it outlives every worker */
     free(b);
+}
+
+static void
+lock(gw_breaker_t *b)
+{
+    /* the previous holder died inside a call: its counts may be one off,
+     * which a window of counts tolerates */
+    if (b->mu && pthread_mutex_lock(b->mu) == EOWNERDEAD)
+        pthread_mutex_consistent(b->mu);
+}
+
+static void
+unlock(gw_breaker_t *b)
+{
+    if (b->mu)
+        pthread_mutex_unlock(b->mu);
 }
 
 static void
@@ -162,8 +217,8 @@ working_scale(const gw_breaker_t *b, const history_t *h)
     return (double)(b->nbuckets - h->working) / b->nbuckets;
 }
 
-int
-gw_breaker_allow(gw_breaker_t *b, uint64_t now_ms, double rnd)
+static int
+allow(gw_breaker_t *b, uint64_t now_ms, double rnd)
 {
     history_t h;
     double ratio;
@@ -196,11 +251,21 @@ gw_breaker_allow(gw_breaker_t *b, uint64_t now_ms, double rnd)
     return 1;
 }
 
+int
+gw_breaker_allow(gw_breaker_t *b, uint64_t now_ms, double rnd)
+{
+    lock(b);
+    int ok = allow(b, now_ms, rnd);
+    unlock(b);
+    return ok;
+}
+
 void
 gw_breaker_mark(gw_breaker_t *b, uint64_t now_ms, int ok)
 {
     bucket_t *bk;
 
+    lock(b);
     advance(b, now_ms);
     bk = &b->buckets[b->offset];
     bk->sum++;
@@ -210,6 +275,7 @@ gw_breaker_mark(gw_breaker_t *b, uint64_t now_ms, int ok)
         bk->success++;
     else
         bk->failure++;
+    unlock(b);
 }
 
 int
@@ -234,9 +300,11 @@ gw_breaker_stats(gw_breaker_t *b, uint64_t now_ms, gw_breaker_stats_t *out)
     history_t h;
     double ratio;
 
+    lock(b);
     advance(b, now_ms);
     history(b, &h);
     ratio = raw_ratio(b, &h);
+    unlock(b);
     out->total = h.total;
     out->accepts = h.accepts;
     out->failures = h.failures;

@@ -18,11 +18,15 @@
  * The module is pure logic: the caller supplies a monotonic clock in
  * milliseconds and a uniform random number for each decision, so tests are
  * deterministic. It never allocates after gw_breaker_new() and keeps no
- * global state; one breaker belongs to one thread.
+ * global state. A worker's own breaker belongs to one thread; a shared one
+ * (gw_breaker_init_shared, in memory every worker maps) serialises every
+ * call on its process-shared mutex, so all workers decide on one window.
  */
 #ifndef GW_BREAKER_H
 #define GW_BREAKER_H
 
+#include <pthread.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "gw_config.h"
@@ -59,8 +63,21 @@ const char *gw_breaker_conf_check(const gw_breaker_conf_t *conf);
  */
 gw_breaker_t *gw_breaker_new(const gw_breaker_conf_t *conf);
 
-/** Frees B; NULL is a no-op. */
+/** Frees B; NULL and a shared breaker are no-ops. */
 void gw_breaker_free(gw_breaker_t *b);
+
+/** Bytes a breaker of BUCKETS buckets takes (for gw_breaker_init_shared). */
+size_t gw_breaker_size(int buckets);
+
+/**
+ * Builds a breaker in MEM (gw_breaker_size(conf->buckets) bytes, aligned
+ * for a uint64_t) whose calls hold MU, a process-shared robust mutex the
+ * caller initialised. NULL when CONF is rejected or MU is NULL.
+ */
+gw_breaker_t *gw_breaker_init_shared(void *mem, const gw_breaker_conf_t *conf, pthread_mutex_t *mu);
+
+/** Whether B lives in shared memory. */
+int gw_breaker_is_shared(const gw_breaker_t *b);
 
 /**
  * Decides whether the request arriving at NOW_MS (monotonic) may go to the

@@ -2901,6 +2901,7 @@ gw_conf_load_string(const char *yaml, size_t len, const char *name, gw_conf_erro
     for (size_t i = 0; i < len; i++)
         c.conf->hash = (c.conf->hash ^ (unsigned char)yaml[i]) * 1099511628211ULL;
     compile(&c, root);
+    c.conf->tree_json = node_json(root);
     ynode_free(root);
     if (c.nerr > 0) {
         gw_conf_free(c.conf);
@@ -3062,6 +3063,7 @@ gw_conf_free(gw_conf_t *conf)
     free(conf->routes);
     free_plugins(conf->global_plugins, conf->nglobal_plugins);
     free(conf->consumers_json);
+    free(conf->tree_json);
     free_str_list(conf->warnings, conf->nwarnings);
     free(conf);
 }

@@ -304,6 +304,10 @@ struct gw_conf_s {
      * them, the master logs them at start and reload. */
     char **warnings;
     size_t nwarnings;
+
+    /* the whole config as written, as JSON text, for the admin API's
+     * GET /config (which redacts the secrets in it) */
+    char *tree_json;
 };
 
 /* Error list: one line per problem, "yaml.path: what is wrong". */

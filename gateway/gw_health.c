@@ -14,6 +14,9 @@
 #include "gw_httpc.h"
 #include "gw_log.h"
 #include "gw_metrics.h"
+#include "gw_shstate.h"
+
+#include <unistd.h>
 
 /* Passive failures remembered per node; a larger threshold is clamped (a
  * count that high would not be a health signal anyway). */
@@ -46,6 +49,8 @@ struct gw_health_s {
     unsigned ring_size;
     uv_timer_t timer; /* probe interval, or passive re-admission */
     int started, stopped;
+    gw_shstate_t *sh; /* NULL: this worker's own view (no segment) */
+    int pid;          /* the probe lease holder's name */
 };
 
 int
@@ -54,12 +59,20 @@ gw_health_enabled(const gw_upstream_conf_t *conf)
     return conf && (conf->health_active.enabled || conf->health_passive.enabled);
 }
 
+/* The state every worker decides on: the shared slot's when the node has
+ * one, else this worker's own. */
+static int
+node_up(const gw_node_t *node)
+{
+    return node->sh_health ? gw_shnode_healthy(node->sh) : node->healthy;
+}
+
 static void
 publish(gw_health_t *h)
 {
     int up = 0, down = 0;
     for (size_t i = 0; i < h->nnodes; i++) {
-        if (h->nodes[i]->node->healthy)
+        if (node_up(h->nodes[i]->node))
             up++;
         else
             down++;
@@ -67,8 +80,10 @@ publish(gw_health_t *h)
     gw_metrics_nodes(h->metrics, h->slot, (int)h->conf->index, up, down);
 }
 
+/* A change this worker made: logged once per instance, by the worker that
+ * made it (the shared slot says who did). */
 static void
-set_state(hnode_t *n, int healthy, const char *reason)
+announce(hnode_t *n, int healthy, const char *reason)
 {
     gw_health_t *h = n->h;
     n->node->healthy = healthy;
@@ -78,6 +93,19 @@ set_state(hnode_t *n, int healthy, const char *reason)
     gw_log(h->log, healthy ? GW_LOG_INFO : GW_LOG_WARN, "upstream \"%s\": node %s %s: %s",
            h->conf->name, n->node->conf->addr, healthy ? "is healthy again" : "ejected", reason);
     publish(h);
+}
+
+static void
+set_state(hnode_t *n, int healthy, const char *reason)
+{
+    gw_health_t *h = n->h;
+    if (n->node->sh_health && !gw_shnode_set_health(h->sh, n->node->sh, healthy, 0)) {
+        /* another worker got there first */
+        n->node->healthy = healthy;
+        n->ok_run = n->fail_run = 0;
+        return;
+    }
+    announce(n, healthy, reason);
 }
 
 static void
@@ -121,10 +149,35 @@ on_readmit(uv_timer_t *t)
     snprintf(why, sizeof(why), "on probation after %s", w);
     for (size_t i = 0; i < h->nnodes; i++) {
         hnode_t *n = h->nodes[i];
-        if (n->readmit_at && n->readmit_at <= now)
+        if (!n->readmit_at || n->readmit_at > now)
+            continue;
+        if (!n->node->sh_health)
             set_state(n, 1, why);
+        else if (gw_shnode_readmit_due(h->sh, n->node->sh, now))
+            announce(n, 1, why);
+        else
+            set_state(n, 1, why); /* a no-op when another worker re-admitted it */
     }
     arm_readmit(h);
+}
+
+/* Shared passive ejection: failures of every worker count together. */
+static void
+observe_shared(hnode_t *n, uint64_t now)
+{
+    gw_health_t *h = n->h;
+    uint64_t window = h->conf->health_passive.window_ms;
+    uint64_t readmit = h->conf->health_active.enabled ? 0 : now + window;
+    if (!gw_shnode_passive_fail(h->sh, n->node->sh, now, h->ring_size, window, readmit))
+        return;
+    char w[32], why[96];
+    fmt_ms(w, sizeof(w), window);
+    snprintf(why, sizeof(why), "%u failure%s in %s", h->ring_size, h->ring_size == 1 ? "" : "s", w);
+    announce(n, 0, why);
+    if (readmit) {
+        n->readmit_at = readmit;
+        arm_readmit(h);
+    }
 }
 
 void
@@ -133,9 +186,13 @@ gw_health_observe(gw_health_t *h, const gw_node_t *node, int status)
     if (h == NULL || h->stopped || !h->conf->health_passive.enabled || node->index >= h->nnodes)
         return;
     hnode_t *n = h->nodes[node->index];
-    if (n->node != node || !n->node->healthy || !gw_breaker_is_failure(&h->conf->breaker, status))
+    if (n->node != node || !node_up(n->node) || !gw_breaker_is_failure(&h->conf->breaker, status))
         return;
     uint64_t now = uv_now(h->loop);
+    if (n->node->sh_health && h->ring_size <= GW_SH_RING) {
+        observe_shared(n, now);
+        return;
+    }
     n->fails[n->head] = now;
     n->head = (n->head + 1) % h->ring_size;
     if (n->nfails < h->ring_size)
@@ -169,7 +226,7 @@ probe_result(hnode_t *n, int ok, const char *error)
     if (ok) {
         n->fail_run = 0;
         n->ok_run++;
-        if (!n->node->healthy && n->ok_run >= (unsigned)a->healthy) {
+        if (!node_up(n->node) && n->ok_run >= (unsigned)a->healthy) {
             snprintf(why, sizeof(why), "%u successful probe%s", n->ok_run,
                      n->ok_run == 1 ? "" : "s");
             set_state(n, 1, why);
@@ -178,7 +235,7 @@ probe_result(hnode_t *n, int ok, const char *error)
     }
     n->ok_run = 0;
     n->fail_run++;
-    if (n->node->healthy && n->fail_run >= (unsigned)a->unhealthy) {
+    if (node_up(n->node) && n->fail_run >= (unsigned)a->unhealthy) {
         snprintf(why, sizeof(why), "%u failed probe%s: %s", n->fail_run,
                  n->fail_run == 1 ? "" : "s", error);
         set_state(n, 0, why);
@@ -244,9 +301,19 @@ on_probe_tick(uv_timer_t *t)
     gw_health_t *h = t->data;
     if (h->stopped)
         return;
-    for (size_t i = 0; i < h->nnodes; i++)
-        if (h->nodes[i]->probe == NULL)
-            start_probe(h->nodes[i]);
+    const gw_health_active_conf_t *a = &h->conf->health_active;
+    uint64_t now = uv_now(h->loop), ttl = 2 * a->interval_ms + a->timeout_ms;
+    for (size_t i = 0; i < h->nnodes; i++) {
+        hnode_t *n = h->nodes[i];
+        /* one worker probes a shared node; the others take over when its
+         * lease lapses (it died, or drains) */
+        if (n->node->sh_health && !gw_shnode_lease(h->sh, n->node->sh, h->pid, now, ttl)) {
+            n->ok_run = n->fail_run = 0;
+            continue;
+        }
+        if (n->probe == NULL)
+            start_probe(n);
+    }
 }
 
 /* ---- lifetime ---- */
@@ -328,6 +395,7 @@ gw_health_new(uv_loop_t *loop, const gw_upstream_conf_t *conf, gw_tls_client_t *
     h->log = log;
     h->metrics = metrics;
     h->slot = slot;
+    h->pid = (int)getpid();
     h->rng = seed ? seed : 0x9e3779b97f4a7c15ull;
     int passive = conf->health_passive.unhealthy;
     h->ring_size = passive < 1 ? 1 : passive > MAX_PASSIVE_RING ? MAX_PASSIVE_RING : passive;
@@ -423,9 +491,34 @@ gw_health_stop(gw_health_t *h)
     h->stopped = 1;
     if (h->started)
         uv_close((uv_handle_t *)&h->timer, NULL);
-    for (size_t i = 0; i < h->nnodes; i++)
+    for (size_t i = 0; i < h->nnodes; i++) {
         if (h->nodes[i]->probe)
             gw_httpc_cancel(h->nodes[i]->probe);
+        if (h->nodes[i]->node->sh_health)
+            gw_shnode_lease_release(h->sh, h->nodes[i]->node->sh, h->pid);
+    }
+}
+
+void
+gw_health_set_shared(gw_health_t *h, gw_shstate_t *sh)
+{
+    if (h)
+        h->sh = sh;
+}
+
+void
+gw_health_tick(gw_health_t *h)
+{
+    if (h == NULL || h->stopped || !h->started || h->sh == NULL)
+        return;
+    uint64_t now = uv_now(h->loop);
+    for (size_t i = 0; i < h->nnodes; i++) {
+        hnode_t *n = h->nodes[i];
+        /* the worker that ejected it may be gone: whoever comes first */
+        if (n->node->sh_health && gw_shnode_readmit_due(h->sh, n->node->sh, now))
+            announce(n, 1, "on probation (re-admission time passed)");
+    }
+    publish(h); /* changes other workers made */
 }
 
 void

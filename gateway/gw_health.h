@@ -4,9 +4,14 @@
  * decision and writes it to node->healthy, which the balancers read on
  * every pick; it also publishes the counts to gateway_upstream_nodes.
  *
- * Each worker checks on its own (no shared state between processes), so a
- * node receives `workers` probes per interval. Every node starts healthy,
- * also in the workers of a reloaded config; the probes decide from there.
+ * With the shared state segment (gw_shstate.h, gw_health_set_shared) the
+ * decision is the instance's: a node's health lives in its shared slot,
+ * which every worker's balancer reads; one worker at a time probes a node
+ * (a lease it renews each interval; another takes over when it lapses),
+ * and passive failures of all workers count together. Without the segment,
+ * or for a node that found no free slot, each worker decides alone as
+ * before. A node starts healthy when its slot is claimed; the workers of a
+ * reload find the slots of the nodes they keep, state and all.
  *
  * Lifetime: gw_health_new (memory only), gw_health_start (timers, first
  * probe after a random fraction of the interval), gw_health_stop (timers
@@ -27,6 +32,7 @@
 typedef struct gw_health_s gw_health_t;
 typedef struct gw_log_s gw_log_t;
 typedef struct gw_tls_client_s gw_tls_client_t;
+typedef struct gw_shstate_s gw_shstate_t;
 
 /** Whether conf asks for active or passive checks at all. */
 int gw_health_enabled(const gw_upstream_conf_t *conf);
@@ -62,6 +68,13 @@ void gw_health_stop(gw_health_t *h);
 
 /** Frees h; after gw_health_stop and once the loop has run the closes. */
 void gw_health_free(gw_health_t *h);
+
+/** Decides through SH for the nodes with a shared slot; before start. */
+void gw_health_set_shared(gw_health_t *h, gw_shstate_t *sh);
+
+/** Once a second: re-admissions another worker owed, and the node counts
+ * republished (other workers' changes). */
+void gw_health_tick(gw_health_t *h);
 
 /**
  * One proxied attempt to node ended with status (0: no response). Counts

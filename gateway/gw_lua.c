@@ -252,10 +252,21 @@ gw_lua_free(gw_lua_t *lua)
 {
     if (lua == NULL)
         return;
+    /* LuaJIT unmaps the VM's arena at lua_close only when its own
+     * allocator is in place: with counted_alloc there, every closed VM
+     * would leave its arena mapped (the master's check VM, each reload). */
+    if (lua->L && lua->mem.inner != NULL)
+        lua_setallocf(lua->L, lua->mem.inner, lua->mem.inner_ud);
     if (lua->L)
         lua_close(lua->L);
     free(lua->phases);
     free(lua);
+}
+
+size_t
+gw_lua_memory_used(const gw_lua_t *lua)
+{
+    return lua != NULL ? lua->mem.used : 0;
 }
 
 unsigned
@@ -337,6 +348,24 @@ push_runner_fn(lua_State *L, gw_lua_t *lua, const char *name)
     lua_rawgeti(L, LUA_REGISTRYINDEX, lua->runner_ref);
     lua_getfield(L, -1, name);
     lua_remove(L, -2);
+}
+
+char *
+gw_lua_plugins_json(gw_lua_t *lua)
+{
+    lua_State *L = lua->L;
+    char *out = NULL;
+    push_runner_fn(L, lua, "plugins_json");
+    if (lua_pcall(L, 0, 1, 0) == 0 && lua_type(L, -1) == LUA_TSTRING) {
+        size_t n;
+        const char *s = lua_tolstring(L, -1, &n);
+        if ((out = malloc(n + 1)) != NULL) {
+            memcpy(out, s, n);
+            out[n] = '\0';
+        }
+    }
+    lua_pop(L, 1);
+    return out;
 }
 
 /* The ctx table's registry slot stays with the (pooled) request object;

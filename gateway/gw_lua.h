@@ -40,6 +40,12 @@ void gw_lua_free(gw_lua_t *lua);
 /* The phases route_index has plugins for (0: the route never enters Lua). */
 unsigned gw_lua_route_phases(const gw_lua_t *lua, size_t route_index);
 
+/* Bytes the VM holds now (its allocator's count; no collection runs). */
+size_t gw_lua_memory_used(const gw_lua_t *lua);
+/* The loaded plugins as a JSON array (admin API: name, priority, version,
+ * phases, file); malloc'd, NULL on error. */
+char *gw_lua_plugins_json(gw_lua_t *lua);
+
 /* Checks a config's plugins in a throwaway VM: 0 when fine, else the
  * number of error lines printed to out (FILE *). */
 int gw_lua_check(const gw_conf_t *conf, void *out);

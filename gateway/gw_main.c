@@ -30,6 +30,8 @@
 #include "gw_log.h"
 #include "gw_lua.h"
 #include "gw_metrics.h"
+#include "gw_sdnotify.h"
+#include "gw_shstate.h"
 #include "gw_worker.h"
 
 #define GW_VERSION_STR "0.1.0"
@@ -49,6 +51,7 @@ typedef struct {
     int nlisten;
     int *fds; /* [slot * nlisten + i] */
     int status_fd;
+    gw_worker_shared_t shared; /* the admin socket, the shared state segment */
     worker_proc_t workers[MAX_WORKERS];
     worker_proc_t old[MAX_WORKERS]; /* draining after a reload */
     gw_conf_t *old_conf;
@@ -124,6 +127,16 @@ open_listeners(master_t *m)
             return -1;
         }
     }
+    m->shared.admin_fd = -1;
+    if (conf->has_admin) {
+        m->shared.admin_fd = open_listener(&conf->admin_listen, 0, err, sizeof(err));
+        if (m->shared.admin_fd < 0) {
+            gw_log(m->log, GW_LOG_ERROR, "cannot listen on %s (gateway.admin)", err);
+            return -1;
+        }
+        gw_log(m->log, GW_LOG_INFO, "admin API on %s:%d (served by worker 0)",
+               conf->admin_listen.host, conf->admin_listen.port);
+    }
     return 0;
 }
 
@@ -140,7 +153,8 @@ spawn(master_t *m, int slot)
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
         int rc = gw_worker_run(m->conf, slot, m->nworkers, &m->fds[slot * m->nlisten],
-                               (size_t)m->nlisten, m->status_fd, m->metrics, m->disc_shm, m->log);
+                               (size_t)m->nlisten, m->status_fd, m->metrics, m->disc_shm, m->log,
+                               &m->shared);
         _exit(rc);
     }
     m->workers[slot].pid = pid;
@@ -171,6 +185,8 @@ spawn_disc(master_t *m)
             close(m->fds[i]);
         if (m->status_fd >= 0)
             close(m->status_fd);
+        if (m->shared.admin_fd >= 0)
+            close(m->shared.admin_fd);
         gw_log_set_tag(m->log, "discovery");
         prctl(PR_SET_PDEATHSIG, SIGTERM); /* never outlive the master */
         _exit(gw_disc_run(m->conf, m->disc_shm, m->log));
@@ -466,6 +482,7 @@ master_loop(master_t *m)
         }
         if ((sig == SIGTERM || sig == SIGQUIT || sig == SIGINT) && !m->stopping) {
             m->stopping = 1;
+            gw_sdnotify("STOPPING=1");
             gw_log(m->log, GW_LOG_INFO, "stopping: draining workers");
             signal_workers(m->workers, m->nworkers, SIGTERM);
             signal_workers(m->old, m->nworkers, SIGTERM);
@@ -599,6 +616,9 @@ main(int argc, char **argv)
         gw_log(m.log, GW_LOG_ERROR, "cannot map the discovery segment");
         return 1;
     }
+    m.shared.shstate = gw_shstate_new(0, 0);
+    if (m.shared.shstate == NULL)
+        gw_log(m.log, GW_LOG_WARN, "cannot map the shared state: each worker decides alone");
     if (write_pid_file(&m) != 0)
         return 1;
     signal(SIGPIPE, SIG_IGN);
@@ -616,11 +636,14 @@ main(int argc, char **argv)
         spawn(&m, s);
     gw_log(m.log, GW_LOG_INFO, "gateway %s started: %d worker(s), %d listener(s)", GW_VERSION_STR,
            m.nworkers, m.nlisten);
+    if (gw_sdnotify("READY=1") < 0) /* systemd's Type=notify: the listeners queue already */
+        gw_log(m.log, GW_LOG_WARN, "cannot notify systemd at $NOTIFY_SOCKET: %s", strerror(errno));
     int rc = master_loop(&m);
     unlink(m.conf->pid_file);
     gw_log(m.log, GW_LOG_INFO, "stopped");
     stop_disc(&m);
     gw_disc_shm_free(m.disc_shm);
+    gw_shstate_free(m.shared.shstate);
     gw_metrics_free(m.metrics);
     gw_conf_free(m.conf);
     gw_log_close(m.log);

@@ -11,6 +11,7 @@
 #include "gw_metrics.h"
 #include "gw_config.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -25,6 +26,8 @@
 #endif
 
 #define NCODES 16
+#define NBOUNDS_PADDED 16 /* the bounds and +Inf up to a power of two */
+_Static_assert(GW_METRICS_NBUCKETS <= NBOUNDS_PADDED, "the bucket search covers 16 bounds");
 #define CACHE_LINE 64
 
 typedef _Atomic uint64_t counter_t;
@@ -65,6 +68,10 @@ typedef struct {
     _Atomic uint32_t running;
     _Atomic int64_t redis_up;
     counter_t redis_changes[2]; /* to down, to up */
+    counter_t redis_results[GW_METRICS_REDIS_NRESULTS];
+    hist_t redis_hist;
+    counter_t tls_handshakes[2]; /* failed, ok */
+    _Atomic int64_t lua_bytes;
 } slot_head_t;
 
 typedef struct {
@@ -91,16 +98,31 @@ struct gw_metrics_s {
     size_t nupstreams;
     ups_layout_t *ups;
     size_t nnode_rows;
+    size_t lua_limit; /* gateway.lua_memory */
 
     size_t off_routes, off_ups, off_nodes, slot_size;
     unsigned char *shm;
     size_t shm_size;
 };
 
-static const double bucket_bounds[GW_METRICS_NBUCKETS] = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1,
-                                                          0.25,  0.5,   1,    2.5,   5,    10};
+/* Request and upstream latencies. */
+static const double bucket_bounds[NBOUNDS_PADDED] = {
+    0.001, 0.005, 0.01, 0.025, 0.05,     0.1,      0.25,     0.5,
+    1,     2.5,   5,    10,    INFINITY, INFINITY, INFINITY, INFINITY};
 static const char *const bucket_labels[GW_METRICS_NBUCKETS] = {
     "0.001", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10"};
+
+/* Redis commands: a limiter call on a LAN takes well under a millisecond,
+ * and redis.timeout is typically tens of milliseconds. */
+static const double redis_bounds[NBOUNDS_PADDED] = {
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025,   0.005,    0.01,     0.025,
+    0.05,   0.1,     0.25,   1,     INFINITY, INFINITY, INFINITY, INFINITY};
+static const char *const redis_labels[GW_METRICS_NBUCKETS] = {
+    "0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005",
+    "0.01",   "0.025",   "0.05",   "0.1",   "0.25",   "1"};
+
+static const char *const redis_error_kinds[GW_METRICS_REDIS_NRESULTS] = {NULL, "reply", "timeout",
+                                                                         "connection"};
 
 static const char *const conn_state_names[GW_CONN_NSTATES] = {"active", "reading", "writing",
                                                               "idle"};
@@ -229,6 +251,7 @@ gw_metrics_new(const gw_conf_t *conf, int nworkers)
     if (m == NULL)
         return NULL;
     m->nworkers = nworkers;
+    m->lua_limit = conf->lua_memory;
 
     m->nroutes = conf->routes != NULL ? conf->nroutes : 0;
     m->routes = calloc(m->nroutes + 1, sizeof(char *));
@@ -310,6 +333,7 @@ gw_metrics_worker_reset(gw_metrics_t *m, int slot)
     slot_head_t *h = slot_head(m, slot);
     atomic_store_explicit(&h->running, 0, memory_order_relaxed);
     atomic_store_explicit(&h->redis_up, 0, memory_order_relaxed);
+    atomic_store_explicit(&h->lua_bytes, 0, memory_order_relaxed);
     for (int s = 0; s < GW_CONN_NSTATES; s++)
         atomic_store_explicit(&h->conns[s], 0, memory_order_relaxed);
     for (size_t u = 0; u < m->nupstreams; u++) {
@@ -346,8 +370,11 @@ count_code(codes_t *c, int code)
     add(&c->other, 1);
 }
 
+/* The bucket is the number of bounds below the value, found by a binary
+ * search of fixed depth over the bounds padded to 16 with +Inf: four
+ * compares that compile to conditional moves, whatever the value. */
 static void
-observe(hist_t *h, double seconds)
+observe_in(hist_t *h, const double *bounds, double seconds)
 {
     size_t b = 0;
     double sum;
@@ -355,8 +382,10 @@ observe(hist_t *h, double seconds)
 
     if (!(seconds >= 0)) /* negative or NaN: a clock step */
         seconds = 0;
-    while (b < GW_METRICS_NBUCKETS && seconds > bucket_bounds[b])
-        b++;
+    b += seconds > bounds[b + 7] ? 8 : 0;
+    b += seconds > bounds[b + 3] ? 4 : 0;
+    b += seconds > bounds[b + 1] ? 2 : 0;
+    b += seconds > bounds[b] ? 1 : 0;
     add(&h->bucket[b], 1);
 
     bits = atomic_load_explicit(&h->sum_bits, memory_order_relaxed);
@@ -364,6 +393,12 @@ observe(hist_t *h, double seconds)
     sum += seconds;
     memcpy(&bits, &sum, sizeof(bits));
     atomic_store_explicit(&h->sum_bits, bits, memory_order_relaxed);
+}
+
+static void
+observe(hist_t *h, double seconds)
+{
+    observe_in(h, bucket_bounds, seconds);
 }
 
 void
@@ -446,6 +481,30 @@ gw_metrics_redis(gw_metrics_t *m, int slot, int up, int changed)
     atomic_store_explicit(&h->redis_up, up, memory_order_relaxed);
     if (changed)
         add(&h->redis_changes[up ? 1 : 0], 1);
+}
+
+void
+gw_metrics_redis_call(gw_metrics_t *m, int slot, int result, double seconds)
+{
+    if (!slot_ok(m, slot) || result < 0 || result >= GW_METRICS_REDIS_NRESULTS)
+        return;
+    slot_head_t *h = slot_head(m, slot);
+    add(&h->redis_results[result], 1);
+    observe_in(&h->redis_hist, redis_bounds, seconds);
+}
+
+void
+gw_metrics_tls_handshake(gw_metrics_t *m, int slot, int ok)
+{
+    if (slot_ok(m, slot))
+        add(&slot_head(m, slot)->tls_handshakes[ok ? 1 : 0], 1);
+}
+
+void
+gw_metrics_lua_memory(gw_metrics_t *m, int slot, size_t bytes)
+{
+    if (slot_ok(m, slot))
+        atomic_store_explicit(&slot_head(m, slot)->lua_bytes, (int64_t)bytes, memory_order_relaxed);
 }
 
 void
@@ -580,11 +639,33 @@ ups_hist(gw_metrics_t *m, int slot, size_t u)
     return &ups_stats(m, slot, u)->hist;
 }
 
+/* LV: the labels before le, each followed by a comma, or "". */
+static void
+render_buckets(sbuf_t *b, const char *name, const char *lv, const uint64_t *buckets, uint64_t count,
+               double sum, const char *const *bounds)
+{
+    uint64_t cum = 0;
+    size_t n = strlen(lv);
+    for (int k = 0; k < GW_METRICS_NBUCKETS; k++) {
+        cum += buckets[k];
+        sb_printf(b, "%s_bucket{%sle=\"%s\"} %llu\n", name, lv, bounds[k], (unsigned long long)cum);
+    }
+    sb_printf(b, "%s_bucket{%sle=\"+Inf\"} %llu\n", name, lv, (unsigned long long)count);
+    /* the labels without their trailing comma, in braces, or none */
+    if (n > 0) {
+        sb_printf(b, "%s_sum{%.*s} %.15g\n", name, (int)(n - 1), lv, sum);
+        sb_printf(b, "%s_count{%.*s} %llu\n", name, (int)(n - 1), lv, (unsigned long long)count);
+    } else {
+        sb_printf(b, "%s_sum %.15g\n", name, sum);
+        sb_printf(b, "%s_count %llu\n", name, (unsigned long long)count);
+    }
+}
+
 /* Series of a histogram appear with its first observation: a table of
  * thousands of routes would otherwise render thousands of empty rows. */
 static void
-render_hist(sbuf_t *b, gw_metrics_t *m, const char *name, const char *label, const char *value,
-            hist_t *(*row)(gw_metrics_t *, int, size_t), size_t idx)
+render_hist_in(sbuf_t *b, gw_metrics_t *m, const char *name, const char *label, const char *value,
+               hist_t *(*row)(gw_metrics_t *, int, size_t), size_t idx, const char *const *bounds)
 {
     uint64_t buckets[GW_METRICS_NBUCKETS + 1] = {0}, count = 0;
     double sum = 0;
@@ -603,16 +684,23 @@ render_hist(sbuf_t *b, gw_metrics_t *m, const char *name, const char *label, con
     if (count == 0)
         return;
 
-    uint64_t cum = 0;
-    for (int k = 0; k < GW_METRICS_NBUCKETS; k++) {
-        cum += buckets[k];
-        sb_printf(b, "%s_bucket{%s=\"%s\",le=\"%s\"} %llu\n", name, label, value, bucket_labels[k],
-                  (unsigned long long)cum);
+    /* route="users", before le; nothing for a histogram without labels */
+    sbuf_t lv = {0};
+    if (label != NULL)
+        sb_printf(&lv, "%s=\"%s\",", label, value);
+    if (lv.failed) {
+        b->failed = 1;
+        return;
     }
-    sb_printf(b, "%s_bucket{%s=\"%s\",le=\"+Inf\"} %llu\n", name, label, value,
-              (unsigned long long)count);
-    sb_printf(b, "%s_sum{%s=\"%s\"} %.15g\n", name, label, value, sum);
-    sb_printf(b, "%s_count{%s=\"%s\"} %llu\n", name, label, value, (unsigned long long)count);
+    render_buckets(b, name, lv.data != NULL ? lv.data : "", buckets, count, sum, bounds);
+    free(lv.data);
+}
+
+static void
+render_hist(sbuf_t *b, gw_metrics_t *m, const char *name, const char *label, const char *value,
+            hist_t *(*row)(gw_metrics_t *, int, size_t), size_t idx)
+{
+    render_hist_in(b, m, name, label, value, row, idx, bucket_labels);
 }
 
 /* One per-upstream counter family (the field at byte offset FIELD), summed
@@ -680,6 +768,66 @@ render_registries(sbuf_t *b, gw_metrics_t *m)
                   (unsigned long long)get(&rs[r].events));
 }
 
+static hist_t *
+redis_hist(gw_metrics_t *m, int slot, size_t unused)
+{
+    return &slot_head(m, slot)->redis_hist;
+}
+
+static void
+render_redis_calls(sbuf_t *b, gw_metrics_t *m)
+{
+    uint64_t n[GW_METRICS_REDIS_NRESULTS] = {0}, all = 0;
+    for (int s = 0; s < m->nworkers; s++)
+        for (int k = 0; k < GW_METRICS_REDIS_NRESULTS; k++)
+            n[k] += get(&slot_head(m, s)->redis_results[k]);
+    for (int k = 0; k < GW_METRICS_REDIS_NRESULTS; k++)
+        all += n[k];
+    header(b, "gateway_redis_commands_total", "counter",
+           "Redis commands the limiters and gw.redis sent that were answered, failed or timed "
+           "out.");
+    sb_printf(b, "gateway_redis_commands_total %llu\n", (unsigned long long)all);
+    header(b, "gateway_redis_errors_total", "counter",
+           "Redis commands that failed, by kind: reply (an error reply), timeout (no answer "
+           "within redis.timeout), connection (the connection went away).");
+    for (int k = 1; k < GW_METRICS_REDIS_NRESULTS; k++)
+        sb_printf(b, "gateway_redis_errors_total{kind=\"%s\"} %llu\n", redis_error_kinds[k],
+                  (unsigned long long)n[k]);
+    header(b, "gateway_redis_latency_seconds", "histogram",
+           "Time from sending a Redis command to its answer (or its timeout).");
+    render_hist_in(b, m, "gateway_redis_latency_seconds", NULL, NULL, redis_hist, 0, redis_labels);
+}
+
+static void
+render_tls(sbuf_t *b, gw_metrics_t *m)
+{
+    uint64_t n[2] = {0, 0};
+    for (int s = 0; s < m->nworkers; s++)
+        for (int k = 0; k < 2; k++)
+            n[k] += get(&slot_head(m, s)->tls_handshakes[k]);
+    header(b, "gateway_tls_handshakes_total", "counter",
+           "Downstream TLS handshakes by result (failed: refused, timed out or broken off).");
+    sb_printf(b, "gateway_tls_handshakes_total{result=\"ok\"} %llu\n", (unsigned long long)n[1]);
+    sb_printf(b, "gateway_tls_handshakes_total{result=\"failed\"} %llu\n",
+              (unsigned long long)n[0]);
+}
+
+static void
+render_lua(sbuf_t *b, gw_metrics_t *m)
+{
+    header(b, "gateway_lua_memory_bytes", "gauge",
+           "Bytes held by the Lua VM of each running worker (0 without plugins).");
+    for (int s = 0; s < m->nworkers; s++) {
+        slot_head_t *h = slot_head(m, s);
+        if (atomic_load_explicit(&h->running, memory_order_relaxed))
+            sb_printf(b, "gateway_lua_memory_bytes{worker=\"%d\"} %lld\n", s,
+                      (long long)atomic_load_explicit(&h->lua_bytes, memory_order_relaxed));
+    }
+    header(b, "gateway_lua_memory_limit_bytes", "gauge",
+           "gateway.lua_memory: the size each worker's Lua VM may grow to.");
+    sb_printf(b, "gateway_lua_memory_limit_bytes %llu\n", (unsigned long long)m->lua_limit);
+}
+
 size_t
 gw_metrics_render(gw_metrics_t *m, char **out)
 {
@@ -714,7 +862,7 @@ gw_metrics_render(gw_metrics_t *m, char **out)
 
     header(&b, "gateway_requests_total", "counter", "Downstream requests by route and status.");
     for (size_t r = 0; r <= m->nroutes; r++) {
-        const char *name = r < m->nroutes ? m->routes[r] : "";
+        const char *name = r < m->nroutes ? m->routes[r] : GW_METRICS_UNMATCHED;
         size_t n = sum_codes(m, route_codes, r, codes, &other);
         for (size_t i = 0; i < n; i++)
             sb_printf(&b, "gateway_requests_total{route=\"%s\",status=\"%u\"} %llu\n", name,
@@ -728,7 +876,7 @@ gw_metrics_render(gw_metrics_t *m, char **out)
            "Downstream request duration by route, from the first byte to the last byte sent.");
     for (size_t r = 0; r <= m->nroutes; r++)
         render_hist(&b, m, "gateway_request_duration_seconds", "route",
-                    r < m->nroutes ? m->routes[r] : "", route_hist, r);
+                    r < m->nroutes ? m->routes[r] : GW_METRICS_UNMATCHED, route_hist, r);
 
     header(&b, "gateway_upstream_requests_total", "counter",
            "Attempts to upstream nodes by upstream, node and status (error: no response).");
@@ -816,6 +964,9 @@ gw_metrics_render(gw_metrics_t *m, char **out)
     sb_printf(&b, "gateway_redis_state_changes_total{state=\"up\"} %llu\n",
               (unsigned long long)rchg[1]);
 
+    render_redis_calls(&b, m);
+    render_tls(&b, m);
+    render_lua(&b, m);
     render_registries(&b, m);
 
     free(codes);

@@ -35,6 +35,19 @@ typedef enum {
 /* Request and upstream latency histogram buckets, in seconds (plus +Inf). */
 #define GW_METRICS_NBUCKETS 12
 
+/* The route label of requests that matched no route: one series for all of
+ * them, whatever paths clients send. */
+#define GW_METRICS_UNMATCHED "_unmatched"
+
+/* Outcomes of a Redis command for gw_metrics_redis_call. */
+enum {
+    GW_METRICS_REDIS_OK = 0,    /* an answer that is not an error reply */
+    GW_METRICS_REDIS_REPLY_ERR, /* an error reply */
+    GW_METRICS_REDIS_TIMEOUT,   /* no answer within redis.timeout */
+    GW_METRICS_REDIS_CONN,      /* the connection went away first */
+    GW_METRICS_REDIS_NRESULTS
+};
+
 /**
  * Maps shared memory for nworkers slots laid out from conf. Call it in the
  * master before fork. Returns NULL when nworkers < 1, conf is NULL or the
@@ -65,7 +78,7 @@ void gw_metrics_worker_reset(gw_metrics_t *m, int slot);
 /**
  * One finished downstream request: gateway_requests_total{route,status} and
  * gateway_request_duration_seconds{route}. route_index -1 means no route
- * matched (rendered as route=""). Status codes outside 1..999, or beyond the
+ * matched (rendered as route="_unmatched"). Status codes outside 1..999, or beyond the
  * per-route table of distinct codes, are counted as status="other".
  */
 void gw_metrics_request(gw_metrics_t *m, int slot, int route_index, int status, double seconds);
@@ -115,6 +128,29 @@ void gw_metrics_limiter(gw_metrics_t *m, int slot, int route_index, int which, i
  * the running workers' UP.
  */
 void gw_metrics_redis(gw_metrics_t *m, int slot, int up, int changed);
+
+/**
+ * One Redis command of the worker answered (or failed: RESULT is one of
+ * GW_METRICS_REDIS_*) after SECONDS: gateway_redis_commands_total,
+ * gateway_redis_errors_total{kind}, gateway_redis_latency_seconds.
+ */
+void gw_metrics_redis_call(gw_metrics_t *m, int slot, int result, double seconds);
+
+/**
+ * One downstream TLS handshake finished, OK or not:
+ * gateway_tls_handshakes_total{result="ok"|"failed"}. For the TLS module.
+ * Certificate expiry is the TLS module's to add, under the name
+ * gateway_tls_certificate_expiry_timestamp_seconds{certificate} (the
+ * notAfter time as a Unix timestamp; certificate: the configured cert
+ * path, a bounded label), as docs/metrics.md reserves it.
+ */
+void gw_metrics_tls_handshake(gw_metrics_t *m, int slot, int ok);
+
+/**
+ * The bytes the worker's Lua VM holds now: gateway_lua_memory_bytes
+ * {worker="SLOT"}. The worker publishes it once a second.
+ */
+void gw_metrics_lua_memory(gw_metrics_t *m, int slot, size_t bytes);
 
 /**
  * Renders every metric into *out (malloc'd, NUL-terminated, caller frees)

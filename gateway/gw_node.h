@@ -2,7 +2,8 @@
  * A node of an upstream as one worker sees it: its config, its load and
  * latency figures (read by the balancers) and its keep-alive pool (owned by
  * gw_upstream.c). One gw_node_t per node per worker; never shared between
- * processes, so nothing here needs a lock.
+ * processes, so nothing here needs a lock. What the workers share about a
+ * node (health, totals) is in its slot of the shared state (`sh`).
  *
  * Nodes of an upstream fed by a registry come and go while requests use
  * them: a node is allocated on its own, and one the registry dropped
@@ -30,6 +31,8 @@ struct gw_node_s {
     unsigned refs;                /* requests and connections pointing here */
     unsigned removed : 1;         /* out of its upstream: freed at refs 0 */
     gw_node_conf_t *own;          /* a discovered node's conf (conf points here) */
+    struct gw_shnode_s *sh;       /* its shared slot; NULL: none to be had */
+    unsigned sh_health : 1;       /* health is decided in sh, not in healthy */
 };
 
 #endif

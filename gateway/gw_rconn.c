@@ -28,6 +28,7 @@ struct gw_rconn_cmd_s {
     unsigned cancelled : 1;
     unsigned retried : 1; /* NOSCRIPT already turned it into EVAL */
     unsigned asking : 1;  /* ASKING goes before it, and before its EVAL retry */
+    uint64_t sent_ns;     /* uv_hrtime() at gw_rconn_send, for on_answer; 0: internal */
     const gw_rconn_script_t *script;
     int nargs;   /* scripts: the arguments after the script or its SHA */
     size_t tlen; /* ... and their RESP encoding, kept for an EVAL retry */
@@ -64,6 +65,8 @@ struct gw_rconn_s {
     int nclosed;
     void (*on_state)(void *arg, int ready);
     void *state_arg;
+    void (*on_answer)(void *arg, int err, int error_reply, uint64_t ns);
+    void *answer_arg;
     char last_err[128];
 };
 
@@ -141,6 +144,9 @@ answer(gw_rconn_cmd_t *c, int err, const redisReply *reply)
         return;
     c->answered = 1;
     gw_list_remove(&c->link);
+    if (c->sent_ns && c->cn->on_answer && err != GW_RCONN_ECLOSED)
+        c->cn->on_answer(c->cn->answer_arg, err, reply && reply->type == REDIS_REPLY_ERROR,
+                         uv_hrtime() - c->sent_ns);
     if (!c->cancelled)
         c->cb(err, reply, c->arg);
 }
@@ -347,11 +353,16 @@ gw_rconn_send(gw_rconn_t *cn, const gw_rconn_req_t *req, gw_rconn_cb cb, void *a
     if (req->script ? req->nkeys < 0 || req->nkeys > req->argc || req->argc < 0 : req->argc < 1)
         return NULL;
     uint64_t deadline = req->deadline_ms ? req->deadline_ms : uv_now(cn->loop) + cn->timeout_ms;
+    gw_rconn_cmd_t *c;
     if (req->script)
-        return send_script(cn, req, cb, arg, deadline);
-    if (req->asking && send_asking(cn) != 0)
+        c = send_script(cn, req, cb, arg, deadline);
+    else if (req->asking && send_asking(cn) != 0)
         return NULL;
-    return send_cmd(cn, req->argc, req->argv, req->lens, cb, arg, deadline);
+    else
+        c = send_cmd(cn, req->argc, req->argv, req->lens, cb, arg, deadline);
+    if (c != NULL && cn->on_answer)
+        c->sent_ns = uv_hrtime();
+    return c;
 }
 
 size_t
@@ -797,6 +808,8 @@ gw_rconn_new(uv_loop_t *loop, const gw_rconn_opts_t *o, gw_log_t *log)
     cn->backoff_ms = BACKOFF_MIN_MS;
     cn->on_state = o->on_state;
     cn->state_arg = o->state_arg;
+    cn->on_answer = o->on_answer;
+    cn->answer_arg = o->answer_arg;
     gw_list_init(&cn->waiting);
     uv_timer_init(loop, &cn->state_timer);
     uv_timer_init(loop, &cn->deadline_timer);

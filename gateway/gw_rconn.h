@@ -62,6 +62,11 @@ typedef struct {
     /* told when the connection becomes ready (1) or stops being ready (0) */
     void (*on_state)(void *arg, int ready);
     void *state_arg;
+    /* optional: told of every answer to a command the owner sent (not of
+     * AUTH, probes or cancelled-at-close ones): err as the callback gets
+     * it, error_reply 1 for a Redis error reply, ns since the send */
+    void (*on_answer)(void *arg, int err, int error_reply, uint64_t ns);
+    void *answer_arg;
 } gw_rconn_opts_t;
 
 /*

@@ -11,6 +11,7 @@
 #include "gw_upstream.h"
 #include "gw_breaker.h"
 #include "gw_edge.h"
+#include "gw_shstate.h"
 #include "gw_tls_client.h"
 
 enum { UP_CONNECTING = 1, UP_ACTIVE, UP_IDLE };
@@ -126,6 +127,21 @@ failed:
     return NULL;
 }
 
+/* The instance's breaker for KEY, or this worker's own when the shared
+ * table has no room (logged: its decisions are then per worker). */
+static gw_breaker_t *
+shared_breaker(gw_upstreams_t *set, const char *key, const gw_breaker_conf_t *conf)
+{
+    int shared;
+    gw_breaker_t *b = gw_shstate_breaker(set->sh, key, conf, &shared);
+    if (b && set->sh && !shared)
+        gw_log(set->log, GW_LOG_WARN,
+               "breaker %s: no shared slot (table full, or more than %d buckets): this worker "
+               "decides alone",
+               key, GW_SH_BUCKETS);
+    return b;
+}
+
 /* OWN: a discovered node's conf, which the node then owns. */
 static gw_node_t *
 node_new(gw_upstream_rt_t *up, const gw_node_conf_t *conf, gw_node_conf_t *own)
@@ -140,9 +156,19 @@ node_new(gw_upstream_rt_t *up, const gw_node_conf_t *conf, gw_node_conf_t *own)
     node->weight = conf->weight > 0 ? conf->weight : 1;
     node->healthy = 1;
     node->pool = pool;
-    if (up->conf->breaker.enabled && up->conf->breaker.scope == GW_SCOPE_NODE &&
-        (node->breaker = gw_breaker_new(&up->conf->breaker)) == NULL)
-        goto failed;
+    node->sh = gw_shstate_node(up->set->sh, up->conf->name, conf->addr);
+    node->sh_health = node->sh != NULL && gw_health_enabled(up->conf);
+    if (up->set->sh && node->sh == NULL)
+        gw_log(up->set->log, GW_LOG_WARN,
+               "upstream \"%s\": node %s has no shared slot (table full or name too long): "
+               "this worker decides its health alone",
+               up->conf->name, conf->addr);
+    if (up->conf->breaker.enabled && up->conf->breaker.scope == GW_SCOPE_NODE) {
+        char key[GW_SH_KEY_MAX + 1];
+        snprintf(key, sizeof(key), "node\x1f%s\x1f%s", up->conf->name, conf->addr);
+        if ((node->breaker = shared_breaker(up->set, key, &up->conf->breaker)) == NULL)
+            goto failed;
+    }
     return node;
 failed:
     free(pool);
@@ -199,7 +225,8 @@ node_remove(gw_node_t *node)
     node_pool_t *pool = node->pool;
     node->removed = 1;
     node->healthy = 0;
-    node->refs++; /* held while the idle connections close */
+    node->sh_health = 0; /* what it is for the other workers is theirs */
+    node->refs++;        /* held while the idle connections close */
     while (!gw_list_empty(&pool->idle))
         up_close(GW_CONTAINER_OF(pool->idle.next, gw_upconn_t, link));
     gw_node_unref(node);
@@ -339,7 +366,14 @@ route_breakers_init(gw_upstreams_t *u, const gw_route_conf_t *rc)
         for (size_t j = 0; j < k && bs[k] == NULL; j++)
             if (target_upstream(rc, j) == uc)
                 bs[k] = bs[j];
-        if (bs[k] == NULL && (bs[k] = gw_breaker_new(&uc->breaker)) == NULL)
+        if (bs[k] != NULL)
+            continue;
+        char key[GW_SH_KEY_MAX + 1];
+        if (rc->name)
+            snprintf(key, sizeof(key), "route\x1f%s\x1f%s", rc->name, uc->name);
+        else
+            snprintf(key, sizeof(key), "route\x1f#%zu\x1f%s", rc->index, uc->name);
+        if ((bs[k] = shared_breaker(u, key, &uc->breaker)) == NULL)
             return GW_ERROR;
     }
     return GW_OK;
@@ -378,6 +412,7 @@ gw_upstreams_new(const gw_upstreams_env_t *env, char *err, size_t errlen)
     u->loop = env->loop;
     u->log = env->log;
     u->rbufs = env->rbufs;
+    u->sh = env->sh;
     u->n = conf->nupstreams;
     u->ups = calloc(u->n ? u->n : 1, sizeof(gw_upstream_rt_t));
     u->nroutes = conf->nroutes;
@@ -411,9 +446,12 @@ gw_upstreams_new(const gw_upstreams_env_t *env, char *err, size_t errlen)
             gw_upstreams_free(u);
             return NULL;
         }
-        if (up->conf->breaker.enabled && up->conf->breaker.scope == GW_SCOPE_UPSTREAM &&
-            (up->breaker = gw_breaker_new(&up->conf->breaker)) == NULL)
-            goto failed;
+        if (up->conf->breaker.enabled && up->conf->breaker.scope == GW_SCOPE_UPSTREAM) {
+            char key[GW_SH_KEY_MAX + 1];
+            snprintf(key, sizeof(key), "upstream\x1f%s", up->conf->name);
+            if ((up->breaker = shared_breaker(u, key, &up->conf->breaker)) == NULL)
+                goto failed;
+        }
         if (gw_health_enabled(up->conf)) {
             up->health =
                 gw_health_new(env->loop, up->conf, up->tls, up->nodes, up->nnodes, env->log,
@@ -422,6 +460,7 @@ gw_upstreams_new(const gw_upstreams_env_t *env, char *err, size_t errlen)
                 gw_upstreams_free(u);
                 return NULL;
             }
+            gw_health_set_shared(up->health, u->sh);
         }
     }
     for (size_t r = 0; r < conf->nroutes; r++) {
@@ -661,6 +700,7 @@ gw_upconn_acquire(gw_upstream_rt_t *up, gw_node_t *node, const gw_upconn_user_t 
         u->len = u->pos = 0;
         u->head.until_close = u->head.chunked = u->decode_body = 0;
         node->inflight++;
+        gw_shnode_inflight_add(node->sh, 1);
         *ready = 1;
         return u;
     }
@@ -707,6 +747,7 @@ gw_upconn_connect(gw_upstream_rt_t *up, gw_node_t *node, const gw_upconn_user_t 
         return NULL;
     }
     node->inflight++;
+    gw_shnode_inflight_add(node->sh, 1);
     timer_start(u, up->conf->connect_timeout_ms);
     return u;
 }
@@ -1264,8 +1305,10 @@ gw_upconn_release(gw_upconn_t *u, int reuse)
 {
     gw_upstreams_t *set = u->set;
     node_pool_t *pool = u->node->pool;
-    if (u->node->inflight)
+    if (u->node->inflight) {
         u->node->inflight--;
+        gw_shnode_inflight_add(u->node->sh, -1);
+    }
     u->user = NULL;
     u->requests++;
     if (!reuse || !u->reusable || !u->resp_done || gw_wqueue_pending(&u->out) || u->closing ||
@@ -1287,6 +1330,25 @@ gw_upconn_release(gw_upconn_t *u, int reuse)
     timer_start(u, u->up->conf->keepalive_idle_ms);
     up_read_start(u);
     gw_edge_try(&u->edge, (uv_stream_t *)&u->tcp);
+}
+
+void
+gw_upstreams_tick(gw_upstreams_t *u)
+{
+    if (u == NULL || u->sh == NULL)
+        return;
+    for (size_t i = 0; i < u->n; i++) {
+        gw_upstream_rt_t *up = &u->ups[i];
+        gw_shstate_touch_breaker(up->breaker);
+        for (size_t n = 0; n < up->nnodes; n++) {
+            gw_shstate_touch_node(up->nodes[n]->sh);
+            gw_shstate_touch_breaker(up->nodes[n]->breaker);
+        }
+        gw_health_tick(up->health);
+    }
+    for (size_t r = 0; r < u->nroutes; r++)
+        for (size_t k = 0; u->route_breakers[r] && k <= u->nsplits[r]; k++)
+            gw_shstate_touch_breaker(u->route_breakers[r][k]);
 }
 
 void

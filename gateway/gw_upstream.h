@@ -41,8 +41,9 @@ typedef struct {
     gw_log_t *log;
     gw_metrics_t *metrics;
     int slot;
-    uint64_t seed;         /* the balancers' and health checks' randomness */
-    gw_rbuf_pool_t *rbufs; /* read buffers, shared with the client side */
+    uint64_t seed;           /* the balancers' and health checks' randomness */
+    gw_rbuf_pool_t *rbufs;   /* read buffers, shared with the client side */
+    struct gw_shstate_s *sh; /* state shared by the workers; NULL: each its own */
 } gw_upstreams_env_t;
 
 struct gw_target_s {
@@ -82,7 +83,8 @@ struct gw_upstreams_s {
     uv_loop_t *loop;
     gw_log_t *log;
     gw_rbuf_pool_t *rbufs;
-    int draining; /* no connection goes back to a pool any more */
+    int draining;            /* no connection goes back to a pool any more */
+    struct gw_shstate_s *sh; /* NULL: no shared state */
 };
 
 typedef struct gw_upconn_s gw_upconn_t;
@@ -191,6 +193,10 @@ struct gw_upconn_s {
 
 gw_upstreams_t *gw_upstreams_new(const gw_upstreams_env_t *env, char *err, size_t errlen);
 void gw_upstreams_free(gw_upstreams_t *u);
+
+/* Once a second: keeps this worker's shared slots alive and lets health
+ * pick up what other workers changed. */
+void gw_upstreams_tick(gw_upstreams_t *u);
 
 /* The worker drains: connections are closed when their exchange ends. */
 void gw_upstreams_drain(gw_upstreams_t *u);

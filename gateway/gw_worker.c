@@ -6,6 +6,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "gw_admin.h"
 #include "gw_disc.h"
 #include "gw_http.h"
 #include "gw_http1.h" /* cycle: the worker accepts and drains connections */
@@ -72,6 +73,10 @@ finish(gw_worker_t *w)
         gw_status_close(w->status, NULL, NULL);
         w->status = NULL;
     }
+    if (w->admin) {
+        gw_admin_close(w->admin);
+        w->admin = NULL;
+    }
     uv_timer_stop(&w->drain_timer);
     uv_close((uv_handle_t *)&w->drain_timer, on_handle_closed);
     uv_close((uv_handle_t *)&w->tick, on_handle_closed);
@@ -130,6 +135,8 @@ begin_drain(gw_worker_t *w)
     }
     if (w->status)
         gw_status_set_draining(w->status, 1);
+    if (w->admin)
+        gw_admin_set_draining(w->admin, 1);
     /* Idle keep-alive connections stay: a client may be sending on one
      * right now. Each gets its next response with Connection: close, or
      * ends by its keep-alive timeout, or by the drain timeout below. */
@@ -159,6 +166,20 @@ on_tick(uv_timer_t *t)
     gw_worker_t *w = t->data;
     if (w->access_log)
         gw_access_log_flush(w->access_log);
+    gw_upstreams_tick(w->upstreams);
+    gw_metrics_lua_memory(w->metrics, w->slot, gw_lua_memory_used(w->lua));
+}
+
+/* Every Redis command of the limiters and gw.redis, for /metrics. */
+static void
+on_redis_answer(void *arg, int err, int error_reply, uint64_t ns)
+{
+    gw_worker_t *w = arg;
+    int result = err == GW_REDIS_ETIMEDOUT ? GW_METRICS_REDIS_TIMEOUT
+                 : err != 0                ? GW_METRICS_REDIS_CONN
+                 : error_reply             ? GW_METRICS_REDIS_REPLY_ERR
+                                           : GW_METRICS_REDIS_OK;
+    gw_metrics_redis_call(w->metrics, w->slot, result, (double)ns / 1e9);
 }
 
 static void
@@ -193,7 +214,9 @@ start_redis(gw_worker_t *w)
                          .timeout_ms = conf->redis_timeout_ms,
                          .connect_timeout_ms = 1000,
                          .on_state = on_redis_state,
-                         .state_arg = w};
+                         .state_arg = w,
+                         .on_answer = on_redis_answer,
+                         .answer_arg = w};
     gw_metrics_redis(w->metrics, w->slot, 0, 0);
     w->redis = gw_redis_new(w->loop, &o, w->log);
     if (w->redis == NULL) {
@@ -286,7 +309,8 @@ setup(gw_worker_t *w, const int *fds, size_t nfds)
         if (w->lua == NULL)
             return GW_ERROR;
     }
-    gw_upstreams_env_t env = {w->loop, w->conf, w->log, w->metrics, w->slot, w->rng, &w->rbufs};
+    gw_upstreams_env_t env = {w->loop, w->conf, w->log,    w->metrics,
+                              w->slot, w->rng,  &w->rbufs, w->shstate};
     w->upstreams = gw_upstreams_new(&env, err, sizeof(err));
     if (w->upstreams == NULL) {
         gw_log(w->log, GW_LOG_ERROR, "upstreams: %s", err);
@@ -326,12 +350,22 @@ setup(gw_worker_t *w, const int *fds, size_t nfds)
             return GW_ERROR;
         }
     }
+    /* one worker serves the admin API: its failed-key limiter and its
+     * answers are then the instance's */
+    if (w->admin_fd >= 0 && w->slot == 0) {
+        w->admin = gw_admin_start(w, w->admin_fd, err, sizeof(err));
+        if (w->admin == NULL) {
+            gw_log(w->log, GW_LOG_ERROR, "admin listener: %s", err);
+            return GW_ERROR;
+        }
+    }
     return GW_OK;
 }
 
 int
 gw_worker_run(const gw_conf_t *conf, int slot, int nworkers, const int *listen_fds, size_t nlisten,
-              int status_fd, gw_metrics_t *metrics, gw_disc_shm_t *disc, gw_log_t *log)
+              int status_fd, gw_metrics_t *metrics, gw_disc_shm_t *disc, gw_log_t *log,
+              const gw_worker_shared_t *shared)
 {
     gw_worker_t w;
     uv_loop_t loop;
@@ -354,6 +388,8 @@ gw_worker_run(const gw_conf_t *conf, int slot, int nworkers, const int *listen_f
     w.log = log;
     w.metrics = metrics;
     w.status_fd = status_fd;
+    w.admin_fd = shared ? shared->admin_fd : -1;
+    w.shstate = shared ? shared->shstate : NULL;
     w.disc_shm = disc;
     w.rng = uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)slot;
     w.rbufs.size = conf->max_header_size + 4096 > 16384 ? conf->max_header_size + 4096 : 16384;
@@ -384,6 +420,7 @@ gw_worker_run(const gw_conf_t *conf, int slot, int nworkers, const int *listen_f
         begin_drain(&w);
     } else {
         gw_metrics_worker_start(metrics, slot);
+        gw_metrics_lua_memory(metrics, slot, gw_lua_memory_used(w.lua));
         gw_log(log, GW_LOG_INFO, "started (pid %d)", (int)getpid());
     }
     uv_run(&loop, UV_RUN_DEFAULT);

@@ -37,6 +37,9 @@ struct gw_worker_s {
     gw_access_log_t *access_log;
     gw_metrics_t *metrics;
     gw_status_t *status;
+    struct gw_admin_s *admin;     /* the admin API, slot 0 only; NULL otherwise */
+    struct gw_shstate_s *shstate; /* health, breakers: one per instance */
+    int admin_fd;
     gw_router_t *router;
     gw_upstreams_t *upstreams;
     struct gw_disc_shm_s *disc_shm; /* NULL without discovery */
@@ -72,10 +75,19 @@ struct gw_worker_s {
     uint64_t rng;
 };
 
-/* Runs the worker until it has drained; returns the process exit code. */
+/* What the master shares with every worker beyond the listeners: the
+ * admin socket (-1: none; slot 0 serves it) and the shared state segment
+ * (NULL: each worker decides alone). */
+typedef struct {
+    int admin_fd;
+    struct gw_shstate_s *shstate;
+} gw_worker_shared_t;
+
+/* Runs the worker until it has drained; returns the process exit code.
+ * SHARED may be NULL. */
 int gw_worker_run(const gw_conf_t *conf, int slot, int nworkers, const int *listen_fds,
                   size_t nlisten, int status_fd, gw_metrics_t *metrics, struct gw_disc_shm_s *disc,
-                  gw_log_t *log);
+                  gw_log_t *log, const gw_worker_shared_t *shared);
 
 /* The TLS context of gw.http.request's https URLs: the system's CA store,
  * verification on. Made on first use (reading the store takes a while);

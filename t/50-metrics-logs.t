@@ -92,7 +92,7 @@ is($rslow->{status}, 200, 'a 60 ms request: 200');
     like($m->{headers}{'content-type'} // '', qr{^text/plain; version=0\.0\.4}, '/metrics: Prometheus content type');
     my $t = $m->{body};
     is(metric($t, 'gateway_requests_total{route="users",status="200"}'), 6, 'requests_total users/200 = 6');
-    is(metric($t, 'gateway_requests_total{route="",status="404"}'), 1, 'requests_total ""/404 = 1');
+    is(metric($t, 'gateway_requests_total{route="_unmatched",status="404"}'), 1, 'requests_total _unmatched/404 = 1');
     is(metric($t, 'gateway_requests_total{route="down",status="502"}'), 1, 'requests_total down/502 = 1');
     like($t, qr/^# TYPE gateway_requests_total counter$/m, 'requests_total TYPE counter');
     like($t, qr/^# TYPE gateway_request_duration_seconds histogram$/m, 'duration TYPE histogram');

@@ -184,6 +184,7 @@ local function find_plugin(name, paths)
 end
 
 local loaded = {}
+local loaded_file = {}
 
 local function load_plugin(name, paths)
     if loaded[name] ~= nil then return loaded[name] end
@@ -212,6 +213,7 @@ local function load_plugin(name, paths)
         end
     end
     loaded[name] = p
+    loaded_file[name] = file
     return p
 end
 
@@ -335,6 +337,30 @@ function M.init(spec)
     end
     if #errs > 0 then return nil, errs end
     return true, masks
+end
+
+-- The loaded plugins for the admin API (GET /plugins): a JSON array of
+-- {name, priority, version, phases, file}, by name. Built by hand: an
+-- empty phase list must stay an array.
+local phase_order = { "rewrite", "access", "header_filter", "body_filter", "log", "error" }
+
+function M.plugins_json()
+    local names = {}
+    for name in pairs(loaded) do names[#names + 1] = name end
+    table.sort(names)
+    local out = {}
+    for _, name in ipairs(names) do
+        local p = loaded[name]
+        local ph = {}
+        for _, phase in ipairs(phase_order) do
+            if type(p[phase]) == "function" then ph[#ph + 1] = cjson.encode(phase) end
+        end
+        local version = p.version ~= nil and cjson.encode(tostring(p.version)) or "null"
+        out[#out + 1] = '{"name":' .. cjson.encode(name) .. ',"priority":' .. cjson.encode(p.priority)
+            .. ',"version":' .. version .. ',"phases":[' .. table.concat(ph, ",") .. ']'
+            .. ',"file":' .. cjson.encode(loaded_file[name] or "") .. '}'
+    end
+    return "[" .. table.concat(out, ",") .. "]"
 end
 
 -- ---- phases ----

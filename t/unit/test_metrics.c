@@ -110,7 +110,7 @@ main(void)
     HAS(t, "gateway_workers 2");
     HAS(t, "gateway_requests_total{route=\"users\",status=\"200\"} 3");
     HAS(t, "gateway_requests_total{route=\"users\",status=\"404\"} 1");
-    HAS(t, "gateway_requests_total{route=\"\",status=\"404\"} 2");
+    HAS(t, "gateway_requests_total{route=\"_unmatched\",status=\"404\"} 2");
     HAS(t, "gateway_requests_total{route=\"we\\\"ird\\\\route\\n\",status=\"503\"} 1");
 
     /* Buckets are cumulative: 0.003 0.004 0.2 2.0 */
@@ -124,8 +124,8 @@ main(void)
     HAS(t, "gateway_request_duration_seconds_bucket{route=\"users\",le=\"+Inf\"} 4");
     HAS(t, "gateway_request_duration_seconds_count{route=\"users\"} 4");
     HAS(t, "gateway_request_duration_seconds_sum{route=\"users\"} 2.207");
-    HAS(t, "gateway_request_duration_seconds_bucket{route=\"\",le=\"0.001\"} 2");
-    HAS(t, "gateway_request_duration_seconds_count{route=\"\"} 2");
+    HAS(t, "gateway_request_duration_seconds_bucket{route=\"_unmatched\",le=\"0.001\"} 2");
+    HAS(t, "gateway_request_duration_seconds_count{route=\"_unmatched\"} 2");
 
     HAS(t,
         "gateway_upstream_requests_total{upstream=\"api\",node=\"10.0.0.1:80\",status=\"200\"} 2");
@@ -203,6 +203,65 @@ main(void)
     HAS(t, "gateway_requests_total{route=\"we\\\"ird\\\\route\\n\",status=\"other\"} 3");
     HAS(t, "gateway_requests_total{route=\"we\\\"ird\\\\route\\n\",status=\"216\"} 1");
     free(t);
+
+    /* A value on a bound falls in that bucket (le is "less or equal"); a
+     * negative or NaN one (a clock step) in the first. */
+    gw_metrics_upstream(m, 0, 1, 0, 200, 0.005);
+    gw_metrics_upstream(m, 0, 1, 0, 200, -1);
+    gw_metrics_upstream(m, 0, 1, 0, 200, 0.0 / 0.0);
+    gw_metrics_upstream(m, 0, 1, 0, 200, 99);
+    t = render(m);
+    HAS(t, "gateway_upstream_latency_seconds_bucket{upstream=\"cache\",le=\"0.001\"} 2");
+    HAS(t, "gateway_upstream_latency_seconds_bucket{upstream=\"cache\",le=\"0.005\"} 3");
+    HAS(t, "gateway_upstream_latency_seconds_bucket{upstream=\"cache\",le=\"10\"} 3");
+    HAS(t, "gateway_upstream_latency_seconds_bucket{upstream=\"cache\",le=\"+Inf\"} 4");
+    HAS(t, "gateway_upstream_latency_seconds_count{upstream=\"cache\"} 4");
+    free(t);
+
+    /* Redis commands, TLS handshakes, Lua memory. */
+    t = render(m);
+    HAS(t, "gateway_redis_commands_total 0");
+    HAS(t, "gateway_redis_errors_total{kind=\"timeout\"} 0");
+    HAS(t, "# TYPE gateway_redis_latency_seconds histogram");
+    ok(strstr(t, "gateway_redis_latency_seconds_count") == NULL, "no Redis series before a call");
+    HAS(t, "gateway_tls_handshakes_total{result=\"ok\"} 0");
+    HAS(t, "gateway_lua_memory_bytes{worker=\"0\"} 0");
+    free(t);
+    gw_metrics_redis_call(m, 0, GW_METRICS_REDIS_OK, 0.0002);
+    gw_metrics_redis_call(m, 1, GW_METRICS_REDIS_OK, 0.0004);
+    gw_metrics_redis_call(m, 1, GW_METRICS_REDIS_TIMEOUT, 0.05);
+    gw_metrics_redis_call(m, 0, GW_METRICS_REDIS_REPLY_ERR, 0.0001);
+    gw_metrics_redis_call(m, 0, GW_METRICS_REDIS_CONN, 0.001);
+    gw_metrics_redis_call(m, 0, 9, 0.001); /* bad result: ignored */
+    gw_metrics_tls_handshake(m, 0, 1);
+    gw_metrics_tls_handshake(m, 1, 1);
+    gw_metrics_tls_handshake(m, 1, 0);
+    gw_metrics_lua_memory(m, 0, 123456);
+    gw_metrics_lua_memory(m, 1, 654321);
+    gw_metrics_lua_memory(m, 5, 1); /* bad slot: ignored */
+    t = render(m);
+    HAS(t, "gateway_redis_commands_total 5");
+    HAS(t, "gateway_redis_errors_total{kind=\"reply\"} 1");
+    HAS(t, "gateway_redis_errors_total{kind=\"timeout\"} 1");
+    HAS(t, "gateway_redis_errors_total{kind=\"connection\"} 1");
+    HAS(t, "gateway_redis_latency_seconds_bucket{le=\"0.0001\"} 1");
+    HAS(t, "gateway_redis_latency_seconds_bucket{le=\"0.00025\"} 2");
+    HAS(t, "gateway_redis_latency_seconds_bucket{le=\"0.0005\"} 3");
+    HAS(t, "gateway_redis_latency_seconds_bucket{le=\"0.001\"} 4");
+    HAS(t, "gateway_redis_latency_seconds_bucket{le=\"+Inf\"} 5");
+    HAS(t, "gateway_redis_latency_seconds_count 5");
+    HAS(t, "gateway_tls_handshakes_total{result=\"ok\"} 2");
+    HAS(t, "gateway_tls_handshakes_total{result=\"failed\"} 1");
+    HAS(t, "gateway_lua_memory_bytes{worker=\"0\"} 123456");
+    HAS(t, "gateway_lua_memory_bytes{worker=\"1\"} 654321");
+    free(t);
+    /* A dead worker's Lua gauge goes with it. */
+    gw_metrics_worker_reset(m, 1);
+    t = render(m);
+    ok(strstr(t, "gateway_lua_memory_bytes{worker=\"1\"}") == NULL, "dead worker: no Lua row");
+    HAS(t, "gateway_redis_commands_total 5");
+    free(t);
+    gw_metrics_worker_start(m, 1);
 
     /* The mapping is shared with a forked child. */
     pid_t pid = fork();
