@@ -89,11 +89,16 @@ sub log_like {
 
 # ---- verification failures -----------------------------------------------
 {
-    my $gw = gw_with(tls => { ca_file => $pki->{other_ca}{cert} });
+    my $gw = gw_with(tls => { ca_file => $pki->{other_ca}{cert} },
+                     health => { passive => { unhealthy => 2, window => '10s' } });
     my $r = http_request($gw->{port}, 'GET', '/wrong-ca');
     is($r->{status}, 502, 'a certificate from another CA: 502');
     log_like($gw, qr/upstream "tls" node \Q$node\E: TLS handshake failed: certificate verify failed: unable to get local issuer certificate/,
              'the log names the node and the reason');
+    $r = http_request($gw->{port}, 'GET', '/wrong-ca-2');
+    is($r->{status}, 502, 'again: 502');
+    log_like($gw, qr/node \Q$node\E ejected: 2 failures in 10s/,
+             'verification failures count against the node (passive health)');
     stop_gateway($gw);
 
     $gw = gw_with(tls => { ca_file => $pki->{ca}{cert}, sni => 'api.example.com' });
