@@ -150,6 +150,32 @@ sub log_like {
     waitpid($pid, 0);
 }
 
+# ---- a handshake that never ends: the connect timeout covers it ----------
+{
+    my $l = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 8,
+        ReuseAddr => 1) or die "listen: $!";
+    my $pid = fork // die "fork: $!";
+    if ($pid == 0) {
+        my @held;
+        while (my $c = $l->accept) { push @held, $c } # accepted, never answered
+        POSIX::_exit(0);
+    }
+    my $port = $l->sockport;
+    close $l;
+    my $gw = start_gateway(config => {
+        upstreams => [{ name => 'tls', nodes => ["127.0.0.1:$port"], scheme => 'https',
+                        retries => 0, timeouts => { connect => '300ms' },
+                        tls => { ca_file => $pki->{ca}{cert} } }],
+        routes    => [{ name => 'all', match => { path => '/*' }, upstream => 'tls' }],
+    });
+    my $r = http_request($gw->{port}, 'GET', '/silent');
+    is($r->{status}, 504, 'a node that never answers the ClientHello: 504 (connect timeout)');
+    log_like($gw, qr/connect timed out/, 'logged as a connect timeout');
+    stop_gateway($gw);
+    kill 'TERM', $pid;
+    waitpid($pid, 0);
+}
+
 # ---- client certificate ---------------------------------------------------
 {
     my $mtls = start_tls_origin(%{ $pki->{server} }, client_ca => $pki->{client_ca}{cert});
