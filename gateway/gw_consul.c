@@ -815,7 +815,7 @@ start(uv_loop_t *loop, gw_log_t *log, const gw_registry_conf_t *reg,
         w->base[--bl] = '\0';
     if (reg->tls.enabled) {
         char err[256];
-        if ((w->tls = gw_tls_client_new(&reg->tls, err, sizeof(err))) == NULL) {
+        if ((w->tls = gw_tls_client_new(&reg->tls, NULL, err, sizeof(err))) == NULL) {
             gw_log_error(log, "registry %s: %s", reg->name, err);
             free(w->t);
             free(w->base);

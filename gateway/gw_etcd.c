@@ -1135,7 +1135,7 @@ start(uv_loop_t *loop, gw_log_t *log, const gw_registry_conf_t *reg,
     }
     if (reg->tls.enabled) {
         char err[256];
-        if ((w->tls = gw_tls_client_new(&reg->tls, err, sizeof(err))) == NULL) {
+        if ((w->tls = gw_tls_client_new(&reg->tls, NULL, err, sizeof(err))) == NULL) {
             gw_log_error(log, "registry %s: %s", reg->name, err);
             watcher_free(w);
             return NULL;

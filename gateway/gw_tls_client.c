@@ -26,6 +26,14 @@ struct gw_tlsc_s {
     char why[192];
 };
 
+struct gw_tls_stores_s {
+    struct {
+        char *ca_file; /* NULL: the system's store */
+        X509_STORE *store;
+    } * s;
+    size_t n;
+};
+
 #define EXPIRY_WARN_DAYS 30
 
 /* The most telling reason OpenSSL left for the last failure. */
@@ -63,8 +71,55 @@ on_new_session(SSL *ssl, SSL_SESSION *sess)
     return 1; /* the reference is ours now */
 }
 
+gw_tls_stores_t *
+gw_tls_stores_new(void)
+{
+    return calloc(1, sizeof(gw_tls_stores_t));
+}
+
+void
+gw_tls_stores_free(gw_tls_stores_t *s)
+{
+    if (s == NULL)
+        return;
+    for (size_t i = 0; i < s->n; i++) {
+        free(s->s[i].ca_file);
+        X509_STORE_free(s->s[i].store);
+    }
+    free(s->s);
+    free(s);
+}
+
+/* The store for CA_FILE (NULL: the system's) in STORES, read on first use. */
+static X509_STORE *
+shared_store(gw_tls_stores_t *st, const char *ca_file)
+{
+    for (size_t i = 0; i < st->n; i++)
+        if ((ca_file == NULL && st->s[i].ca_file == NULL) ||
+            (ca_file && st->s[i].ca_file && strcmp(ca_file, st->s[i].ca_file) == 0))
+            return st->s[i].store;
+    void *grown = realloc(st->s, (st->n + 1) * sizeof(*st->s));
+    if (grown == NULL)
+        return NULL;
+    st->s = grown;
+    X509_STORE *x = X509_STORE_new();
+    char *name = ca_file ? strdup(ca_file) : NULL;
+    int ok = x && (ca_file == NULL || name) &&
+             (ca_file ? X509_STORE_load_file(x, ca_file) : X509_STORE_set_default_paths(x)) == 1;
+    if (!ok) {
+        X509_STORE_free(x);
+        free(name);
+        return NULL;
+    }
+    st->s[st->n].ca_file = name;
+    st->s[st->n].store = x;
+    st->n++;
+    return x;
+}
+
 gw_tls_client_t *
-gw_tls_client_new(const gw_tls_client_conf_t *conf, char *err, size_t errlen)
+gw_tls_client_new(const gw_tls_client_conf_t *conf, gw_tls_stores_t *stores, char *err,
+                  size_t errlen)
 {
     static const unsigned char alpn[] = "\x08http/1.1";
     char why[160];
@@ -91,7 +146,19 @@ gw_tls_client_new(const gw_tls_client_conf_t *conf, char *err, size_t errlen)
                                    SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
     SSL_CTX_sess_set_new_cb(c->ctx, on_new_session);
     SSL_CTX_set_verify(c->ctx, conf->verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
-    if (conf->verify) {
+    if (conf->verify && stores) {
+        X509_STORE *x = NULL;
+        if (conf->ca_file && !readable("ca_file", conf->ca_file, err, errlen))
+            goto failed;
+        if ((x = shared_store(stores, conf->ca_file)) == NULL) {
+            ssl_reason(why, sizeof(why), "unreadable");
+            snprintf(err, errlen, "%s%.200s%s: %s", conf->ca_file ? "ca_file \"" : "",
+                     conf->ca_file ? conf->ca_file : "the system's CA store",
+                     conf->ca_file ? "\"" : "", why);
+            goto failed;
+        }
+        SSL_CTX_set1_cert_store(c->ctx, x);
+    } else if (conf->verify) {
         if (conf->ca_file) {
             if (!readable("ca_file", conf->ca_file, err, errlen))
                 goto failed;
@@ -161,7 +228,7 @@ gw_tls_client_check(const gw_tls_client_conf_t *conf, char *err, size_t errlen, 
 {
     if (warnlen)
         warn[0] = '\0';
-    gw_tls_client_t *c = gw_tls_client_new(conf, err, errlen);
+    gw_tls_client_t *c = gw_tls_client_new(conf, NULL, err, errlen);
     if (c == NULL)
         return GW_ERROR;
     X509 *x = conf->cert ? SSL_CTX_get0_certificate(c->ctx) : NULL;

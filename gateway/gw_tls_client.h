@@ -55,8 +55,21 @@ typedef struct {
 int gw_tls_client_check(const gw_tls_client_conf_t *conf, char *err, size_t errlen, char *warn,
                         size_t warnlen);
 
-/** A context for CONF; NULL with the reason in ERR. */
-gw_tls_client_t *gw_tls_client_new(const gw_tls_client_conf_t *conf, char *err, size_t errlen);
+/*
+ * CA stores shared by the contexts of one process: the system's store is
+ * about a megabyte once read, and every https upstream of every worker
+ * would read its own. Contexts made with the same STORES and the same
+ * ca_file (or none) share one store. Freed after, or before, the contexts
+ * that use it (they hold a reference).
+ */
+typedef struct gw_tls_stores_s gw_tls_stores_t;
+gw_tls_stores_t *gw_tls_stores_new(void);
+void gw_tls_stores_free(gw_tls_stores_t *s);
+
+/** A context for CONF, its CA store from STORES (NULL: a store of its
+ * own); NULL with the reason in ERR. */
+gw_tls_client_t *gw_tls_client_new(const gw_tls_client_conf_t *conf, gw_tls_stores_t *stores,
+                                   char *err, size_t errlen);
 void gw_tls_client_free(gw_tls_client_t *c);
 
 /* The configured sni, or NULL. */

@@ -438,8 +438,11 @@ gw_upstreams_new(const gw_upstreams_env_t *env, char *err, size_t errlen)
         }
         if (target_init(&up->all, up, NULL, 0, env->seed + i) != GW_OK)
             goto failed;
+        if (up->conf->tls.enabled && u->tls_stores == NULL &&
+            (u->tls_stores = gw_tls_stores_new()) == NULL)
+            goto failed;
         if (up->conf->tls.enabled &&
-            (up->tls = gw_tls_client_new(&up->conf->tls, err, errlen)) == NULL) {
+            (up->tls = gw_tls_client_new(&up->conf->tls, u->tls_stores, err, errlen)) == NULL) {
             char why[256];
             snprintf(why, sizeof(why), "%s", err);
             snprintf(err, errlen, "upstream \"%s\": %s", up->conf->name, why);
@@ -529,6 +532,7 @@ gw_upstreams_free(gw_upstreams_t *u)
     free(u->nsplits);
     free(u->route_targets);
     free(u->ups);
+    gw_tls_stores_free(u->tls_stores);
     free(u);
 }
 

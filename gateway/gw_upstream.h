@@ -83,8 +83,9 @@ struct gw_upstreams_s {
     uv_loop_t *loop;
     gw_log_t *log;
     gw_rbuf_pool_t *rbufs;
-    int draining;            /* no connection goes back to a pool any more */
-    struct gw_shstate_s *sh; /* NULL: no shared state */
+    struct gw_tls_stores_s *tls_stores; /* the https upstreams' CA stores, shared */
+    int draining;                       /* no connection goes back to a pool any more */
+    struct gw_shstate_s *sh;            /* NULL: no shared state */
 };
 
 typedef struct gw_upconn_s gw_upconn_t;

@@ -451,7 +451,7 @@ gw_worker_tls_default(gw_worker_t *w)
     if (w->tls_default == NULL) {
         char err[256];
         gw_tls_client_conf_t conf = {.enabled = 1, .verify = 1};
-        w->tls_default = gw_tls_client_new(&conf, err, sizeof(err));
+        w->tls_default = gw_tls_client_new(&conf, NULL, err, sizeof(err));
         if (w->tls_default == NULL)
             gw_log(w->log, GW_LOG_ERROR, "TLS for gw.http.request: %s", err);
     }
