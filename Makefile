@@ -22,7 +22,8 @@ LDLIBS_GW = $(SAN) $(PKG_LIBS) -lm
 DEB_PKGS := build-essential pkg-config libuv1-dev node-llhttp libluajit2-5.1-dev \
             libhiredis-dev libc-ares-dev libssl-dev libyaml-dev libpcre2-dev lua-cjson luajit2 \
             lua-check redis-server etcd-server etcd-client golang-go golang-etcd-server-dev curl \
-            perl libjson-pp-perl iproute2 util-linux procps zlib1g-dev prometheus
+            perl libjson-pp-perl libio-socket-ssl-perl iproute2 util-linux procps zlib1g-dev \
+            prometheus
 BENCH_PKGS := nginx-extras haproxy wrk
 
 SRCS     := $(filter-out gateway/gw_main.c,$(wildcard gateway/gw_*.c))

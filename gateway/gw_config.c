@@ -26,6 +26,7 @@
 
 #include "gw_config.h"
 #include "gw_http.h"
+#include "gw_tls_client.h"
 
 #define PATHLEN 512
 /* Deeper than any sane config; bounds the recursion of the tree builder. */
@@ -1472,23 +1473,109 @@ compile_redis(cctx_t *c, const ynode_t *v)
     get_dur(c, v, "redis", "timeout", 1, &conf->redis_timeout_ms);
 }
 
-/* Endpoints of a registry: plain http:// URLs with a host. The client
- * that talks to registries has no TLS yet, so https is refused here rather
- * than silently downgraded. */
+/* ---- TLS towards servers (upstreams[].tls, registries.NAME.tls) -------- */
+
+static int is_dns_name(const char *s);
+
+/*
+ * `tls: {ca_file, sni, verify, cert, key}` under an upstream with scheme
+ * https or a registry with https:// endpoints (ENABLED), into T. Checking
+ * the peer is never turned off by accident: only the literal `verify:
+ * false` does it, and -t says so. The files are read here, so -t fails on
+ * an unreadable file or a key that does not match its certificate.
+ */
+static void
+compile_tls_client(cctx_t *c, const ynode_t *map, const char *path, int enabled,
+                   gw_tls_client_conf_t *t)
+{
+    static const char *const keys[] = {"ca_file", "sni", "verify", "cert", "key", NULL};
+    char p[PATHLEN], kp[PATHLEN], err[512], warn[512];
+    const ynode_t *v = mget(map, "tls");
+
+    t->enabled = enabled;
+    t->verify = 1;
+    sub_key(p, path, "tls");
+    if (v == NULL) {
+        if (!enabled)
+            return;
+    } else if (!enabled) {
+        cerr(c, p,
+             "TLS settings for a server spoken to in plain HTTP (set scheme: https, or "
+             "https:// endpoints)");
+        return;
+    } else if (!check_map(c, v, p, keys)) {
+        return;
+    } else {
+        const ynode_t *vf = mget(v, "verify");
+        sub_key(kp, p, "verify");
+        if (vf && (vf->kind != YN_SCALAR ||
+                   (strcmp(vf->str, "true") != 0 && strcmp(vf->str, "false") != 0)))
+            cerr(c, kp,
+                 "expected true or false (verification is turned off only by the "
+                 "literal false)");
+        else if (vf)
+            t->verify = strcmp(vf->str, "true") == 0;
+        get_str(c, v, p, "ca_file", &t->ca_file);
+        get_str(c, v, p, "sni", &t->sni);
+        get_str(c, v, p, "cert", &t->cert);
+        get_str(c, v, p, "key", &t->key);
+        if ((t->cert == NULL) != (t->key == NULL))
+            cerr(c, p, "give both cert and key (a client certificate), or neither");
+        if (t->sni && !is_dns_name(t->sni)) {
+            sub_key(kp, p, "sni");
+            cerr(c, kp, "expected a host name, got \"%.100s\"", t->sni);
+        }
+        if (!t->verify && t->ca_file) {
+            sub_key(kp, p, "ca_file");
+            cerr(c, kp, "not used with verify: false (nothing is checked against it)");
+        }
+    }
+    if (c->nerr > 0)
+        return; /* the files are read only for a config that is otherwise valid */
+    if (gw_tls_client_check(t, err, sizeof(err), warn, sizeof(warn)) != GW_OK)
+        cerr(c, p, "%s", err);
+    else if (warn[0])
+        cwarn(c, p, "%s", warn);
+    if (!t->verify) {
+        sub_key(kp, p, "verify");
+        cwarn(c, kp,
+              "false: the servers' certificates are not checked (anyone on the path "
+              "can pose as them)");
+    }
+}
+
+static void
+free_tls_client(gw_tls_client_conf_t *t)
+{
+    free(t->ca_file);
+    free(t->sni);
+    free(t->cert);
+    free(t->key);
+}
+
+/* Endpoints of a registry: http:// or https:// URLs with a host. */
 static void
 check_endpoint(cctx_t *c, const char *path, const char *url)
 {
-    if (strncmp(url, "https://", 8) == 0)
-        cerr(c, path, "https registries are not available in this build (\"%.100s\")", url);
-    else if (strncmp(url, "http://", 7) != 0 || url[7] == '\0' || url[7] == '/')
-        cerr(c, path, "expected an http:// URL, got \"%.100s\"", url);
+    size_t skip = strncmp(url, "https://", 8) == 0 ? 8 : strncmp(url, "http://", 7) == 0 ? 7 : 0;
+    if (skip == 0 || url[skip] == '\0' || url[skip] == '/')
+        cerr(c, path, "expected an http:// or https:// URL, got \"%.100s\"", url);
+}
+
+static int
+any_https(char *const *urls, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (urls[i] && strncmp(urls[i], "https://", 8) == 0)
+            return 1;
+    return 0;
 }
 
 static void
 compile_etcd(cctx_t *c, const ynode_t *r, const char *p, gw_registry_conf_t *g)
 {
     static const char *const keys[] = {"type",   "endpoints", "username", "password",
-                                       "prefix", "timeout",   NULL};
+                                       "prefix", "timeout",   "tls",      NULL};
     char ip[PATHLEN], ep[PATHLEN];
 
     check_map(c, r, p, keys);
@@ -1513,12 +1600,14 @@ compile_etcd(cctx_t *c, const ynode_t *r, const char *p, gw_registry_conf_t *g)
         sub_key(ep, p, "prefix");
         cerr(c, ep, "must start and end with \"/\", got \"%.100s\"", g->prefix);
     }
+    compile_tls_client(c, r, p, any_https(g->endpoints, g->nendpoints), &g->tls);
 }
 
 static void
 compile_consul(cctx_t *c, const ynode_t *r, const char *p, gw_registry_conf_t *g)
 {
-    static const char *const keys[] = {"type", "addr", "token", "dc", "timeout", "wait", NULL};
+    static const char *const keys[] = {"type", "addr",    "token", "dc",
+                                       "wait", "timeout", "tls",   NULL};
     char ip[PATHLEN];
 
     check_map(c, r, p, keys);
@@ -1535,6 +1624,7 @@ compile_consul(cctx_t *c, const ynode_t *r, const char *p, gw_registry_conf_t *g
         sub_key(ip, p, "wait");
         cerr(c, ip, "must be at most 10m (Consul's own limit)");
     }
+    compile_tls_client(c, r, p, any_https(g->endpoints, g->nendpoints), &g->tls);
 }
 
 static void
@@ -1567,8 +1657,8 @@ static void
 compile_registries(cctx_t *c, const ynode_t *v)
 {
     static const char *const any_keys[] = {
-        "type", "endpoints", "addr", "username",    "password", "prefix",  "token",
-        "dc",   "timeout",   "wait", "nameservers", "min_ttl",  "max_ttl", NULL};
+        "type",    "endpoints", "addr",        "username", "password", "prefix", "token", "dc",
+        "timeout", "wait",      "nameservers", "min_ttl",  "max_ttl",  "tls",    NULL};
     char p[PATHLEN], ip[PATHLEN];
     gw_conf_t *conf = c->conf;
 
@@ -1892,12 +1982,30 @@ compile_breaker(cctx_t *c, const ynode_t *v, const char *path, gw_breaker_conf_t
     }
 }
 
+/* `scheme: http | https` and its `tls` settings. */
+static void
+compile_upstream_scheme(cctx_t *c, const ynode_t *v, const char *path, gw_upstream_conf_t *u)
+{
+    char p[PATHLEN];
+    char *scheme = NULL;
+    int https = 0;
+    if (get_str(c, v, path, "scheme", &scheme) > 0) {
+        https = strcmp(scheme, "https") == 0;
+        if (!https && strcmp(scheme, "http") != 0) {
+            sub_key(p, path, "scheme");
+            cerr(c, p, "expected http or https, got \"%.100s\"", scheme);
+        }
+    }
+    free(scheme);
+    compile_tls_client(c, v, path, https, &u->tls);
+}
+
 static void
 compile_upstream(cctx_t *c, const ynode_t *v, const char *path, gw_upstream_conf_t *u)
 {
-    static const char *const keys[] = {"name",    "nodes",    "discovery", "balancer",
-                                       "hash_on", "timeouts", "retries",   "keepalive",
-                                       "health",  "breaker",  NULL};
+    static const char *const keys[] = {"name",     "nodes",   "discovery", "balancer", "hash_on",
+                                       "timeouts", "retries", "keepalive", "health",   "breaker",
+                                       "scheme",   "tls",     NULL};
     static const char *const tkeys[] = {"connect", "send", "read", NULL};
     static const char *const kkeys[] = {"size", "idle_timeout", NULL};
     static const char *const balancers[] = {"round_robin", "weighted_round_robin", "random",
@@ -2001,6 +2109,7 @@ compile_upstream(cctx_t *c, const ynode_t *v, const char *path, gw_upstream_conf
     sub_key(p, path, "breaker");
     if ((s = mget(v, "breaker")) != NULL)
         compile_breaker(c, s, p, &u->breaker);
+    compile_upstream_scheme(c, v, path, u);
 }
 
 static void
@@ -2994,6 +3103,7 @@ gw_conf_free(gw_conf_t *conf)
         free(u->hash_on.name);
         free(u->health_active.path);
         free(u->breaker.failure_statuses);
+        free_tls_client(&u->tls);
     }
     free(conf->upstreams);
 
@@ -3007,6 +3117,7 @@ gw_conf_free(gw_conf_t *conf)
         free(g->dc);
         free(g->prefix);
         free_str_list(g->nameservers, g->nnameservers);
+        free_tls_client(&g->tls);
     }
     free(conf->registries);
 

@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 
 #include "gw_core.h"
+#include "gw_tls_client.h" /* gw_tls_client_conf_t */
 
 typedef struct {
     char *key;
@@ -98,7 +99,7 @@ typedef struct {
     char *name;
     gw_discovery_kind_t kind; /* never GW_DISC_STATIC */
     /* etcd: the endpoints, tried in turn; consul: one, its addr. Plain
-     * http:// URLs (https is refused at load until the client speaks TLS). */
+     * http:// or https:// URLs (all of one scheme). */
     char **endpoints;
     size_t nendpoints;
     char *username, *password; /* etcd: both or neither */
@@ -112,6 +113,7 @@ typedef struct {
     char **nameservers;
     size_t nnameservers;
     uint64_t min_ttl_ms, max_ttl_ms;
+    gw_tls_client_conf_t tls; /* enabled when an endpoint is https:// */
 } gw_registry_conf_t;
 
 typedef struct {
@@ -142,6 +144,7 @@ struct gw_upstream_conf_s {
     gw_health_active_conf_t health_active;
     gw_health_passive_conf_t health_passive;
     gw_breaker_conf_t breaker;
+    gw_tls_client_conf_t tls; /* scheme https */
 };
 
 typedef enum {
@@ -376,5 +379,19 @@ gw_upstream_conf_t *gw_conf_find_upstream(const gw_conf_t *conf, const char *nam
  * every node; a NULL node matches nothing.
  */
 int gw_subset_match(const gw_node_conf_t *node, const gw_kv_t *subset, size_t nsubset);
+
+/* The name a node of upstream UC is checked against (https): the
+ * configured sni, else the name DNS discovery resolves (A/AAAA), else the
+ * node's host as written (an IP address for nodes from a registry: then
+ * its IP SANs). */
+static inline const char *
+gw_upstream_tls_name(const gw_upstream_conf_t *uc, const gw_node_conf_t *nc)
+{
+    if (uc->tls.sni)
+        return uc->tls.sni;
+    if (uc->discovery.kind == GW_DISC_DNS && uc->discovery.host)
+        return uc->discovery.host;
+    return nc->host;
+}
 
 #endif

@@ -30,6 +30,7 @@
 #include "gw_httpc.h"
 #include "gw_jsonr.h"
 #include "gw_log.h"
+#include "gw_tls_client.h"
 #include "gw_watch.h"
 
 #define MIN_INTERVAL_MS 100
@@ -68,7 +69,8 @@ struct consul_s {
     const gw_registry_conf_t *reg;
     const gw_disc_report_t *report;
     void *arg;
-    char *base; /* addr without a trailing '/' */
+    gw_tls_client_t *tls; /* an https:// addr: the registry's tls settings */
+    char *base;           /* addr without a trailing '/' */
     target_t *t;
     size_t nt;
     unsigned pending; /* timers not closed + requests in flight */
@@ -539,6 +541,7 @@ maybe_free(consul_t *w)
         return;
     free(w->t);
     free(w->base);
+    gw_tls_client_free(w->tls);
     free(w);
 }
 
@@ -757,6 +760,8 @@ send_query(target_t *t)
         .url = url.data,
         .timeout_ms = reg->timeout_ms,
         .max_body = MAX_BODY,
+        .tls = w->tls,
+        .tls_name = reg->tls.sni,
     };
     /* Consul holds the request up to wait plus wait/16 of jitter. */
     if (blocking)
@@ -808,6 +813,16 @@ start(uv_loop_t *loop, gw_log_t *log, const gw_registry_conf_t *reg,
     size_t bl = strlen(w->base);
     while (bl > 0 && w->base[bl - 1] == '/')
         w->base[--bl] = '\0';
+    if (reg->tls.enabled) {
+        char err[256];
+        if ((w->tls = gw_tls_client_new(&reg->tls, NULL, err, sizeof(err))) == NULL) {
+            gw_log_error(log, "registry %s: %s", reg->name, err);
+            free(w->t);
+            free(w->base);
+            free(w);
+            return NULL;
+        }
+    }
     w->loop = loop;
     w->log = log;
     w->reg = reg;

@@ -34,6 +34,7 @@
 #include "gw_json.h"
 #include "gw_jsonr.h"
 #include "gw_log.h"
+#include "gw_tls_client.h"
 #include "gw_watch.h"
 
 #define RANGE_MAX_BODY (16u * 1024 * 1024) /* a whole prefix read */
@@ -83,6 +84,7 @@ typedef struct {
     const gw_registry_conf_t *reg;
     const gw_disc_report_t *report;
     void *arg;
+    gw_tls_client_t *tls; /* https:// endpoints: the registry's tls settings */
 
     target_t *targets;
     size_t ntargets;
@@ -157,6 +159,7 @@ watcher_free(watcher_t *w)
     free(w->targets);
     free(w->token);
     gw_buf_free(&w->line);
+    gw_tls_client_free(w->tls);
     free(w);
 }
 
@@ -632,6 +635,8 @@ post(watcher_t *w, const char *path, const char *body, size_t max_body, gw_httpc
         .timeout_ms = w->reg->timeout_ms,
         .max_body = max_body,
         .on_body = on_body,
+        .tls = w->tls,
+        .tls_name = w->reg->tls.sni,
     };
     gw_httpc_req_t *r = gw_httpc_request(w->loop, &o, cb, w, err, sizeof(err));
     if (r == NULL) {
@@ -1127,6 +1132,14 @@ start(uv_loop_t *loop, gw_log_t *log, const gw_registry_conf_t *reg,
         gw_log_error(log, "registry %s: no endpoints", reg->name);
         watcher_free(w);
         return NULL;
+    }
+    if (reg->tls.enabled) {
+        char err[256];
+        if ((w->tls = gw_tls_client_new(&reg->tls, NULL, err, sizeof(err))) == NULL) {
+            gw_log_error(log, "registry %s: %s", reg->name, err);
+            watcher_free(w);
+            return NULL;
+        }
     }
     uv_timer_init(loop, &w->timer);
     w->timer.data = w;

@@ -39,6 +39,7 @@ typedef struct {
 struct gw_health_s {
     uv_loop_t *loop;
     const gw_upstream_conf_t *conf;
+    gw_tls_client_t *tls; /* scheme https: probes speak TLS too */
     gw_log_t *log;
     gw_metrics_t *metrics;
     int slot;
@@ -286,6 +287,8 @@ start_probe(hnode_t *n)
         .nheaders = 2,
         .timeout_ms = h->conf->health_active.timeout_ms,
         .max_body = PROBE_MAX_BODY,
+        .tls = h->tls,
+        .tls_name = h->tls ? gw_upstream_tls_name(h->conf, n->node->conf) : NULL,
     };
     n->probe = gw_httpc_request(h->loop, &o, on_probe, n, err, sizeof(err));
     if (n->probe == NULL)
@@ -316,7 +319,7 @@ on_probe_tick(uv_timer_t *t)
 /* ---- lifetime ---- */
 
 static char *
-probe_url(const gw_node_conf_t *nc, const char *path)
+probe_url(const gw_node_conf_t *nc, const char *path, int https)
 {
     char ip[64], host[72];
     const struct sockaddr *sa = (const struct sockaddr *)&nc->sa;
@@ -335,7 +338,7 @@ probe_url(const gw_node_conf_t *nc, const char *path)
     size_t len = strlen(host) + strlen(path) + 32;
     char *url = malloc(len);
     if (url)
-        snprintf(url, len, "http://%s:%d%s", host, nc->port, path);
+        snprintf(url, len, "%s://%s:%d%s", https ? "https" : "http", host, nc->port, path);
     return url;
 }
 
@@ -351,8 +354,9 @@ hnode_new(gw_health_t *h, gw_node_t *node)
         (n->fails = calloc(h->ring_size, sizeof(uint64_t))) == NULL)
         goto failed;
     if (h->conf->health_active.enabled &&
-        (n->url = probe_url(node->conf, h->conf->health_active.path ? h->conf->health_active.path
-                                                                    : "/")) == NULL)
+        (n->url =
+             probe_url(node->conf, h->conf->health_active.path ? h->conf->health_active.path : "/",
+                       h->conf->tls.enabled)) == NULL)
         goto failed;
     return n;
 failed:
@@ -378,15 +382,16 @@ hnode_free(hnode_t *n)
 }
 
 gw_health_t *
-gw_health_new(uv_loop_t *loop, const gw_upstream_conf_t *conf, gw_node_t **nodes, size_t nnodes,
-              gw_log_t *log, gw_metrics_t *metrics, int slot, uint64_t seed, char *err,
-              size_t errlen)
+gw_health_new(uv_loop_t *loop, const gw_upstream_conf_t *conf, gw_tls_client_t *tls,
+              gw_node_t **nodes, size_t nnodes, gw_log_t *log, gw_metrics_t *metrics, int slot,
+              uint64_t seed, char *err, size_t errlen)
 {
     gw_health_t *h = calloc(1, sizeof(*h));
     if (h == NULL)
         goto failed;
     h->loop = loop;
     h->conf = conf;
+    h->tls = tls;
     h->log = log;
     h->metrics = metrics;
     h->slot = slot;

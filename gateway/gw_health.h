@@ -31,6 +31,7 @@
 
 typedef struct gw_health_s gw_health_t;
 typedef struct gw_log_s gw_log_t;
+typedef struct gw_tls_client_s gw_tls_client_t;
 typedef struct gw_shstate_s gw_shstate_t;
 
 /** Whether conf asks for active or passive checks at all. */
@@ -38,13 +39,15 @@ int gw_health_enabled(const gw_upstream_conf_t *conf);
 
 /**
  * A checker for the nnodes nodes (conf's nodes, same order) of the upstream
- * conf. nodes, conf, log and metrics are borrowed and must outlive the
- * checker; metrics may be NULL. seed staggers the first probe. Returns NULL
- * with a reason in err when memory runs out. Starts nothing.
+ * conf. nodes, conf, tls, log and metrics are borrowed and must outlive the
+ * checker; metrics may be NULL; tls (the upstream's, scheme https) makes
+ * the probes https with the proxy's verification. seed staggers the first
+ * probe. Returns NULL with a reason in err when memory runs out. Starts
+ * nothing.
  */
-gw_health_t *gw_health_new(uv_loop_t *loop, const gw_upstream_conf_t *conf, gw_node_t **nodes,
-                           size_t nnodes, gw_log_t *log, gw_metrics_t *metrics, int slot,
-                           uint64_t seed, char *err, size_t errlen);
+gw_health_t *gw_health_new(uv_loop_t *loop, const gw_upstream_conf_t *conf, gw_tls_client_t *tls,
+                           gw_node_t **nodes, size_t nnodes, gw_log_t *log, gw_metrics_t *metrics,
+                           int slot, uint64_t seed, char *err, size_t errlen);
 
 /** Publishes the node counts and arms the probe timer. Call once. */
 void gw_health_start(gw_health_t *h);

@@ -18,6 +18,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "gw_tls_client.h"
+
 #define MAX_ADDRS 8
 #define MAX_HEADER_BYTES (64 * 1024)
 #define MAX_HEADERS 256
@@ -43,7 +45,8 @@ struct gw_httpc_req_s {
     uv_connect_t creq;
     uv_write_t wreq;
     resolve_t *resolve;
-    int refs; /* open handles and libuv requests in flight */
+    int refs;       /* open handles and libuv requests in flight */
+    gw_tlsc_t *tls; /* https: the session over tcp */
 
     char *host; /* NUL-terminated, IPv6 without brackets */
     char port[8];
@@ -76,6 +79,7 @@ struct gw_httpc_req_s {
     unsigned complete : 1;
     unsigned hdr_done : 1; /* the last header is complete: a field starts a new one */
     unsigned cancelled : 1;
+    unsigned tls_ready : 1; /* https: handshake done, the request sent */
 
     char rbuf[RBUF_SIZE];
 };
@@ -117,24 +121,25 @@ typedef struct {
     unsigned port;
     const char *target; /* path and query, without a fragment; may be empty */
     size_t target_len;
+    int https;
 } url_t;
 
 static int
 parse_url(const char *url, url_t *u, char *err, size_t errlen)
 {
-    static const char http[] = "http://";
     const char *p, *end, *a_end;
 
     memset(u, 0, sizeof(*u));
     if (strncasecmp(url, "https://", 8) == 0) {
-        set_err(err, errlen, "https is not supported", NULL);
+        u->https = 1;
+        p = url + 8;
+    } else if (strncasecmp(url, "http://", 7) == 0) {
+        p = url + 7;
+    } else {
+        set_err(err, errlen, "bad URL \"%.100s\": only http:// and https:// URLs are supported",
+                url);
         return -1;
     }
-    if (strncasecmp(url, http, sizeof(http) - 1) != 0) {
-        set_err(err, errlen, "bad URL \"%.100s\": only http:// URLs are supported", url);
-        return -1;
-    }
-    p = url + sizeof(http) - 1;
     end = p + strlen(p);
     a_end = p + strcspn(p, "/?#");
     u->authority = p;
@@ -188,7 +193,7 @@ parse_url(const char *url, url_t *u, char *err, size_t errlen)
         return -1;
     }
 
-    u->port = 80;
+    u->port = u->https ? 443 : 80;
     if (port_start != NULL) {
         unsigned v = 0;
         if (port_start == a_end || a_end - port_start > 5) {
@@ -352,6 +357,7 @@ build_request(gw_httpc_req_t *r, const gw_httpc_opts_t *o, const char *method, c
 static void
 req_free(gw_httpc_req_t *r)
 {
+    gw_tlsc_free(r->tls);
     free(r->host);
     free(r->out);
     free(r->hbuf);
@@ -680,22 +686,21 @@ on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 }
 
 static void
-on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+got_bytes(gw_httpc_req_t *r, const char *data, size_t n)
 {
-    gw_httpc_req_t *r = s->data;
-    llhttp_errno_t e;
+    r->got_bytes = 1;
+    llhttp_errno_t e = llhttp_execute(&r->parser, data, n);
+    if (e == HPE_PAUSED && r->complete)
+        finish(r, 0, NULL);
+    else if (e != HPE_OK)
+        fail_parse(r, e);
+}
 
-    if (r->done || nread == 0)
-        return;
-    if (nread > 0) {
-        r->got_bytes = 1;
-        e = llhttp_execute(&r->parser, buf->base, (size_t)nread);
-        if (e == HPE_PAUSED && r->complete)
-            finish(r, 0, NULL);
-        else if (e != HPE_OK)
-            fail_parse(r, e);
-        return;
-    }
+/* The peer closed (UV_EOF), or the read failed. */
+static void
+got_end(gw_httpc_req_t *r, ssize_t nread)
+{
+    llhttp_errno_t e;
     if (nread == UV_EOF) {
         if (!r->got_bytes) {
             if (r->write_err)
@@ -720,6 +725,137 @@ on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     snprintf(r->errbuf, sizeof(r->errbuf), "connection %s while reading the response",
              nread == UV_ECONNRESET ? "reset by peer" : uv_strerror((int)nread));
     finish(r, GW_HTTPC_ERESET, r->errbuf);
+}
+
+static void on_tls_read(gw_httpc_req_t *r, ssize_t nread, const uv_buf_t *buf);
+
+static void
+on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    gw_httpc_req_t *r = s->data;
+    if (r->done || nread == 0)
+        return;
+    if (r->tls)
+        on_tls_read(r, nread, buf);
+    else if (nread > 0)
+        got_bytes(r, buf->base, (size_t)nread);
+    else
+        got_end(r, nread);
+}
+
+/* ---------------------------------------------------------------- https */
+
+typedef struct {
+    uv_write_t w;
+    gw_httpc_req_t *r;
+    char data[];
+} tls_out_t;
+
+static void
+on_tls_write(uv_write_t *w, int status)
+{
+    tls_out_t *o = w->data;
+    gw_httpc_req_t *r = o->r;
+    free(o);
+    if (status < 0 && status != UV_ECANCELED)
+        r->write_err = status;
+    unref(r);
+}
+
+/* What the session has for the server, on its way: 0, or a libuv error. */
+static int
+tls_flush(gw_httpc_req_t *r)
+{
+    const char *p;
+    size_t n = gw_tlsc_pending(r->tls, &p);
+    if (n == 0)
+        return 0;
+    tls_out_t *o = malloc(sizeof(*o) + n);
+    if (o == NULL)
+        return UV_ENOMEM;
+    memcpy(o->data, p, n);
+    gw_tlsc_sent(r->tls);
+    o->r = r;
+    o->w.data = o;
+    uv_buf_t b = uv_buf_init(o->data, (unsigned)n);
+    int rc = uv_write(&o->w, (uv_stream_t *)&r->tcp, &b, 1, on_tls_write);
+    if (rc < 0) {
+        free(o);
+        return rc;
+    }
+    r->refs++;
+    return 0;
+}
+
+static void
+tls_failed(gw_httpc_req_t *r, const char *why)
+{
+    snprintf(r->errbuf, sizeof(r->errbuf), "TLS handshake with %s:%s failed: %s", r->host, r->port,
+             why);
+    finish(r, GW_HTTPC_ECONNECT, r->errbuf);
+}
+
+/* 1: the handshake is done and the request on its way; 0: not yet, or
+ * the request ended. */
+static int
+tls_step(gw_httpc_req_t *r)
+{
+    int rc = gw_tlsc_handshake(r->tls);
+    int wr = tls_flush(r);
+    if (rc == GW_ERROR) {
+        tls_failed(r, gw_tlsc_error(r->tls));
+        return 0;
+    }
+    if (wr < 0) {
+        tls_failed(r, uv_strerror(wr));
+        return 0;
+    }
+    if (rc == GW_AGAIN)
+        return 0;
+    r->tls_ready = 1;
+    if (gw_tlsc_write(r->tls, r->out, r->out_len) != GW_OK || (wr = tls_flush(r)) < 0) {
+        snprintf(r->errbuf, sizeof(r->errbuf), "send failed: %s",
+                 wr < 0 ? uv_strerror(wr) : gw_tlsc_error(r->tls));
+        finish(r, GW_HTTPC_ERESET, r->errbuf);
+        return 0;
+    }
+    return 1;
+}
+
+static void
+on_tls_read(gw_httpc_req_t *r, ssize_t nread, const uv_buf_t *buf)
+{
+    if (nread < 0) {
+        if (r->tls_ready)
+            got_end(r, nread);
+        else
+            tls_failed(r, nread == UV_EOF ? "the server closed the connection"
+                                          : uv_strerror((int)nread));
+        return;
+    }
+    if (gw_tlsc_feed(r->tls, buf->base, (size_t)nread) != GW_OK) {
+        finish(r, GW_HTTPC_EINTERNAL, "out of memory");
+        return;
+    }
+    if (!r->tls_ready && !tls_step(r))
+        return;
+    /* the ciphertext is in the session: the read buffer takes the plain text */
+    while (!r->done) {
+        ssize_t n = gw_tlsc_read(r->tls, r->rbuf, sizeof(r->rbuf));
+        if (n > 0) {
+            got_bytes(r, r->rbuf, (size_t)n);
+            continue;
+        }
+        if (n == GW_TLSC_CLOSED) {
+            got_end(r, UV_EOF);
+        } else if (n < 0) {
+            snprintf(r->errbuf, sizeof(r->errbuf), "TLS: %s", gw_tlsc_error(r->tls));
+            finish(r, GW_HTTPC_ERESET, r->errbuf);
+        } else if (tls_flush(r) < 0) {
+            finish(r, GW_HTTPC_ERESET, "send failed");
+        }
+        return;
+    }
 }
 
 /* ---------------------------------------------------------------- connect and send */
@@ -758,6 +894,15 @@ on_connect(uv_connect_t *c, int status)
      * vanished one (best effort; a failure only loses that). */
     if (r->on_body)
         (void)uv_tcp_keepalive(&r->tcp, 1, 30);
+    if (r->tls) {
+        /* the request goes once the handshake is done (tls_step) */
+        rc = uv_read_start((uv_stream_t *)&r->tcp, on_alloc, on_read);
+        if (rc < 0)
+            tls_failed(r, uv_strerror(rc));
+        else
+            tls_step(r); /* the first flight */
+        return;
+    }
     uv_buf_t b = uv_buf_init(r->out, (unsigned)r->out_len);
     rc = uv_write(&r->wreq, (uv_stream_t *)&r->tcp, &b, 1, on_write);
     if (rc < 0) {
@@ -929,6 +1074,11 @@ gw_httpc_request(uv_loop_t *loop, const gw_httpc_opts_t *opts, gw_httpc_cb cb, v
     }
     if (parse_url(opts->url, &u, err, errlen) != 0)
         return NULL;
+    if (u.https && opts->tls == NULL) {
+        set_err(err, errlen, "https needs TLS settings (none were given for \"%.100s\")",
+                opts->url);
+        return NULL;
+    }
 
     r = calloc(1, sizeof(*r));
     if (r == NULL) {
@@ -942,6 +1092,12 @@ gw_httpc_request(uv_loop_t *loop, const gw_httpc_opts_t *opts, gw_httpc_cb cb, v
         return NULL;
     }
     if (build_request(r, opts, method, &u, err, errlen) != 0) {
+        req_free(r);
+        return NULL;
+    }
+    if (u.https && (r->tls = gw_tlsc_new(opts->tls, opts->tls_name ? opts->tls_name : r->host,
+                                         NULL)) == NULL) {
+        set_err(err, errlen, "out of memory", NULL);
         req_free(r);
         return NULL;
     }

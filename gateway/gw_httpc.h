@@ -3,7 +3,9 @@
  * API (gw.http.request), active health checks and registry discovery.
  *
  * One connection per request, closed at the end (`Connection: close`); no
- * pooling, no TLS, no redirects. The whole response is collected in memory
+ * pooling, no redirects; https:// over a TLS session (gw_tls_client) with
+ * the caller's context: verification, CA and client certificate are the
+ * caller's settings, never a default of this module. The whole response is collected in memory
  * (headers copied, body in a growable buffer capped by max_body), which
  * suits the small control-plane answers this client is meant for; proxied
  * traffic goes through gw_upstream instead. A streamed request (`on_body`)
@@ -21,6 +23,8 @@
 #include <uv.h>
 
 #include "gw_core.h"
+
+typedef struct gw_tls_client_s gw_tls_client_t;
 
 /* The codes the callback receives in ERR; ERRMSG says more. */
 #define GW_HTTPC_ECANCELED -1 /* gw_httpc_cancel(): "cancelled" */
@@ -91,9 +95,9 @@ typedef int (*gw_httpc_body_cb)(gw_httpc_req_t *req, int status, const char *dat
 typedef struct {
     /* A token such as "GET" or "POST"; NULL means "GET". */
     const char *method;
-    /* "http://host[:port][/path][?query]", host a name, an IPv4 address or
-     * a bracketed IPv6 address; the port defaults to 80, a fragment is
-     * dropped. "https://" is refused ("https is not supported"). */
+    /* "http[s]://host[:port][/path][?query]", host a name, an IPv4
+     * address or a bracketed IPv6 address; the port defaults to 80 (443
+     * for https), a fragment is dropped. https needs TLS below. */
     const char *url;
     /* Extra request headers. `Host` and `User-Agent` given here replace the
      * defaults; `Content-Length`, `Transfer-Encoding` and `Connection` are
@@ -122,6 +126,14 @@ typedef struct {
      * peer ends the body, an error, a non-zero return from ON_BODY or
      * gw_httpc_cancel(). */
     gw_httpc_body_cb on_body;
+    /* https:// URLs: the TLS context (borrowed for the call only: the
+     * request holds what it needs), and the name the server's certificate
+     * is checked against and sent as SNI (NULL: the URL's host; an IP
+     * address is checked against the certificate's IP addresses). An
+     * https URL without TLS is refused; a failed handshake is
+     * GW_HTTPC_ECONNECT with the reason ("certificate verify failed: ..."). */
+    gw_tls_client_t *tls;
+    const char *tls_name;
 } gw_httpc_opts_t;
 
 /**
@@ -133,8 +145,8 @@ typedef struct {
  * close`, `Content-Length` when there is a body, then OPTS's headers and
  * body.
  *
- * Returns NULL on bad input (NULL LOOP, OPTS or CB, a malformed URL, https,
- * a bad method or header) or when memory runs out, with the reason in ERR
+ * Returns NULL on bad input (NULL LOOP, OPTS or CB, a malformed URL, https
+ * without TLS, a bad method or header) or when memory runs out, with the reason in ERR
  * (ERRLEN bytes, always NUL-terminated when ERRLEN > 0; ERR may be NULL); the
  * callback then never fires. Otherwise returns the request, and CB fires
  * exactly once, later, from the loop, with ARG.

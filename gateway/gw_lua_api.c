@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <uv.h>
 
 #include "gw_httpc.h"
@@ -470,6 +471,8 @@ gw_ffi_http(gw_request_t *r, const char *method, const char *url, const char *he
     o.body = blen ? body : NULL;
     o.body_len = blen;
     o.timeout_ms = timeout > 0 ? (uint64_t)(timeout * 1000) : 5000;
+    if (strncasecmp(url, "https://", 8) == 0)
+        o.tls = gw_worker_tls_default(r->w);
     http_wait_t *hw = calloc(1, sizeof(*hw));
     if (hw == NULL)
         abort();

@@ -12,12 +12,14 @@
 #include "gw_breaker.h"
 #include "gw_edge.h"
 #include "gw_shstate.h"
+#include "gw_tls_client.h"
 
 enum { UP_CONNECTING = 1, UP_ACTIVE, UP_IDLE };
 
 typedef struct {
     gw_link_t idle;
     unsigned nidle;
+    gw_tlsc_cache_t tls_cache; /* https: the node's last session, to resume */
 } node_pool_t;
 
 /* ---- runtime construction ---- */
@@ -177,6 +179,8 @@ failed:
 static void
 node_free(gw_node_t *node)
 {
+    if (node->pool)
+        gw_tlsc_cache_clear(&((node_pool_t *)node->pool)->tls_cache);
     free(node->pool);
     gw_breaker_free(node->breaker);
     node_conf_free(node->own);
@@ -434,6 +438,17 @@ gw_upstreams_new(const gw_upstreams_env_t *env, char *err, size_t errlen)
         }
         if (target_init(&up->all, up, NULL, 0, env->seed + i) != GW_OK)
             goto failed;
+        if (up->conf->tls.enabled && u->tls_stores == NULL &&
+            (u->tls_stores = gw_tls_stores_new()) == NULL)
+            goto failed;
+        if (up->conf->tls.enabled &&
+            (up->tls = gw_tls_client_new(&up->conf->tls, u->tls_stores, err, errlen)) == NULL) {
+            char why[256];
+            snprintf(why, sizeof(why), "%s", err);
+            snprintf(err, errlen, "upstream \"%s\": %s", up->conf->name, why);
+            gw_upstreams_free(u);
+            return NULL;
+        }
         if (up->conf->breaker.enabled && up->conf->breaker.scope == GW_SCOPE_UPSTREAM) {
             char key[GW_SH_KEY_MAX + 1];
             snprintf(key, sizeof(key), "upstream\x1f%s", up->conf->name);
@@ -442,8 +457,8 @@ gw_upstreams_new(const gw_upstreams_env_t *env, char *err, size_t errlen)
         }
         if (gw_health_enabled(up->conf)) {
             up->health =
-                gw_health_new(env->loop, up->conf, up->nodes, up->nnodes, env->log, env->metrics,
-                              env->slot, env->seed + i * 7919 + 1, err, errlen);
+                gw_health_new(env->loop, up->conf, up->tls, up->nodes, up->nnodes, env->log,
+                              env->metrics, env->slot, env->seed + i * 7919 + 1, err, errlen);
             if (up->health == NULL) {
                 gw_upstreams_free(u);
                 return NULL;
@@ -508,6 +523,7 @@ gw_upstreams_free(gw_upstreams_t *u)
         gw_upstream_rt_t *up = &u->ups[i];
         target_close(&up->all);
         gw_health_free(up->health);
+        gw_tls_client_free(up->tls);
         gw_breaker_free(up->breaker);
         for (size_t n = 0; up->nodes && n < up->nnodes; n++)
             node_free(up->nodes[n]);
@@ -516,6 +532,7 @@ gw_upstreams_free(gw_upstreams_t *u)
     free(u->nsplits);
     free(u->route_targets);
     free(u->ups);
+    gw_tls_stores_free(u->tls_stores);
     free(u);
 }
 
@@ -523,6 +540,11 @@ gw_upstreams_free(gw_upstreams_t *u)
 
 static void up_read_start(gw_upconn_t *u);
 static void on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void tls_handshake(gw_upconn_t *u);
+static void tls_on_read(gw_upconn_t *u, ssize_t nread, const uv_buf_t *buf);
+static void tls_drain(gw_upconn_t *u);
+static int tls_write(gw_upconn_t *u, const uv_buf_t *bufs, unsigned n);
+static void tls_close_notify(gw_upconn_t *u);
 
 static void
 on_up_closed(uv_handle_t *h)
@@ -530,6 +552,9 @@ on_up_closed(uv_handle_t *h)
     gw_upconn_t *u = h->data;
     if (u->rbuf)
         gw_rbuf_put(u->set->rbufs, u->rbuf);
+    if (u->tls_in)
+        gw_rbuf_put(u->set->rbufs, u->tls_in);
+    gw_tlsc_free(u->tls);
     gw_wqueue_free(&u->out);
     gw_node_unref(u->node);
     free(u);
@@ -558,6 +583,8 @@ up_close(gw_upconn_t *u)
         gw_rbuf_put(u->set->rbufs, u->rbuf);
         u->rbuf = NULL;
     }
+    if (u->tls)
+        tls_close_notify(u);
     uv_close((uv_handle_t *)&u->tcp, on_up_tcp_closed);
 }
 
@@ -618,6 +645,12 @@ on_connect(uv_connect_t *cr, int status)
         return;
     }
     uv_tcp_nodelay(&u->tcp, 1);
+    if (u->tls) {
+        /* the handshake runs within the connect timeout, still armed */
+        up_read_start(u);
+        tls_handshake(u);
+        return;
+    }
     u->state = UP_ACTIVE;
     gw_deadline_clear(&u->dl);
     up_read_start(u);
@@ -701,6 +734,14 @@ gw_upconn_connect(gw_upstream_rt_t *up, gw_node_t *node, const gw_upconn_user_t 
     uv_timer_init(set->loop, &u->timer);
     u->tcp.data = u->timer.data = u->creq.data = u;
     gw_list_init(&u->link);
+    if (up->tls && (u->tls = gw_tlsc_new(up->tls, gw_upstream_tls_name(up->conf, node->conf),
+                                         &((node_pool_t *)node->pool)->tls_cache)) == NULL) {
+        gw_log(set->log, GW_LOG_ERROR, "upstream \"%s\" node %s: out of memory for TLS",
+               up->conf->name, node->conf->addr);
+        u->user = NULL;
+        up_close(u);
+        return NULL;
+    }
     int rc =
         uv_tcp_connect(&u->creq, &u->tcp, (const struct sockaddr *)&node->conf->sa, on_connect);
     if (rc < 0) {
@@ -752,6 +793,8 @@ gw_upconn_write(gw_upconn_t *u, const uv_buf_t *bufs, unsigned n)
 {
     if (u->closing || u->failed)
         return -1;
+    if (u->tls)
+        return tls_write(u, bufs, n);
     int busy = u->out.busy;
     u->out.req.data = u;
     int rc = gw_wqueue_write(&u->out, (uv_stream_t *)&u->tcp, bufs, n, on_up_write);
@@ -871,6 +914,13 @@ static void
 on_up_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     gw_upconn_t *u = h->data;
+    if (u->tls) {
+        if (u->tls_in == NULL)
+            u->tls_in = gw_rbuf_get(u->set->rbufs);
+        buf->base = u->tls_in->data;
+        buf->len = u->tls_in->cap;
+        return;
+    }
     if (u->rbuf == NULL)
         u->rbuf = gw_rbuf_get(u->set->rbufs);
     buf->base = u->rbuf->data + u->len;
@@ -1158,10 +1208,46 @@ up_parse(gw_upconn_t *u)
     }
 }
 
+/* The node closed (EOF) or the read failed (NREAD < 0), with a user. */
+static void
+up_read_end(gw_upconn_t *u, ssize_t nread)
+{
+    if (nread == UV_EOF && u->head_done && u->head.until_close) {
+        llhttp_finish(&u->parser);
+        u->resp_done = 1;
+        u->reusable = 0;
+        gw_deadline_clear(&u->dl);
+        u->cb->on_done(u->user);
+        return;
+    }
+    up_fail(u, closed_error(u));
+}
+
+/* N more response bytes at u->len in the read buffer. */
+static inline void
+up_received(gw_upconn_t *u, size_t n)
+{
+    if (!u->got_bytes) {
+        u->got_bytes = 1;
+        llhttp_init(&u->parser, HTTP_RESPONSE, &response_settings);
+        u->parser.data = u;
+        u->fast = u->head_request ? UP_FAST_OFF : UP_FAST_TRY;
+    }
+    u->len += n;
+    up_parse(u);
+    /* read timeout: the gap between two reads of a response still coming */
+    if (u->user && !u->closing && !u->resp_done && !u->paused && !u->out.busy)
+        timer_start(u, u->up->conf->read_timeout_ms);
+}
+
 static void
 on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     gw_upconn_t *u = s->data;
+    if (u->tls) {
+        tls_on_read(u, nread, buf);
+        return;
+    }
     if (u->state == UP_IDLE || u->user == NULL) {
         /* an idle connection that speaks or closes is done */
         if (nread != 0)
@@ -1171,29 +1257,11 @@ on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (nread == 0)
         return;
     if (nread < 0) {
-        if (nread == UV_EOF && u->head_done && u->head.until_close) {
-            llhttp_finish(&u->parser);
-            u->resp_done = 1;
-            u->reusable = 0;
-            gw_deadline_clear(&u->dl);
-            u->cb->on_done(u->user);
-            return;
-        }
-        up_fail(u, closed_error(u));
+        up_read_end(u, nread);
         return;
     }
     gw_edge_after_read(&u->edge, s, nread, buf->len);
-    if (!u->got_bytes) {
-        u->got_bytes = 1;
-        llhttp_init(&u->parser, HTTP_RESPONSE, &response_settings);
-        u->parser.data = u;
-        u->fast = u->head_request ? UP_FAST_OFF : UP_FAST_TRY;
-    }
-    u->len += (size_t)nread;
-    up_parse(u);
-    /* read timeout: the gap between two reads of a response still coming */
-    if (u->user && !u->closing && !u->resp_done && !u->paused && !u->out.busy)
-        timer_start(u, u->up->conf->read_timeout_ms);
+    up_received(u, (size_t)nread);
 }
 
 void
@@ -1232,6 +1300,8 @@ gw_upconn_resume(gw_upconn_t *u)
         timer_start(u, u->up->conf->read_timeout_ms);
     if (u->pos < u->len)
         up_parse(u);
+    if (u->tls)
+        tls_drain(u); /* what the session decrypted, or holds, before the pause */
 }
 
 void
@@ -1246,7 +1316,8 @@ gw_upconn_release(gw_upconn_t *u, int reuse)
     u->user = NULL;
     u->requests++;
     if (!reuse || !u->reusable || !u->resp_done || gw_wqueue_pending(&u->out) || u->closing ||
-        set->draining || u->node->removed || pool->nidle >= (unsigned)u->up->conf->keepalive_size) {
+        set->draining || u->node->removed || pool->nidle >= (unsigned)u->up->conf->keepalive_size ||
+        (u->tls && gw_tlsc_has_unread(u->tls))) {
         up_close(u);
         return;
     }
@@ -1307,5 +1378,211 @@ gw_upstreams_close_idle(gw_upstreams_t *ups)
                 up_close(u);
             }
         }
+    }
+}
+
+/* ---- https: the connection over a TLS session ----
+ *
+ * The socket stays the connection's: ciphertext is read into a buffer
+ * taken for the read callback only and fed to the session; what the
+ * session decrypts goes into the read buffer the plain path parses, by
+ * up_received. Writes are encrypted and go out through the same write
+ * queue. Only the branches on u->tls at connect, read, write, resume,
+ * release and close lead here: the plain path runs as before. */
+
+static void
+on_tls_up_write(uv_write_t *wr, int status)
+{
+    gw_upconn_t *u = wr->data;
+    if (u->closing)
+        return;
+    int rc =
+        status < 0 ? status : gw_wqueue_written(&u->out, (uv_stream_t *)&u->tcp, on_tls_up_write);
+    if (rc < 0) {
+        up_fail(u, u->state == UP_CONNECTING ? GW_UP_CONNECT_FAILED : closed_error(u));
+        return;
+    }
+    /* the session writes of its own too (the handshake): only a write
+     * of the user's that was queued is owed an on_drained */
+    if (rc > 0 || !u->drain_wanted)
+        return;
+    u->drain_wanted = 0;
+    if (!u->resp_done && u->user) {
+        gw_deadline_clear(&u->dl);
+        u->cb->on_drained(u->user);
+    }
+}
+
+/* Sends what the session has for the node: 1 all of it (or nothing was
+ * there), 0 some queued, < 0 the socket failed. */
+static int
+tls_flush(gw_upconn_t *u)
+{
+    const char *p;
+    size_t n = gw_tlsc_pending(u->tls, &p);
+    if (n == 0)
+        return 1;
+    uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
+    u->out.req.data = u;
+    int rc = gw_wqueue_write(&u->out, (uv_stream_t *)&u->tcp, &b, 1, on_tls_up_write);
+    gw_tlsc_sent(u->tls); /* the queue copied what the socket did not take */
+    return rc;
+}
+
+static void
+tls_fail(gw_upconn_t *u, const char *why)
+{
+    gw_log(u->set->log, GW_LOG_WARN, "upstream \"%s\" node %s: TLS handshake failed: %s",
+           u->up->conf->name, u->node->conf->addr, why);
+    /* the next connection starts afresh */
+    gw_tlsc_cache_clear(&((node_pool_t *)u->node->pool)->tls_cache);
+    up_fail(u, GW_UP_CONNECT_FAILED);
+}
+
+static void
+tls_handshake(gw_upconn_t *u)
+{
+    int rc = gw_tlsc_handshake(u->tls);
+    if (tls_flush(u) < 0 && rc != GW_ERROR) {
+        tls_fail(u, "the handshake could not be sent");
+        return;
+    }
+    if (rc == GW_AGAIN)
+        return;
+    if (rc == GW_ERROR) {
+        tls_fail(u, gw_tlsc_error(u->tls));
+        return;
+    }
+    u->state = UP_ACTIVE;
+    gw_deadline_clear(&u->dl);
+    u->cb->on_ready(u->user);
+}
+
+static int
+tls_write(gw_upconn_t *u, const uv_buf_t *bufs, unsigned n)
+{
+    char one[16384];
+    size_t total = 0;
+    int busy = u->out.busy, ok = 1;
+    for (unsigned i = 0; i < n; i++)
+        total += bufs[i].len;
+    if (n > 1 && total <= sizeof(one)) {
+        /* one record for a chunk's size, data and CRLF */
+        size_t at = 0;
+        for (unsigned i = 0; i < n; i++) {
+            memcpy(one + at, bufs[i].base, bufs[i].len);
+            at += bufs[i].len;
+        }
+        ok = gw_tlsc_write(u->tls, one, total) == GW_OK;
+    } else {
+        for (unsigned i = 0; i < n && ok; i++)
+            ok = gw_tlsc_write(u->tls, bufs[i].base, bufs[i].len) == GW_OK;
+    }
+    if (!ok) {
+        gw_log(u->set->log, GW_LOG_WARN, "upstream \"%s\" node %s: TLS write failed: %s",
+               u->up->conf->name, u->node->conf->addr, gw_tlsc_error(u->tls));
+        return fail_later(u, closed_error(u));
+    }
+    int rc = tls_flush(u);
+    if (rc < 0)
+        return fail_later(u, closed_error(u));
+    u->drain_wanted = rc == 0;
+    if (rc == 0 && !busy)
+        timer_start(u, u->up->conf->send_timeout_ms);
+    return rc;
+}
+
+/* Decrypts what was fed, into the read buffer, as long as the user reads. */
+static void
+tls_drain(gw_upconn_t *u)
+{
+    while (u->user && !u->closing && !u->paused) {
+        if (u->rbuf == NULL)
+            u->rbuf = gw_rbuf_get(u->set->rbufs);
+        size_t room = u->rbuf->cap - u->len;
+        if (room == 0)
+            break; /* a head that fills the buffer: up_parse said so */
+        ssize_t n = gw_tlsc_read(u->tls, u->rbuf->data + u->len, room);
+        if (n > 0) {
+            up_received(u, (size_t)n);
+            continue;
+        }
+        if (n == 0)
+            break;
+        if (n == GW_TLSC_CLOSED) {
+            up_read_end(u, UV_EOF);
+            return;
+        }
+        gw_log(u->set->log, GW_LOG_WARN, "upstream \"%s\" node %s: TLS read failed: %s",
+               u->up->conf->name, u->node->conf->addr, gw_tlsc_error(u->tls));
+        up_fail(u, closed_error(u));
+        return;
+    }
+    if (!u->closing && tls_flush(u) < 0) /* the session may answer (a key update) */
+        up_fail(u, closed_error(u));
+}
+
+/* A pooled connection the node speaks on: a session ticket or a key
+ * update is the session's own business, anything else ends it. */
+static void
+tls_idle_read(gw_upconn_t *u, ssize_t nread)
+{
+    char c;
+    if (nread > 0 && gw_tlsc_read(u->tls, &c, 1) == 0 && tls_flush(u) >= 0)
+        return;
+    up_close(u);
+}
+
+static void
+tls_on_read(gw_upconn_t *u, ssize_t nread, const uv_buf_t *buf)
+{
+    int fed = GW_OK;
+    if (nread > 0) {
+        gw_edge_after_read(&u->edge, (uv_stream_t *)&u->tcp, nread, buf->len);
+        fed = gw_tlsc_feed(u->tls, buf->base, (size_t)nread);
+    }
+    if (u->tls_in) {
+        gw_rbuf_put(u->set->rbufs, u->tls_in);
+        u->tls_in = NULL;
+    }
+    if (nread == 0)
+        return;
+    if (u->state == UP_IDLE || u->user == NULL) {
+        tls_idle_read(u, nread);
+        return;
+    }
+    if (fed != GW_OK) {
+        up_fail(u, u->state == UP_CONNECTING ? GW_UP_CONNECT_FAILED : closed_error(u));
+        return;
+    }
+    if (u->state == UP_CONNECTING) {
+        if (nread < 0)
+            tls_fail(u,
+                     nread == UV_EOF ? "the node closed the connection" : uv_strerror((int)nread));
+        else
+            tls_handshake(u);
+        return;
+    }
+    if (nread < 0) {
+        up_read_end(u, nread);
+        return;
+    }
+    tls_drain(u);
+}
+
+/* A clean end for a session that worked: close_notify, if the socket
+ * takes it now (the close does not wait for it). */
+static void
+tls_close_notify(gw_upconn_t *u)
+{
+    const char *p;
+    if (u->state == UP_CONNECTING || u->out.busy || u->failed)
+        return;
+    gw_tlsc_shutdown(u->tls);
+    size_t n = gw_tlsc_pending(u->tls, &p);
+    if (n) {
+        uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
+        (void)uv_try_write((uv_stream_t *)&u->tcp, &b, 1);
+        gw_tlsc_sent(u->tls);
     }
 }

@@ -65,6 +65,7 @@ struct gw_upstream_rt_s {
     gw_target_t all;
     gw_health_t *health;          /* NULL when the upstream has no health checks */
     struct gw_breaker_s *breaker; /* scope "upstream" */
+    struct gw_tls_client_s *tls;  /* scheme https; NULL: plain HTTP */
 };
 
 struct gw_upstreams_s {
@@ -82,8 +83,9 @@ struct gw_upstreams_s {
     uv_loop_t *loop;
     gw_log_t *log;
     gw_rbuf_pool_t *rbufs;
-    int draining;            /* no connection goes back to a pool any more */
-    struct gw_shstate_s *sh; /* NULL: no shared state */
+    struct gw_tls_stores_s *tls_stores; /* the https upstreams' CA stores, shared */
+    int draining;                       /* no connection goes back to a pool any more */
+    struct gw_shstate_s *sh;            /* NULL: no shared state */
 };
 
 typedef struct gw_upconn_s gw_upconn_t;
@@ -183,6 +185,11 @@ struct gw_upconn_s {
     int64_t content_length;
     uint64_t requests;
     gw_up_head_t head;
+    /* https: the session under the socket (NULL: plain), and a read
+     * buffer for the ciphertext, held only inside a read callback */
+    struct gw_tlsc_s *tls;
+    gw_rbuf_t *tls_in;
+    unsigned drain_wanted : 1; /* https: a write returned 0, on_drained is owed */
 };
 
 gw_upstreams_t *gw_upstreams_new(const gw_upstreams_env_t *env, char *err, size_t errlen);

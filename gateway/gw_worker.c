@@ -20,6 +20,7 @@
 #include "gw_router.h"
 #include "gw_status.h"
 #include "gw_tls.h"
+#include "gw_tls_client.h"
 #include "gw_upstream.h"
 #include "gw_watchdog.h"
 
@@ -603,9 +604,23 @@ gw_worker_run(const gw_conf_t *conf, int slot, int nworkers, const int *listen_f
         gw_limiter_free(w.limiters[i]);
     free(w.limiters);
     gw_rbuf_pool_close(&w.rbufs);
+    gw_tls_client_free(w.tls_default);
     free(w.listeners);
     uv_loop_close(&loop);
     if (rc == 0)
         gw_log(log, GW_LOG_INFO, "exited");
     return rc;
+}
+
+gw_tls_client_t *
+gw_worker_tls_default(gw_worker_t *w)
+{
+    if (w->tls_default == NULL) {
+        char err[256];
+        gw_tls_client_conf_t conf = {.enabled = 1, .verify = 1};
+        w->tls_default = gw_tls_client_new(&conf, NULL, err, sizeof(err));
+        if (w->tls_default == NULL)
+            gw_log(w->log, GW_LOG_ERROR, "TLS for gw.http.request: %s", err);
+    }
+    return w->tls_default;
 }

@@ -51,6 +51,7 @@ struct gw_worker_s {
     struct gw_tls_s *tls;           /* NULL without a tls: true listener */
     struct gw_limiter_s **limiters; /* made by limiter plugins on first use */
     size_t nlimiters;
+    struct gw_tls_client_s *tls_default; /* gw.http.request's https: made on first use */
 
     gw_listener_t *listeners;
     size_t nlisteners;
@@ -96,6 +97,11 @@ int gw_worker_run(const gw_conf_t *conf, int slot, int nworkers, const int *list
  * PLUGIN 1 + the plugin's position in its route's chain as written
  * (globals first), for the watchdog (gw_watchdog.h). */
 void gw_ffi_watch(gw_request_t *r, int plugin);
+
+/* The TLS context of gw.http.request's https URLs: the system's CA store,
+ * verification on. Made on first use (reading the store takes a while);
+ * NULL when that failed (logged). */
+struct gw_tls_client_s *gw_worker_tls_default(gw_worker_t *w);
 
 /* IMF-fixdate of the current second, cached. */
 const char *gw_worker_date(gw_worker_t *w);

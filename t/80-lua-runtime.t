@@ -335,7 +335,7 @@ my $gw = start_gateway(config => {
         route('sleep', '/sleep/*', { 't-sleep' => { seconds => 0.5 * mult() } }),
         route('http', '/http/*', { 't-http' => { url => "http://127.0.0.1:$up2->{port}" } }),
         route('http-closed', '/http-closed/*', { 't-http' => { url => "http://127.0.0.1:$closed" } }),
-        route('http-refused', '/http-refused/*', { 't-http' => { url => "https://127.0.0.1:$closed" } }),
+        route('http-refused', '/http-refused/*', { 't-http' => { url => "ftp://127.0.0.1:$closed" } }),
         route('http-slow', '/http-slow/*', { 't-http' => { url => "http://127.0.0.1:$up2->{port}/sleep/2000",
                                                         timeout => 0.3 } }),
         route('http-gone', '/http-gone/*', { 't-http' => { url => "http://127.0.0.1:$up2->{port}/sleep/600" } }),
@@ -511,7 +511,7 @@ ok($hc->{handled} && length($hc->{err} // ''), 'http.request to a closed port: e
 # refused before anything is sent: the client's reason comes back as err
 $r = http_request($gw->{port}, 'GET', '/http-refused/1');
 is($r->{status}, 200, 'http.request refused at once: the plugin handled nil, err');
-like((json_body($r) // {})->{err} // '', qr/https is not supported/,
+like((json_body($r) // {})->{err} // '', qr/only http:\/\/ and https:\/\/ URLs are supported/,
      'http.request refused at once: err is the reason') or diag($r->{body});
 
 # gw.req.body in access

@@ -28,9 +28,9 @@ for my $f (sort glob("$FindBin::Bin/../conf/examples/*.yaml")) {
 }
 
 my @bad = (
-    [{ c1 => { type => 'consul', addr => 'https://127.0.0.1:8500' } },
+    [{ c1 => { type => 'consul', addr => 'http://127.0.0.1:8500', tls => { sni => 'c.example' } } },
      { registry => 'c1', service => 'x' },
-     qr/registries\.c1\.addr: https registries are not available/],
+     qr/registries\.c1\.tls: TLS settings for a server spoken to in plain HTTP/],
     [{ d => { type => 'dns' } }, { registry => 'd', host => 'a.example' },
      qr/upstreams\[0\]\.discovery: missing key "port"/],
     [{ d => { type => 'dns' } }, { registry => 'd', host => 'a.example', srv => '_x._tcp.a' },

@@ -39,9 +39,13 @@ sub have_etcd {
 }
 
 sub _http_get {
-    my ($port, $path) = @_;
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
-        Proto => 'tcp', Timeout => 1) or return '';
+    my ($port, $path, $tls) = @_;
+    require IO::Socket::SSL if $tls;
+    my $s = $tls ? IO::Socket::SSL->new(PeerAddr => '127.0.0.1', PeerPort => $port,
+                       SSL_verify_mode => 0, Timeout => 1)
+                 : IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
+                       Proto => 'tcp', Timeout => 1);
+    return '' unless $s;
     print $s "GET $path HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
     local $/;
     my $r = <$s> // '';
@@ -51,28 +55,32 @@ sub _http_get {
 
 sub _spawn_etcd {
     my ($e) = @_;
-    my $c = "http://127.0.0.1:$e->{port}";
+    my $c = ($e->{tls} ? 'https' : 'http') . "://127.0.0.1:$e->{port}";
     my $p = "http://127.0.0.1:$e->{peer_port}";
     my @args = ('etcd', '--name', 'gw', '--data-dir', "$e->{dir}/data",
         '--listen-client-urls', $c, '--advertise-client-urls', $c,
         '--listen-peer-urls', $p, '--initial-advertise-peer-urls', $p,
         '--initial-cluster', "gw=$p", '--auto-compaction-retention', '0',
-        '--logger', 'zap', '--log-level', 'warn');
+        '--logger', 'zap', '--log-level', 'warn',
+        $e->{tls} ? ('--cert-file', $e->{tls}{cert}, '--key-file', $e->{tls}{key}) : ());
     $e->{pid} = GwTest::spawn(\@args, "$e->{dir}/stdout", "$e->{dir}/stderr");
     $e->{stopped} = 0;
     my $ok = wait_for(sub {
         return -1 if waitpid($e->{pid}, WNOHANG) == $e->{pid};
-        return _http_get($e->{port}, '/health') =~ /"health":\s*"true"/;
+        return _http_get($e->{port}, '/health', $e->{tls}) =~ /"health":\s*"true"/;
     }, 20);
     die "etcd did not start on $e->{port}:\n" . slurp_file("$e->{dir}/stderr")
       unless $ok && $ok > 0;
 }
 
-# start_etcd() -> {port, peer_port, dir, pid, url}
+# start_etcd([tls => {cert, key, ca}]) -> {port, peer_port, dir, pid, url}
+# With tls, clients speak https (the peer port stays plain); etcdctl is
+# given ca.
 sub start_etcd {
     my (%o) = @_;
-    my $e = { port => free_port(), peer_port => free_port(), dir => GwTest::subdir('etcd-') };
-    $e->{url} = "http://127.0.0.1:$e->{port}";
+    my $e = { port => free_port(), peer_port => free_port(), dir => GwTest::subdir('etcd-'),
+              tls => $o{tls} };
+    $e->{url} = ($o{tls} ? 'https' : 'http') . "://127.0.0.1:$e->{port}";
     push @etcds, $e;
     _spawn_etcd($e);
     return $e;
@@ -109,7 +117,8 @@ sub etcdctl {
     my $in  = "$dir/etcdctl.in";
     spew_file($in, $stdin // '');
     local $ENV{ETCDCTL_API} = 3;
-    my @cmd = ('etcdctl', '--endpoints', $e->{url}, '--dial-timeout', '5s', @auth, @args);
+    my @cmd = ('etcdctl', '--endpoints', $e->{url}, '--dial-timeout', '5s', @auth,
+        $e->{tls} ? ('--cacert', $e->{tls}{ca}) : (), @args);
     my $pid = open(my $fh, '-|') // die "fork: $!";
     if ($pid == 0) {
         open STDIN, '<', $in;

@@ -685,8 +685,8 @@ test_bad_input(void)
     static const struct {
         const char *url, *want;
     } urls[] = {
-        {"https://127.0.0.1/", "https is not supported"},
-        {"HTTPS://example.com/", "https is not supported"},
+        {"https://127.0.0.1/", "https needs TLS settings"},
+        {"HTTPS://example.com/", "https needs TLS settings"},
         {"ftp://example.com/", "only http"},
         {"example.com/path", "only http"},
         {"http://", "bad host"},
