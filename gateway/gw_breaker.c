@@ -7,26 +7,30 @@
  * slice of time however irregular the traffic is. Every add or read first
  * moves the ring forward to NOW, clearing the buckets time has passed over.
  */
-#include <errno.h>
 #include <math.h>
-#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "gw_breaker.h"
 
 #define MIN_K 1.1
 #define FORCE_PASS_MS 1000
 #define MAX_BUCKETS 10000
+/* a holder that keeps a shared breaker's lock this long is taken for dead */
+#define STALE_LOCK_NS 100000000ull
 
 typedef struct {
     uint64_t sum, success, failure, drop;
 } bucket_t;
 
 struct gw_breaker_s {
-    /* a breaker in the shared segment (gw_shstate.c): every call holds its
-     * process-shared mutex; NULL for a worker's own */
-    pthread_mutex_t *mu;
+    /* a breaker in the shared segment (gw_shstate.c): every call holds
+     * `lock` (see lock()); a worker's own breaker needs none */
+    int shared;
+    _Atomic unsigned lock;
     uint64_t interval_ms;
     double k;
     double protection;
@@ -102,46 +106,74 @@ gw_breaker_new(const gw_breaker_conf_t *conf)
 }
 
 gw_breaker_t *
-gw_breaker_init_shared(void *mem, const gw_breaker_conf_t *conf, pthread_mutex_t *mu)
+gw_breaker_init_shared(void *mem, const gw_breaker_conf_t *conf)
 {
     gw_breaker_t *b = mem;
 
-    if (gw_breaker_conf_check(conf) != NULL || mu == NULL)
+    if (gw_breaker_conf_check(conf) != NULL)
         return NULL;
     memset(b, 0, gw_breaker_size(conf->buckets));
     init_at(b, conf);
-    b->mu = mu;
+    b->shared = 1;
     return b;
 }
 
 int
 gw_breaker_is_shared(const gw_breaker_t *b)
 {
-    return b != NULL && b->mu != NULL;
+    return b != NULL && b->shared;
 }
 
 void
 gw_breaker_free(gw_breaker_t *b)
 {
-    if (b == NULL || b->mu != NULL)
+    if (b == NULL || b->shared)
         return; /* the segment's: it outlives every worker */
     free(b);
 }
 
+static uint64_t
+coarse_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * A shared breaker is held for a few dozen instructions per call, on every
+ * request, by every worker: a robust process-shared mutex costs several
+ * times the decision itself, so this is a test-and-set spin lock. A holder
+ * that died inside a call (killed between two stores) would block the
+ * others for ever; a waiter that has seen the lock held for STALE_LOCK_NS
+ * takes it over. At worst two calls then overlap and a count is one off,
+ * which a window of counts tolerates.
+ */
 static void
 lock(gw_breaker_t *b)
 {
-    /* the previous holder died inside a call: its counts may be one off,
-     * which a window of counts tolerates */
-    if (b->mu && pthread_mutex_lock(b->mu) == EOWNERDEAD)
-        pthread_mutex_consistent(b->mu);
+    if (!b->shared)
+        return;
+    unsigned spins = 0;
+    uint64_t since = 0;
+    while (atomic_exchange_explicit(&b->lock, 1, memory_order_acquire) != 0) {
+        if (++spins < 256)
+            continue;
+        spins = 0;
+        uint64_t now = coarse_ns();
+        if (since == 0)
+            since = now;
+        else if (now - since > STALE_LOCK_NS)
+            return;
+        sched_yield();
+    }
 }
 
 static void
 unlock(gw_breaker_t *b)
 {
-    if (b->mu)
-        pthread_mutex_unlock(b->mu);
+    if (b->shared)
+        atomic_store_explicit(&b->lock, 0, memory_order_release);
 }
 
 static void

@@ -20,12 +20,11 @@
  * deterministic. It never allocates after gw_breaker_new() and keeps no
  * global state. A worker's own breaker belongs to one thread; a shared one
  * (gw_breaker_init_shared, in memory every worker maps) serialises every
- * call on its process-shared mutex, so all workers decide on one window.
+ * call on a spin lock inside it, so all workers decide on one window.
  */
 #ifndef GW_BREAKER_H
 #define GW_BREAKER_H
 
-#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -71,10 +70,10 @@ size_t gw_breaker_size(int buckets);
 
 /**
  * Builds a breaker in MEM (gw_breaker_size(conf->buckets) bytes, aligned
- * for a uint64_t) whose calls hold MU, a process-shared robust mutex the
- * caller initialised. NULL when CONF is rejected or MU is NULL.
+ * for a uint64_t, mapped shared by every worker) whose calls hold a small
+ * lock kept inside it. NULL when CONF is rejected.
  */
-gw_breaker_t *gw_breaker_init_shared(void *mem, const gw_breaker_conf_t *conf, pthread_mutex_t *mu);
+gw_breaker_t *gw_breaker_init_shared(void *mem, const gw_breaker_conf_t *conf);
 
 /** Whether B lives in shared memory. */
 int gw_breaker_is_shared(const gw_breaker_t *b);

@@ -24,7 +24,6 @@ typedef struct {
     char key[GW_SH_KEY_MAX];
     uint64_t conf_hash;
     _Atomic uint64_t seen_ms;
-    pthread_mutex_t mu;
     _Alignas(16) unsigned char mem[];
 } shbrk_t;
 
@@ -359,9 +358,7 @@ static gw_breaker_t *
 claim_breaker(shbrk_t *b, const char *key, uint64_t hash, const gw_breaker_conf_t *conf,
               uint64_t now)
 {
-    if (mutex_init(&b->mu) != 0)
-        return NULL;
-    gw_breaker_t *br = gw_breaker_init_shared(b->mem, conf, &b->mu);
+    gw_breaker_t *br = gw_breaker_init_shared(b->mem, conf);
     if (br == NULL)
         return NULL;
     snprintf(b->key, sizeof(b->key), "%s", key);

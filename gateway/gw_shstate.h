@@ -20,7 +20,7 @@
  * Counters a request touches (in-flight, EWMA) are atomics. Health
  * decisions and slot claims take one process-shared robust mutex: a worker
  * killed while holding it hands it to the next locker instead of hanging
- * the instance. Each breaker slot has a mutex of its own (gw_breaker.c).
+ * the instance. Each breaker slot has a lock of its own (gw_breaker.c).
  */
 #ifndef GW_SHSTATE_H
 #define GW_SHSTATE_H
