@@ -584,18 +584,11 @@ gw_ffi_limiter_new(gw_request_t *r, int kind, double a, double b, int align, con
 static void
 add_num_header(gw_request_t *r, const char *name, size_t nlen, int64_t v)
 {
-    char line[96];
-    size_t n = 0;
-    if (nlen + 26 > sizeof(line))
+    char num[24];
+    if (nlen + 26 > 96)
         return;
-    memcpy(line, name, nlen);
-    n = nlen;
-    line[n++] = ':';
-    line[n++] = ' ';
-    n += gw_fmt_u64(line + n, v < 0 ? 0 : (uint64_t)v); /* never negative here */
-    line[n++] = '\r';
-    line[n++] = '\n';
-    gw_buf_append(&r->resp_extra, line, n);
+    size_t n = gw_fmt_u64(num, v < 0 ? 0 : (uint64_t)v); /* never negative here */
+    gw_request_add_resp_header(r, S(name, nlen), S(num, n));
 }
 
 #define ADD_NUM(r, lit, v) add_num_header(r, lit, sizeof(lit) - 1, v)
@@ -696,10 +689,7 @@ gw_ffi_resp_add_header(gw_request_t *r, const char *name, size_t nlen, const cha
     if (!header_token_ok(S(name, nlen), 0) || !header_token_ok(S(value, vlen), 1) ||
         gw_http_owned_header(S(name, nlen)) != GW_HDR_PLUGIN)
         return GW_ERROR;
-    gw_buf_append(&r->resp_extra, name, nlen);
-    gw_buf_append(&r->resp_extra, ": ", 2);
-    gw_buf_append(&r->resp_extra, value, vlen);
-    gw_buf_append(&r->resp_extra, "\r\n", 2);
+    gw_request_add_resp_header(r, S(name, nlen), S(value, vlen));
     return GW_OK;
 }
 
