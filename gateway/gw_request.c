@@ -231,7 +231,7 @@ gw_request_upstream_name(const gw_request_t *r)
     return r->target ? r->target->up->conf->name : NULL;
 }
 
-/* ---- head phases ---- */
+/* ---- HEAD: what the phases read of the head (path, host, ids) ---- */
 
 static unsigned
 method_bit(gw_str_t m)
@@ -635,6 +635,8 @@ breaker_open(gw_request_t *r)
     request_error(r, 503, "circuit breaker open", 0);
 }
 
+/* ---- HEAD -> ACCESS: the route; the route's budget runs from UPSTREAM ---- */
+
 static void
 on_budget(uv_timer_t *t)
 {
@@ -685,6 +687,8 @@ gw_request_on_head(gw_request_t *r)
     }
     advance(r, GW_RQ_ACCESS);
 }
+
+/* ---- ACCESS -> UPSTREAM ---- */
 
 /* After rewrite and access: a plugin may have answered, failed, or let
  * the request go on. */
@@ -755,7 +759,7 @@ proxy(gw_request_t *r)
     pick_and_connect(r);
 }
 
-/* ---- upstream side ---- */
+/* ---- UPSTREAM: a node, its connection (r->up), the request sent ---- */
 
 /* A 503 says whether the upstream had nodes at all: a registry that lists
  * none (or was never read) is not the same trouble as nodes all ejected. */
@@ -1047,6 +1051,8 @@ on_upstream_error(void *user, gw_up_error_t e)
 
 static int send_response_head(gw_request_t *r, const gw_up_head_t *h);
 
+/* ---- UP_HEAD: the node's head, its error phase and header_filter ---- */
+
 /* header_filter works on a copy of the upstream's headers: it may change
  * them, and they point into the connection's buffer, which the body takes
  * over once the head is let go (gw_upconn_continue). */
@@ -1140,6 +1146,8 @@ response_head_filtered(gw_request_t *r, const gw_up_head_t *h)
     }
     return send_response_head(r, h);
 }
+
+/* ---- BODY: the node's body to the client, through body_filter ---- */
 
 /* The client's head, as data, to the connection; returns how the body is
  * wanted: decoded when the gateway frames it itself. A chunked body is
@@ -1278,7 +1286,7 @@ on_client_gone(gw_request_t *r)
         r->phase = GW_RQ_DONE;
 }
 
-/* ---- gateway-made responses ---- */
+/* ---- OWN: responses the gateway makes (errors, plugin exits) ---- */
 
 static void write_own_response(gw_request_t *r, int status, const char *ctype, const char *body,
                                size_t blen, const gw_buf_t *extra, int filtered);
@@ -1461,6 +1469,8 @@ gw_request_fail(gw_request_t *r, int status, const char *message)
     respond(r, status, "application/json", bb.data, bb.len, NULL);
     gw_buf_free(&bb);
 }
+
+/* ---- LOG -> DONE ---- */
 
 /* A log phase that waited is over: a detached request ends here, else
  * its connection moves on. */
