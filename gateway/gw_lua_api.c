@@ -375,7 +375,7 @@ gw_ffi_now(void)
 static void
 on_sleep(uv_timer_t *t)
 {
-    gw_lua_resume(t->data);
+    gw_lua_resume(&((gw_request_t *)t->data)->lua);
 }
 
 EXPORT int
@@ -427,7 +427,7 @@ on_http(gw_httpc_req_t *hr, int err, const char *errmsg, const gw_httpc_resp_t *
     }
     r->lua.http = hw; /* now: the finished result */
     r->lua.http_done = 1;
-    gw_lua_resume(r);
+    gw_lua_resume(&r->lua);
 }
 
 EXPORT int
@@ -627,7 +627,7 @@ on_limit(const gw_limit_result_t *res, void *arg)
     gw_request_t *r = arg;
     r->lua.limit = NULL;
     limit_out(r, r->w->limiters[r->lua.limit_id], res);
-    gw_lua_resume(r);
+    gw_lua_resume(&r->lua);
 }
 
 /* FLAGS: GW_LIMIT_FLAG_HEADERS sends X-RateLimit-*, GW_LIMIT_FLAG_ENFORCE
@@ -756,7 +756,7 @@ on_redis(int err, const redisReply *reply, void *arg)
     rw->err = err;
     if (err == 0)
         encode_reply(&rw->out, reply, 0);
-    gw_lua_resume(r);
+    gw_lua_resume(&r->lua);
 }
 
 EXPORT int

@@ -11,7 +11,7 @@
 
 #include "gw_balancer.h"
 #include "gw_log.h"
-#include "gw_lua.h" /* cycle: the plugins' phases run from here, over the request */
+#include "gw_lua.h"
 #include "gw_metrics.h"
 #include "gw_request.h"
 #include "gw_breaker.h"
@@ -33,7 +33,7 @@ gw_request_new(gw_worker_t *w, gw_conn_t *c, const gw_conn_ops_t *ops, gw_str_t 
             abort();
         uv_timer_init(w->loop, &r->budget);
         r->budget.data = r;
-        gw_lua_req_init(&r->lua, w->loop, r);
+        gw_lua_req_init(&r->lua, w->loop, r, w->lua, w->log, &r->request_id);
     }
     /* everything before headers[] is per-request state */
     memset(&r->conn, 0, offsetof(gw_request_t, headers) - offsetof(gw_request_t, conn));
@@ -104,7 +104,7 @@ request_free(gw_request_t *r)
         r->node = NULL;
     }
     if (r->lua.phases)
-        gw_lua_request_end(r);
+        gw_lua_request_end(&r->lua);
     while (r->extra) {
         void **next = r->extra;
         r->extra = *next;
@@ -563,7 +563,7 @@ advance(gw_request_t *r, gw_rq_phase_t ph)
             advance(r, GW_RQ_UPSTREAM);
             return;
         }
-        int rc = gw_lua_run(r, early, on_plugins_done);
+        int rc = gw_lua_run(&r->lua, early, on_plugins_done);
         if (rc != GW_AGAIN)
             on_plugins_done(r, rc);
         return;
@@ -680,6 +680,7 @@ gw_request_on_head(gw_request_t *r)
     r->route = gw_router_match(w->router, &r->view, r->params, &r->nparams);
     /* global plugins see requests that match no route too (not_found) */
     r->lua.phases = gw_lua_route_phases(w->lua, r->route ? r->route->index : SIZE_MAX);
+    r->lua.route = r->route ? (int)r->route->index + 1 : 0;
     if (r->route == NULL) {
         r->err = GW_ERR_NOT_FOUND;
         request_error(r, 404, "no route matched", 0);
@@ -1119,8 +1120,8 @@ on_response_head(void *user, const gw_up_head_t *h)
     r->up_status = h->status;
     r->status = h->status;
     if ((r->lua.phases & GW_PH_ERROR) && !r->lua.in_error_phase &&
-        gw_lua_wants_upstream(r, h->status)) {
-        int rc = gw_lua_run_error(r, "upstream_error", h->status, gw_http_reason(h->status),
+        gw_lua_wants_upstream(&r->lua, h->status)) {
+        int rc = gw_lua_run_error(&r->lua, "upstream_error", h->status, gw_http_reason(h->status),
                                   h->status, on_upstream_error_done);
         if (rc == GW_AGAIN)
             return GW_UP_HOLD; /* until the plugin is done */
@@ -1135,7 +1136,7 @@ response_head_filtered(gw_request_t *r, const gw_up_head_t *h)
 {
     if (r->lua.phases & GW_PH_HEADER_FILTER) {
         copy_response_headers(r, h);
-        int rc = gw_lua_run(r, GW_PH_HEADER_FILTER, on_header_filter_done);
+        int rc = gw_lua_run(&r->lua, GW_PH_HEADER_FILTER, on_header_filter_done);
         if (rc == GW_AGAIN)
             return GW_UP_HOLD;
         if (rc != GW_OK) {
@@ -1245,7 +1246,7 @@ on_response_body(void *user, const char *data, size_t len)
 {
     gw_request_t *r = user;
     if (filtering_body(r))
-        return gw_lua_body_filter(r, data, len, 0, &filtered_ops) == 1;
+        return gw_lua_body_filter(&r->lua, data, len, 0, &filtered_ops) == 1;
     return write_body(r, data, len, 0) == 1;
 }
 
@@ -1255,7 +1256,7 @@ on_response_done(void *user)
     gw_request_t *r = user;
     if (filtering_body(r)) {
         /* the eof call finishes the response, now or later */
-        gw_lua_body_filter(r, NULL, 0, 1, &filtered_ops);
+        gw_lua_body_filter(&r->lua, NULL, 0, 1, &filtered_ops);
         return;
     }
     if (write_body(r, NULL, 0, 1) < 0)
@@ -1280,7 +1281,7 @@ on_client_gone(gw_request_t *r)
     if (!gw_request_responding(r) && r->status == 0)
         r->status = 499; /* nginx's "client closed request", for logs only */
     if (r->lua.phases)
-        gw_lua_abandon(r);
+        gw_lua_abandon(&r->lua);
     r->phase = GW_RQ_LOG;
     if (r->method.len == 0 || log_request(r, 1) != GW_AGAIN)
         r->phase = GW_RQ_DONE;
@@ -1347,7 +1348,7 @@ filter_own_response(gw_request_t *r, int status, const char *ctype, const char *
     r->lua.nrhdrs = 1 + header_lines(&r->lua.exit_headers, rh + 1, GW_MAX_HEADERS - 1);
     r->status = status;
     r->lua.status_override = 0;
-    int rc = gw_lua_run(r, GW_PH_HEADER_FILTER, on_own_filter_done);
+    int rc = gw_lua_run(&r->lua, GW_PH_HEADER_FILTER, on_own_filter_done);
     if (rc != GW_AGAIN)
         on_own_filter_done(r, rc);
 }
@@ -1458,7 +1459,7 @@ gw_request_fail(gw_request_t *r, int status, const char *message)
     if (kind && (r->lua.phases & GW_PH_ERROR) && !r->lua.in_error_phase) {
         r->fail_status = status;
         r->fail_message = message;
-        int rc = gw_lua_run_error(r, kind, status, message, 0, on_error_phase_done);
+        int rc = gw_lua_run_error(&r->lua, kind, status, message, 0, on_error_phase_done);
         if (rc != GW_AGAIN)
             on_error_phase_done(r, rc);
         return;
@@ -1492,10 +1493,10 @@ run_log_phase(gw_request_t *r, int may_wait)
     if (!(r->lua.phases & GW_PH_LOG))
         return GW_OK;
     if (!may_wait) {
-        gw_lua_run_sync(r, GW_PH_LOG);
+        gw_lua_run_sync(&r->lua, GW_PH_LOG);
         return GW_OK;
     }
-    return gw_lua_run(r, GW_PH_LOG, on_log_phase_done) == GW_AGAIN ? GW_AGAIN : GW_OK;
+    return gw_lua_run(&r->lua, GW_PH_LOG, on_log_phase_done) == GW_AGAIN ? GW_AGAIN : GW_OK;
 }
 
 static int

@@ -35,8 +35,7 @@
 
 #include "gw_config.h"
 #include "gw_http.h"
-#include "gw_lua.h" /* cycle: r->lua, the plugins' state, is embedded (gw_lua runs
-                       * coroutines over the request object) */
+#include "gw_lua.h" /* r->lua, the plugins' state, is embedded */
 #include "gw_router.h"
 #include "gw_worker.h" /* cycle: r->w is the worker whose runtime the phases use (router,
                         * upstreams, metrics, clock); the worker closes the request pool */
