@@ -18,7 +18,7 @@
 #include "gw_edge.h"
 #include "gw_log.h"
 #include "gw_metrics.h"
-#include "gw_request.h" /* a parsed head starts a request, answered through h1_ops */
+#include "gw_request.h" /* cycle: a parsed head starts a request, answered through h1_ops */
 
 static void process(gw_conn_t *c);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
