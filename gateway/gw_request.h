@@ -24,6 +24,10 @@
  *   request (its arena, else the heap); the caller never frees it.
  * - r->up, the node's connection, is acquired and released in gw_request.c
  *   alone.
+ * - gw_conn_ops_t: what the request passes (the head and its field lists,
+ *   body bytes) is read during the call only; the connection copies what
+ *   it keeps. The connection owns r->conn; the request never frees it.
+ * - gw_request_add_resp_header copies name and value into the request.
  *
  * Request objects come from a per-worker free list and carry a small
  * arena, so the steady state allocates nothing per request.
