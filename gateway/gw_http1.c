@@ -18,7 +18,7 @@
 #include "gw_edge.h"
 #include "gw_log.h"
 #include "gw_metrics.h"
-#include "gw_request.h" /* cycle: a parsed head starts a request */
+#include "gw_request.h" /* cycle: a parsed head starts a request, answered through h1_ops */
 #include "gw_tls.h"
 
 static void process(gw_conn_t *c);
@@ -28,6 +28,9 @@ static void timer_arm(gw_conn_t *c);
 static void tls_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void tls_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void tls_pump(gw_conn_t *c);
+static void conn_error(gw_conn_t *c, int status, const char *message);
+static gw_request_t *new_request(gw_conn_t *c);
+static void resume_body(gw_conn_t *c);
 
 #define CONN(p) ((gw_conn_t *)((llhttp_t *)(p))->data)
 
@@ -371,14 +374,14 @@ on_timer(uv_timer_t *t)
             gw_conn_close(c); /* nothing of a request yet: just close */
             return;
         }
-        gw_conn_send_error(c, 408, "request timeout", 1);
+        conn_error(c, 408, "request timeout");
         return;
     case GW_CONN_S_BODY:
         if (c->req && !c->req->body_done && (c->buffering || !c->body_paused)) {
-            if (c->req->head_sent)
+            if (c->resp_started)
                 gw_conn_close(c);
             else
-                gw_conn_send_error(c, 408, "request timeout", 1);
+                conn_error(c, 408, "request timeout");
         }
         return;
     default:
@@ -732,7 +735,7 @@ start_request(gw_conn_t *c)
     gw_worker_t *w = c->w;
     if (c->requests > 0)
         c->head_deadline_ms = gw_worker_now_ms(w) + w->conf->client_header_timeout_ms;
-    c->req = gw_request_new(w, c);
+    c->req = new_request(c);
     c->user_status = 0;
     conn_state(c, GW_CONN_READING);
     c->head_start = c->pos;
@@ -796,7 +799,7 @@ buffer_body(gw_conn_t *c)
     c->dry_run = 0;
     if (err != HPE_OK && err != HPE_PAUSED) {
         int st = parse_error_status(c, err, &msg);
-        gw_conn_send_error(c, st, msg, 1);
+        conn_error(c, st, msg);
         return 0;
     }
     if (!c->dry_complete && c->len < c->rbuf->cap)
@@ -807,8 +810,8 @@ buffer_body(gw_conn_t *c)
     return 1;
 }
 
-int
-gw_conn_read_body(gw_conn_t *c, gw_buf_t *out)
+static int
+read_body(gw_conn_t *c, gw_buf_t *out)
 {
     out->len = 0;
     if (c == NULL || c->req == NULL || c->closing)
@@ -921,7 +924,7 @@ llhttp_head(gw_conn_t *c)
     if (err == HPE_OK) {
         c->pos = lim;
         if (c->len - c->head_start > c->w->conf->max_header_size || c->len == c->rbuf->cap) {
-            gw_conn_send_error(c, 431, "request header fields too large", 1);
+            conn_error(c, 431, "request header fields too large");
             return 0;
         }
         timer_arm(c); /* client_header, from the first byte, not reset by later ones */
@@ -929,7 +932,7 @@ llhttp_head(gw_conn_t *c)
     }
     if (err != HPE_PAUSED) {
         int st = parse_error_status(c, err, &msg);
-        gw_conn_send_error(c, st, msg, 1);
+        conn_error(c, st, msg);
         return 0;
     }
     c->pos = (size_t)(llhttp_get_error_pos(&c->parser) - base);
@@ -947,12 +950,12 @@ parse_head(gw_conn_t *c)
     if (!fast && !llhttp_head(c))
         return 0;
     if (c->pos - c->head_start > c->w->conf->max_header_size) {
-        gw_conn_send_error(c, 431, "request header fields too large", 1);
+        conn_error(c, 431, "request header fields too large");
         return 0;
     }
     int st = check_head(c, r, &msg);
     if (st) {
-        gw_conn_send_error(c, st, msg, 1);
+        conn_error(c, st, msg);
         return 0;
     }
     if (fast) {
@@ -1015,7 +1018,7 @@ parse_body(gw_conn_t *c)
     } else {
         const char *msg;
         int st = parse_error_status(c, err, &msg);
-        gw_conn_send_error(c, st, msg, 1);
+        conn_error(c, st, msg);
         return 0;
     }
     compact_body(c, body_start);
@@ -1071,13 +1074,13 @@ process(gw_conn_t *c)
         release_rbuf(c);
 }
 
-void
-gw_conn_resume_body(gw_conn_t *c)
+static void
+resume_body(gw_conn_t *c)
 {
     if (c->closing || c->req == NULL)
         return;
     gw_request_t *r = c->req;
-    if (r->expect_continue && r->body_received == 0 && !r->body_done && !r->head_sent &&
+    if (r->expect_continue && r->body_received == 0 && !r->body_done && !c->resp_started &&
         !send_continue(c))
         return;
     if (!c->body_paused)
@@ -1109,8 +1112,8 @@ on_write(uv_write_t *wr, int status)
         return;
     }
     if (rc > 0)
-        return; /* more went out; this callback comes again */
-    if (c->close_after && (c->req == NULL || (c->req->resp_done && !c->req->log_waiting))) {
+        return;                             /* more went out; this callback comes again */
+    if (c->close_after && c->req == NULL) { /* the request is over (logged) */
         gw_conn_close(c);
         return;
     }
@@ -1296,32 +1299,225 @@ gw_conn_write(gw_conn_t *c, const uv_buf_t *bufs, unsigned n)
     return rc;
 }
 
-/* ---- request end ---- */
+/* ---- the response, as HTTP/1.1: the request's gw_conn_ops_t ---- */
+
+static void
+status_line(gw_buf_t *b, int status)
+{
+    const char *reason = gw_http_reason(status);
+    size_t rl = strlen(reason);
+    char *p;
+    gw_buf_reserve(b, 16 + rl);
+    p = b->data + b->len;
+    memcpy(p, "HTTP/1.1 ", 9);
+    p[9] = (char)('0' + status / 100 % 10);
+    p[10] = (char)('0' + status / 10 % 10);
+    p[11] = (char)('0' + status % 10);
+    p[12] = ' ';
+    memcpy(p + 13, reason, rl);
+    memcpy(p + 13 + rl, "\r\n", 2);
+    b->len += 15 + rl;
+}
+
+/* inline: once per header of every response */
+static inline __attribute__((always_inline)) void
+put_field(gw_buf_t *b, gw_str_t name, gw_str_t value)
+{
+    gw_buf_puts(b, name);
+    GW_BUF_PUT_LIT(b, ": ");
+    gw_buf_puts(b, value);
+    GW_BUF_PUT_LIT(b, "\r\n");
+}
+
+static inline __attribute__((always_inline)) void
+put_date(gw_buf_t *b, gw_worker_t *w)
+{
+    GW_BUF_PUT_LIT(b, "Date: ");
+    gw_buf_put(b, gw_worker_date(w), 29);
+    GW_BUF_PUT_LIT(b, "\r\n");
+}
+
+/*
+ * The head into r->wire (kept with the pooled request object), to go out
+ * with the first body bytes in one write. Fields the response carries
+ * pass unless hop-by-hop, named by its Connection header, or written here
+ * (X-Request-Id always; Content-Length when the gateway frames the body;
+ * Date for a response of known length, which the gateway makes). Whether
+ * the connection stays open is decided here too: not after a response
+ * whose end is the close, nor while the request body is unread.
+ */
+static void
+h1_send_head(gw_request_t *r, const gw_resp_head_t *h)
+{
+    gw_conn_t *c = r->conn;
+    gw_buf_t *b = &r->wire;
+    int client10 = r->http_minor == 0;
+    int length = h->framing == GW_BODY_LENGTH, stream = h->framing == GW_BODY_STREAM;
+    int has_date = length;
+    gw_str_t conn_tokens = GW_NULL_STR;
+    if (h->close || h->until_close || !r->body_done || c->w->draining || (client10 && stream))
+        c->close_after = 1;
+    /* HTTP/1.0 has no chunks: such a body is delimited by the close */
+    c->rechunk = stream && !client10;
+    c->head_only = r->method.len == 4 && gw_str_eq(r->method, GW_STR("HEAD"));
+    size_t need = 256 + h->request_id.len;
+    for (size_t i = 0; i < h->nheaders; i++) {
+        gw_str_t n = h->headers[i].name;
+        need += n.len + h->headers[i].value.len + 4;
+        if (n.len == 10 && gw_str_caseeq_lc(n, GW_STR("connection")))
+            conn_tokens = h->headers[i].value;
+    }
+    for (size_t i = 0; i < h->nextra; i++)
+        need += h->extra[i].name.len + h->extra[i].value.len + 4;
+    /* the usual values name no header: skip the per-header token search */
+    if (gw_str_caseeq_lc(conn_tokens, GW_STR("keep-alive")) ||
+        gw_str_caseeq_lc(conn_tokens, GW_STR("close")))
+        conn_tokens = GW_NULL_STR;
+    b->len = 0;
+    gw_buf_reserve(b, need); /* one check; the puts below are unchecked */
+    status_line(b, h->status);
+    if (length)
+        put_date(b, c->w);
+    for (size_t i = 0; i < h->nheaders; i++) {
+        gw_str_t n = h->headers[i].name;
+        if (n.len == 0 || gw_http_is_hop_by_hop(n))
+            continue;
+        if (n.len == 12 && gw_str_caseeq_lc(n, GW_STR("x-request-id")))
+            continue;
+        if (n.len == 14 && (length || stream) && gw_str_caseeq_lc(n, GW_STR("content-length")))
+            continue;
+        if (n.len == 4 && gw_str_caseeq_lc(n, GW_STR("date"))) {
+            if (length)
+                continue;
+            has_date = 1;
+        }
+        if (conn_tokens.len && gw_http_has_token(conn_tokens, n))
+            continue;
+        put_field(b, n, h->headers[i].value);
+    }
+    if (!has_date)
+        put_date(b, c->w);
+    if (length) {
+        char num[24];
+        GW_BUF_PUT_LIT(b, "Content-Length: ");
+        gw_buf_put(b, num, gw_fmt_u64(num, (uint64_t)h->content_length));
+        GW_BUF_PUT_LIT(b, "\r\n");
+    }
+    put_field(b, GW_STR("X-Request-Id"), h->request_id);
+    for (size_t i = 0; i < h->nextra; i++)
+        put_field(b, h->extra[i].name, h->extra[i].value);
+    if (c->rechunk)
+        GW_BUF_PUT_LIT(b, "Transfer-Encoding: chunked\r\n");
+    if (c->close_after || !c->keepalive)
+        GW_BUF_PUT_LIT(b, "Connection: close\r\n");
+    else if (client10 && !length) /* the gateway's own answers never said keep-alive */
+        GW_BUF_PUT_LIT(b, "Connection: keep-alive\r\n");
+    GW_BUF_PUT_LIT(b, "\r\n");
+    r->bytes_sent += b->len;
+    c->resp_started = 1;
+    c->head_pending = 1;
+}
+
+/* Body bytes (and the pending head), as a chunk when re-chunking; LAST
+ * adds the terminating chunk. Returns gw_conn_write's answer. */
+static int
+h1_send_body(gw_request_t *r, const char *data, size_t len, int last)
+{
+    gw_conn_t *c = r->conn;
+    uv_buf_t b[5];
+    unsigned n = 0;
+    char size[24];
+    if (len == 0 && !c->head_pending && !c->rechunk)
+        return 1; /* the end of a body the head frames */
+    if (c->head_only)
+        len = 0;
+    if (c->head_pending) {
+        c->head_pending = 0;
+        /* a small body rides in the head's buffer: one plain send() */
+        if (!c->rechunk && len > 0 && len <= 2048) {
+            gw_buf_append(&r->wire, data, len);
+            r->bytes_sent += len;
+            len = 0;
+        }
+        b[n++] = uv_buf_init(r->wire.data, (unsigned)r->wire.len);
+    }
+    if (c->rechunk && len) {
+        int k = snprintf(size, sizeof(size), "%zx\r\n", len);
+        b[n++] = uv_buf_init(size, (unsigned)k);
+    }
+    if (len)
+        b[n++] = uv_buf_init((char *)data, (unsigned)len);
+    if (c->rechunk && len)
+        b[n++] = uv_buf_init("\r\n", 2);
+    if (c->rechunk && last)
+        b[n++] = uv_buf_init("0\r\n\r\n", 5);
+    r->bytes_sent += len;
+    return n ? gw_conn_write(c, b, n) : 1;
+}
+
+static int
+h1_unsend_head(gw_request_t *r)
+{
+    gw_conn_t *c = r->conn;
+    if (!c->head_pending)
+        return 0;
+    c->head_pending = 0;
+    c->resp_started = 0;
+    r->bytes_sent -= r->wire.len;
+    return 1;
+}
+
+static void
+h1_abort(gw_request_t *r)
+{
+    gw_conn_close(r->conn);
+}
 
 static void finish_request(gw_conn_t *c);
 
-/* A log phase that waited is over: the connection moves on. */
 static void
-on_log_done(gw_request_t *r, int status)
+h1_finish(gw_request_t *r)
 {
     gw_conn_t *c = r->conn;
     if (!c->closing && c->req == r)
         finish_request(c);
 }
 
-void
-gw_conn_request_done(gw_conn_t *c)
+static void
+h1_resume_body(gw_request_t *r)
 {
-    gw_request_t *r = c->req;
-    if (c->closing || r == NULL)
-        return;
-    r->resp_done = 1;
-    /* the next request on this connection waits for a log phase that
-     * waits: its bytes stay unparsed in the buffer meanwhile */
-    if (gw_request_log(r, on_log_done) == GW_AGAIN)
-        return;
-    finish_request(c);
+    resume_body(r->conn);
 }
+
+static int
+h1_read_body(gw_request_t *r, gw_buf_t *out)
+{
+    return read_body(r->conn, out);
+}
+
+static const gw_conn_ops_t h1_ops = {
+    .send_head = h1_send_head,
+    .send_body = h1_send_body,
+    .unsend_head = h1_unsend_head,
+    .abort = h1_abort,
+    .finish = h1_finish,
+    .resume_body = h1_resume_body,
+    .read_body = h1_read_body,
+};
+
+static gw_request_t *
+new_request(gw_conn_t *c)
+{
+    c->resp_started = c->head_pending = c->rechunk = c->head_only = 0;
+    gw_request_t *r = gw_request_new(c->w, c, &h1_ops, (gw_str_t){c->remote_ip, c->remote_ip_len});
+    if (r != NULL) {
+        r->view.tls = gw_conn_is_tls(c);
+        r->view.tls_client_dn = gw_conn_tls_client_dn(c);
+    }
+    return r;
+}
+
+/* ---- request end ---- */
 
 static void
 finish_request(gw_conn_t *c)
@@ -1362,22 +1558,21 @@ finish_request(gw_conn_t *c)
         process(c);
 }
 
-void
-gw_conn_send_error(gw_conn_t *c, int status, const char *message, int close)
+/* An error found here (parse, limits, timeouts): the request answers it
+ * (its error phase may), and the connection closes after it; a response
+ * already on its way can only be cut. */
+static void
+conn_error(gw_conn_t *c, int status, const char *message)
 {
     gw_request_t *r = c->req;
     if (c->closing)
         return;
-    if (r == NULL) {
-        c->req = r = gw_request_new(c->w, c);
-    }
-    if (r->head_sent) {
-        /* a response is already on its way: the only honest signal left
-         * is to cut the connection */
+    if (r == NULL)
+        c->req = r = new_request(c);
+    if (c->resp_started) {
         gw_conn_close(c);
         return;
     }
-    if (close || !r->body_done)
-        c->close_after = 1;
+    c->close_after = 1;
     gw_request_fail(r, status, message);
 }

@@ -2,7 +2,10 @@
  * Downstream HTTP/1.1 connections: accept, read, llhttp (strict) plus the
  * gateway's own framing checks, keep-alive, pipelining (one request at a
  * time, answers in order), limits and client timeouts, and the write path
- * to the client with back-pressure.
+ * to the client with back-pressure. It owns HTTP/1.1 on the wire: the
+ * requests it starts answer through its gw_conn_ops_t (gw_request.h),
+ * which turns response heads given as data into bytes and frames bodies
+ * (Content-Length as given, chunked, or until close).
  *
  * Buffers: a connection holds a read buffer only while it has unparsed
  * bytes or a request in flight, so an idle keep-alive connection costs the
@@ -18,7 +21,8 @@
 
 #include "gw_deadline.h"
 #include "gw_http.h"
-#include "gw_worker.h" /* cycle: c->w, its read buffers and connection list */
+#include "gw_worker.h" /* cycle: c->w, its read buffers and connection list; the worker
+                        * accepts and drains connections */
 #include "gw_wqueue.h"
 
 enum {
@@ -65,6 +69,11 @@ struct gw_conn_s {
     struct gw_tls_conn_s *tls;
     unsigned tls_pumping : 1; /* decrypting into rbuf; a nested call only asks again */
     unsigned tls_again : 1;
+    /* the current response (one at a time) */
+    unsigned resp_started : 1; /* its head went to send_head */
+    unsigned head_pending : 1; /* its head waits to go out with the first body bytes */
+    unsigned rechunk : 1;      /* its body goes out in chunks the gateway frames */
+    unsigned head_only : 1;    /* a HEAD request: no body goes out */
     char remote_ip[48];
     unsigned char remote_ip_len;
 };
@@ -90,22 +99,7 @@ void gw_http1_on_connection(uv_stream_t *server, int status);
  */
 int gw_conn_write(gw_conn_t *c, const uv_buf_t *bufs, unsigned n);
 
-/* The request is over (response fully written or queued): next request,
- * keep-alive wait or close. */
-void gw_conn_request_done(gw_conn_t *c);
-
-/* Upstream is ready for (more) request body bytes. */
-void gw_conn_resume_body(gw_conn_t *c);
-
-/* An error the gateway makes, with the JSON body; closes the connection
- * after it when close is set or the request body was not fully read. */
-void gw_conn_send_error(gw_conn_t *c, int status, const char *message, int close);
-
+/* Closes the connection; a request in flight ends (gw_request_end). */
 void gw_conn_close(gw_conn_t *c);
-
-/* The request body as the client sent it, de-chunked, into out: GW_OK,
- * GW_DECLINED when it does not fit in the read buffer (it will be
- * streamed, not held), GW_ERROR when no body is pending. */
-int gw_conn_read_body(gw_conn_t *c, gw_buf_t *out);
 
 #endif

@@ -13,7 +13,6 @@
 #include "gw_http.h"
 #include "gw_log.h"
 #include "gw_lua.h"
-#include "gw_request.h" /* cycle: the coroutines run over the request object */
 
 /* The VM's allocator: LuaJIT's own, behind a byte count that refuses to
  * grow past gateway.lua_memory while Lua code runs under protection (a
@@ -297,10 +296,15 @@ gw_lua_check(const gw_conf_t *conf, void *out)
 /* ---- requests ---- */
 
 void
-gw_lua_req_init(gw_lua_req_t *lr, uv_loop_t *loop, void *data)
+gw_lua_req_init(gw_lua_req_t *lr, uv_loop_t *loop, gw_request_t *req, gw_lua_t *vm, gw_log_t *log,
+                const gw_str_t *request_id)
 {
     uv_timer_init(loop, &lr->timer);
-    lr->timer.data = data;
+    lr->timer.data = req;
+    lr->req = req;
+    lr->vm = vm;
+    lr->log = log;
+    lr->request_id = request_id;
 }
 
 void
@@ -330,12 +334,6 @@ gw_lua_req_free(gw_lua_req_t *lr)
     gw_buf_free(&lr->bf_chunk);
     free(lr->rhdrs);
     lr->rhdrs = NULL;
-}
-
-static int
-route_arg(gw_request_t *r)
-{
-    return r->route ? (int)r->route->index + 1 : 0;
 }
 
 static void
@@ -371,64 +369,64 @@ gw_lua_plugins_json(gw_lua_t *lua)
 /* The ctx table's registry slot stays with the (pooled) request object;
  * a request gets a fresh table in it the first time it needs one. */
 static void
-push_ctx(lua_State *L, gw_request_t *r)
+push_ctx(lua_State *L, gw_lua_req_t *lr)
 {
-    if (r->lua.ctx_ref == 0) {
+    if (lr->ctx_ref == 0) {
         lua_newtable(L);
-        r->lua.ctx_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-        r->lua.ctx_fresh = 1;
+        lr->ctx_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        lr->ctx_fresh = 1;
     }
-    if (!r->lua.ctx_fresh) {
+    if (!lr->ctx_fresh) {
         lua_newtable(L);
-        lua_rawseti(L, LUA_REGISTRYINDEX, r->lua.ctx_ref);
-        r->lua.ctx_fresh = 1;
+        lua_rawseti(L, LUA_REGISTRYINDEX, lr->ctx_ref);
+        lr->ctx_fresh = 1;
     }
-    lua_rawgeti(L, LUA_REGISTRYINDEX, r->lua.ctx_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lr->ctx_ref);
 }
 
 static void
-drop_co(gw_request_t *r)
+drop_co(gw_lua_req_t *lr)
 {
-    if (r->lua.co_ref) {
-        luaL_unref(r->w->lua->L, LUA_REGISTRYINDEX, r->lua.co_ref);
-        r->lua.co_ref = 0;
+    if (lr->co_ref) {
+        luaL_unref(lr->vm->L, LUA_REGISTRYINDEX, lr->co_ref);
+        lr->co_ref = 0;
     }
 }
 
 /* A coroutine that returned normally can run another function. */
 static void
-recycle_co(gw_request_t *r, lua_State *co)
+recycle_co(gw_lua_req_t *lr, lua_State *co)
 {
-    gw_lua_t *lua = r->w->lua;
+    gw_lua_t *lua = lr->vm;
     if (lua->nfree_threads == GW_ARRAY_LEN(lua->free_threads)) {
-        drop_co(r);
+        drop_co(lr);
         return;
     }
     lua_settop(co, 0);
-    lua->free_threads[lua->nfree_threads++] = r->lua.co_ref;
-    r->lua.co_ref = 0;
+    lua->free_threads[lua->nfree_threads++] = lr->co_ref;
+    lr->co_ref = 0;
 }
 
 static int
-resume(gw_request_t *r, lua_State *co, int nargs)
+resume(gw_lua_req_t *lr, lua_State *co, int nargs)
 {
-    enter_lua(r->w->lua);
+    enter_lua(lr->vm);
     int st = lua_resume(co, nargs);
-    leave_lua(r->w->lua);
+    leave_lua(lr->vm);
     if (st == LUA_YIELD) {
         lua_settop(co, 0);
         return GW_AGAIN;
     }
     if (st != 0) {
-        gw_log(r->w->log, GW_LOG_ERROR, "lua: %s (request %.*s)",
-               lua_tostring(co, -1) ? lua_tostring(co, -1) : "error", (int)r->request_id.len,
-               r->request_id.data);
-        drop_co(r); /* its state is unknown: never reuse it */
+        gw_log(lr->log, GW_LOG_ERROR, "lua: %s (request %.*s)",
+               lua_tostring(co, -1) ? lua_tostring(co, -1) : "error", (int)lr->request_id->len,
+               lr->request_id->data);
+        drop_co(lr); /* its state is unknown: never reuse it */
         return GW_ERROR;
     }
     /* false: a plugin raised an error, which the runner caught and logged */
     int rc = lua_toboolean(co, -1) ? GW_OK : GW_ERROR;
-    recycle_co(r, co);
+    recycle_co(lr, co);
     return rc;
 }
 
@@ -437,7 +435,7 @@ resume(gw_request_t *r, lua_State *co, int nargs)
  * runs first, and when even then less than a sixteenth of the limit is
  * free, requests that need Lua get 500 without entering it. */
 static int
-over_watermark(gw_request_t *r, gw_lua_t *lua)
+over_watermark(gw_lua_req_t *lr, gw_lua_t *lua)
 {
     gw_lua_mem_t *m = &lua->mem;
     if (m->used < lua->gc_at)
@@ -448,45 +446,45 @@ over_watermark(gw_request_t *r, gw_lua_t *lua)
     lua->gc_at = m->used + room / 2 < full ? m->used + room / 2 : full;
     if (m->used < full)
         return 0;
-    gw_log(r->w->log, GW_LOG_ERROR,
+    gw_log(lr->log, GW_LOG_ERROR,
            "lua memory near gateway.lua_memory (%zu of %zu MiB after a full collection): "
            "request %.*s refused",
-           m->used >> 20, m->limit >> 20, (int)r->request_id.len, r->request_id.data);
+           m->used >> 20, m->limit >> 20, (int)lr->request_id->len, lr->request_id->data);
     return 1;
 }
 
 /* A coroutine for r: a recycled one when there is one. */
 static lua_State *
-acquire_co(gw_request_t *r, gw_lua_done_cb done)
+acquire_co(gw_lua_req_t *lr, gw_lua_done_cb done)
 {
-    gw_lua_t *lua = r->w->lua;
+    gw_lua_t *lua = lr->vm;
     lua_State *L = lua->L, *co;
     if (lua->nfree_threads) {
-        r->lua.co_ref = lua->free_threads[--lua->nfree_threads];
-        lua_rawgeti(L, LUA_REGISTRYINDEX, r->lua.co_ref);
+        lr->co_ref = lua->free_threads[--lua->nfree_threads];
+        lua_rawgeti(L, LUA_REGISTRYINDEX, lr->co_ref);
         co = lua_tothread(L, -1);
         lua_pop(L, 1);
     } else {
         co = lua_newthread(L);
-        r->lua.co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        lr->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     }
-    r->lua.done = done;
+    lr->done = done;
     return co;
 }
 
 int
-gw_lua_run_error(gw_request_t *r, const char *kind, int status, const char *message,
+gw_lua_run_error(gw_lua_req_t *lr, const char *kind, int status, const char *message,
                  int upstream_status, gw_lua_done_cb done)
 {
-    r->lua.in_error_phase = 1; /* one per request: an error it leads to is final */
-    r->lua.exit_status = 0;
-    gw_lua_t *lua = r->w->lua;
+    lr->in_error_phase = 1; /* one per request: an error it leads to is final */
+    lr->exit_status = 0;
+    gw_lua_t *lua = lr->vm;
     lua_State *L = lua->L;
-    lua_State *co = acquire_co(r, done);
+    lua_State *co = acquire_co(lr, done);
     push_runner_fn(L, lua, "run_error_co");
-    lua_pushnumber(L, (lua_Number)(uintptr_t)r);
-    lua_pushinteger(L, route_arg(r));
-    push_ctx(L, r);
+    lua_pushnumber(L, (lua_Number)(uintptr_t)lr->req);
+    lua_pushinteger(L, lr->route);
+    push_ctx(L, lr);
     lua_pushstring(L, kind);
     lua_pushinteger(L, status);
     lua_pushstring(L, message);
@@ -495,25 +493,25 @@ gw_lua_run_error(gw_request_t *r, const char *kind, int status, const char *mess
     else
         lua_pushnil(L);
     lua_xmove(L, co, 8);
-    return resume(r, co, 7);
+    return resume(lr, co, 7);
 }
 
 /* body_filter for one chunk, in a coroutine (it may wait); the output is
- * in r->lua.scratch after GW_OK or in done. */
+ * in lr->scratch after GW_OK or in done. */
 static int
-run_body_filter(gw_request_t *r, const char *chunk, size_t len, int eof, gw_lua_done_cb done)
+run_body_filter(gw_lua_req_t *lr, const char *chunk, size_t len, int eof)
 {
-    gw_lua_t *lua = r->w->lua;
+    gw_lua_t *lua = lr->vm;
     lua_State *L = lua->L;
-    lua_State *co = acquire_co(r, done);
+    lua_State *co = acquire_co(lr, NULL); /* a wait ends in on_bf_done (bf_busy) */
     push_runner_fn(L, lua, "body_filter_co");
-    lua_pushnumber(L, (lua_Number)(uintptr_t)r);
-    lua_pushinteger(L, route_arg(r));
-    push_ctx(L, r);
+    lua_pushnumber(L, (lua_Number)(uintptr_t)lr->req);
+    lua_pushinteger(L, lr->route);
+    push_ctx(L, lr);
     lua_pushlstring(L, chunk ? chunk : "", len);
     lua_pushboolean(L, eof);
     lua_xmove(L, co, 6);
-    return resume(r, co, 5);
+    return resume(lr, co, 5);
 }
 
 /*
@@ -522,31 +520,29 @@ run_body_filter(gw_request_t *r, const char *chunk, size_t len, int eof, gw_lua_
  * Each call's output is emitted before the next call starts; the eof call
  * ends the response.
  */
-static int bf_step(gw_request_t *r);
+static int bf_step(gw_lua_req_t *lr);
 
 static int
-bf_emit(gw_request_t *r, int rc)
+bf_emit(gw_lua_req_t *lr, int rc)
 {
-    gw_lua_req_t *lr = &r->lua;
-    return lr->bf_ops->emit(r, rc, lr->scratch.data, lr->scratch.len, lr->bf_eof_running);
+    return lr->bf_ops->emit(lr->req, rc, lr->scratch.data, lr->scratch.len, lr->bf_eof_running);
 }
 
 static void
-on_bf_done(gw_request_t *r, int rc)
+on_bf_done(gw_lua_req_t *lr, int rc)
 {
-    r->lua.bf_busy = 0;
-    int w = bf_emit(r, rc);
+    lr->bf_busy = 0;
+    int w = bf_emit(lr, rc);
     if (w < 0)
         return;
-    if (bf_step(r) && w == 1 && !r->lua.bf_end)
-        r->lua.bf_ops->read_on(r);
+    if (bf_step(lr) && w == 1 && !lr->bf_end)
+        lr->bf_ops->read_on(lr->req);
 }
 
 /* 1 when nothing waits and the last emit said go on. */
 static int
-bf_step(gw_request_t *r)
+bf_step(gw_lua_req_t *lr)
 {
-    gw_lua_req_t *lr = &r->lua;
     int w = 1;
     while (!lr->bf_busy) {
         int eof = 0;
@@ -560,12 +556,12 @@ bf_step(gw_request_t *r)
         lr->bf_in = t;
         lr->bf_in.len = 0;
         lr->bf_eof_running = eof;
-        int rc = run_body_filter(r, lr->bf_chunk.data, lr->bf_chunk.len, eof, on_bf_done);
+        int rc = run_body_filter(lr, lr->bf_chunk.data, lr->bf_chunk.len, eof);
         if (rc == GW_AGAIN) {
             lr->bf_busy = 1;
             return 0;
         }
-        w = bf_emit(r, rc);
+        w = bf_emit(lr, rc);
         if (w < 0)
             return 0;
     }
@@ -573,68 +569,72 @@ bf_step(gw_request_t *r)
 }
 
 int
-gw_lua_body_filter(gw_request_t *r, const char *data, size_t len, int eof,
+gw_lua_body_filter(gw_lua_req_t *lr, const char *data, size_t len, int eof,
                    const gw_lua_bf_ops_t *ops)
 {
-    r->lua.bf_ops = ops;
-    gw_buf_append(&r->lua.bf_in, data, len);
+    lr->bf_ops = ops;
+    gw_buf_append(&lr->bf_in, data, len);
     if (eof)
-        r->lua.bf_end = 1;
-    return bf_step(r);
+        lr->bf_end = 1;
+    return bf_step(lr);
 }
 
 int
-gw_lua_run(gw_request_t *r, unsigned phases, gw_lua_done_cb done)
+gw_lua_run(gw_lua_req_t *lr, unsigned phases, gw_lua_done_cb done)
 {
-    gw_lua_t *lua = r->w->lua;
+    gw_lua_t *lua = lr->vm;
     lua_State *L = lua->L;
-    if (over_watermark(r, lua))
+    if (over_watermark(lr, lua))
         return GW_ERROR;
-    lua_State *co = acquire_co(r, done);
+    lua_State *co = acquire_co(lr, done);
     push_runner_fn(L, lua, "run");
     /* a number, not a lightuserdata: the JIT passes numbers to FFI calls
      * (uintptr_t in lua/gw/base.lua); user-space addresses fit in 53 bits */
-    lua_pushnumber(L, (lua_Number)(uintptr_t)r);
-    lua_pushinteger(L, route_arg(r));
+    lua_pushnumber(L, (lua_Number)(uintptr_t)lr->req);
+    lua_pushinteger(L, lr->route);
     lua_pushinteger(L, (lua_Integer)phases);
-    push_ctx(L, r);
+    push_ctx(L, lr);
     lua_xmove(L, co, 5);
-    return resume(r, co, 4);
+    return resume(lr, co, 4);
 }
 
 void
-gw_lua_resume(gw_request_t *r)
+gw_lua_resume(gw_lua_req_t *lr)
 {
-    if (r->lua.co_ref == 0)
+    if (lr->co_ref == 0)
         return;
-    lua_State *L = r->w->lua->L;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, r->lua.co_ref);
+    lua_State *L = lr->vm->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lr->co_ref);
     lua_State *co = lua_tothread(L, -1);
     lua_pop(L, 1);
-    r->lua.waiting = 0;
-    int rc = resume(r, co, 0);
-    if (rc != GW_AGAIN && r->lua.done)
-        r->lua.done(r, rc);
+    lr->waiting = 0;
+    int rc = resume(lr, co, 0);
+    if (rc == GW_AGAIN)
+        return;
+    if (lr->bf_busy)
+        on_bf_done(lr, rc);
+    else if (lr->done)
+        lr->done(lr->req, rc);
 }
 
 /* Calls runner[name](r, route, ctx, ...) on the main state: a plugin that
  * tries to wait there gets an error from the runtime, not a hang. */
 static int
-call_sync(gw_request_t *r, const char *name, int nargs_extra, int nres)
+call_sync(gw_lua_req_t *lr, const char *name, int nargs_extra, int nres)
 {
-    lua_State *L = r->w->lua->L;
+    lua_State *L = lr->vm->L;
     int base = lua_gettop(L) - nargs_extra;
-    push_runner_fn(L, r->w->lua, name);
-    lua_pushnumber(L, (lua_Number)(uintptr_t)r);
-    lua_pushinteger(L, route_arg(r));
-    push_ctx(L, r);
+    push_runner_fn(L, lr->vm, name);
+    lua_pushnumber(L, (lua_Number)(uintptr_t)lr->req);
+    lua_pushinteger(L, lr->route);
+    push_ctx(L, lr);
     for (int i = 0; i < nargs_extra; i++)
         lua_pushvalue(L, base + 1 + i);
-    enter_lua(r->w->lua);
+    enter_lua(lr->vm);
     int st = lua_pcall(L, 3 + nargs_extra, nres, 0);
-    leave_lua(r->w->lua);
+    leave_lua(lr->vm);
     if (st != 0) {
-        gw_log(r->w->log, GW_LOG_ERROR, "lua: %s", lua_tostring(L, -1));
+        gw_log(lr->log, GW_LOG_ERROR, "lua: %s", lua_tostring(L, -1));
         lua_settop(L, base);
         return GW_ERROR;
     }
@@ -655,12 +655,12 @@ phase_name(unsigned phase)
 }
 
 int
-gw_lua_run_sync(gw_request_t *r, unsigned phase)
+gw_lua_run_sync(gw_lua_req_t *lr, unsigned phase)
 {
-    lua_State *L = r->w->lua->L;
+    lua_State *L = lr->vm->L;
     int top = lua_gettop(L);
     lua_pushstring(L, phase_name(phase));
-    int rc = call_sync(r, "run_sync", 1, 1);
+    int rc = call_sync(lr, "run_sync", 1, 1);
     if (rc == GW_OK && !lua_toboolean(L, -1))
         rc = GW_ERROR;
     lua_settop(L, top);
@@ -668,12 +668,12 @@ gw_lua_run_sync(gw_request_t *r, unsigned phase)
 }
 
 int
-gw_lua_wants_upstream(gw_request_t *r, int status)
+gw_lua_wants_upstream(gw_lua_req_t *lr, int status)
 {
-    lua_State *L = r->w->lua->L;
+    lua_State *L = lr->vm->L;
     int top = lua_gettop(L);
     lua_pushinteger(L, status);
-    int rc = call_sync(r, "wants_upstream", 1, 1);
+    int rc = call_sync(lr, "wants_upstream", 1, 1);
     int wants = rc == GW_OK && lua_toboolean(L, -1);
     lua_settop(L, top);
     return wants;
@@ -683,45 +683,45 @@ gw_lua_wants_upstream(gw_request_t *r, int status)
  * the hook the wait left: this module does not include gw_lua_api.h, whose
  * FFI functions sit above the request. */
 static void
-cancel_waits(gw_request_t *r)
+cancel_waits(gw_lua_req_t *lr)
 {
-    if (r->lua.cancel_waits)
-        r->lua.cancel_waits(r);
+    if (lr->cancel_waits)
+        lr->cancel_waits(lr->req);
 }
 
 void
-gw_lua_abandon(gw_request_t *r)
+gw_lua_abandon(gw_lua_req_t *lr)
 {
-    if (r->w->lua == NULL || r->lua.co_ref == 0)
+    if (lr->vm == NULL || lr->co_ref == 0)
         return;
-    uv_timer_stop(&r->lua.timer);
-    cancel_waits(r);
-    drop_co(r); /* suspended: never back to the pool */
-    r->lua.waiting = 0;
-    r->lua.done = NULL;
+    uv_timer_stop(&lr->timer);
+    cancel_waits(lr);
+    drop_co(lr); /* suspended: never back to the pool */
+    lr->waiting = 0;
+    lr->done = NULL;
 }
 
 void
-gw_lua_request_end(gw_request_t *r)
+gw_lua_request_end(gw_lua_req_t *lr)
 {
-    gw_lua_t *lua = r->w->lua;
+    gw_lua_t *lua = lr->vm;
     if (lua == NULL)
         return;
-    uv_timer_stop(&r->lua.timer);
-    cancel_waits(r);
-    drop_co(r);
-    if (r->lua.ctx_ref) {
+    uv_timer_stop(&lr->timer);
+    cancel_waits(lr);
+    drop_co(lr);
+    if (lr->ctx_ref) {
         /* a table no plugin wrote to serves the next request as it is;
          * another is dropped with its contents at the next push_ctx */
         lua_State *L = lua->L;
-        lua_rawgeti(L, LUA_REGISTRYINDEX, r->lua.ctx_ref);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, lr->ctx_ref);
         lua_pushnil(L);
         if (lua_next(L, -2) != 0) {
-            r->lua.ctx_fresh = 0;
+            lr->ctx_fresh = 0;
             lua_pop(L, 2);
         }
         lua_pop(L, 1);
     }
-    r->lua.phases = 0;
-    r->lua.waiting = 0;
+    lr->phases = 0;
+    lr->waiting = 0;
 }

@@ -18,6 +18,7 @@
 
 typedef struct gw_lua_s gw_lua_t;
 typedef struct gw_request_s gw_request_t;
+typedef struct gw_log_s gw_log_t;
 
 enum {
     GW_PH_REWRITE = 1 << 0,
@@ -64,13 +65,17 @@ typedef void (*gw_lua_done_cb)(gw_request_t *r, int status);
  * gw_request.c uses what the plugins decided (phases, the exit response,
  * the header_filter copy of the response head, status_override). The
  * coroutine, ctx, the waits, the timer and the body_filter queue are
- * gw_lua.c's and gw_lua_api.c's alone.
+ * gw_lua.c's and gw_lua_api.c's alone. gw_lua.c reaches the request only
+ * through what is set here (req, vm, log, request_id, route): it does not
+ * include gw_request.h, and hands req on, opaque, to the plugins' API and
+ * to the callbacks.
  */
 typedef struct gw_lua_bf_ops_s gw_lua_bf_ops_t;
 
 typedef struct gw_lua_req_s {
     /* -- reset for every request (gw_lua_req_reset) -- */
     unsigned phases; /* GW_PH_* the route has plugins for; 0: never enters the VM */
+    int route;       /* the route's index + 1; 0 before routing or for none */
     int exit_status; /* a plugin ended the request with this status */
     const char *exit_ctype;
     int status_override; /* header_filter's gw.resp.set_status */
@@ -110,10 +115,16 @@ typedef struct gw_lua_req_s {
     int ctx_ref;           /* gw_lua.c: registry slot of ctx, kept across requests */
     int ctx_fresh;         /* the slot holds this request's (or an unused) table */
     uv_timer_t timer;      /* gw_lua_api.c: gw.sleep; its data is the request */
+    gw_request_t *req;     /* the request this is embedded in */
+    gw_lua_t *vm;          /* the worker's VM (NULL without plugins) */
+    gw_log_t *log;
+    const gw_str_t *request_id; /* the request's, for log lines */
 } gw_lua_req_t;
 
-/* A new pooled request object: DATA (the request) goes with the timer. */
-void gw_lua_req_init(gw_lua_req_t *lr, uv_loop_t *loop, void *data);
+/* A new pooled request object REQ: its VM, log and request id (which
+ * stays at that address); REQ also goes with the timer. */
+void gw_lua_req_init(gw_lua_req_t *lr, uv_loop_t *loop, gw_request_t *req, gw_lua_t *vm,
+                     gw_log_t *log, const gw_str_t *request_id);
 
 /* Before each request. Inline: every request pays it, plugins or not. */
 static inline void
@@ -141,17 +152,17 @@ void gw_lua_req_free(gw_lua_req_t *lr);
  * when a plugin failed (already logged). After GW_OK, r->lua.exit_status
  * says whether a plugin ended the request.
  */
-int gw_lua_run(gw_request_t *r, unsigned phases, gw_lua_done_cb done);
+int gw_lua_run(gw_lua_req_t *lr, unsigned phases, gw_lua_done_cb done);
 
 /* The error phase for an error the gateway makes, in a coroutine: plugins
  * may wait. Sets r->lua.in_error_phase: a request has one error phase. Same returns as gw_lua_run;
  * r->lua.exit_status > 0 after GW_OK (or in done) when a plugin replaced the response. */
-int gw_lua_run_error(gw_request_t *r, const char *kind, int status, const char *message,
+int gw_lua_run_error(gw_lua_req_t *lr, const char *kind, int status, const char *message,
                      int upstream_status, gw_lua_done_cb done);
 
 /* Runs PHASE (GW_PH_HEADER_FILTER or GW_PH_LOG) where it may not wait, to
  * its end at once; GW_OK, or GW_ERROR when a plugin failed. */
-int gw_lua_run_sync(gw_request_t *r, unsigned phase);
+int gw_lua_run_sync(gw_lua_req_t *lr, unsigned phase);
 /*
  * body_filter over a response body: gw_lua_body_filter queues LEN bytes
  * (EOF: the body ended, after them) and runs the plugins' calls one at a
@@ -166,22 +177,22 @@ struct gw_lua_bf_ops_s {
     void (*read_on)(gw_request_t *r);
 };
 
-int gw_lua_body_filter(gw_request_t *r, const char *data, size_t len, int eof,
+int gw_lua_body_filter(gw_lua_req_t *lr, const char *data, size_t len, int eof,
                        const gw_lua_bf_ops_t *ops);
 /* Does a plugin of r's route want the error phase for this upstream
  * status (wants_upstream_error)? */
-int gw_lua_wants_upstream(gw_request_t *r, int status);
+int gw_lua_wants_upstream(gw_lua_req_t *lr, int status);
 
 /* The client is gone while a phase waits: that phase is dropped with its
  * waits (it never resumes), so that the log phase can run, and wait, in a
  * coroutine of its own. */
-void gw_lua_abandon(gw_request_t *r);
+void gw_lua_abandon(gw_lua_req_t *lr);
 
 /* The request is going away: drop its coroutine and cancel what it
  * waits for. */
-void gw_lua_request_end(gw_request_t *r);
+void gw_lua_request_end(gw_lua_req_t *lr);
 
 /* Resumes r's coroutine after an operation it waited for (gw_lua_api.c). */
-void gw_lua_resume(gw_request_t *r);
+void gw_lua_resume(gw_lua_req_t *lr);
 
 #endif

@@ -381,7 +381,7 @@ gw_ffi_now(void)
 static void
 on_sleep(uv_timer_t *t)
 {
-    gw_lua_resume(t->data);
+    gw_lua_resume(&((gw_request_t *)t->data)->lua);
 }
 
 EXPORT int
@@ -433,7 +433,7 @@ on_http(gw_httpc_req_t *hr, int err, const char *errmsg, const gw_httpc_resp_t *
     }
     r->lua.http = hw; /* now: the finished result */
     r->lua.http_done = 1;
-    gw_lua_resume(r);
+    gw_lua_resume(&r->lua);
 }
 
 EXPORT int
@@ -592,18 +592,11 @@ gw_ffi_limiter_new(gw_request_t *r, int kind, double a, double b, int align, con
 static void
 add_num_header(gw_request_t *r, const char *name, size_t nlen, int64_t v)
 {
-    char line[96];
-    size_t n = 0;
-    if (nlen + 26 > sizeof(line))
+    char num[24];
+    if (nlen + 26 > 96)
         return;
-    memcpy(line, name, nlen);
-    n = nlen;
-    line[n++] = ':';
-    line[n++] = ' ';
-    n += gw_fmt_u64(line + n, v < 0 ? 0 : (uint64_t)v); /* never negative here */
-    line[n++] = '\r';
-    line[n++] = '\n';
-    gw_buf_append(&r->resp_extra, line, n);
+    size_t n = gw_fmt_u64(num, v < 0 ? 0 : (uint64_t)v); /* never negative here */
+    gw_request_add_resp_header(r, S(name, nlen), S(num, n));
 }
 
 #define ADD_NUM(r, lit, v) add_num_header(r, lit, sizeof(lit) - 1, v)
@@ -642,7 +635,7 @@ on_limit(const gw_limit_result_t *res, void *arg)
     gw_request_t *r = arg;
     r->lua.limit = NULL;
     limit_out(r, r->w->limiters[r->lua.limit_id], res);
-    gw_lua_resume(r);
+    gw_lua_resume(&r->lua);
 }
 
 /* FLAGS: GW_LIMIT_FLAG_HEADERS sends X-RateLimit-*, GW_LIMIT_FLAG_ENFORCE
@@ -704,10 +697,7 @@ gw_ffi_resp_add_header(gw_request_t *r, const char *name, size_t nlen, const cha
     if (!header_token_ok(S(name, nlen), 0) || !header_token_ok(S(value, vlen), 1) ||
         gw_http_owned_header(S(name, nlen)) != GW_HDR_PLUGIN)
         return GW_ERROR;
-    gw_buf_append(&r->resp_extra, name, nlen);
-    gw_buf_append(&r->resp_extra, ": ", 2);
-    gw_buf_append(&r->resp_extra, value, vlen);
-    gw_buf_append(&r->resp_extra, "\r\n", 2);
+    gw_request_add_resp_header(r, S(name, nlen), S(value, vlen));
     return GW_OK;
 }
 
@@ -774,7 +764,7 @@ on_redis(int err, const redisReply *reply, void *arg)
     rw->err = err;
     if (err == 0)
         encode_reply(&rw->out, reply, 0);
-    gw_lua_resume(r);
+    gw_lua_resume(&r->lua);
 }
 
 EXPORT int

@@ -1,17 +1,17 @@
 /*
- * The request phase machine. gw_request_on_head() runs the phases that
- * need only the head; the rest is driven by upstream and client events.
- * Any function here that can end the request (fail, done) is the last
- * thing its caller does with the request.
+ * The request phase machine. r->phase says where a request is and
+ * advance() moves it on; the phases that wait (plugins, the node) go on
+ * from their events. Any function here that can end the request is the
+ * last thing its caller does with the request. Nothing here writes bytes
+ * for the client: r->cops, the connection's operations, does.
  */
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "gw_balancer.h"
-#include "gw_http1.h" /* cycle: the response goes out through r->conn */
 #include "gw_log.h"
-#include "gw_lua.h" /* cycle: the plugins' phases run from here */
+#include "gw_lua.h"
 #include "gw_metrics.h"
 #include "gw_request.h"
 #include "gw_breaker.h"
@@ -22,7 +22,7 @@
 /* ---- object pool ---- */
 
 gw_request_t *
-gw_request_new(gw_worker_t *w, gw_conn_t *c)
+gw_request_new(gw_worker_t *w, gw_conn_t *c, const gw_conn_ops_t *ops, gw_str_t remote_ip)
 {
     gw_request_t *r = w->free_reqs;
     if (r) {
@@ -33,20 +33,18 @@ gw_request_new(gw_worker_t *w, gw_conn_t *c)
             abort();
         uv_timer_init(w->loop, &r->budget);
         r->budget.data = r;
-        gw_lua_req_init(&r->lua, w->loop, r);
+        gw_lua_req_init(&r->lua, w->loop, r, w->lua, w->log, &r->request_id);
     }
     /* everything before headers[] is per-request state */
     memset(&r->conn, 0, offsetof(gw_request_t, headers) - offsetof(gw_request_t, conn));
     r->w = w;
     r->conn = c;
+    r->cops = ops;
     r->content_length = -1;
     r->arena_used = 0;
-    r->resp_extra.len = 0;
     gw_lua_req_reset(&r->lua);
     r->start_ns = gw_worker_now_ns(w);
-    r->view.remote_ip = (gw_str_t){c->remote_ip, c->remote_ip_len};
-    r->view.tls = gw_conn_is_tls(c);
-    r->view.tls_client_dn = gw_conn_tls_client_dn(c);
+    r->view.remote_ip = remote_ip;
     return r;
 }
 
@@ -107,7 +105,7 @@ request_free(gw_request_t *r)
         r->node = NULL;
     }
     if (r->lua.phases)
-        gw_lua_request_end(r);
+        gw_lua_request_end(&r->lua);
     while (r->extra) {
         void **next = r->extra;
         r->extra = *next;
@@ -115,6 +113,8 @@ request_free(gw_request_t *r)
     }
     if (r->uphead.cap > 65536)
         gw_buf_free(&r->uphead);
+    if (r->wire.cap > 65536)
+        gw_buf_free(&r->wire);
     r->conn = NULL;
     if (w->draining == 2) {
         /* the worker is ending and its pool already closed: close this one */
@@ -130,10 +130,10 @@ static void on_client_gone(gw_request_t *r);
 void
 gw_request_end(gw_request_t *r)
 {
-    if (!r->finished)
+    if (r->phase < GW_RQ_LOG)
         on_client_gone(r);
-    if (r->log_waiting)
-        detach(r); /* freed when its log phase ends (on_log_phase_done) */
+    if (r->phase == GW_RQ_LOG)
+        detach(r); /* its log phase waits: freed when it ends (on_log_phase_done) */
     else
         request_free(r);
 }
@@ -143,7 +143,7 @@ on_req_timer_closed(uv_handle_t *h)
 {
     gw_request_t *r = h->data;
     gw_buf_free(&r->uphead);
-    gw_buf_free(&r->resp_extra);
+    gw_buf_free(&r->wire);
     gw_lua_req_free(&r->lua);
     free(r);
 }
@@ -204,7 +204,26 @@ gw_request_alloc(gw_request_t *r, size_t n)
 int
 gw_request_read_body(gw_request_t *r, gw_buf_t *out)
 {
-    return gw_conn_read_body(r->conn, out);
+    out->len = 0;
+    if (r->conn == NULL)
+        return GW_ERROR;
+    return r->cops->read_body(r, out);
+}
+
+void
+gw_request_add_resp_header(gw_request_t *r, gw_str_t name, gw_str_t value)
+{
+    if (r->nresp_hdrs == r->cap_resp_hdrs) {
+        size_t cap = r->cap_resp_hdrs ? r->cap_resp_hdrs * 2 : 8;
+        gw_header_t *hs = (gw_header_t *)request_buf(r, cap * sizeof(*hs));
+        if (r->nresp_hdrs)
+            memcpy(hs, r->resp_hdrs, r->nresp_hdrs * sizeof(*hs));
+        r->resp_hdrs = hs;
+        r->cap_resp_hdrs = cap;
+    }
+    gw_header_t *h = &r->resp_hdrs[r->nresp_hdrs++];
+    h->name = (gw_str_t){gw_request_strdup(r, name.data, name.len), name.len};
+    h->value = (gw_str_t){gw_request_strdup(r, value.data, value.len), value.len};
 }
 
 const char *
@@ -213,7 +232,7 @@ gw_request_upstream_name(const gw_request_t *r)
     return r->target ? r->target->up->conf->name : NULL;
 }
 
-/* ---- head phases ---- */
+/* ---- HEAD: what the phases read of the head (path, host, ids) ---- */
 
 static unsigned
 method_bit(gw_str_t m)
@@ -528,6 +547,66 @@ static void on_plugins_done(gw_request_t *r, int rc);
 static void proxy(gw_request_t *r);
 static void send_exit(gw_request_t *r);
 
+/* ---- the driver ---- */
+
+/*
+ * Moves r into phase PH and runs what that phase does at once. ACCESS,
+ * UPSTREAM, LOG and DONE start here; the others start with the data they
+ * need (UP_HEAD with the node's head, OWN with the answer, BODY with the
+ * response head) and call in here to go on. A phase that waits (plugins,
+ * the node, the client) leaves r where it is; its event moves it on.
+ */
+static void
+advance(gw_request_t *r, gw_rq_phase_t ph)
+{
+    r->phase = ph;
+    switch (ph) {
+    case GW_RQ_ACCESS: {
+        unsigned early = r->lua.phases & (GW_PH_REWRITE | GW_PH_ACCESS);
+        if (early == 0) {
+            advance(r, GW_RQ_UPSTREAM);
+            return;
+        }
+        int rc = gw_lua_run(&r->lua, early, on_plugins_done);
+        if (rc != GW_AGAIN)
+            on_plugins_done(r, rc);
+        return;
+    }
+    case GW_RQ_UPSTREAM:
+        proxy(r);
+        return;
+    case GW_RQ_LOG:
+        /* the next request on a connection waits for a log phase that
+         * waits (its bytes stay unparsed meanwhile) */
+        if (log_request(r, 1) != GW_AGAIN)
+            advance(r, GW_RQ_DONE);
+        return;
+    case GW_RQ_DONE:
+        r->cops->finish(r); /* ends r: gw_request_end */
+        return;
+    case GW_RQ_HEAD:
+    case GW_RQ_UP_HEAD:
+    case GW_RQ_OWN:
+    case GW_RQ_BODY:
+        return;
+    }
+}
+
+/* An error the gateway answers: its own response before any head went
+ * out (error phase, header_filter), a cut after. CLOSE: the client's
+ * connection ends after the answer. */
+static void
+request_error(gw_request_t *r, int status, const char *message, int close)
+{
+    if (gw_request_responding(r)) {
+        r->cops->abort(r);
+        return;
+    }
+    if (close)
+        r->close_conn = 1;
+    gw_request_fail(r, status, message);
+}
+
 /* ---- breakers ---- */
 
 static int
@@ -557,8 +636,10 @@ static void
 breaker_open(gw_request_t *r)
 {
     r->err = GW_ERR_BREAKER_OPEN;
-    gw_conn_send_error(r->conn, 503, "circuit breaker open", 0);
+    request_error(r, 503, "circuit breaker open", 0);
 }
+
+/* ---- HEAD -> ACCESS: the route; the route's budget runs from UPSTREAM ---- */
 
 static void
 on_budget(uv_timer_t *t)
@@ -574,10 +655,7 @@ on_budget(uv_timer_t *t)
         gw_health_observe(r->target->up->health, r->node, 0);
         upstream_release(r, 0);
     }
-    if (r->head_sent)
-        gw_conn_close(r->conn);
-    else
-        gw_conn_send_error(r->conn, 504, "gateway timeout", 0);
+    request_error(r, 504, "gateway timeout", 0);
 }
 
 void
@@ -598,7 +676,7 @@ gw_request_on_head(gw_request_t *r)
     if (r->host_header.len)
         r->view.host = lower_host(r, r->host_header);
     if (normalize_path(r, raw_path, &path) != 0) {
-        gw_conn_send_error(r->conn, 400, "bad request", 1);
+        request_error(r, 400, "bad request", 1);
         return;
     }
     r->view.path = path;
@@ -606,20 +684,16 @@ gw_request_on_head(gw_request_t *r)
     r->route = gw_router_match(w->router, &r->view, r->params, &r->nparams);
     /* global plugins see requests that match no route too (not_found) */
     r->lua.phases = gw_lua_route_phases(w->lua, r->route ? r->route->index : SIZE_MAX);
+    r->lua.route = r->route ? (int)r->route->index + 1 : 0;
     if (r->route == NULL) {
         r->err = GW_ERR_NOT_FOUND;
-        gw_conn_send_error(r->conn, 404, "no route matched", 0);
+        request_error(r, 404, "no route matched", 0);
         return;
     }
-    unsigned early = r->lua.phases & (GW_PH_REWRITE | GW_PH_ACCESS);
-    if (early) {
-        int rc = gw_lua_run(r, early, on_plugins_done);
-        if (rc != GW_AGAIN)
-            on_plugins_done(r, rc);
-        return;
-    }
-    proxy(r);
+    advance(r, GW_RQ_ACCESS);
 }
+
+/* ---- ACCESS -> UPSTREAM ---- */
 
 /* After rewrite and access: a plugin may have answered, failed, or let
  * the request go on. */
@@ -628,22 +702,22 @@ on_plugins_done(gw_request_t *r, int rc)
 {
     if (rc != GW_OK) {
         r->err = GW_ERR_PLUGIN;
-        gw_conn_send_error(r->conn, 500, "internal error", 0);
+        request_error(r, 500, "internal error", 0);
         return;
     }
     if (r->err == GW_ERR_LIMITED) {
-        gw_conn_send_error(r->conn, 429, "too many requests", 0);
+        request_error(r, 429, "too many requests", 0);
         return;
     }
     if (r->err == GW_ERR_REFUSED) {
-        gw_conn_send_error(r->conn, r->fail_status, r->fail_message, 0);
+        request_error(r, r->fail_status, r->fail_message, 0);
         return;
     }
     if (r->lua.exit_status) {
         send_exit(r);
         return;
     }
-    proxy(r);
+    advance(r, GW_RQ_UPSTREAM);
 }
 
 /* The path the node gets: a plugin's gw.req.set_path, else the route's
@@ -690,7 +764,7 @@ proxy(gw_request_t *r)
     pick_and_connect(r);
 }
 
-/* ---- upstream side ---- */
+/* ---- UPSTREAM: a node, its connection (r->up), the request sent ---- */
 
 /* A 503 says whether the upstream had nodes at all: a registry that lists
  * none (or was never read) is not the same trouble as nodes all ejected. */
@@ -719,14 +793,13 @@ fail_upstream(gw_request_t *r, int status)
     if (status == 503)
         r->brk_pending = 0;
     breaker_report(r, 0);
-    gw_conn_send_error(r->conn, status, msg, 0);
+    request_error(r, status, msg, 0);
 }
 
 static void
 send_request(gw_request_t *r)
 {
     uv_buf_t b = uv_buf_init(r->uphead.data, (unsigned)r->uphead.len);
-    r->upstream_started = 1;
     int rc = gw_upconn_write(r->up, &b, 1);
     if (rc < 0)
         return; /* the error callback follows */
@@ -735,7 +808,7 @@ send_request(gw_request_t *r)
             gw_upconn_request_sent(r->up);
         return;
     }
-    gw_conn_resume_body(r->conn);
+    r->cops->resume_body(r);
 }
 
 /* How the node's connection reaches the request: one table for all. */
@@ -847,7 +920,7 @@ on_upstream_drained(void *user)
     if (r->body_done)
         gw_upconn_request_sent(r->up);
     else
-        gw_conn_resume_body(r->conn);
+        r->cops->resume_body(r);
 }
 
 int
@@ -855,7 +928,6 @@ gw_request_on_body(gw_request_t *r, const char *data, size_t len)
 {
     if (r->up == NULL || len == 0)
         return 1;
-    r->body_bytes_sent = 1;
     if (r->chunked) {
         char size[24];
         int n = snprintf(size, sizeof(size), "%zx\r\n", len);
@@ -914,7 +986,8 @@ static int
 reconnect_stale(gw_request_t *r, gw_up_error_t e)
 {
     gw_worker_t *w = r->w;
-    if (e != GW_UP_STALE || r->reconnected || !r->idempotent || r->has_body || r->head_sent)
+    if (e != GW_UP_STALE || r->reconnected || !r->idempotent || r->has_body ||
+        gw_request_responding(r))
         return 0;
     if (r->budget_active && uv_timer_get_due_in(&r->budget) == 0)
         return 0; /* the route's deadline is due: its 504 follows */
@@ -957,17 +1030,17 @@ on_upstream_error(void *user, gw_up_error_t e)
            r->target->up->conf->name, r->node->conf->addr, what, (int)r->request_id.len,
            r->request_id.data);
     r->err = timeout ? GW_ERR_TIMEOUT : GW_ERR_UPSTREAM;
-    if (r->head_sent) {
+    if (gw_request_responding(r)) {
         breaker_report(r, 0);
-        if (r->head_pending && !(r->lua.phases & (GW_PH_HEADER_FILTER | GW_PH_BODY_FILTER))) {
+        if (!(r->lua.phases & (GW_PH_HEADER_FILTER | GW_PH_BODY_FILTER)) &&
+            r->cops->unsend_head(r)) {
             /* not a byte of it reached the client yet: a clean error
              * instead of a cut (and never a retry: the node answered) */
-            r->head_sent = r->head_pending = 0;
-            r->bytes_sent -= r->uphead.len;
+            r->phase = GW_RQ_UP_HEAD;
             fail_upstream(r, timeout ? 504 : 502);
             return;
         }
-        gw_conn_close(r->conn); /* the response is cut: so must the connection be */
+        r->cops->abort(r); /* the response is cut: so must the connection be */
         return;
     }
     /* A retry must not send a request twice that may have had effects:
@@ -981,25 +1054,9 @@ on_upstream_error(void *user, gw_up_error_t e)
     fail_upstream(r, timeout ? 504 : 502);
 }
 
-static void
-status_line(gw_buf_t *b, int status)
-{
-    const char *reason = gw_http_reason(status);
-    size_t rl = strlen(reason);
-    char *p;
-    gw_buf_reserve(b, 16 + rl);
-    p = b->data + b->len;
-    memcpy(p, "HTTP/1.1 ", 9);
-    p[9] = (char)('0' + status / 100 % 10);
-    p[10] = (char)('0' + status / 10 % 10);
-    p[11] = (char)('0' + status % 10);
-    p[12] = ' ';
-    memcpy(p + 13, reason, rl);
-    memcpy(p + 13 + rl, "\r\n", 2);
-    b->len += 15 + rl;
-}
+static int send_response_head(gw_request_t *r, const gw_up_head_t *h);
 
-static int build_response_head(gw_request_t *r, const gw_up_head_t *h);
+/* ---- UP_HEAD: the node's head, its error phase and header_filter ---- */
 
 /* header_filter works on a copy of the upstream's headers: it may change
  * them, and they point into the connection's buffer, which the body takes
@@ -1022,12 +1079,12 @@ on_header_filter_done(gw_request_t *r, int rc)
     gw_upconn_t *u = r->up;
     if (rc != GW_OK) {
         r->err = GW_ERR_PLUGIN;
-        gw_conn_send_error(r->conn, 500, "internal error", 1);
+        request_error(r, 500, "internal error", 1);
         return;
     }
     if (u == NULL)
         return;
-    gw_upconn_continue(u, build_response_head(r, &u->head));
+    gw_upconn_continue(u, send_response_head(r, &u->head));
 }
 
 static int response_head_filtered(gw_request_t *r, const gw_up_head_t *h);
@@ -1063,11 +1120,12 @@ static int
 on_response_head(void *user, const gw_up_head_t *h)
 {
     gw_request_t *r = user;
+    r->phase = GW_RQ_UP_HEAD;
     r->up_status = h->status;
     r->status = h->status;
     if ((r->lua.phases & GW_PH_ERROR) && !r->lua.in_error_phase &&
-        gw_lua_wants_upstream(r, h->status)) {
-        int rc = gw_lua_run_error(r, "upstream_error", h->status, gw_http_reason(h->status),
+        gw_lua_wants_upstream(&r->lua, h->status)) {
+        int rc = gw_lua_run_error(&r->lua, "upstream_error", h->status, gw_http_reason(h->status),
                                   h->status, on_upstream_error_done);
         if (rc == GW_AGAIN)
             return GW_UP_HOLD; /* until the plugin is done */
@@ -1082,27 +1140,29 @@ response_head_filtered(gw_request_t *r, const gw_up_head_t *h)
 {
     if (r->lua.phases & GW_PH_HEADER_FILTER) {
         copy_response_headers(r, h);
-        int rc = gw_lua_run(r, GW_PH_HEADER_FILTER, on_header_filter_done);
+        int rc = gw_lua_run(&r->lua, GW_PH_HEADER_FILTER, on_header_filter_done);
         if (rc == GW_AGAIN)
             return GW_UP_HOLD;
         if (rc != GW_OK) {
             r->err = GW_ERR_PLUGIN;
-            gw_conn_send_error(r->conn, 500, "internal error", 1);
+            request_error(r, 500, "internal error", 1);
             return GW_UP_HOLD;
         }
     }
-    return build_response_head(r, h);
+    return send_response_head(r, h);
 }
 
-/* The client's head; returns how the body is wanted: decoded when the
- * gateway frames it itself. */
+/* ---- BODY: the node's body to the client, through body_filter ---- */
+
+/* The client's head, as data, to the connection; returns how the body is
+ * wanted: decoded when the gateway frames it itself. A chunked body is
+ * decoded and framed again by the connection: extensions, trailers and
+ * whatever line endings the upstream's framing got away with never reach
+ * the client, so client and gateway agree where it ends. A body filter
+ * sees decoded bytes and may change their length: the same. */
 static int
-build_response_head(gw_request_t *r, const gw_up_head_t *head)
+send_response_head(gw_request_t *r, const gw_up_head_t *head)
 {
-    gw_conn_t *c = r->conn;
-    gw_buf_t *b = &r->uphead; /* the request head is sent: reuse its buffer */
-    gw_str_t conn_tokens = GW_NULL_STR;
-    int has_date = 0, client10 = r->http_minor == 0;
     const gw_header_t *hs = head->headers;
     size_t nh = head->nheaders;
     int head_request = r->view.method == GW_M_HEAD;
@@ -1114,115 +1174,38 @@ build_response_head(gw_request_t *r, const gw_up_head_t *head)
         if (r->lua.status_override)
             r->status = r->lua.status_override;
     }
-    if (head->until_close)
-        c->close_after = 1;
-    /* A chunked body is decoded and sent in the gateway's own chunk
-     * framing (or close-delimited on HTTP/1.0): extensions, trailers and
-     * whatever line endings the upstream's framing got away with never
-     * reach the client, so client and gateway agree where it ends. A body
-     * filter sees decoded bytes and may change their length: the same. */
-    int chunked = head->chunked && !head_request;
-    if (client10 && (chunked || filtered))
-        c->close_after = 1;
-    if (!r->body_done || r->w->draining)
-        c->close_after = 1;
-    r->rechunk = (chunked || filtered) && !client10;
-    size_t need = 256;
-    for (size_t i = 0; i < nh; i++) {
-        gw_str_t n = hs[i].name;
-        need += n.len + hs[i].value.len + 4;
-        if (n.len == 10 && gw_str_caseeq_lc(n, GW_STR("connection")))
-            conn_tokens = hs[i].value;
-    }
-    /* the usual values name no header: skip the per-header token search */
-    if (gw_str_caseeq_lc(conn_tokens, GW_STR("keep-alive")) ||
-        gw_str_caseeq_lc(conn_tokens, GW_STR("close")))
-        conn_tokens = GW_NULL_STR;
-    b->len = 0;
-    gw_buf_reserve(b, need + r->request_id.len + r->resp_extra.len);
-    status_line(b, r->status);
-    for (size_t i = 0; i < nh; i++) {
-        const gw_header_t *h = &hs[i];
-        gw_str_t n = h->name;
-        if (n.len == 0 || gw_http_is_hop_by_hop(n))
-            continue;
-        if (n.len == 12 && gw_str_caseeq_lc(n, GW_STR("x-request-id")))
-            continue;
-        if (filtered && n.len == 14 && gw_str_caseeq_lc(n, GW_STR("content-length")))
-            continue;
-        if (n.len == 4 && gw_str_caseeq_lc(n, GW_STR("date")))
-            has_date = 1;
-        if (conn_tokens.len && gw_http_has_token(conn_tokens, n))
-            continue;
-        gw_buf_puts(b, n);
-        GW_BUF_PUT_LIT(b, ": ");
-        gw_buf_puts(b, h->value);
-        GW_BUF_PUT_LIT(b, "\r\n");
-    }
-    if (!has_date) {
-        GW_BUF_PUT_LIT(b, "Date: ");
-        gw_buf_put(b, gw_worker_date(r->w), 29);
-        GW_BUF_PUT_LIT(b, "\r\n");
-    }
-    GW_BUF_PUT_LIT(b, "X-Request-Id: ");
-    gw_buf_puts(b, r->request_id);
-    GW_BUF_PUT_LIT(b, "\r\n");
-    if (r->resp_extra.len)
-        gw_buf_put(b, r->resp_extra.data, r->resp_extra.len);
-    if (r->rechunk)
-        GW_BUF_PUT_LIT(b, "Transfer-Encoding: chunked\r\n");
-    if (c->close_after || !c->keepalive)
-        GW_BUF_PUT_LIT(b, "Connection: close\r\n");
-    else if (client10)
-        GW_BUF_PUT_LIT(b, "Connection: keep-alive\r\n");
-    GW_BUF_PUT_LIT(b, "\r\n");
-    r->head_sent = 1;
-    r->bytes_sent += b->len;
-    /* sent with the first body bytes, in one write */
-    r->head_pending = 1;
-    return chunked || filtered ? GW_UP_READ_DECODED : GW_UP_READ;
+    int decoded = (head->chunked && !head_request) || filtered;
+    gw_resp_head_t h = {
+        .status = r->status,
+        .headers = hs,
+        .nheaders = nh,
+        .extra = r->resp_hdrs,
+        .nextra = r->nresp_hdrs,
+        .request_id = r->request_id,
+        .framing = decoded ? GW_BODY_STREAM : GW_BODY_AS_IS,
+        .until_close = head->until_close,
+        .close = r->close_conn,
+    };
+    r->phase = GW_RQ_BODY;
+    r->cops->send_head(r, &h);
+    return decoded ? GW_UP_READ_DECODED : GW_UP_READ;
 }
 
-/* Writes body bytes (and the pending head), as a chunk when re-chunking;
- * last adds the terminating chunk. Returns gw_conn_write's answer. */
+/* Body bytes to the client: 1 on, 0 behind, -1 the connection is failing. */
 static int
 write_body(gw_request_t *r, const char *data, size_t len, int last)
 {
-    uv_buf_t b[5];
-    unsigned n = 0;
-    char size[24];
-    if (r->head_pending) {
-        r->head_pending = 0;
-        /* a small body rides in the head's buffer: one plain send() */
-        if (!r->rechunk && len > 0 && len <= 2048) {
-            gw_buf_append(&r->uphead, data, len);
-            r->bytes_sent += len;
-            len = 0;
-        }
-        b[n++] = uv_buf_init(r->uphead.data, (unsigned)r->uphead.len);
-    }
-    if (r->rechunk && len) {
-        int k = snprintf(size, sizeof(size), "%zx\r\n", len);
-        b[n++] = uv_buf_init(size, (unsigned)k);
-    }
-    if (len)
-        b[n++] = uv_buf_init((char *)data, (unsigned)len);
-    if (r->rechunk && len)
-        b[n++] = uv_buf_init("\r\n", 2);
-    if (r->rechunk && last)
-        b[n++] = uv_buf_init("0\r\n\r\n", 5);
-    r->bytes_sent += len;
-    return n ? gw_conn_write(r->conn, b, n) : 1;
+    return r->cops->send_body(r, data, len, last);
 }
 
 /* The response is out (or queued): the node's connection goes back to its
- * pool and the client's connection moves on. */
+ * pool and the request goes on to its log phase. */
 static void
 finish_response(gw_request_t *r)
 {
     upstream_feedback(r, r->up_status);
     upstream_release(r, r->body_done);
-    gw_conn_request_done(r->conn);
+    advance(r, GW_RQ_LOG);
 }
 
 /* body_filter's output (gw_lua_body_filter runs the calls): written as it
@@ -1232,7 +1215,7 @@ static int
 write_filtered(gw_request_t *r, int rc, const char *data, size_t len, int last)
 {
     if (rc != GW_OK) {
-        gw_conn_close(r->conn);
+        r->cops->abort(r);
         return -1;
     }
     int w = write_body(r, data, len, last);
@@ -1267,7 +1250,7 @@ on_response_body(void *user, const char *data, size_t len)
 {
     gw_request_t *r = user;
     if (filtering_body(r))
-        return gw_lua_body_filter(r, data, len, 0, &filtered_ops) == 1;
+        return gw_lua_body_filter(&r->lua, data, len, 0, &filtered_ops) == 1;
     return write_body(r, data, len, 0) == 1;
 }
 
@@ -1277,13 +1260,11 @@ on_response_done(void *user)
     gw_request_t *r = user;
     if (filtering_body(r)) {
         /* the eof call finishes the response, now or later */
-        gw_lua_body_filter(r, NULL, 0, 1, &filtered_ops);
+        gw_lua_body_filter(&r->lua, NULL, 0, 1, &filtered_ops);
         return;
     }
-    if (r->head_pending || r->rechunk) {
-        if (write_body(r, NULL, 0, 1) < 0)
-            return;
-    }
+    if (write_body(r, NULL, 0, 1) < 0)
+        return;
     finish_response(r);
 }
 
@@ -1295,23 +1276,22 @@ gw_request_on_client_drained(gw_request_t *r)
 }
 
 /* The client connection failed or closed: abandon the upstream side and
- * any Lua phase that waits; log. A log phase that waits leaves
- * log_waiting set: gw_request_end detaches the request meanwhile. */
+ * any Lua phase that waits; log. A log phase that waits leaves r in
+ * GW_RQ_LOG: gw_request_end detaches the request meanwhile. */
 static void
 on_client_gone(gw_request_t *r)
 {
-    r->client_gone = 1;
     drop_upstream(r);
-    if (!r->head_sent && r->status == 0)
+    if (!gw_request_responding(r) && r->status == 0)
         r->status = 499; /* nginx's "client closed request", for logs only */
     if (r->lua.phases)
-        gw_lua_abandon(r);
-    if (r->method.len)
-        log_request(r, 1);
-    r->finished = 1;
+        gw_lua_abandon(&r->lua);
+    r->phase = GW_RQ_LOG;
+    if (r->method.len == 0 || log_request(r, 1) != GW_AGAIN)
+        r->phase = GW_RQ_DONE;
 }
 
-/* ---- gateway-made responses ---- */
+/* ---- OWN: responses the gateway makes (errors, plugin exits) ---- */
 
 static void write_own_response(gw_request_t *r, int status, const char *ctype, const char *body,
                                size_t blen, const gw_buf_t *extra, int filtered);
@@ -1331,6 +1311,25 @@ on_own_filter_done(gw_request_t *r, int rc)
                        &r->lua.exit_headers, r->lua.nrhdrs > 0);
 }
 
+/* A plugin's "Name: value\r\n" lines (gw.exit's headers) as fields:
+ * at most MAX of them into OUT; returns how many. */
+static size_t
+header_lines(const gw_buf_t *lines, gw_header_t *out, size_t max)
+{
+    size_t n = 0;
+    const char *p = lines ? lines->data : NULL, *end = p ? p + lines->len : NULL;
+    while (p && p < end && n < max) {
+        const char *colon = memchr(p, ':', (size_t)(end - p));
+        const char *eol = memchr(p, '\r', (size_t)(end - p));
+        if (colon == NULL || eol == NULL || colon > eol)
+            break;
+        out[n].name = (gw_str_t){p, (size_t)(colon - p)};
+        out[n++].value = (gw_str_t){colon + 2, (size_t)(eol - colon - 2)};
+        p = eol + 2;
+    }
+    return n;
+}
+
 static void
 filter_own_response(gw_request_t *r, int status, const char *ctype, const char *body, size_t blen,
                     const gw_buf_t *extra)
@@ -1348,23 +1347,12 @@ filter_own_response(gw_request_t *r, int status, const char *ctype, const char *
     r->lua.exit_ctype = ctype;
     r->lua.own_status = status;
     gw_header_t *rh = gw_lua_resp_headers(&r->lua);
-    size_t n = 0;
-    rh[n].name = GW_STR("Content-Type");
-    rh[n++].value = (gw_str_t){ctype, strlen(ctype)};
-    const char *p = r->lua.exit_headers.data, *end = p ? p + r->lua.exit_headers.len : NULL;
-    while (p && p < end && n < GW_MAX_HEADERS) {
-        const char *colon = memchr(p, ':', (size_t)(end - p));
-        const char *eol = memchr(p, '\r', (size_t)(end - p));
-        if (colon == NULL || eol == NULL || colon > eol)
-            break;
-        rh[n].name = (gw_str_t){p, (size_t)(colon - p)};
-        rh[n++].value = (gw_str_t){colon + 2, (size_t)(eol - colon - 2)};
-        p = eol + 2;
-    }
-    r->lua.nrhdrs = n;
+    rh[0].name = GW_STR("Content-Type");
+    rh[0].value = (gw_str_t){ctype, strlen(ctype)};
+    r->lua.nrhdrs = 1 + header_lines(&r->lua.exit_headers, rh + 1, GW_MAX_HEADERS - 1);
     r->status = status;
     r->lua.status_override = 0;
-    int rc = gw_lua_run(r, GW_PH_HEADER_FILTER, on_own_filter_done);
+    int rc = gw_lua_run(&r->lua, GW_PH_HEADER_FILTER, on_own_filter_done);
     if (rc != GW_AGAIN)
         on_own_filter_done(r, rc);
 }
@@ -1386,63 +1374,37 @@ static void
 write_own_response(gw_request_t *r, int status, const char *ctype, const char *body, size_t blen,
                    const gw_buf_t *extra, int filtered)
 {
-    gw_conn_t *c = r->conn;
-    gw_buf_t *b = &r->uphead;
-    char clen[24];
-    int cl = snprintf(clen, sizeof(clen), "%zu", blen);
-    if (r->w->draining || !r->body_done)
-        c->close_after = 1;
-    size_t need = 256 + strlen(ctype) + r->request_id.len + blen + (extra ? extra->len : 0) +
-                  r->resp_extra.len;
-    for (size_t i = 0; filtered && i < r->lua.nrhdrs; i++)
-        need += r->lua.rhdrs[i].name.len + r->lua.rhdrs[i].value.len + 4;
-    b->len = 0;
-    gw_buf_reserve(b, need);
-    status_line(b, status);
-    GW_BUF_PUT_LIT(b, "Date: ");
-    gw_buf_put(b, gw_worker_date(r->w), 29);
-    GW_BUF_PUT_LIT(b, "\r\n");
+    gw_header_t hs[GW_MAX_HEADERS];
+    gw_resp_head_t h = {
+        .status = status,
+        .extra = r->resp_hdrs,
+        .nextra = r->nresp_hdrs,
+        .request_id = r->request_id,
+        .content_length = (int64_t)blen,
+        .framing = GW_BODY_LENGTH,
+        .close = r->close_conn,
+    };
     if (filtered) {
-        for (size_t i = 0; i < r->lua.nrhdrs; i++) {
-            gw_str_t n = r->lua.rhdrs[i].name;
-            if (n.len == 0 || gw_http_owned_header(n) == GW_HDR_OWN)
-                continue;
-            gw_buf_puts(b, n);
-            GW_BUF_PUT_LIT(b, ": ");
-            gw_buf_puts(b, r->lua.rhdrs[i].value);
-            GW_BUF_PUT_LIT(b, "\r\n");
-        }
+        h.headers = r->lua.rhdrs;
+        h.nheaders = r->lua.nrhdrs;
     } else {
-        GW_BUF_PUT_LIT(b, "Content-Type: ");
-        gw_buf_put(b, ctype, strlen(ctype));
-        GW_BUF_PUT_LIT(b, "\r\n");
-        if (extra && extra->len)
-            gw_buf_put(b, extra->data, extra->len);
+        hs[0].name = GW_STR("Content-Type");
+        hs[0].value = (gw_str_t){ctype, strlen(ctype)};
+        h.headers = hs;
+        h.nheaders = 1 + header_lines(extra, hs + 1, GW_MAX_HEADERS - 1);
     }
-    GW_BUF_PUT_LIT(b, "Content-Length: ");
-    gw_buf_put(b, clen, (size_t)cl);
-    GW_BUF_PUT_LIT(b, "\r\nX-Request-Id: ");
-    gw_buf_puts(b, r->request_id);
-    GW_BUF_PUT_LIT(b, "\r\n");
-    if (r->resp_extra.len)
-        gw_buf_put(b, r->resp_extra.data, r->resp_extra.len);
-    if (c->close_after || !c->keepalive)
-        GW_BUF_PUT_LIT(b, "Connection: close\r\n");
-    GW_BUF_PUT_LIT(b, "\r\n");
-    if (!(r->method.len == 4 && gw_str_eq(r->method, GW_STR("HEAD"))))
-        gw_buf_put(b, body, blen);
     r->status = status;
-    r->head_sent = 1;
-    r->bytes_sent += b->len;
-    uv_buf_t ub = uv_buf_init(b->data, (unsigned)b->len);
-    if (gw_conn_write(c, &ub, 1) < 0)
+    r->phase = GW_RQ_BODY;
+    r->cops->send_head(r, &h);
+    if (r->cops->send_body(r, body, blen, 1) < 0)
         return;
-    gw_conn_request_done(c);
+    advance(r, GW_RQ_LOG);
 }
 
 static void
 send_exit(gw_request_t *r)
 {
+    r->phase = GW_RQ_OWN;
     respond(r, r->lua.exit_status, r->lua.exit_ctype ? r->lua.exit_ctype : "application/json",
             r->lua.exit_body.data ? r->lua.exit_body.data : "", r->lua.exit_body.len,
             &r->lua.exit_headers);
@@ -1489,6 +1451,7 @@ void
 gw_request_fail(gw_request_t *r, int status, const char *message)
 {
     gw_buf_t bb = {0};
+    r->phase = GW_RQ_OWN;
     if (r->request_id.len == 0) {
         char *p = gw_request_alloc(r, 32);
         gw_http_random_hex(&r->w->rng, p, 32);
@@ -1500,7 +1463,7 @@ gw_request_fail(gw_request_t *r, int status, const char *message)
     if (kind && (r->lua.phases & GW_PH_ERROR) && !r->lua.in_error_phase) {
         r->fail_status = status;
         r->fail_message = message;
-        int rc = gw_lua_run_error(r, kind, status, message, 0, on_error_phase_done);
+        int rc = gw_lua_run_error(&r->lua, kind, status, message, 0, on_error_phase_done);
         if (rc != GW_AGAIN)
             on_error_phase_done(r, rc);
         return;
@@ -1512,16 +1475,18 @@ gw_request_fail(gw_request_t *r, int status, const char *message)
     gw_buf_free(&bb);
 }
 
+/* ---- LOG -> DONE ---- */
+
 /* A log phase that waited is over: a detached request ends here, else
  * its connection moves on. */
 static void
 on_log_phase_done(gw_request_t *r, int status)
 {
-    r->log_waiting = 0;
-    if (r->conn == NULL)
+    if (r->conn == NULL) {
         request_free(r); /* detached: its connection is gone */
-    else if (r->log_done)
-        r->log_done(r, status);
+        return;
+    }
+    advance(r, GW_RQ_DONE);
 }
 
 /* The log phase of Lua plugins: in a coroutine when the connection can
@@ -1532,34 +1497,21 @@ run_log_phase(gw_request_t *r, int may_wait)
     if (!(r->lua.phases & GW_PH_LOG))
         return GW_OK;
     if (!may_wait) {
-        gw_lua_run_sync(r, GW_PH_LOG);
+        gw_lua_run_sync(&r->lua, GW_PH_LOG);
         return GW_OK;
     }
-    if (gw_lua_run(r, GW_PH_LOG, on_log_phase_done) != GW_AGAIN)
-        return GW_OK;
-    r->log_waiting = 1;
-    return GW_AGAIN;
+    return gw_lua_run(&r->lua, GW_PH_LOG, on_log_phase_done) == GW_AGAIN ? GW_AGAIN : GW_OK;
 }
 
 static int
 log_request(gw_request_t *r, int may_wait)
 {
     gw_worker_t *w = r->w;
-    if (r->finished)
-        return GW_OK;
-    r->finished = 1;
     double secs = (gw_worker_now_ns(r->w) - r->start_ns) / 1e9;
     gw_metrics_request(w->metrics, w->slot, r->route ? (int)r->route->index : -1, r->status, secs);
     if (w->access_log)
         access_log(r, secs);
     return run_log_phase(r, may_wait);
-}
-
-int
-gw_request_log(gw_request_t *r, void (*done)(gw_request_t *, int))
-{
-    r->log_done = done;
-    return log_request(r, done != NULL);
 }
 
 static void

@@ -13,8 +13,8 @@
 #include "gw_log.h"
 #include "gw_limit.h"
 #include "gw_redis.h"
+#include "gw_lua.h" /* the worker makes and frees its VM */
 #include "gw_sentinel.h"
-#include "gw_lua.h" /* cycle: the worker makes and frees its VM */
 #include "gw_metrics.h"
 #include "gw_request.h" /* cycle: the worker closes the request pool */
 #include "gw_router.h"
