@@ -30,7 +30,6 @@
 #include "gw_lua.h"
 #include "gw_shstate.h"
 #include "gw_upstream.h"
-#include "gw_worker.h"
 
 #define URL_MAX 512
 #define KEY_MAX 256
@@ -96,7 +95,7 @@ struct check_s {
 };
 
 struct gw_admin_s {
-    gw_worker_t *w;
+    gw_admin_env_t w; /* the serving worker's view */
     uv_loop_t *loop;
     uv_tcp_t listener;
     int listener_open;
@@ -282,7 +281,7 @@ peer_failed(gw_admin_t *a, const char *addr, uint64_t now)
         p->blocked_until = now + GW_ADMIN_BLOCK_MS;
         p->fails = 0;
         p->first_ms = now;
-        gw_log(a->w->log, GW_LOG_WARN, "admin: %s sent %d wrong keys: refused for %ds", addr,
+        gw_log(a->w.log, GW_LOG_WARN, "admin: %s sent %d wrong keys: refused for %ds", addr,
                GW_ADMIN_FAIL_LIMIT, GW_ADMIN_BLOCK_MS / 1000);
     }
 }
@@ -435,13 +434,13 @@ respond(aconn_t *c, int status, const gw_buf_t *body, const char *extra)
         uv_read_stop((uv_stream_t *)&c->tcp);
         c->reading = 0;
     }
-    char head[512];
+    char head[512], date[32];
+    gw_http_date((int64_t)time(NULL), date);
     int n = snprintf(head, sizeof(head),
                      "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: application/json\r\n"
                      "Content-Length: %zu\r\nX-Request-Id: %s\r\nCache-Control: no-store\r\n"
                      "%sConnection: close\r\n\r\n",
-                     status, reason(status), gw_worker_date(c->a->w), body->len + 1, c->rid,
-                     extra ? extra : "");
+                     status, reason(status), date, body->len + 1, c->rid, extra ? extra : "");
     c->out = malloc((size_t)n + body->len + 1);
     if (c->out == NULL) {
         close_conn(c);
@@ -533,7 +532,7 @@ put_kv(gw_buf_t *b, const gw_kv_t *kv, size_t n)
 static void
 get_routes(aconn_t *c)
 {
-    const gw_conf_t *conf = c->a->w->conf;
+    const gw_conf_t *conf = c->a->w.conf;
     gw_buf_t b = {0};
     gw_buf_append(&b, "{\"routes\":[", 11);
     for (size_t i = 0; i < conf->nroutes; i++) {
@@ -656,10 +655,10 @@ put_node(gw_buf_t *b, const gw_upstream_rt_t *up, const gw_node_t *n, uint64_t n
 static void
 get_upstreams(aconn_t *c)
 {
-    gw_worker_t *w = c->a->w;
+    const gw_admin_env_t *w = &c->a->w;
     const gw_conf_t *conf = w->conf;
     gw_upstreams_t *ups = w->upstreams;
-    uint64_t now = gw_worker_now_ms(w);
+    uint64_t now = uv_now(w->loop);
     gw_buf_t b = {0};
     gw_buf_append(&b, "{\"upstreams\":[", 14);
     for (size_t i = 0; ups && i < ups->n; i++) {
@@ -734,7 +733,7 @@ get_upstreams(aconn_t *c)
 static void
 get_consumers(aconn_t *c)
 {
-    const gw_conf_t *conf = c->a->w->conf;
+    const gw_conf_t *conf = c->a->w.conf;
     const char *text = conf->consumers_json ? conf->consumers_json : "[]";
     gw_jsonr_t j;
     gw_buf_t b = {0};
@@ -765,12 +764,12 @@ get_consumers(aconn_t *c)
 static void
 get_config(aconn_t *c)
 {
-    const gw_conf_t *conf = c->a->w->conf;
+    const gw_conf_t *conf = c->a->w.conf;
     gw_buf_t b = {0};
     gw_buf_append(&b, "{\"file\":", 8);
     put_str(&b, conf->file);
     gw_buf_appendf(&b, ",\"hash\":\"%016llx\",\"workers\":%d,\"config\":",
-                   (unsigned long long)conf->hash, c->a->w->nworkers);
+                   (unsigned long long)conf->hash, c->a->w.nworkers);
     const char *tree = conf->tree_json ? conf->tree_json : "{}";
     if (gw_admin_redact(tree, strlen(tree), &b) != GW_OK) {
         gw_buf_free(&b);
@@ -785,7 +784,7 @@ get_config(aconn_t *c)
 static void
 get_plugins(aconn_t *c)
 {
-    gw_worker_t *w = c->a->w;
+    const gw_admin_env_t *w = &c->a->w;
     char *list = w->lua ? gw_lua_plugins_json(w->lua) : NULL;
     gw_buf_t b = {0};
     gw_buf_append(&b, "{\"plugins\":", 11);
@@ -855,7 +854,7 @@ check_answer(check_t *k)
 {
     aconn_t *c = k->conn;
     gw_admin_t *a = k->a;
-    const gw_conf_t *conf = a->w->conf;
+    const gw_conf_t *conf = a->w.conf;
     if (c == NULL)
         return;
     c->check = NULL;
@@ -870,7 +869,7 @@ check_answer(check_t *k)
         gw_buf_append(&extra, ",\"file\":", 8);
         put_str(&extra, conf->file);
         gw_buf_append(&extra, "", 1);
-        gw_log(a->w->log, GW_LOG_WARN, "admin: reload of %s refused: the configuration test failed",
+        gw_log(a->w.log, GW_LOG_WARN, "admin: reload of %s refused: the configuration test failed",
                conf->file);
         respond_error(c, 400, "configuration test failed", extra.data, NULL);
         gw_buf_free(&extra);
@@ -898,10 +897,10 @@ check_answer(check_t *k)
     if (k->check_only)
         return;
     if (kill(master, SIGHUP) != 0)
-        gw_log(a->w->log, GW_LOG_ERROR, "admin: cannot signal the master (pid %d): %s", (int)master,
+        gw_log(a->w.log, GW_LOG_ERROR, "admin: cannot signal the master (pid %d): %s", (int)master,
                strerror(errno));
     else
-        gw_log(a->w->log, GW_LOG_INFO, "admin: reload of %s requested by %s", conf->file, c->peer);
+        gw_log(a->w.log, GW_LOG_INFO, "admin: reload of %s requested by %s", conf->file, c->peer);
 }
 
 static void
@@ -971,7 +970,7 @@ check_start(gw_admin_t *a, aconn_t *c, int check_only)
     uv_timer_init(a->loop, &k->timer);
     k->out.data = k->err.data = k->timer.data = k->proc.data = k;
     char self[] = "/proc/self/exe";
-    char *args[] = {self, "-t", "-c", (char *)a->w->conf->file, NULL};
+    char *args[] = {self, "-t", "-c", (char *)a->w.conf->file, NULL};
     uv_stdio_container_t stdio[3];
     stdio[0].flags = UV_IGNORE;
     stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
@@ -983,7 +982,7 @@ check_start(gw_admin_t *a, aconn_t *c, int check_only)
     int rc = uv_spawn(a->loop, &k->proc, &o);
     k->handles = 4;
     if (rc != 0) {
-        gw_log(a->w->log, GW_LOG_ERROR, "admin: cannot run the configuration test: %s",
+        gw_log(a->w.log, GW_LOG_ERROR, "admin: cannot run the configuration test: %s",
                uv_strerror(rc));
         k->conn = NULL;
         uv_close((uv_handle_t *)&k->timer, on_check_close);
@@ -1060,7 +1059,7 @@ serve(aconn_t *c)
         respond_error(c, 429, "too many failed keys", NULL, h);
         return;
     }
-    const char *want = a->w->conf->admin_key;
+    const char *want = a->w.conf->admin_key;
     if (c->key_count != 1 || c->key_over || !gw_admin_key_ok(want, c->key, c->key_len)) {
         peer_failed(a, c->peer, now);
         respond_error(c, 401, c->key_count ? "wrong API key" : "missing API key (X-API-Key)", NULL,
@@ -1237,7 +1236,7 @@ on_connection(uv_stream_t *server, int status)
 {
     gw_admin_t *a = server->data;
     if (status < 0) {
-        gw_log(a->w->log, GW_LOG_WARN, "admin: accept: %s", uv_strerror(status));
+        gw_log(a->w.log, GW_LOG_WARN, "admin: accept: %s", uv_strerror(status));
         return;
     }
     aconn_t *c = calloc(1, sizeof(*c));
@@ -1292,7 +1291,7 @@ on_listener_close(uv_handle_t *h)
 }
 
 gw_admin_t *
-gw_admin_start(gw_worker_t *w, int listen_fd, char *err, size_t errlen)
+gw_admin_start(const gw_admin_env_t *w, int listen_fd, char *err, size_t errlen)
 {
     int v = 0;
     socklen_t vl = sizeof(v);
@@ -1315,9 +1314,9 @@ gw_admin_start(gw_worker_t *w, int listen_fd, char *err, size_t errlen)
         free(a);
         return NULL;
     }
-    a->w = w;
+    a->w = *w;
     a->loop = w->loop;
-    a->rng = w->rng ^ 0x61646d696eULL;
+    a->rng = w->seed ^ 0x61646d696eULL;
     llhttp_settings_init(&a->settings);
     a->settings.on_url = on_url;
     a->settings.on_header_field = on_hfield;

@@ -23,10 +23,27 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <uv.h>
 
+#include "gw_config.h"
 #include "gw_core.h"
+#include "gw_log.h"
 
 typedef struct gw_admin_s gw_admin_t;
+
+/* What the admin API reads of the worker that serves it: the pointers
+ * stay valid for the worker's life. A view rather than the worker itself,
+ * so that the admin API and the worker do not include each other. */
+typedef struct {
+    uv_loop_t *loop;
+    gw_log_t *log;
+    const gw_conf_t *conf;
+    struct gw_upstreams_s *upstreams;
+    struct gw_shstate_s *shstate; /* NULL: each worker decides alone */
+    struct gw_lua_s *lua;         /* NULL: no plugins */
+    int nworkers;
+    uint64_t seed; /* for the request ids of its answers */
+} gw_admin_env_t;
 
 #define GW_ADMIN_MAX_HEAD (8 * 1024)
 #define GW_ADMIN_MAX_BODY (64 * 1024)
@@ -39,11 +56,12 @@ typedef struct gw_admin_s gw_admin_t;
 #define GW_ADMIN_CHECK_MS 30000 /* the -t child is killed after this */
 
 /**
- * Serves the admin API of worker W on LISTEN_FD (duplicated: the caller
- * keeps its descriptor). NULL with a reason in ERR when the descriptor is
- * not a listening socket or the config has no admin key.
+ * Serves the admin API of the worker ENV describes (copied) on LISTEN_FD
+ * (duplicated: the caller keeps its descriptor). NULL with a reason in ERR
+ * when the descriptor is not a listening socket or the config has no
+ * admin key.
  */
-gw_admin_t *gw_admin_start(gw_worker_t *w, int listen_fd, char *err, size_t errlen);
+gw_admin_t *gw_admin_start(const gw_admin_env_t *env, int listen_fd, char *err, size_t errlen);
 
 /** Draining: stops accepting (the next workers take the socket over);
  * requests in progress finish. */

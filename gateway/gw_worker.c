@@ -509,7 +509,15 @@ setup(gw_worker_t *w, const int *fds, size_t nfds)
     /* one worker serves the admin API: its failed-key limiter and its
      * answers are then the instance's */
     if (w->admin_fd >= 0 && w->slot == 0) {
-        w->admin = gw_admin_start(w, w->admin_fd, err, sizeof(err));
+        gw_admin_env_t aenv = {.loop = w->loop,
+                               .log = w->log,
+                               .conf = w->conf,
+                               .upstreams = w->upstreams,
+                               .shstate = w->shstate,
+                               .lua = w->lua,
+                               .nworkers = w->nworkers,
+                               .seed = w->rng};
+        w->admin = gw_admin_start(&aenv, w->admin_fd, err, sizeof(err));
         if (w->admin == NULL) {
             gw_log(w->log, GW_LOG_ERROR, "admin listener: %s", err);
             return GW_ERROR;
