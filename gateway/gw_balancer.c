@@ -348,7 +348,7 @@ gw_balancer_feedback(gw_balancer_t *b, gw_node_t *node, uint64_t latency_us, int
     w = node->ewma_latency_us > 0 ? exp(-(double)elapsed / P2C_DECAY_MS) : 0.0;
     node->ewma_latency_us = node->ewma_latency_us * w + (double)latency_us * (1.0 - w);
     node->ewma_stamp_ms = now_ms;
-    gw_shnode_ewma(node->sh, now_ms, latency_us, P2C_DECAY_MS);
+    gw_shnode_ewma(node->sh, now_ms, node->ewma_latency_us);
 
     if (b == NULL || b->kind != GW_BAL_P2C)
         return;

@@ -8,7 +8,6 @@
 #include "gw_shstate.h"
 
 #include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -233,18 +232,14 @@ double_to_bits(double d)
 }
 
 void
-gw_shnode_ewma(gw_shnode_t *n, uint64_t now_ms, uint64_t latency_us, double decay_ms)
+gw_shnode_ewma(gw_shnode_t *n, uint64_t now_ms, double ewma_us)
 {
     if (n == NULL)
         return;
-    /* a shown value: two workers updating at once lose one sample, which
-     * an average over seconds does not notice */
-    uint64_t stamp = atomic_load_explicit(&n->ewma_stamp, memory_order_relaxed);
-    double cur = bits_to_double(atomic_load_explicit(&n->ewma_bits, memory_order_relaxed));
-    double elapsed = now_ms > stamp ? (double)(now_ms - stamp) : 0;
-    double w = cur > 0 ? exp(-elapsed / decay_ms) : 0.0;
-    double next = cur * w + (double)latency_us * (1.0 - w);
-    atomic_store_explicit(&n->ewma_bits, double_to_bits(next), memory_order_relaxed);
+    /* a shown value: the figure of the worker that heard from the node
+     * last (every worker's average follows the same node); publishing it
+     * costs a store where a second average would cost an exp() per answer */
+    atomic_store_explicit(&n->ewma_bits, double_to_bits(ewma_us), memory_order_relaxed);
     atomic_store_explicit(&n->ewma_stamp, now_ms, memory_order_relaxed);
 }
 

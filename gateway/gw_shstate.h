@@ -91,8 +91,9 @@ gw_shnode_healthy(const gw_shnode_t *n)
 }
 
 void gw_shnode_inflight_add(gw_shnode_t *n, int delta);
-/* One answer of LATENCY_US at NOW_MS, decayed as the p2c balancer does. */
-void gw_shnode_ewma(gw_shnode_t *n, uint64_t now_ms, uint64_t latency_us, double decay_ms);
+/* The worker's decayed average latency of the node after an answer at
+ * NOW_MS (as its p2c balancer keeps it), published for the admin API. */
+void gw_shnode_ewma(gw_shnode_t *n, uint64_t now_ms, double ewma_us);
 double gw_shnode_ewma_ms(const gw_shnode_t *n);
 
 /**

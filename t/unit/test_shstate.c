@@ -52,7 +52,7 @@ child_eject(void *arg)
     for (int i = 0; i < 3; i++)
         gw_shnode_passive_fail(c->sh, c->n, now + (uint64_t)i, 3, 1000, 0);
     gw_shnode_inflight_add(c->n, 2);
-    gw_shnode_ewma(c->n, now, 40000, 10000);
+    gw_shnode_ewma(c->n, now, 40000);
 }
 
 static void
