@@ -50,20 +50,9 @@ TMP=$(mktemp -d /tmp/gw-bench-idle.XXXXXX)
 mkdir -p "$TMP/logs"
 chmod 755 "$TMP" # nginx workers drop to an unprivileged user under root
 
-# start, stop_one, stop_all, cleanup: bench/lib.sh
+# start, wait_url, stop_one, stop_all, cleanup: bench/lib.sh
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-wait_ready() { # NAME URL
-    local i
-    for i in $(seq 200); do
-        curl -s -o /dev/null --max-time 1 "$2" && return 0
-        kill -0 -- "-${PGID[$1]}" 2>/dev/null || break
-        sleep 0.1
-    done
-    tail -n 30 "$TMP/logs/$1.out" >&2 || true
-    die "$1 did not answer at $2"
-}
 
 # group_mem PGID : "pss_kib rss_kib nprocs" summed over the group. Pss
 # (smaps_rollup) shares pages between master and worker fairly; VmRSS counts
@@ -232,9 +221,9 @@ cc -O2 -Wall -Wextra -Werror -o "$TMP/idle_client" "$TMP/idle_client.c" || die "
 
 log "temp dir: $TMP"
 start origin "$LOAD_CPU" nginx -p "$TMP" -c "$TMP/origin.conf" -e "$TMP/logs/origin.error.log"
-wait_ready origin "http://127.0.0.1:$ORIGIN_PORT/hello"
+wait_url origin "http://127.0.0.1:$ORIGIN_PORT/hello"
 start gateway "$PROXY_CPU" "$GATEWAY_BIN" -c "$TMP/gateway.yaml"
-wait_ready gateway "http://127.0.0.1:$GW_PORT/hello"
+wait_url gateway "http://127.0.0.1:$GW_PORT/hello"
 
 # A few requests first, so that lazily created state (upstream pool, date
 # cache, buffers) exists before the baseline.

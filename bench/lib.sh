@@ -16,6 +16,8 @@
 #                             PGID[NAME], the command in CMDLINE[NAME], NAME
 #                             appended to started; returns once the process
 #                             leads its own group
+#   wait_url NAME URL         until curl gets an answer from URL (20 s), while
+#                             NAME's group lives; else its output and die
 #   stop_group PGID           SIGTERM to the group, up to 5 s, then SIGKILL
 #   stop_one NAME             stop_group of NAME's group, once
 #   stop_all                  stop_one of every started NAME, the last started
@@ -85,6 +87,17 @@ start() {
         sleep 0.05
     done
     die "$name: did not become its own process group"
+}
+
+wait_url() {
+    local i
+    for i in $(seq 200); do
+        curl -s -o /dev/null --max-time 1 "$2" && return 0
+        kill -0 -- "-${PGID[$1]}" 2>/dev/null || break
+        sleep 0.1
+    done
+    tail -n 30 "$TMP/logs/$1.out" >&2 || true
+    die "$1 did not answer at $2"
 }
 
 stop_group() {

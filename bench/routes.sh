@@ -66,17 +66,6 @@ chmod 755 "$TMP" # nginx workers drop to an unprivileged user under root
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-wait_ready() { # NAME URL
-    local i
-    for i in $(seq 200); do
-        curl -s -o /dev/null --max-time 1 "$2" && return 0
-        kill -0 -- "-${PGID[$1]}" 2>/dev/null || break
-        sleep 0.1
-    done
-    tail -n 30 "$TMP/logs/$1.out" >&2 || true
-    die "$1 did not answer at $2"
-}
-
 # The origin answers /hello only, so a request that reaches it unstripped
 # gets a 404 and is counted as an error by wrk.
 cat >"$TMP/origin.conf" <<NGINX
@@ -167,13 +156,13 @@ LUA
 
 log "temp dir: $TMP"
 start origin "$LOAD_CPU" nginx -p "$TMP" -c "$TMP/origin.conf" -e "$TMP/logs/origin.error.log"
-wait_ready origin "http://127.0.0.1:$ORIGIN_PORT/hello"
+wait_url origin "http://127.0.0.1:$ORIGIN_PORT/hello"
 for n in $SIZES; do
     start "gw-$n" "$PROXY_CPU" "$GATEWAY_BIN" -c "$TMP/gw-$n.yaml"
 done
 for n in $SIZES; do
     url="http://127.0.0.1:${PORT[$n]}"
-    wait_ready "gw-$n" "$url$MEASURED_PATH"
+    wait_url "gw-$n" "$url$MEASURED_PATH"
     got=$(curl -s -w ' %{http_code}' "$url$MEASURED_PATH")
     [ "$got" = "hello 200" ] || die "gw-$n: GET $MEASURED_PATH gave '$got', want 'hello 200'"
     got=$(curl -s -o /dev/null -w '%{http_code}' "$url/no-such-route/hello")
