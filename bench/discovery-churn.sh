@@ -88,15 +88,9 @@ trap 'exit 130' INT TERM
 
 # wait_for NAME SECONDS CMD... : until CMD succeeds, while NAME lives.
 wait_for() {
-    local name=$1 secs=$2 i
-    shift 2
-    for i in $(seq $((secs * 10))); do
-        "$@" && return 0
-        kill -0 -- "-${PGID[$name]}" 2>/dev/null || break
-        sleep 0.1
-    done
-    tail -n 20 "$TMP/logs/$name.err" >&2 || true
-    die "$name: not ready after ${secs}s"
+    wait_while_up "$@" && return 0
+    tail -n 20 "$TMP/logs/$1.err" >&2 || true
+    die "$1: not ready after ${2}s"
 }
 
 # pid_ticks PID : user+system ticks of one process.

@@ -16,8 +16,11 @@
 #                             PGID[NAME], the command in CMDLINE[NAME], NAME
 #                             appended to started; returns once the process
 #                             leads its own group
-#   wait_url NAME URL         until curl gets an answer from URL (20 s), while
-#                             NAME's group lives; else its output and die
+#   wait_while_up NAME SECONDS CMD...
+#                             until CMD succeeds (tried every 0.1 s), while
+#                             NAME's group lives; 1 when it never did
+#   wait_url NAME URL         wait_while_up NAME 20 (curl URL gets an answer),
+#                             else NAME's output and die
 #   stop_group PGID           SIGTERM to the group, up to 5 s, then SIGKILL
 #   stop_one NAME             stop_group of NAME's group, once
 #   stop_all                  stop_one of every started NAME, the last started
@@ -89,13 +92,19 @@ start() {
     die "$name: did not become its own process group"
 }
 
-wait_url() {
-    local i
-    for i in $(seq 200); do
-        curl -s -o /dev/null --max-time 1 "$2" && return 0
-        kill -0 -- "-${PGID[$1]}" 2>/dev/null || break
+wait_while_up() {
+    local name=$1 secs=$2 i
+    shift 2
+    for i in $(seq $((secs * 10))); do
+        "$@" && return 0
+        kill -0 -- "-${PGID[$name]}" 2>/dev/null || break
         sleep 0.1
     done
+    return 1
+}
+
+wait_url() {
+    wait_while_up "$1" 20 curl -s -o /dev/null --max-time 1 "$2" && return 0
     tail -n 30 "$TMP/logs/$1.out" >&2 || true
     die "$1 did not answer at $2"
 }
