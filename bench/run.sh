@@ -107,14 +107,9 @@ trap 'exit 130' INT TERM
 
 # wait_ready NAME PORT TIMEOUT : until GET /hello answers on PORT.
 wait_ready() {
-    local name=$1 port=$2 timeout=$3 i
-    for i in $(seq $((timeout * 10))); do
-        if curl -s -o /dev/null --max-time 1 -H "X-API-Key: $API_KEY" "http://127.0.0.1:$port/hello"; then
-            return 0
-        fi
-        kill -0 -- "-${PGID[$name]}" 2>/dev/null || break
-        sleep 0.1
-    done
+    local name=$1 port=$2 timeout=$3
+    wait_while_up "$name" "$timeout" \
+        curl -s -o /dev/null --max-time 1 -H "X-API-Key: $API_KEY" "http://127.0.0.1:$port/hello" && return 0
     echo "---- $name output:" >&2
     tail -n 30 "$TMP/logs/$name.out" >&2 || true
     die "$name did not start on port $port"
