@@ -11,28 +11,16 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
+die() { echo "callgrind.sh: $*" >&2; exit 1; }
+log() { echo "callgrind.sh: $*" >&2; }
+. bench/lib.sh
 KIND=${1:-lua}
 GATEWAY_BIN=${GATEWAY_BIN:-build/gateway}
 N=${N:-2000}
 WARM=${WARM:-1000}
 TMP=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$TMP"
-}
+# every background job goes into pids; cleanup, free_port, wait_port: bench/lib.sh
 trap cleanup EXIT
-
-free_port() { perl -MIO::Socket::INET -e 'print IO::Socket::INET->new(LocalAddr=>"127.0.0.1",LocalPort=>0,Listen=>1)->sockport'; }
-wait_port() {
-    for _ in $(seq 200); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "callgrind.sh: nothing listens on $1" >&2
-    exit 1
-}
 
 UP=$(free_port)
 perl t/lib/echo-upstream.pl --port "$UP" --name origin --log /dev/null >"$TMP/up.log" 2>&1 &
@@ -46,7 +34,7 @@ valgrind --tool=callgrind --trace-children=yes --smc-check=all \
     --callgrind-out-file="$TMP/cg.%p" "$GATEWAY_BIN" -c "$TMP/gateway.yaml" \
     >"$TMP/gw.out" 2>&1 &
 pids+=($!)
-wait_port "$BENCH_GATEWAY_PORT"
+wait_port "$BENCH_GATEWAY_PORT" 200
 
 url="http://127.0.0.1:$BENCH_GATEWAY_PORT/hello"
 send() { # COUNT: sequential requests on one keep-alive connection

@@ -47,10 +47,9 @@ HZ=$(getconf CLK_TCK)
 
 die() { echo "discovery-churn.sh: $*" >&2; exit 1; }
 log() { echo "[$(date +%H:%M:%S)] churn: $*" >&2; }
+. "$(dirname "$0")/lib.sh"
 
-for tool in etcd wrk curl taskset setsid ss awk go; do
-    command -v "$tool" >/dev/null || die "missing tool: $tool"
-done
+need_tools etcd wrk curl taskset setsid ss awk go
 [ -x "$GATEWAY_BIN" ] || die "$GATEWAY_BIN not found; run make first"
 [ "$(nproc)" -ge 2 ] || die "needs 2 CPUs"
 
@@ -65,12 +64,6 @@ if [ ! -x "$CHURN_BIN" ] || [ bench/churn/main.go -nt "$CHURN_BIN" ]; then
     rm -rf "$gopath"
 fi
 
-ports_free() { # BASE COUNT
-    local p
-    for p in $(seq "$1" $(($1 + $2 - 1))); do
-        [ -z "$(ss -Hltn "sport = :$p")" ] || return 1
-    done
-}
 if [ -z "$BASE_PORT" ]; then
     for b in $(seq 18400 10 18900); do
         if ports_free "$b" 4; then BASE_PORT=$b; break; fi
@@ -86,63 +79,18 @@ STATUS_PORT=$((BASE_PORT + 3))
 TMP=$(mktemp -d /tmp/gw-bench-churn.XXXXXX)
 mkdir -p "$TMP/logs" "$TMP/wrk"
 
-declare -A PGID=()
-started=()
-stop_one() { # NAME
-    local i pg=${PGID[$1]}
-    kill -TERM -- "-$pg" 2>/dev/null || true
-    for i in $(seq 50); do
-        kill -0 -- "-$pg" 2>/dev/null || return 0
-        sleep 0.1
-    done
-    kill -KILL -- "-$pg" 2>/dev/null || true
-}
-stop_all() {
-    local i
-    # the reverse of the start order: the gateway before etcd
-    for ((i = ${#started[@]} - 1; i >= 0; i--)); do stop_one "${started[$i]}"; done
-    started=()
-}
-cleanup() {
-    stop_all
-    if [ "$KEEP_TMP" = 1 ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
-}
+# start NAME CPU CMD... (bench/lib.sh): CMD pinned to CPU, in its own
+# session and group, stderr apart (wait_for shows it); stop_all stops the
+# groups in the reverse of the start order: the gateway before etcd.
+START_STDERR_APART=1
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# start NAME CPU CMD... : CMD pinned to CPU, in its own session and group.
-start() {
-    local name=$1 cpu=$2 pid pg i
-    shift 2
-    setsid taskset -c "$cpu" "$@" >"$TMP/logs/$name.out" 2>"$TMP/logs/$name.err" </dev/null &
-    pid=$!
-    PGID[$name]=$pid
-    started+=("$name")
-    for i in $(seq 20); do
-        pg=$(awk '{ sub(/^.*\) /, ""); print $3 }' "/proc/$pid/stat" 2>/dev/null || true)
-        [ "$pg" = "$pid" ] && return 0
-        sleep 0.05
-    done
-    die "$name: did not become its own process group"
-}
-
 # wait_for NAME SECONDS CMD... : until CMD succeeds, while NAME lives.
 wait_for() {
-    local name=$1 secs=$2 i
-    shift 2
-    for i in $(seq $((secs * 10))); do
-        "$@" && return 0
-        kill -0 -- "-${PGID[$name]}" 2>/dev/null || break
-        sleep 0.1
-    done
-    tail -n 20 "$TMP/logs/$name.err" >&2 || true
-    die "$name: not ready after ${secs}s"
-}
-
-# group_ticks PGID : user+system ticks of the group (reaped children included).
-group_ticks() {
-    { cat /proc/[0-9]*/stat 2>/dev/null || true; } |
-        awk -v pg="$1" '{ sub(/^.*\) /, ""); if ($3 == pg) s += $12 + $13 + $14 + $15 } END { print s + 0 }'
+    wait_while_up "$@" && return 0
+    tail -n 20 "$TMP/logs/$1.err" >&2 || true
+    die "$1: not ready after ${2}s"
 }
 
 # pid_ticks PID : user+system ticks of one process.
@@ -243,8 +191,7 @@ wait_for gateway 30 all_routed
 # The gateway's processes: the worker(s) and the discovery process, by
 # their command lines (the master is the group leader).
 sleep 0.5
-GW_PIDS=$({ cat /proc/[0-9]*/stat 2>/dev/null || true; } |
-    awk -v pg="${PGID[gateway]}" '{ pid = $1; sub(/^.*\) /, ""); if ($3 == pg) print pid }' | sort -n | paste -sd' ' -)
+GW_PIDS=$(group_pids "${PGID[gateway]}")
 # The discovery process is the one connected to etcd.
 DISC_PIDS=" $(ss -Htnp "dport = :$ETCD_PORT" | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u | paste -sd' ' -) "
 declare -A ROLE=()
@@ -326,8 +273,7 @@ kill -USR2 "$CHURN_PID"
 wait_for churn 30 churn_said dumped
 
 crashed=""
-now_pids=$({ cat /proc/[0-9]*/stat 2>/dev/null || true; } |
-    awk -v pg="${PGID[gateway]}" '{ pid = $1; sub(/^.*\) /, ""); if ($3 == pg) print pid }' | sort -n | paste -sd' ' -)
+now_pids=$(group_pids "${PGID[gateway]}")
 [ "$now_pids" = "$GW_PIDS" ] || crashed="PIDs $GW_PIDS -> ${now_pids:-none}"
 stop_all
 

@@ -26,18 +26,10 @@ KEEP_TMP=${KEEP_TMP:-0}
 
 die() { echo "idle-conns.sh: $*" >&2; exit 1; }
 log() { echo "[$(date +%H:%M:%S)] idle-conns: $*" >&2; }
+. "$(dirname "$0")/lib.sh"
 
-for tool in nginx cc curl taskset setsid ss awk; do
-    command -v "$tool" >/dev/null || die "missing tool: $tool"
-done
+need_tools nginx cc curl taskset setsid ss awk
 [ -x "$GATEWAY_BIN" ] || die "$GATEWAY_BIN not found; run make first"
-# ports_free BASE COUNT : whether BASE .. BASE+COUNT-1 all have no listener.
-ports_free() {
-    local p
-    for p in $(seq "$1" $(($1 + $2 - 1))); do
-        [ -z "$(ss -Hltn "sport = :$p")" ] || return 1
-    done
-}
 if [ -z "$BASE_PORT" ]; then
     for b in $(seq 18200 10 18690); do
         if ports_free "$b" 2; then BASE_PORT=$b; break; fi
@@ -58,54 +50,9 @@ TMP=$(mktemp -d /tmp/gw-bench-idle.XXXXXX)
 mkdir -p "$TMP/logs"
 chmod 755 "$TMP" # nginx workers drop to an unprivileged user under root
 
-declare -A PGID=()
-started=()
-stop_one() { # NAME
-    local i pg=${PGID[$1]}
-    kill -TERM -- "-$pg" 2>/dev/null || true
-    for i in $(seq 50); do
-        kill -0 -- "-$pg" 2>/dev/null || return 0
-        sleep 0.1
-    done
-    kill -KILL -- "-$pg" 2>/dev/null || true
-}
-stop_all() {
-    local name
-    for name in "${started[@]}"; do stop_one "$name"; done
-    started=()
-}
-cleanup() {
-    stop_all
-    if [ "$KEEP_TMP" = 1 ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
-}
+# start, wait_url, stop_one, stop_all, cleanup: bench/lib.sh
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-start() { # NAME CPU CMD...
-    local name=$1 cpu=$2 pid pg i
-    shift 2
-    setsid taskset -c "$cpu" "$@" >"$TMP/logs/$name.out" 2>&1 </dev/null &
-    pid=$!
-    PGID[$name]=$pid
-    started+=("$name")
-    for i in $(seq 20); do
-        pg=$(awk '{ sub(/^.*\) /, ""); print $3 }' "/proc/$pid/stat" 2>/dev/null || true)
-        [ "$pg" = "$pid" ] && return 0
-        sleep 0.05
-    done
-    die "$name: did not become its own process group"
-}
-
-wait_ready() { # NAME URL
-    local i
-    for i in $(seq 200); do
-        curl -s -o /dev/null --max-time 1 "$2" && return 0
-        kill -0 -- "-${PGID[$1]}" 2>/dev/null || break
-        sleep 0.1
-    done
-    tail -n 30 "$TMP/logs/$1.out" >&2 || true
-    die "$1 did not answer at $2"
-}
 
 # group_mem PGID : "pss_kib rss_kib nprocs" summed over the group. Pss
 # (smaps_rollup) shares pages between master and worker fairly; VmRSS counts
@@ -274,17 +221,16 @@ cc -O2 -Wall -Wextra -Werror -o "$TMP/idle_client" "$TMP/idle_client.c" || die "
 
 log "temp dir: $TMP"
 start origin "$LOAD_CPU" nginx -p "$TMP" -c "$TMP/origin.conf" -e "$TMP/logs/origin.error.log"
-wait_ready origin "http://127.0.0.1:$ORIGIN_PORT/hello"
+wait_url origin "http://127.0.0.1:$ORIGIN_PORT/hello"
 start gateway "$PROXY_CPU" "$GATEWAY_BIN" -c "$TMP/gateway.yaml"
-wait_ready gateway "http://127.0.0.1:$GW_PORT/hello"
+wait_url gateway "http://127.0.0.1:$GW_PORT/hello"
 
 # A few requests first, so that lazily created state (upstream pool, date
 # cache, buffers) exists before the baseline.
 for i in 1 2 3 4 5; do curl -s -o /dev/null "http://127.0.0.1:$GW_PORT/hello"; done
 sleep 1
 read -r pss0 rss0 nproc0 <<<"$(group_mem "${PGID[gateway]}")"
-pids_start=$({ cat /proc/[0-9]*/stat 2>/dev/null || true; } |
-    awk -v pg="${PGID[gateway]}" '{ pid = $1; sub(/^.*\) /, ""); if ($3 == pg) print pid }' | sort -n | paste -sd' ' -)
+pids_start=$(group_pids "${PGID[gateway]}")
 log "before: Pss $pss0 KiB, VmRSS $rss0 KiB over $nproc0 processes"
 
 t0=${EPOCHREALTIME/./}
@@ -305,8 +251,7 @@ stop_one client
 sleep 2
 read -r pss2 rss2 nproc2 <<<"$(group_mem "${PGID[gateway]}")"
 log "after the clients closed: Pss $pss2 KiB, VmRSS $rss2 KiB"
-pids_end=$({ cat /proc/[0-9]*/stat 2>/dev/null || true; } |
-    awk -v pg="${PGID[gateway]}" '{ pid = $1; sub(/^.*\) /, ""); if ($3 == pg) print pid }' | sort -n | paste -sd' ' -)
+pids_end=$(group_pids "${PGID[gateway]}")
 if [ "$pids_end" = "$pids_start" ]; then
     alive="yes, same processes"
 else

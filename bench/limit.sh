@@ -37,6 +37,7 @@ cd "$ROOT"
 
 die() { echo "limit.sh: $*" >&2; exit 1; }
 log() { echo "[$(date +%H:%M:%S)] limit.sh: $*" >&2; }
+. bench/lib.sh # ports_free, stop_group
 
 NGX_MODULES=/usr/lib/nginx/modules
 
@@ -96,13 +97,6 @@ rows=()
 [[ " $LIMIT_PARTS " == *" cost "* ]] && rows+=(gateway-auth)
 [ ${#rows[@]} -gt 1 ] || die "LIMIT_PARTS must name compare, cost or both"
 
-# ports_free BASE COUNT : whether BASE .. BASE+COUNT-1 all have no listener.
-ports_free() {
-    local p
-    for p in $(seq "$1" $(($1 + $2 - 1))); do
-        [ -z "$(ss -Hltn "sport = :$p")" ] || return 1
-    done
-}
 if [ -z "${LIMIT_BASE_PORT:-}" ]; then
     for b in $(seq 18300 10 18790); do
         if ports_free "$b" 2; then LIMIT_BASE_PORT=$b; break; fi
@@ -118,12 +112,7 @@ REDIS_PG=""
 
 stop_redis() {
     [ -n "$REDIS_PG" ] || return 0
-    kill -TERM -- "-$REDIS_PG" 2>/dev/null || true
-    for _ in $(seq 50); do
-        kill -0 -- "-$REDIS_PG" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL -- "-$REDIS_PG" 2>/dev/null || true
+    stop_group "$REDIS_PG"
     REDIS_PG=""
 }
 cleanup() {

@@ -34,33 +34,20 @@ CLUSTER_PORTS="$((BASE_PORT + 4)) $((BASE_PORT + 5)) $((BASE_PORT + 6))"
 
 log() { echo "[$(date +%H:%M:%S)] redis-cluster.sh: $*" >&2; }
 die() { echo "redis-cluster.sh: $*" >&2; exit 1; }
+. bench/lib.sh
 
 for b in wrk nginx redis-server redis-cli curl "$GATEWAY_BIN"; do
     command -v "$b" > /dev/null || [ -x "$b" ] || die "$b not found"
 done
 
 TMP=$(mktemp -d /tmp/bench-rcluster.XXXXXX)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2> /dev/null || true; done
-    wait 2> /dev/null || true
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
+trap cleanup EXIT # bench/lib.sh: kills every pid in pids
 
-start() { # start NAME CMD... : in the background, its pid kept for cleanup
+start_bg() { # start_bg NAME CMD... : in the background, its pid kept for cleanup
     local name=$1
     shift
     "$@" > "$TMP/$name.out" 2>&1 &
-    PIDS+=($!)
-}
-
-wait_port() {
-    for _ in $(seq 100); do
-        (exec 3<> "/dev/tcp/127.0.0.1/$1") 2> /dev/null && return 0
-        sleep 0.05
-    done
-    die "nothing listens on $1"
+    pids+=($!)
 }
 
 # ---- origin, one Redis, a three-master cluster -------------------------------
@@ -81,19 +68,19 @@ http {
     }
 }
 EOF
-start nginx nginx -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf"
+start_bg nginx nginx -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf"
 
 redis_args=(--bind 127.0.0.1 --save '' --appendonly no --protected-mode no --loglevel warning)
 mkdir -p "$TMP/r-$REDIS_PORT"
-start "redis-$REDIS_PORT" redis-server --port "$REDIS_PORT" --dir "$TMP/r-$REDIS_PORT" "${redis_args[@]}"
+start_bg "redis-$REDIS_PORT" redis-server --port "$REDIS_PORT" --dir "$TMP/r-$REDIS_PORT" "${redis_args[@]}"
 seeds=()
 for p in $CLUSTER_PORTS; do
     mkdir -p "$TMP/r-$p"
-    start "redis-$p" redis-server --port "$p" --dir "$TMP/r-$p" "${redis_args[@]}" \
+    start_bg "redis-$p" redis-server --port "$p" --dir "$TMP/r-$p" "${redis_args[@]}" \
         --cluster-enabled yes --cluster-config-file "$TMP/r-$p/nodes.conf"
     seeds+=("127.0.0.1:$p")
 done
-for p in "$ORIGIN_PORT" "$REDIS_PORT" $CLUSTER_PORTS; do wait_port "$p"; done
+for p in "$ORIGIN_PORT" "$REDIS_PORT" $CLUSTER_PORTS; do wait_port "$p" 100 0.05; done
 redis-cli --cluster create "${seeds[@]}" --cluster-replicas 0 --cluster-yes > "$TMP/create.out" 2>&1 ||
     die "redis-cli --cluster create: $(cat "$TMP/create.out")"
 for _ in $(seq 100); do
@@ -150,7 +137,7 @@ routes:
 EOF
     "$GATEWAY_BIN" -c "$TMP/gw-$name.yaml" > "$TMP/gw-$name.out" 2>&1 &
     local gpid=$!
-    wait_port "$GW_PORT"
+    wait_port "$GW_PORT" 100 0.05
     sleep 0.5
     wrk -t1 -c"$CONNS" -d2s -s "$TMP/users.lua" "http://127.0.0.1:$GW_PORT/" > /dev/null
     local before

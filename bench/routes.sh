@@ -36,22 +36,14 @@ MEASURED_PATH=/svc-$MEASURED_ID/hello
 
 die() { echo "routes.sh: $*" >&2; exit 1; }
 log() { echo "[$(date +%H:%M:%S)] routes: $*" >&2; }
+. "$(dirname "$0")/lib.sh"
 
-for tool in nginx wrk curl taskset setsid ss awk; do
-    command -v "$tool" >/dev/null || die "missing tool: $tool"
-done
+need_tools nginx wrk curl taskset setsid ss awk
 [ -x "$GATEWAY_BIN" ] || die "$GATEWAY_BIN not found; run make first"
 for n in $SIZES; do
     [ "$n" -ge 2 ] && [ $((5000 % n)) = 0 ] || die "table size $n must divide 5000"
 done
 
-# ports_free BASE COUNT : whether BASE .. BASE+COUNT-1 all have no listener.
-ports_free() {
-    local p
-    for p in $(seq "$1" $(($1 + $2 - 1))); do
-        [ -z "$(ss -Hltn "sport = :$p")" ] || return 1
-    done
-}
 nports=$((1 + $(echo $SIZES | wc -w)))
 if [ -z "$BASE_PORT" ]; then
     for b in $(seq 18090 10 18590); do
@@ -69,68 +61,10 @@ TMP=$(mktemp -d /tmp/gw-bench-routes.XXXXXX)
 mkdir -p "$TMP/logs" "$TMP/wrk"
 chmod 755 "$TMP" # nginx workers drop to an unprivileged user under root
 
-declare -A PGID=()
-started=()
-stop_all() {
-    local name i
-    for name in "${started[@]}"; do kill -TERM -- "-${PGID[$name]}" 2>/dev/null || true; done
-    for name in "${started[@]}"; do
-        for i in $(seq 50); do
-            kill -0 -- "-${PGID[$name]}" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL -- "-${PGID[$name]}" 2>/dev/null || true
-    done
-    started=()
-}
-cleanup() {
-    stop_all
-    if [ "$KEEP_TMP" = 1 ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
-}
+# start NAME CPU CMD... (bench/lib.sh): CMD pinned to CPU, in its own
+# session and group, so that master and workers share one process-group id.
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-# start NAME CPU CMD... : CMD pinned to CPU, in its own session and group, so
-# that master and workers share one process-group id.
-start() {
-    local name=$1 cpu=$2 pid pg i
-    shift 2
-    setsid taskset -c "$cpu" "$@" >"$TMP/logs/$name.out" 2>&1 </dev/null &
-    pid=$!
-    PGID[$name]=$pid
-    started+=("$name")
-    for i in $(seq 20); do
-        pg=$(awk '{ sub(/^.*\) /, ""); print $3 }' "/proc/$pid/stat" 2>/dev/null || true)
-        [ "$pg" = "$pid" ] && return 0
-        sleep 0.05
-    done
-    die "$name: did not become its own process group"
-}
-
-wait_ready() { # NAME URL
-    local i
-    for i in $(seq 200); do
-        curl -s -o /dev/null --max-time 1 "$2" && return 0
-        kill -0 -- "-${PGID[$1]}" 2>/dev/null || break
-        sleep 0.1
-    done
-    tail -n 30 "$TMP/logs/$1.out" >&2 || true
-    die "$1 did not answer at $2"
-}
-
-# group_ticks PGID : user+system ticks of every process of the group, with
-# those of the children they reaped (a re-spawned worker's predecessor).
-group_ticks() {
-    { cat /proc/[0-9]*/stat 2>/dev/null || true; } |
-        awk -v pg="$1" '{ sub(/^.*\) /, ""); if ($3 == pg) s += $12 + $13 + $14 + $15 } END { print s + 0 }'
-}
-
-# group_pids PGID : the group's PIDs on one line; a change means a process
-# died or was re-spawned.
-group_pids() {
-    { cat /proc/[0-9]*/stat 2>/dev/null || true; } |
-        awk -v pg="$1" '{ pid = $1; sub(/^.*\) /, ""); if ($3 == pg) print pid }' | sort -n | paste -sd' ' -
-}
 
 # The origin answers /hello only, so a request that reaches it unstripped
 # gets a 404 and is counted as an error by wrk.
@@ -222,13 +156,13 @@ LUA
 
 log "temp dir: $TMP"
 start origin "$LOAD_CPU" nginx -p "$TMP" -c "$TMP/origin.conf" -e "$TMP/logs/origin.error.log"
-wait_ready origin "http://127.0.0.1:$ORIGIN_PORT/hello"
+wait_url origin "http://127.0.0.1:$ORIGIN_PORT/hello"
 for n in $SIZES; do
     start "gw-$n" "$PROXY_CPU" "$GATEWAY_BIN" -c "$TMP/gw-$n.yaml"
 done
 for n in $SIZES; do
     url="http://127.0.0.1:${PORT[$n]}"
-    wait_ready "gw-$n" "$url$MEASURED_PATH"
+    wait_url "gw-$n" "$url$MEASURED_PATH"
     got=$(curl -s -w ' %{http_code}' "$url$MEASURED_PATH")
     [ "$got" = "hello 200" ] || die "gw-$n: GET $MEASURED_PATH gave '$got', want 'hello 200'"
     got=$(curl -s -o /dev/null -w '%{http_code}' "$url/no-such-route/hello")

@@ -60,12 +60,11 @@ declare -A PORT=(
 
 die() { echo "run.sh: $*" >&2; exit 1; }
 log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
+. "$(dirname "$0")/lib.sh"
 
 # ---------------------------------------------------------------- checks
 
-for tool in nginx haproxy wrk curl taskset setsid ss awk; do
-    command -v "$tool" >/dev/null || die "missing tool: $tool"
-done
+need_tools nginx haproxy wrk curl taskset setsid ss awk
 NGX_MODULES=/usr/lib/nginx/modules
 [ -f "$NGX_MODULES/ngx_http_lua_module.so" ] ||
     die "nginx Lua module not found in $NGX_MODULES (apt-get install nginx-extras)"
@@ -100,86 +99,27 @@ chmod 755 "$TMP" "$TMP/www" "$TMP/lua"
 
 # ---------------------------------------------------------------- processes
 
-declare -A PGID=() CMDLINE=()
-started=()
-stopped=0
-
-stop_all() {
-    local name pg i
-    [ "$stopped" = 0 ] || return 0
-    stopped=1
-    for name in "${started[@]}"; do
-        pg=${PGID[$name]}
-        kill -TERM -- "-$pg" 2>/dev/null || true
-    done
-    for name in "${started[@]}"; do
-        pg=${PGID[$name]}
-        for i in $(seq 50); do
-            kill -0 -- "-$pg" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL -- "-$pg" 2>/dev/null || true
-    done
-}
-
-cleanup() {
-    stop_all
-    if [ "$KEEP_TMP" = 1 ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
-}
+# start NAME CPU CMD... (bench/lib.sh) runs CMD pinned to CPU in a new
+# session, so that the whole process tree (master and workers) shares one
+# process-group id; stop_all and cleanup (the EXIT trap) stop those groups.
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# start NAME CPU CMD... : run CMD pinned to CPU in a new session, so that the
-# whole process tree (master and workers) shares one process-group id.
-start() {
-    local name=$1 cpu=$2
-    shift 2
-    setsid taskset -c "$cpu" "$@" >"$TMP/logs/$name.out" 2>&1 </dev/null &
-    local pid=$! pg="" i
-    PGID[$name]=$pid
-    started+=("$name")
-    CMDLINE[$name]="taskset -c $cpu $*"
-    # Wait until setsid has made the child a session and group leader; with
-    # job control off (set +m above) it does so without forking.
-    for i in $(seq 20); do
-        pg=$(awk '{ sub(/^.*\) /, ""); print $3 }' "/proc/$pid/stat" 2>/dev/null || true)
-        [ "$pg" = "$pid" ] && return 0
-        sleep 0.05
-    done
-    die "$name: did not become its own process group"
-}
-
 # wait_ready NAME PORT TIMEOUT : until GET /hello answers on PORT.
 wait_ready() {
-    local name=$1 port=$2 timeout=$3 i
-    for i in $(seq $((timeout * 10))); do
-        if curl -s -o /dev/null --max-time 1 -H "X-API-Key: $API_KEY" "http://127.0.0.1:$port/hello"; then
-            return 0
-        fi
-        kill -0 -- "-${PGID[$name]}" 2>/dev/null || break
-        sleep 0.1
-    done
+    local name=$1 port=$2 timeout=$3
+    wait_while_up "$name" "$timeout" \
+        curl -s -o /dev/null --max-time 1 -H "X-API-Key: $API_KEY" "http://127.0.0.1:$port/hello" && return 0
     echo "---- $name output:" >&2
     tail -n 30 "$TMP/logs/$name.out" >&2 || true
     die "$name did not start on port $port"
 }
 
-# group_ticks PGID : user+system clock ticks used so far by every process of
-# the group (field 5 of /proc/PID/stat is the process group), including the
-# children they have reaped (cutime, cstime): a worker that dies mid-run and
-# is replaced by its master keeps its CPU time in the sum.
-group_ticks() {
-    { cat /proc/[0-9]*/stat 2>/dev/null || true; } |
-        awk -v pg="$1" '{ sub(/^.*\) /, ""); if ($3 == pg) s += $12 + $13 + $14 + $15 } END { print s + 0 }'
-}
-
-# group_pids PGID : the sorted PIDs of the group, on one line. Compared before
+# group_ticks PGID (bench/lib.sh) counts the children the group's processes
+# reaped (cutime, cstime): a worker that dies mid-run and is replaced by its
+# master keeps its CPU time in the sum. group_pids PGID is compared before
 # and after the measurements: a process that died or was re-spawned (a
 # crashed worker replaced by its master) shows up as a changed list.
-group_pids() {
-    { cat /proc/[0-9]*/stat 2>/dev/null || true; } |
-        awk -v pg="$1" '{ pid = $1; sub(/^.*\) /, ""); if ($3 == pg) print pid }' | sort -n | paste -sd' ' -
-}
 
 # cpu_snapshot : "busy total" jiffies for PROXY_CPU then LOAD_CPU.
 cpu_snapshot() {
@@ -225,19 +165,6 @@ daemon off;
 master_process on;
 pid $TMP/$1.pid;
 events { worker_connections 8192; }
-EOF
-}
-ngx_http_common() { # NAME
-    cat <<EOF
-    access_log off;
-    server_tokens off;
-    client_body_temp_path $TMP/$1-body;
-    proxy_temp_path $TMP/$1-proxy;
-    fastcgi_temp_path $TMP/$1-fastcgi;
-    uwsgi_temp_path $TMP/$1-uwsgi;
-    scgi_temp_path $TMP/$1-scgi;
-    keepalive_requests 1000000;
-    keepalive_timeout 75s;
 EOF
 }
 ngx_upstream() {

@@ -44,6 +44,7 @@ KEEP_TMP=${KEEP_TMP:-0}
 
 die() { echo "soak.sh: $*" >&2; exit 2; }
 log() { echo "[$(date -u +%H:%M:%S)] soak: $*" >&2; }
+. bench/lib.sh
 
 for tool in wrk perl curl awk; do
     command -v "$tool" >/dev/null || die "$tool not found (make bench-deps)"
@@ -52,22 +53,8 @@ done
 [ "$DUR" -gt "$WARMUP" ] || die "SOAK_MINUTES too short for a warm-up of ${WARMUP}s"
 
 TMP=$(mktemp -d /tmp/soak-XXXXXX)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    if [ "$KEEP_TMP" = 1 ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
-}
+# every background job goes into pids; cleanup, free_port, wait_port: bench/lib.sh
 trap cleanup EXIT
-
-free_port() { perl -MIO::Socket::INET -e 'print IO::Socket::INET->new(LocalAddr=>"127.0.0.1",LocalPort=>0,Listen=>1)->sockport'; }
-wait_port() {
-    for _ in $(seq 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    die "nothing listens on $1"
-}
 
 # --- the origin -----------------------------------------------------------------
 UP=$(free_port)

@@ -35,52 +35,17 @@ STATUS_PORT=$((BASE_PORT + 3))
 
 die() { echo "tls.sh: $*" >&2; exit 1; }
 log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
+. "$(dirname "$0")/lib.sh"
 
-for tool in nginx wrk curl openssl taskset setsid awk; do
-    command -v "$tool" >/dev/null || die "missing tool: $tool"
-done
+need_tools nginx wrk curl openssl taskset setsid awk
 [ -x "$GATEWAY_BIN" ] || die "$GATEWAY_BIN not built (make)"
 GATEWAY_BIN=$(cd "$(dirname "$GATEWAY_BIN")" && pwd)/$(basename "$GATEWAY_BIN")
 
 TMP=$(mktemp -d /tmp/gw-tls-bench.XXXXXX)
 mkdir -p "$TMP/logs"
-declare -A PGID=()
-started=()
-
-stop_group() {
-    local pg=$1 i
-    kill -TERM -- "-$pg" 2>/dev/null || true
-    for i in $(seq 50); do
-        kill -0 -- "-$pg" 2>/dev/null || return 0
-        sleep 0.1
-    done
-    kill -KILL -- "-$pg" 2>/dev/null || true
-}
-cleanup() {
-    local n
-    for n in "${started[@]}"; do stop_group "${PGID[$n]}"; done
-    if [ "$KEEP_TMP" = 1 ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
-}
+# start, stop_one, group_ticks, cleanup: bench/lib.sh
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-# start NAME CPU CMD... : pinned, in a session (one process group) of its own
-start() {
-    local name=$1 cpu=$2
-    shift 2
-    setsid taskset -c "$cpu" "$@" >"$TMP/logs/$name.out" 2>&1 </dev/null &
-    PGID[$name]=$!
-    started+=("$name")
-}
-stop() {
-    stop_group "${PGID[$1]}"
-}
-
-# user+system ticks of every process of a group (see bench/run.sh)
-group_ticks() {
-    { cat /proc/[0-9]*/stat 2>/dev/null || true; } |
-        awk -v pg="$1" '{ sub(/^.*\) /, ""); if ($3 == pg) s += $12 + $13 + $14 + $15 } END { print s + 0 }'
-}
 
 wait_https() { # NAME PORT
     local i
@@ -116,24 +81,11 @@ error_log $TMP/logs/$1.error.log warn;
 events { worker_connections 8192; }
 EOF
 }
-ngx_http() { # NAME
-    cat <<EOF
-    access_log off;
-    server_tokens off;
-    client_body_temp_path $TMP/$1-body;
-    proxy_temp_path $TMP/$1-proxy;
-    fastcgi_temp_path $TMP/$1-fastcgi;
-    uwsgi_temp_path $TMP/$1-uwsgi;
-    scgi_temp_path $TMP/$1-scgi;
-    keepalive_requests 1000000;
-    keepalive_timeout 75s;
-EOF
-}
 
 cat >"$TMP/origin.conf" <<EOF
 $(ngx_head origin)
 http {
-$(ngx_http origin)
+$(ngx_http_common origin)
     server {
         listen 127.0.0.1:$ORIGIN_PORT backlog=4096;
         location = /hello { return 200 "hello"; }
@@ -145,7 +97,7 @@ nginx_conf() { # CERT
     cat <<EOF
 $(ngx_head nginx)
 http {
-$(ngx_http nginx)
+$(ngx_http_common nginx)
     upstream origin {
         server 127.0.0.1:$ORIGIN_PORT;
         keepalive 512;
@@ -246,7 +198,7 @@ for cert in $CERTS; do
             log "gateway: $hs"
             echo "$cert: $hs" >>"$TMP/handshakes.txt"
         fi
-        stop "$t"
+        stop_one "$t"
     done
 done
 

@@ -15,6 +15,7 @@ use Test::More;
 use IO::Socket::INET;
 use Time::HiRes qw(time sleep);
 use GwTest;
+use GwRedisFixtures;
 use GwRedisSentinel;
 
 plan skip_all => 'gateway binary ' . gw_bin() . ' not built' unless -x gw_bin();
@@ -26,21 +27,7 @@ my $FOLLOW  = 3 * mult() + 1;    # a failover seen by the gateway, at most
 
 # ---- -t (no server needed) --------------------------------------------------
 
-my $base = <<'EOF';
-gateway:
-  listen: ["127.0.0.1:%d"]
-upstreams:
-  - {name: a, nodes: ["127.0.0.1:1"]}
-routes:
-  - {match: {path: /}, upstream: a}
-EOF
-
-sub check_yaml {
-    my ($redis) = @_;
-    my $file = tmpdir() . "/t89-" . free_port() . ".yaml";
-    spew_file($file, sprintf($base, free_port()) . $redis);
-    return check_config(file => $file);
-}
+sub check_yaml { return check_redis_yaml('t89', @_) }
 
 {
     my ($code, $out) = check_yaml("redis: {type: sentinel, addrs: [\"127.0.0.1:26379\", "

@@ -13,47 +13,13 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use Time::HiRes qw(time sleep);
 use GwTest;
+use GwRedisFixtures;
 
 plan skip_all => 'gateway binary ' . gw_bin() . ' not built' unless -x gw_bin();
 plan skip_all => 'redis-server not installed' unless have_redis();
 
-# --- go-zero's scripts, as another service runs them -----------------------
-
-# periodlimit: ARGV quota, window; 1 Allowed, 2 HitQuota, 0 OverQuota.
-my $GZ_PERIOD = <<'LUA';
-local limit = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
-local current = redis.call("INCRBY", KEYS[1], 1)
-if current == 1 then
-    redis.call("EXPIRE", KEYS[1], window)
-end
-if current < limit then
-    return 1
-elseif current == limit then
-    return 2
-end
-return 0
-LUA
-
-# tokenlimit: KEYS {k}.tokens {k}.ts; ARGV rate, capacity, now, requested.
-# Returns true (integer 1: allowed) or false (nil: denied).
-my $GZ_TOKEN = <<'LUA';
-local rate = tonumber(ARGV[1])
-local capacity = tonumber(ARGV[2])
-local now = tonumber(ARGV[3])
-local requested = tonumber(ARGV[4])
-local ttl = math.floor(capacity / rate * 2)
-local tokens = tonumber(redis.call("GET", KEYS[1]))
-if tokens == nil then tokens = capacity end
-local last = tonumber(redis.call("GET", KEYS[2]))
-if last == nil then last = 0 end
-local filled = math.min(capacity, tokens + math.max(0, now - last) * rate)
-local allowed = filled >= requested
-if allowed then filled = filled - requested end
-redis.call("SETEX", KEYS[1], ttl, filled)
-redis.call("SETEX", KEYS[2], ttl, now)
-return allowed
-LUA
+# go-zero's scripts, as another service runs them: $GZ_PERIOD, $GZ_TOKEN
+# (t/lib/GwRedisFixtures.pm).
 
 my $rd = start_redis();
 

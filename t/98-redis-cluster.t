@@ -11,6 +11,7 @@ use Test::More;
 use IO::Socket::INET;
 use IO::Select;
 use GwTest;
+use GwRedisFixtures;
 use GwRedisCluster;
 
 plan skip_all => 'redis-server or redis-cli not installed (make deps)' unless have_redis_cluster();
@@ -19,22 +20,7 @@ plan skip_all => "$helper not built (make)" unless -x $helper;
 
 # ---- -t on the new keys (no server needed) --------------------------------
 
-my $base = <<'EOF';
-gateway:
-  listen: ["127.0.0.1:%d"]
-upstreams:
-  - {name: a, nodes: ["127.0.0.1:1"]}
-routes:
-  - {match: {path: /}, upstream: a}
-EOF
-
-sub check_yaml {
-    my ($redis) = @_;
-    my $dir  = tmpdir();
-    my $file = "$dir/t98-" . free_port() . ".yaml";
-    spew_file($file, sprintf($base, free_port()) . $redis);
-    return check_config(file => $file);
-}
+sub check_yaml { return check_redis_yaml('t98', @_) }
 
 {
     my ($code, $out) = check_yaml("redis: {type: node, addr: \"127.0.0.1:6379\"}\n");

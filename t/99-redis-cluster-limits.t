@@ -15,6 +15,7 @@ use Test::More;
 use Time::HiRes qw(time sleep);
 use GwTest;
 use GwRedisCluster;
+use GwRedisFixtures;
 
 plan skip_all => 'gateway binary ' . gw_bin() . ' not built' unless -x gw_bin();
 plan skip_all => 'redis-server or redis-cli not installed (make deps)' unless have_redis_cluster();
@@ -104,39 +105,6 @@ ok(wait_for(sub { req('/pl/x', 'warm')->{status} == 200
 }
 
 # ---- go-zero's scripts through redis-cli -c seed a count ------------------------
-
-my $GZ_PERIOD = <<'LUA';
-local limit = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
-local current = redis.call("INCRBY", KEYS[1], 1)
-if current == 1 then
-    redis.call("EXPIRE", KEYS[1], window)
-end
-if current < limit then
-    return 1
-elseif current == limit then
-    return 2
-end
-return 0
-LUA
-
-my $GZ_TOKEN = <<'LUA';
-local rate = tonumber(ARGV[1])
-local capacity = tonumber(ARGV[2])
-local now = tonumber(ARGV[3])
-local requested = tonumber(ARGV[4])
-local ttl = math.floor(capacity / rate * 2)
-local tokens = tonumber(redis.call("GET", KEYS[1]))
-if tokens == nil then tokens = capacity end
-local last = tonumber(redis.call("GET", KEYS[2]))
-if last == nil then last = 0 end
-local filled = math.min(capacity, tokens + math.max(0, now - last) * rate)
-local allowed = filled >= requested
-if allowed then filled = filled - requested end
-redis.call("SETEX", KEYS[1], ttl, filled)
-redis.call("SETEX", KEYS[2], ttl, now)
-return allowed
-LUA
 
 sub cli {
     my @cmd = ('/usr/bin/redis-cli', '-c', '-h', '127.0.0.1', '-p', cluster_live($cl)->{port}, @_);

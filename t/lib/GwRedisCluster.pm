@@ -15,6 +15,7 @@ use POSIX qw(:sys_wait_h);
 use IO::Socket::INET;
 use Time::HiRes qw(time sleep);
 use GwTest;
+use GwRedisFixtures;
 
 our @EXPORT = qw(
   have_redis_cluster start_redis_cluster stop_redis_cluster cluster_node_cmd
@@ -42,13 +43,7 @@ sub _start_node {
       if defined $o{password};
     $n->{password} = $o{password};
     $n->{pid} = GwTest::spawn(\@args, "$n->{dir}/stdout", "$n->{dir}/stdout");
-    my $ok = wait_for(sub {
-        return -1 if waitpid($n->{pid}, WNOHANG) == $n->{pid};
-        my $r = eval { redis_cmd($n, 'PING') };
-        return defined $r && $r eq 'PONG';
-    }, 10);
-    die "cluster node did not start on $n->{port}: " . slurp_file("$n->{dir}/stdout")
-      unless $ok && $ok > 0;
+    redis_wait_up($n, 'cluster node');
     return $n;
 }
 

@@ -14,6 +14,7 @@ use Exporter 'import';
 use POSIX qw(:sys_wait_h);
 use Time::HiRes qw(time sleep);
 use GwTest;
+use GwRedisFixtures;
 
 our @EXPORT = qw(
   have_redis_sentinel start_sentinel_set stop_sentinel_set start_sentinels stop_sentinels
@@ -25,17 +26,6 @@ my @sets;
 
 sub have_redis_sentinel {
     return have_redis() && -x '/usr/bin/redis-server';
-}
-
-sub _wait_up {
-    my ($n, $what) = @_;
-    my $ok = wait_for(sub {
-        return -1 if waitpid($n->{pid}, WNOHANG) == $n->{pid};
-        my $r = eval { redis_cmd($n, 'PING') };
-        return defined $r && $r eq 'PONG';
-    }, 10);
-    die "$what did not start on $n->{port}: " . slurp_file("$n->{dir}/stdout")
-      unless $ok && $ok > 0;
 }
 
 # A data node; REPLICAOF a port or undef.
@@ -51,7 +41,7 @@ sub _start_data {
       if defined $set->{password};
     push @args, '--replicaof', '127.0.0.1', $replicaof if $replicaof;
     $n->{pid} = GwTest::spawn(\@args, "$n->{dir}/stdout", "$n->{dir}/stdout");
-    _wait_up($n, 'redis-server');
+    redis_wait_up($n, 'redis-server');
     return $n;
 }
 
@@ -73,7 +63,7 @@ sub _start_sentinel {
     delete $s->{stopped};
     $s->{pid} = GwTest::spawn(['/usr/bin/redis-server', "$s->{dir}/sentinel.conf", '--sentinel'],
         "$s->{dir}/stdout", "$s->{dir}/stdout");
-    _wait_up($s, 'redis-sentinel');
+    redis_wait_up($s, 'redis-sentinel');
 }
 
 # start_sentinel_set([name => 'm'], [sentinels => 3], [down_after => ms],
