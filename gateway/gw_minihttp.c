@@ -322,6 +322,18 @@ count_head(gw_minihttp_conn_t *c, size_t len)
     return 0;
 }
 
+/* Appends AT to BUF (LEN of MAX bytes used) when it fits, else sets OVER. */
+static void
+append_capped(char *buf, size_t *len, size_t max, int *over, const char *at, size_t n)
+{
+    if (*len + n > max) {
+        *over = 1;
+        return;
+    }
+    memcpy(buf + *len, at, n);
+    *len += n;
+}
+
 static int
 on_message_begin(llhttp_t *p)
 {
@@ -348,12 +360,7 @@ on_url(llhttp_t *p, const char *at, size_t len)
 {
     gw_minihttp_conn_t *c = conn_of(p);
 
-    if (c->url_len + len > c->h->conf.url_max)
-        c->url_too_long = 1;
-    else {
-        memcpy(c->url + c->url_len, at, len);
-        c->url_len += len;
-    }
+    append_capped(c->url, &c->url_len, c->h->conf.url_max, &c->url_too_long, at, len);
     return count_head(c, len);
 }
 
@@ -362,14 +369,8 @@ on_hfield(llhttp_t *p, const char *at, size_t len)
 {
     gw_minihttp_conn_t *c = conn_of(p);
 
-    if (c->h->conf.nheaders > 0) {
-        if (c->hname_len + len > sizeof(c->hname))
-            c->hname_over = 1;
-        else {
-            memcpy(c->hname + c->hname_len, at, len);
-            c->hname_len += len;
-        }
-    }
+    if (c->h->conf.nheaders > 0)
+        append_capped(c->hname, &c->hname_len, sizeof(c->hname), &c->hname_over, at, len);
     /* Plus 2 per span for ": " or CRLF, so that many tiny headers count too. */
     return count_head(c, len + 2);
 }
@@ -402,12 +403,8 @@ on_hvalue(llhttp_t *p, const char *at, size_t len)
 
     if (c->cur >= 0) {
         gw_minihttp_hval_t *v = &c->hvals[c->cur];
-        if (v->len + len > c->h->conf.headers[c->cur].max)
-            v->over = 1;
-        else {
-            memcpy((char *)v->value + v->len, at, len);
-            v->len += len;
-        }
+        /* the value's storage is the connection's own (conn_new) */
+        append_capped((char *)v->value, &v->len, c->h->conf.headers[c->cur].max, &v->over, at, len);
     }
     return count_head(c, len + 2);
 }
