@@ -53,7 +53,7 @@ typedef struct {
     int method; /* llhttp_method_t: HTTP_GET, HTTP_POST, ... */
     const char *url;
     size_t url_len;
-    int url_too_long;                  /* longer than conf.url_max: url holds part of it */
+    int url_too_long;                  /* longer than conf.url_max: url holds what fit */
     const gw_minihttp_hval_t *headers; /* one per conf.headers, in order */
     const char *body;                  /* NULL without body */
     size_t body_len;
