@@ -1,23 +1,19 @@
 /*
- * The admin API. One request per connection: the parser collects the
- * request line, the X-API-Key and Content-Type headers and a bounded
- * body, then the request is answered from the worker's config and
- * runtime and the shared state, and the connection closes (after a
- * lingering read, so the answer is not lost to a reset).
+ * The admin API over gw_minihttp, one request per connection: the server
+ * collects the request line, the X-API-Key and Content-Type headers and a
+ * bounded body; here the request is answered from the worker's config and
+ * runtime and the shared state, and the connection closes after the answer.
  */
 #include "gw_admin.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <llhttp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "gw_balancer.h"
