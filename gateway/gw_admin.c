@@ -1,23 +1,19 @@
 /*
- * The admin API. One request per connection: the parser collects the
- * request line, the X-API-Key and Content-Type headers and a bounded
- * body, then the request is answered from the worker's config and
- * runtime and the shared state, and the connection closes (after a
- * lingering read, so the answer is not lost to a reset).
+ * The admin API over gw_minihttp, one request per connection: the server
+ * collects the request line, the X-API-Key and Content-Type headers and a
+ * bounded body; here the request is answered from the worker's config and
+ * runtime and the shared state, and the connection closes after the answer.
  */
 #include "gw_admin.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <llhttp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "gw_balancer.h"
@@ -28,51 +24,28 @@
 #include "gw_jsonr.h"
 #include "gw_log.h"
 #include "gw_lua.h"
+#include "gw_minihttp.h"
 #include "gw_shstate.h"
 #include "gw_upstream.h"
 
 #define URL_MAX 512
 #define KEY_MAX 256
-#define HNAME_MAX 32
-#define READ_BUF 8192
-#define LINGER_MS 2000
+#define CTYPE_MAX 64
 #define CHECK_MAX_OUT (64 * 1024)
 #define REDACT_MAX_TOKS (1u << 20)
 
 typedef struct aconn_s aconn_t;
 typedef struct check_s check_t;
 
-enum { H_NONE = 0, H_KEY, H_CTYPE };
+enum { HDR_KEY = 0, HDR_CTYPE };
 
+/* A connection's data (gw_minihttp_conn_data). */
 struct aconn_s {
-    uv_tcp_t tcp;
-    uv_timer_t timer;
-    uv_write_t wreq;
-    uv_shutdown_t sreq;
-    llhttp_t parser;
+    gw_minihttp_conn_t *http;
     gw_admin_t *a;
-    aconn_t *prev, *next;
-    char peer[INET6_ADDRSTRLEN];
-    char url[URL_MAX];
-    size_t url_len;
-    int url_too_long;
-    char hname[HNAME_MAX];
-    size_t hname_len;
-    int hname_over;
-    int cur;
-    char key[KEY_MAX];
-    size_t key_len;
-    int key_count, key_over;
-    char ctype[64];
-    size_t ctype_len;
-    size_t head_bytes;
-    gw_buf_t body;
-    int error_status;
+    const gw_minihttp_req_t *req; /* while it is served */
     char rid[33];
-    char *out;
     check_t *check; /* POST /reload waiting for its -t child */
-    int handles;
-    unsigned reading : 1, writing : 1, closing : 1, lingering : 1, answered : 1;
 };
 
 typedef struct {
@@ -97,19 +70,12 @@ struct check_s {
 struct gw_admin_s {
     gw_admin_env_t w; /* the serving worker's view */
     uv_loop_t *loop;
-    uv_tcp_t listener;
-    int listener_open;
+    gw_minihttp_t *http; /* NULL once closed */
     int closing;
-    llhttp_settings_t settings;
-    aconn_t *conns;
-    size_t nconns;
     check_t *check;
     peer_t peers[GW_ADMIN_PEERS];
     uint64_t rng;
-    char rbuf[READ_BUF];
 };
-
-static void close_conn(aconn_t *c);
 
 /* ---- key, secrets ---- */
 
@@ -291,175 +257,46 @@ peer_failed(gw_admin_t *a, const char *addr, uint64_t now)
 static void
 maybe_free(gw_admin_t *a)
 {
-    if (a->closing && !a->listener_open && a->nconns == 0 && a->check == NULL)
+    if (a->closing && a->http == NULL && a->check == NULL)
         free(a);
 }
 
 static void
-on_conn_close(uv_handle_t *h)
+on_http_closed(void *arg)
 {
-    aconn_t *c = h->data;
-    gw_admin_t *a = c->a;
-    if (--c->handles > 0)
-        return;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        a->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    a->nconns--;
-    gw_buf_free(&c->body);
-    free(c->out);
-    free(c);
+    gw_admin_t *a = arg;
+    a->http = NULL;
     maybe_free(a);
 }
 
-static void
-close_conn(aconn_t *c)
-{
-    if (c->closing)
-        return;
-    c->closing = 1;
-    if (c->check) {
-        c->check->conn = NULL; /* the check runs on; its answer goes nowhere */
-        c->check = NULL;
-    }
-    uv_timer_stop(&c->timer);
-    uv_close((uv_handle_t *)&c->timer, on_conn_close);
-    uv_close((uv_handle_t *)&c->tcp, on_conn_close);
-}
-
-static void
-on_timeout(uv_timer_t *t)
-{
-    close_conn(t->data);
-}
-
-static void
-on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-    aconn_t *c = h->data;
-    *buf = uv_buf_init(c->a->rbuf, sizeof(c->a->rbuf));
-}
-
-static void feed(aconn_t *c, const char *data, size_t len);
-
-static void
-on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
-{
-    aconn_t *c = s->data;
-    if (nread < 0) {
-        close_conn(c);
-        return;
-    }
-    if (nread == 0 || c->closing || c->lingering || c->answered)
-        return;
-    feed(c, buf->base, (size_t)nread);
-}
-
-static void
-on_shutdown(uv_shutdown_t *req, int status)
-{
-    aconn_t *c = req->data;
-    if (status < 0 || c->closing) {
-        close_conn(c);
-        return;
-    }
-    c->lingering = 1;
-    uv_timer_start(&c->timer, on_timeout, LINGER_MS, 0);
-    if (!c->reading && uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
-        c->reading = 1;
-}
-
-static void
-on_write(uv_write_t *req, int status)
-{
-    aconn_t *c = req->data;
-    free(c->out);
-    c->out = NULL;
-    c->writing = 0;
-    if (c->closing)
-        return;
-    if (status < 0) {
-        close_conn(c);
-        return;
-    }
-    c->sreq.data = c;
-    if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, on_shutdown) != 0)
-        close_conn(c);
-}
-
+/* The connection's request id, made on first use: one per connection. */
 static const char *
-reason(int status)
+conn_rid(aconn_t *c)
 {
-    switch (status) {
-    case 200:
-        return "OK";
-    case 202:
-        return "Accepted";
-    case 400:
-        return "Bad Request";
-    case 401:
-        return "Unauthorized";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 409:
-        return "Conflict";
-    case 413:
-        return "Payload Too Large";
-    case 415:
-        return "Unsupported Media Type";
-    case 429:
-        return "Too Many Requests";
-    case 431:
-        return "Request Header Fields Too Large";
-    case 503:
-        return "Service Unavailable";
-    default:
-        return "Internal Server Error";
+    if (!c->rid[0]) {
+        uint64_t r = gw_rng_next(&c->a->rng);
+        uint64_t r2 = gw_rng_next(&c->a->rng);
+        snprintf(c->rid, sizeof(c->rid), "%016llx%016llx", (unsigned long long)r,
+                 (unsigned long long)r2);
     }
+    return c->rid;
 }
 
-/* Sends STATUS with BODY (JSON) and closes the connection after it. */
+/* Sends STATUS with BODY (JSON, a newline is added) and closes the
+ * connection after it. */
 static void
-respond(aconn_t *c, int status, const gw_buf_t *body, const char *extra)
+respond(aconn_t *c, int status, gw_buf_t *body, const char *extra)
 {
-    if (c->answered || c->closing)
-        return;
-    c->answered = 1;
-    if (c->reading) {
-        uv_read_stop((uv_stream_t *)&c->tcp);
-        c->reading = 0;
-    }
-    char head[512], date[32];
-    gw_http_date((int64_t)time(NULL), date);
-    int n = snprintf(head, sizeof(head),
-                     "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: application/json\r\n"
-                     "Content-Length: %zu\r\nX-Request-Id: %s\r\nCache-Control: no-store\r\n"
-                     "%sConnection: close\r\n\r\n",
-                     status, reason(status), date, body->len + 1, c->rid, extra ? extra : "");
-    c->out = malloc((size_t)n + body->len + 1);
-    if (c->out == NULL) {
-        close_conn(c);
-        return;
-    }
-    memcpy(c->out, head, (size_t)n);
-    if (body->len)
-        memcpy(c->out + n, body->data, body->len);
-    c->out[n + body->len] = '\n';
-    uv_buf_t b = uv_buf_init(c->out, (unsigned)((size_t)n + body->len + 1));
-    c->wreq.data = c;
-    uv_timer_start(&c->timer, on_timeout, GW_ADMIN_IDLE_MS, 0);
-    if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
-        free(c->out);
-        c->out = NULL;
-        close_conn(c);
-        return;
-    }
-    c->writing = 1;
+    char head[512];
+    snprintf(head, sizeof(head), "X-Request-Id: %s\r\nCache-Control: no-store\r\n%s", conn_rid(c),
+             extra ? extra : "");
+    gw_buf_append(body, "\n", 1);
+    gw_minihttp_resp_t r = {.status = status,
+                            .type = "application/json",
+                            .extra = head,
+                            .body = body->data,
+                            .body_len = body->len};
+    gw_minihttp_respond(c->http, &r);
 }
 
 /* The gateway's error envelope; EXTRA_JSON (",\"errors\":[...]") may add members. */
@@ -468,7 +305,8 @@ respond_error(aconn_t *c, int status, const char *message, const char *extra_jso
               const char *extra_head)
 {
     gw_buf_t b = {0};
-    gw_http_error_body(&b, status, message, (gw_str_t){c->rid, strlen(c->rid)});
+    const char *rid = conn_rid(c);
+    gw_http_error_body(&b, status, message, (gw_str_t){rid, strlen(rid)});
     if (extra_json) {
         b.len--; /* the closing brace */
         gw_buf_append(&b, extra_json, strlen(extra_json));
@@ -900,7 +738,8 @@ check_answer(check_t *k)
         gw_log(a->w.log, GW_LOG_ERROR, "admin: cannot signal the master (pid %d): %s", (int)master,
                strerror(errno));
     else
-        gw_log(a->w.log, GW_LOG_INFO, "admin: reload of %s requested by %s", conf->file, c->peer);
+        gw_log(a->w.log, GW_LOG_INFO, "admin: reload of %s requested by %s", conf->file,
+               gw_minihttp_conn_peer(c->http));
 }
 
 static void
@@ -997,7 +836,7 @@ check_start(gw_admin_t *a, aconn_t *c, int check_only)
     a->check = k;
     c->check = k;
     /* the client waits for the check: the idle limit must not cut it short */
-    uv_timer_start(&c->timer, on_timeout, GW_ADMIN_CHECK_MS + GW_ADMIN_IDLE_MS, 0);
+    gw_minihttp_conn_timeout(c->http, GW_ADMIN_CHECK_MS + GW_ADMIN_IDLE_MS);
     return GW_OK;
 }
 
@@ -1005,15 +844,19 @@ static void
 post_reload(aconn_t *c)
 {
     gw_admin_t *a = c->a;
+    const gw_minihttp_req_t *req = c->req;
+    const gw_minihttp_hval_t *ctype = &req->headers[HDR_CTYPE];
     int check_only = 0;
-    if (c->body.len > 0) {
-        if (c->ctype_len < 16 || strncasecmp(c->ctype, "application/json", 16) != 0) {
+    if (req->body_len > 0) {
+        /* a type too long to keep is no type */
+        if (ctype->over || ctype->len < 16 ||
+            strncasecmp(ctype->value, "application/json", 16) != 0) {
             respond_error(c, 415, "the body must be application/json", NULL, NULL);
             return;
         }
         gw_jsonr_t j;
         char err[128];
-        if (gw_jsonr_parse(&j, c->body.data, c->body.len, 1024, err, sizeof(err)) != 0 ||
+        if (gw_jsonr_parse(&j, req->body, req->body_len, 1024, err, sizeof(err)) != 0 ||
             gw_jsonr_type(&j, 0) != GW_JSONR_OBJECT) {
             gw_jsonr_free(&j);
             respond_error(c, 400, "the body must be a JSON object", NULL, NULL);
@@ -1052,7 +895,10 @@ serve(aconn_t *c)
 {
     gw_admin_t *a = c->a;
     uint64_t now = gw_shstate_now_ms();
-    uint64_t wait = peer_blocked(a, c->peer, now);
+    const gw_minihttp_req_t *req = c->req;
+    const gw_minihttp_hval_t *key = &req->headers[HDR_KEY];
+    const char *peer = gw_minihttp_conn_peer(c->http);
+    uint64_t wait = peer_blocked(a, peer, now);
     if (wait) {
         char h[64];
         snprintf(h, sizeof(h), "Retry-After: %llu\r\n", (unsigned long long)(wait + 999) / 1000);
@@ -1060,20 +906,20 @@ serve(aconn_t *c)
         return;
     }
     const char *want = a->w.conf->admin_key;
-    if (c->key_count != 1 || c->key_over || !gw_admin_key_ok(want, c->key, c->key_len)) {
-        peer_failed(a, c->peer, now);
-        respond_error(c, 401, c->key_count ? "wrong API key" : "missing API key (X-API-Key)", NULL,
+    if (key->count != 1 || key->over || !gw_admin_key_ok(want, key->value, key->len)) {
+        peer_failed(a, peer, now);
+        respond_error(c, 401, key->count ? "wrong API key" : "missing API key (X-API-Key)", NULL,
                       "WWW-Authenticate: X-API-Key\r\n");
         return;
     }
-    if (c->url_too_long) {
+    if (req->url_too_long) {
         respond_error(c, 404, "not found", NULL, NULL);
         return;
     }
     size_t plen = 0;
-    while (plen < c->url_len && c->url[plen] != '?')
+    while (plen < req->url_len && req->url[plen] != '?')
         plen++;
-    const char *p = c->url;
+    const char *p = req->url;
     /* also under /admin/, for a proxy that mounts the API there */
     if (plen >= 7 && memcmp(p, "/admin/", 7) == 0) {
         p += 6;
@@ -1090,7 +936,7 @@ serve(aconn_t *c)
         {"/consumers", HTTP_GET, get_consumers}, {"/config", HTTP_GET, get_config},
         {"/plugins", HTTP_GET, get_plugins},     {"/reload", HTTP_POST, post_reload},
     };
-    int method = llhttp_get_method(&c->parser);
+    int method = req->method;
     for (size_t i = 0; i < GW_ARRAY_LEN(table); i++) {
         if (strlen(table[i].path) != plen || memcmp(table[i].path, p, plen) != 0)
             continue;
@@ -1105,202 +951,73 @@ serve(aconn_t *c)
     respond_error(c, 404, "not found", NULL, NULL);
 }
 
-/* ---- parsing ---- */
+/* ---- the server's callbacks ---- */
 
 static aconn_t *
-conn_of(llhttp_t *p)
+aconn_of(gw_minihttp_conn_t *hc, void *arg)
 {
-    return p->data;
-}
-
-static int
-count_head(aconn_t *c, size_t len)
-{
-    c->head_bytes += len;
-    if (c->head_bytes > GW_ADMIN_MAX_HEAD) {
-        c->error_status = 431;
-        return -1;
-    }
-    return 0;
-}
-
-static int
-on_url(llhttp_t *p, const char *at, size_t len)
-{
-    aconn_t *c = conn_of(p);
-    if (c->url_len + len >= sizeof(c->url))
-        c->url_too_long = 1;
-    else {
-        memcpy(c->url + c->url_len, at, len);
-        c->url_len += len;
-    }
-    return count_head(c, len);
-}
-
-static int
-on_hfield(llhttp_t *p, const char *at, size_t len)
-{
-    aconn_t *c = conn_of(p);
-    if (c->hname_len + len > sizeof(c->hname))
-        c->hname_over = 1;
-    else {
-        memcpy(c->hname + c->hname_len, at, len);
-        c->hname_len += len;
-    }
-    return count_head(c, len + 2);
-}
-
-static int
-on_hfield_done(llhttp_t *p)
-{
-    aconn_t *c = conn_of(p);
-    c->cur = H_NONE;
-    if (!c->hname_over && c->hname_len == 9 && strncasecmp(c->hname, "x-api-key", 9) == 0) {
-        c->cur = H_KEY;
-        c->key_count++;
-        c->key_len = 0;
-    } else if (!c->hname_over && c->hname_len == 12 &&
-               strncasecmp(c->hname, "content-type", 12) == 0) {
-        c->cur = H_CTYPE;
-        c->ctype_len = 0;
-    }
-    c->hname_len = 0;
-    c->hname_over = 0;
-    return 0;
-}
-
-static int
-on_hvalue(llhttp_t *p, const char *at, size_t len)
-{
-    aconn_t *c = conn_of(p);
-    if (c->cur == H_KEY) {
-        if (c->key_len + len > sizeof(c->key))
-            c->key_over = 1;
-        else {
-            memcpy(c->key + c->key_len, at, len);
-            c->key_len += len;
-        }
-    } else if (c->cur == H_CTYPE && c->ctype_len + len <= sizeof(c->ctype)) {
-        memcpy(c->ctype + c->ctype_len, at, len);
-        c->ctype_len += len;
-    }
-    return count_head(c, len + 2);
-}
-
-static int
-on_headers_done(llhttp_t *p)
-{
-    aconn_t *c = conn_of(p);
-    if (p->flags & F_CONTENT_LENGTH && p->content_length > GW_ADMIN_MAX_BODY) {
-        c->error_status = 413;
-        return -1;
-    }
-    return 0;
-}
-
-static int
-on_body(llhttp_t *p, const char *at, size_t len)
-{
-    aconn_t *c = conn_of(p);
-    if (c->body.len + len > GW_ADMIN_MAX_BODY) {
-        c->error_status = 413;
-        return -1;
-    }
-    gw_buf_append(&c->body, at, len);
-    return 0;
-}
-
-static int
-on_complete(llhttp_t *p)
-{
-    serve(conn_of(p));
-    return HPE_PAUSED;
+    aconn_t *c = gw_minihttp_conn_data(hc);
+    c->http = hc;
+    c->a = arg;
+    return c;
 }
 
 static void
-feed(aconn_t *c, const char *data, size_t len)
+on_request(gw_minihttp_conn_t *hc, const gw_minihttp_req_t *req, void *arg)
 {
-    llhttp_errno_t e = llhttp_execute(&c->parser, data, len);
-    if (e == HPE_OK || e == HPE_PAUSED || c->answered || c->closing)
-        return;
-    if (c->error_status == 431)
+    aconn_t *c = aconn_of(hc, arg);
+    c->req = req;
+    serve(c);
+    c->req = NULL;
+}
+
+static void
+on_error(gw_minihttp_conn_t *hc, int status, void *arg)
+{
+    aconn_t *c = aconn_of(hc, arg);
+    if (status == 431)
         respond_error(c, 431, "request header fields too large", NULL, NULL);
-    else if (c->error_status == 413)
+    else if (status == 413)
         respond_error(c, 413, "request body too large", NULL, NULL);
     else
         respond_error(c, 400, "bad request", NULL, NULL);
 }
 
 static void
-on_connection(uv_stream_t *server, int status)
+on_close(gw_minihttp_conn_t *hc, void *arg)
 {
-    gw_admin_t *a = server->data;
-    if (status < 0) {
-        gw_log(a->w.log, GW_LOG_WARN, "admin: accept: %s", uv_strerror(status));
-        return;
+    aconn_t *c = gw_minihttp_conn_data(hc);
+    if (c->check) {
+        c->check->conn = NULL; /* the check runs on; its answer goes nowhere */
+        c->check = NULL;
     }
-    aconn_t *c = calloc(1, sizeof(*c));
-    if (c == NULL)
-        return;
-    c->a = a;
-    c->tcp.data = c->timer.data = c;
-    if (uv_tcp_init(a->loop, &c->tcp) != 0) {
-        free(c);
-        return;
-    }
-    uv_timer_init(a->loop, &c->timer);
-    c->handles = 2;
-    c->next = a->conns;
-    if (a->conns)
-        a->conns->prev = c;
-    a->conns = c;
-    a->nconns++;
-    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 || a->nconns > GW_ADMIN_MAX_CONNS ||
-        a->closing) {
-        close_conn(c);
-        return;
-    }
-    struct sockaddr_storage ss;
-    int sl = sizeof(ss);
-    snprintf(c->peer, sizeof(c->peer), "unknown");
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0) {
-        if (ss.ss_family == AF_INET)
-            uv_ip4_name((struct sockaddr_in *)&ss, c->peer, sizeof(c->peer));
-        else if (ss.ss_family == AF_INET6)
-            uv_ip6_name((struct sockaddr_in6 *)&ss, c->peer, sizeof(c->peer));
-    }
-    uint64_t r = gw_rng_next(&a->rng);
-    uint64_t r2 = gw_rng_next(&a->rng);
-    snprintf(c->rid, sizeof(c->rid), "%016llx%016llx", (unsigned long long)r,
-             (unsigned long long)r2);
-    llhttp_init(&c->parser, HTTP_REQUEST, &a->settings);
-    c->parser.data = c;
-    uv_timer_start(&c->timer, on_timeout, GW_ADMIN_IDLE_MS, 0);
-    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
-        c->reading = 1;
-    else
-        close_conn(c);
 }
 
-static void
-on_listener_close(uv_handle_t *h)
-{
-    gw_admin_t *a = h->data;
-    a->listener_open = 0;
-    maybe_free(a);
-}
+static const gw_minihttp_hdr_t admin_headers[] = {
+    [HDR_KEY] = {"x-api-key", KEY_MAX},
+    [HDR_CTYPE] = {"content-type", CTYPE_MAX},
+};
 
 gw_admin_t *
 gw_admin_start(const gw_admin_env_t *w, int listen_fd, char *err, size_t errlen)
 {
-    int v = 0;
-    socklen_t vl = sizeof(v);
+    static const gw_minihttp_ops_t ops = {
+        .on_request = on_request, .on_error = on_error, .on_close = on_close};
+    const gw_minihttp_conf_t conf = {.name = "admin",
+                                     .log = w->log,
+                                     .max_conns = GW_ADMIN_MAX_CONNS,
+                                     .max_head = GW_ADMIN_MAX_HEAD,
+                                     .max_body = GW_ADMIN_MAX_BODY,
+                                     .url_max = URL_MAX - 1,
+                                     .idle_ms = GW_ADMIN_IDLE_MS,
+                                     .backlog = 128,
+                                     .date = 1,
+                                     .peer = 1,
+                                     .conn_data = sizeof(aconn_t),
+                                     .headers = admin_headers,
+                                     .nheaders = GW_ARRAY_LEN(admin_headers)};
     if (w->conf->admin_key == NULL || !w->conf->admin_key[0]) {
         snprintf(err, errlen, "gateway.admin.key is empty");
-        return NULL;
-    }
-    if (getsockopt(listen_fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &vl) != 0 || !v) {
-        snprintf(err, errlen, "descriptor %d is not a listening socket", listen_fd);
         return NULL;
     }
     gw_admin_t *a = calloc(1, sizeof(*a));
@@ -1308,34 +1025,12 @@ gw_admin_start(const gw_admin_env_t *w, int listen_fd, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    int fd = fcntl(listen_fd, F_DUPFD_CLOEXEC, 3);
-    if (fd < 0) {
-        snprintf(err, errlen, "dup: %s", strerror(errno));
-        free(a);
-        return NULL;
-    }
     a->w = *w;
     a->loop = w->loop;
     a->rng = w->seed ^ 0x61646d696eULL;
-    llhttp_settings_init(&a->settings);
-    a->settings.on_url = on_url;
-    a->settings.on_header_field = on_hfield;
-    a->settings.on_header_field_complete = on_hfield_done;
-    a->settings.on_header_value = on_hvalue;
-    a->settings.on_headers_complete = on_headers_done;
-    a->settings.on_body = on_body;
-    a->settings.on_message_complete = on_complete;
-    uv_tcp_init(a->loop, &a->listener);
-    a->listener.data = a;
-    a->listener_open = 1;
-    int rc = uv_tcp_open(&a->listener, fd);
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&a->listener, 128, on_connection);
-    if (rc != 0) {
-        if (rc != 0)
-            snprintf(err, errlen, "%s", uv_strerror(rc));
-        a->closing = 1;
-        uv_close((uv_handle_t *)&a->listener, on_listener_close);
+    a->http = gw_minihttp_start(a->loop, listen_fd, &conf, &ops, a, err, errlen);
+    if (a->http == NULL) {
+        free(a);
         return NULL;
     }
     return a;
@@ -1344,9 +1039,8 @@ gw_admin_start(const gw_admin_env_t *w, int listen_fd, char *err, size_t errlen)
 void
 gw_admin_set_draining(gw_admin_t *a, int draining)
 {
-    if (a == NULL || !draining || !a->listener_open || uv_is_closing((uv_handle_t *)&a->listener))
-        return;
-    uv_close((uv_handle_t *)&a->listener, on_listener_close);
+    if (a != NULL && draining)
+        gw_minihttp_stop_accepting(a->http);
 }
 
 void
@@ -1355,14 +1049,9 @@ gw_admin_close(gw_admin_t *a)
     if (a == NULL || a->closing)
         return;
     a->closing = 1;
-    /* an answer on its way (a 202 to the POST /reload that stops this
-     * worker) is let finish: its write and linger are bounded by timers */
-    for (aconn_t *c = a->conns; c; c = c->next)
-        if (!c->answered)
-            close_conn(c);
     if (a->check && !a->check->exited)
         uv_process_kill(&a->check->proc, SIGKILL);
-    if (a->listener_open && !uv_is_closing((uv_handle_t *)&a->listener))
-        uv_close((uv_handle_t *)&a->listener, on_listener_close);
-    maybe_free(a);
+    /* an answer on its way (a 202 to the POST /reload that stops this
+     * worker) is let finish: its write and linger are bounded by timers */
+    gw_minihttp_close(a->http, 1, on_http_closed, a);
 }
