@@ -54,6 +54,7 @@
 #define MAX_PROCS 1024 /* the workers of the current and the draining generations */
 #define MAX_SOCKS 64
 #define INHERIT_ENV "GW_LISTEN_FDS"
+#define SECRET_ENV "GW_TLS_SECRET_FD" /* a pipe holding the TLS ticket secret */
 
 /* One generation: the workers started from one config. */
 typedef struct gen_s {
@@ -221,6 +222,49 @@ socks_inherit(master_t *m)
     unsetenv(INHERIT_ENV);
     m->upgraded_from = getppid();
     gw_log(m->log, GW_LOG_INFO, "inherited %d listening socket(s)", m->nsocks);
+}
+
+/*
+ * The TLS ticket secret goes to the new master of an upgrade through a
+ * pipe (its number in SECRET_ENV), not the environment, which other
+ * processes of the same user can read: tickets issued before an upgrade
+ * then resume after it. In the child, just before exec.
+ */
+static void
+secret_hand_over(master_t *m)
+{
+    int p[2];
+    if (pipe(p) != 0)
+        return;
+    char num[16];
+    if (write(p[1], m->tls_secret, sizeof(m->tls_secret)) == (ssize_t)sizeof(m->tls_secret)) {
+        snprintf(num, sizeof(num), "%d", p[0]);
+        setenv(SECRET_ENV, num, 1);
+    } else {
+        close(p[0]);
+    }
+    close(p[1]);
+}
+
+/* In the new master: the secret handed over, 0; -1 when there is none. */
+static int
+secret_inherit(master_t *m)
+{
+    const char *env = getenv(SECRET_ENV);
+    if (env == NULL)
+        return -1;
+    int fd = atoi(env);
+    unsetenv(SECRET_ENV);
+    if (fd <= 2)
+        return -1;
+    ssize_t n = read(fd, m->tls_secret, sizeof(m->tls_secret));
+    close(fd);
+    if (n != (ssize_t)sizeof(m->tls_secret)) {
+        gw_log(m->log, GW_LOG_WARN, "%s: no TLS ticket secret in it; a new one is made",
+               SECRET_ENV);
+        return -1;
+    }
+    return 0;
 }
 
 /* Every socket conf needs, in GEN; 0, or -1 after logging why. */
@@ -702,6 +746,7 @@ upgrade(master_t *m)
         for (int i = 0; i < m->nsocks; i++)
             fcntl(m->socks[i].fd, F_SETFD, 0);
         setenv(INHERIT_ENV, env, 1);
+        secret_hand_over(m);
         execv(m->exe, m->argv);
         fprintf(stderr, "gateway: upgrade: exec %s: %s\n", m->exe, strerror(errno));
         _exit(127);
@@ -970,7 +1015,7 @@ gw_master_run(gw_conf_t *conf, const char *version, char **argv)
     m.shstate = gw_shstate_new(0, 0);
     if (m.shstate == NULL)
         gw_log(m.log, GW_LOG_WARN, "cannot map the shared state: each worker decides alone");
-    if (gw_tls_new_secret(m.tls_secret) != GW_OK) {
+    if (secret_inherit(&m) != 0 && gw_tls_new_secret(m.tls_secret) != GW_OK) {
         gw_log(m.log, GW_LOG_ERROR, "cannot make the TLS ticket secret");
         return 1;
     }

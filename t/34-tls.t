@@ -319,6 +319,25 @@ sub raw_tls {
          qr/^Reused, /m, 'SIGHUP: a TLS 1.3 ticket issued before the reload resumes');
 }
 
-is(stop_gateway($gw), 0, 'gateway stops cleanly');
-stop_all();
+# --- a binary upgrade hands the ticket secret over ----------------------------
+{
+    my $pidfile = "$gw->{dir}/gateway.pid";
+    my $pid_in = sub { (slurp_file($_[0]) // '') =~ /(\d+)/ ? $1 : 0 };
+    my $old = $gw->{pid};
+    kill 'USR2', $old;
+    my $new;
+    ok(wait_for(sub { $new = $pid_in->($pidfile); $new && $new != $old }, 10),
+       'upgrade: a new master runs');
+    ok(wait_for(sub { (grep { kill 0, $_ } GwTest::children_of($new)) >= 1 }, 10),
+       'upgrade: its worker runs');
+    kill 'QUIT', $old;
+    ok(wait_for(sub { !kill(0, $old) || slurp_file("/proc/$old/stat") =~ /^\d+ \(.*\) Z/s }, 15),
+       'upgrade: the old master exits on QUIT');
+    like(s_client($tport, '-servername', 'api.example.com', '-sess_in', "$dir/sess-TLSv1_3"),
+         qr/^Reused, /m, 'upgrade: a TLS 1.3 ticket issued before the upgrade resumes');
+    kill 'TERM', $new;
+    ok(wait_for(sub { !kill 0, $new }, 15), 'the new master stops');
+}
+
+stop_all();    # reaps the old master, the test's child
 done_testing();
