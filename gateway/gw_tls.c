@@ -194,14 +194,54 @@ choose(const gw_tls_t *t, const char *name)
     return &t->certs[0];
 }
 
+/* The host name of the ClientHello's server_name extension (RFC 6066
+ * section 3) into OUT; 0 when there is none or it is malformed. */
 static int
-servername_cb(SSL *s, int *alert, void *arg)
+hello_servername(SSL *s, char *out, size_t outlen)
+{
+    const unsigned char *p;
+    size_t len;
+    if (!SSL_client_hello_get0_ext(s, TLSEXT_TYPE_server_name, &p, &len) || len < 2)
+        return 0;
+    size_t list = ((size_t)p[0] << 8) | p[1];
+    if (list > len - 2)
+        return 0;
+    p += 2;
+    len = list;
+    while (len >= 3) {
+        unsigned type = p[0];
+        size_t n = ((size_t)p[1] << 8) | p[2];
+        p += 3;
+        len -= 3;
+        if (n > len)
+            return 0;
+        if (type == TLSEXT_NAMETYPE_host_name) {
+            if (n == 0 || n >= outlen || memchr(p, '\0', n) != NULL)
+                return 0;
+            memcpy(out, p, n);
+            out[n] = '\0';
+            return 1;
+        }
+        p += n;
+        len -= n;
+    }
+    return 0;
+}
+
+/*
+ * The certificate entry is chosen from the ClientHello, before OpenSSL
+ * looks at a ticket or a cached session: the servername callback runs only
+ * after that, so a session made under one entry (say the default, without
+ * client_ca) would resume under another (one that demands a client
+ * certificate) and skip its verification. Switching here also moves the
+ * session id context, which then refuses such a session.
+ */
+static int
+client_hello_cb(SSL *s, int *alert, void *arg)
 {
     gw_tls_t *t = arg;
-    const char *name = SSL_get_servername(s, TLSEXT_NAMETYPE_host_name);
-    if (name == NULL)
-        return SSL_TLSEXT_ERR_NOACK;
-    const cert_ctx_t *cc = choose(t, name);
+    char name[256];
+    const cert_ctx_t *cc = hello_servername(s, name, sizeof(name)) ? choose(t, name) : &t->certs[0];
     if (SSL_get_SSL_CTX(s) != cc->ctx) {
         SSL_set_SSL_CTX(s, cc->ctx);
         /* SSL_set_SSL_CTX moves the certificate, not the client
@@ -210,7 +250,15 @@ servername_cb(SSL *s, int *alert, void *arg)
         STACK_OF(X509_NAME) *cas = SSL_CTX_get_client_CA_list(cc->ctx);
         SSL_set_client_CA_list(s, cas ? SSL_dup_CA_list(cas) : NULL);
     }
-    return SSL_TLSEXT_ERR_OK;
+    return SSL_CLIENT_HELLO_SUCCESS;
+}
+
+/* Acknowledges the name the ClientHello callback chose by. */
+static int
+servername_cb(SSL *s, int *alert, void *arg)
+{
+    return SSL_get_servername(s, TLSEXT_NAMETYPE_host_name) ? SSL_TLSEXT_ERR_OK
+                                                            : SSL_TLSEXT_ERR_NOACK;
 }
 
 static int
@@ -419,6 +467,7 @@ gw_tls_new(const gw_conf_t *conf, gw_log_t *log, gw_metrics_t *metrics, int slot
         t->certs[t->ncerts].ctx = ctx;
         t->certs[t->ncerts++].conf = &conf->tls.certs[i];
         SSL_CTX_set_ex_data(ctx, ex_index, t);
+        SSL_CTX_set_client_hello_cb(ctx, client_hello_cb, t);
         SSL_CTX_set_tlsext_servername_callback(ctx, servername_cb);
         SSL_CTX_set_tlsext_servername_arg(ctx, t);
         SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, t);

@@ -92,6 +92,14 @@ sub up_hdr {
          qr/^New, TLSv1\.3/m, 'two workers: a full handshake, a ticket');
     my @r = map { s_client($tport, '-servername', 'open.test', '-sess_in', $sess) =~ /^(Reused|New), /m ? $1 : 'none' } 1 .. 8;
     is("@r", join(' ', ('Reused') x 8), 'two workers: eight connections all resume');
+    # a session of the entry without client_ca does not resume on the mTLS
+    # entry (that would skip the client certificate)
+    my $x = s_client($tport, '-servername', 'mtls.test', '-sess_in', $sess);
+    unlike($x, qr/^Reused, /m, 'a ticket of another entry does not resume on the mTLS name');
+    my $c12 = "$dir/sess12";
+    s_client($tport, { wait => 0.5 * mult() }, '-tls1_2', '-servername', 'open.test', '-sess_out', $c12);
+    unlike(s_client($tport, '-tls1_2', '-servername', 'mtls.test', '-sess_in', $c12), qr/^Reused, /m,
+           'nor a TLS 1.2 session');
     my $m = http_request($gw->{status_port}, 'GET', '/metrics')->{body} // '';
     ok($m =~ /gateway_tls_handshakes_total\{result="resumed"\} (\d+)/ && $1 >= 8, 'two workers: counted as resumed');
 }
