@@ -19,8 +19,9 @@
 #define MIN_K 1.1
 #define FORCE_PASS_MS 1000
 #define MAX_BUCKETS 10000
-/* a holder that keeps a shared breaker's lock this long is taken for dead */
-#define STALE_LOCK_NS 100000000ull
+/* a shared breaker's lock taken this long ago (by the holder's clock) is
+ * taken for the lock of a dead holder */
+#define STALE_LOCK_MS 2000
 
 typedef struct {
     uint64_t sum, success, failure, drop;
@@ -30,7 +31,7 @@ struct gw_breaker_s {
     /* a breaker in the shared segment (gw_shstate.c): every call holds
      * `lock` (see lock()); a worker's own breaker needs none */
     int shared;
-    _Atomic unsigned lock;
+    _Atomic uint64_t lock; /* 0 free, else 1 + the holder's NOW_MS when it took it */
     uint64_t interval_ms;
     double k;
     double protection;
@@ -132,38 +133,45 @@ gw_breaker_free(gw_breaker_t *b)
     free(b);
 }
 
+/* The monotonic clock in ms, as libuv's loop time counts it. */
 static uint64_t
-coarse_ns(void)
+clock_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 /*
  * A shared breaker is held for a few dozen instructions per call, on every
  * request, by every worker: a robust process-shared mutex costs several
- * times the decision itself, so this is a test-and-set spin lock. A holder
- * that died inside a call (killed between two stores) would block the
- * others for ever; a waiter that has seen the lock held for STALE_LOCK_NS
- * takes it over. At worst two calls then overlap and a count is one off,
- * which a window of counts tolerates.
+ * times the decision itself, so this is a spin lock whose word says when
+ * its holder took it (the caller's clock). A holder that died inside a call
+ * would block the others for ever, so a waiter takes over a lock taken
+ * more than STALE_LOCK_MS ago. A live holder is inside for well under a
+ * microsecond: only one descheduled for seconds in there, with a clock
+ * already stale when it locked, could meet a takeover; two calls then
+ * overlap, and the window's sums, rebuilt from the buckets at every bucket
+ * turn (advance), heal within one bucket.
  */
 static void
-lock(gw_breaker_t *b)
+lock(gw_breaker_t *b, uint64_t now_ms)
 {
     if (!b->shared)
         return;
+    uint64_t mine = now_ms + 1;
     unsigned spins = 0;
-    uint64_t since = 0;
-    while (atomic_exchange_explicit(&b->lock, 1, memory_order_acquire) != 0) {
-        if (++spins < 256)
+    for (;;) {
+        uint64_t cur = 0;
+        if (atomic_compare_exchange_weak_explicit(&b->lock, &cur, mine, memory_order_acquire,
+                                                  memory_order_relaxed))
+            return;
+        if (cur == 0 || ++spins < 1024)
             continue;
         spins = 0;
-        uint64_t now = coarse_ns();
-        if (since == 0)
-            since = now;
-        else if (now - since > STALE_LOCK_NS)
+        if (clock_ms() > cur - 1 + STALE_LOCK_MS &&
+            atomic_compare_exchange_strong_explicit(&b->lock, &cur, mine, memory_order_acquire,
+                                                    memory_order_relaxed))
             return;
         sched_yield();
     }
@@ -197,12 +205,17 @@ advance(gw_breaker_t *b, uint64_t now_ms)
         return;
     for (uint64_t i = 1; i <= span && i <= (uint64_t)n; i++) {
         bucket_t *bk = &b->buckets[(b->offset + i) % (uint64_t)n];
-        b->win_total -= bk->sum;
-        b->win_accepts -= bk->success;
         bk->sum = bk->success = bk->failure = bk->drop = 0;
     }
     b->offset = (int)((b->offset + span % (uint64_t)n) % (uint64_t)n);
     b->start_ms = now_ms - elapsed % b->interval_ms;
+    /* once per bucket turn: the sums start again from the buckets, so they
+     * can never drift from them for longer than a bucket */
+    b->win_total = b->win_accepts = 0;
+    for (int i = 0; i < n; i++) {
+        b->win_total += b->buckets[i].sum;
+        b->win_accepts += b->buckets[i].success;
+    }
 }
 
 /* Oldest bucket first, ending with the one now filling, so the runs below
@@ -286,7 +299,7 @@ allow(gw_breaker_t *b, uint64_t now_ms, double rnd)
 int
 gw_breaker_allow(gw_breaker_t *b, uint64_t now_ms, double rnd)
 {
-    lock(b);
+    lock(b, now_ms);
     int ok = allow(b, now_ms, rnd);
     unlock(b);
     return ok;
@@ -297,7 +310,7 @@ gw_breaker_mark(gw_breaker_t *b, uint64_t now_ms, int ok)
 {
     bucket_t *bk;
 
-    lock(b);
+    lock(b, now_ms);
     advance(b, now_ms);
     bk = &b->buckets[b->offset];
     bk->sum++;
@@ -332,7 +345,7 @@ gw_breaker_stats(gw_breaker_t *b, uint64_t now_ms, gw_breaker_stats_t *out)
     history_t h;
     double ratio;
 
-    lock(b);
+    lock(b, now_ms);
     advance(b, now_ms);
     history(b, &h);
     ratio = raw_ratio(b, &h);
