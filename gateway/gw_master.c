@@ -377,6 +377,21 @@ unblock_signals(void)
     sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
+/* In a new worker: every listening socket its generation does not use is
+ * closed, so that a socket the master closes later (an address a reload
+ * removed) is not kept listening, unanswered, by this worker. */
+static void
+close_foreign_socks(const master_t *m, const gen_t *g, int slot)
+{
+    for (int i = 0; i < m->nsocks; i++) {
+        int fd = m->socks[i].fd, used = fd == g->status_fd || (fd == g->admin_fd && slot == 0);
+        for (size_t j = 0; j < g->conf->nlisten && !used; j++)
+            used = fd == g->fds[j];
+        if (!used)
+            close(fd);
+    }
+}
+
 static pid_t
 spawn(master_t *m, gen_t *g, int slot)
 {
@@ -395,8 +410,10 @@ spawn(master_t *m, gen_t *g, int slot)
     }
     if (pid == 0) {
         unblock_signals();
+        close_foreign_socks(m, g, slot);
         memcpy(g->conf->tls.ticket_secret, m->tls_secret, sizeof(m->tls_secret));
-        gw_worker_shared_t shared = {.admin_fd = g->admin_fd, .shstate = m->shstate};
+        gw_worker_shared_t shared = {.admin_fd = slot == 0 ? g->admin_fd : -1,
+                                     .shstate = m->shstate};
         int rc = gw_worker_run(g->conf, slot, g->nworkers, g->fds, g->conf->nlisten, g->status_fd,
                                g->metrics, m->disc_shm, m->log, &shared, watch);
         _exit(rc);

@@ -505,6 +505,10 @@ setup(gw_worker_t *w, const int *fds, size_t nfds)
             gw_log(w->log, GW_LOG_ERROR, "status listener: %s", err);
             return GW_ERROR;
         }
+        /* it listens on a copy: ours would keep the address listening
+         * after the listener closes (a reload that moves it) */
+        close(w->status_fd);
+        w->status_fd = -1;
     }
     /* one worker serves the admin API: its failed-key limiter and its
      * answers are then the instance's */
@@ -522,6 +526,8 @@ setup(gw_worker_t *w, const int *fds, size_t nfds)
             gw_log(w->log, GW_LOG_ERROR, "admin listener: %s", err);
             return GW_ERROR;
         }
+        close(w->admin_fd);
+        w->admin_fd = -1;
     }
     return GW_OK;
 }
