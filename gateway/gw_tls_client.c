@@ -333,7 +333,9 @@ set_failure(gw_tlsc_t *t, int rc)
 {
     long v = SSL_get_verify_result(t->ssl);
     int e = SSL_get_error(t->ssl, rc);
-    if (v != X509_V_OK) {
+    /* with verify: false the chain is still checked and its result kept:
+     * it is not why this call failed */
+    if (v != X509_V_OK && SSL_get_verify_mode(t->ssl) != SSL_VERIFY_NONE) {
         snprintf(t->why, sizeof(t->why), "certificate verify failed: %s",
                  X509_verify_cert_error_string(v));
         ERR_clear_error();
