@@ -206,16 +206,21 @@ gw_admin_redact(const char *in, size_t len, gw_buf_t *out)
 static peer_t *
 peer_find(gw_admin_t *a, const char *addr, int create, uint64_t now)
 {
-    peer_t *oldest = &a->peers[0];
+    peer_t *oldest = NULL, *oldest_blocked = NULL;
     for (size_t i = 0; i < GW_ADMIN_PEERS; i++) {
         peer_t *p = &a->peers[i];
         if (p->addr[0] && strcmp(p->addr, addr) == 0)
             return p;
-        if (!p->addr[0] || p->last_ms < oldest->last_ms)
+        if (!p->addr[0]) {
             oldest = p;
-        if (!p->addr[0])
             break;
+        }
+        peer_t **pick = p->blocked_until > now ? &oldest_blocked : &oldest;
+        if (*pick == NULL || p->last_ms < (*pick)->last_ms)
+            *pick = p;
     }
+    if (oldest == NULL)
+        oldest = oldest_blocked;
     if (!create)
         return NULL;
     /* full: the peer that failed longest ago makes room (a blocked one
@@ -714,8 +719,10 @@ check_answer(check_t *k)
         return;
     }
     gw_buf_t b = {0};
+    /* the master that forked this worker, while it is still our parent (a
+     * worker outliving it is adopted by another process, never signalled) */
     pid_t master = getppid();
-    if (!k->check_only && master <= 1) {
+    if (!k->check_only && (master <= 1 || master != a->w.master_pid)) {
         respond_error(c, 500, "cannot signal the master", NULL, NULL);
         return;
     }

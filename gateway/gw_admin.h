@@ -23,6 +23,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <uv.h>
 
 #include "gw_config.h"
@@ -42,7 +43,8 @@ typedef struct {
     struct gw_shstate_s *shstate; /* NULL: each worker decides alone */
     struct gw_lua_s *lua;         /* NULL: no plugins */
     int nworkers;
-    uint64_t seed; /* for the request ids of its answers */
+    uint64_t seed;    /* for the request ids of its answers */
+    pid_t master_pid; /* POST /reload signals it, and only it */
 } gw_admin_env_t;
 
 #define GW_ADMIN_MAX_HEAD (8 * 1024)

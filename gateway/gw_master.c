@@ -206,11 +206,17 @@ socks_inherit(master_t *m)
         socklen_t len = sizeof(sa);
         int listening = 0;
         socklen_t ilen = sizeof(listening);
-        if (fd < 0 || fd > INT_MAX || getsockname((int)fd, (struct sockaddr *)&sa, &len) != 0 ||
-            getsockopt((int)fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &ilen) != 0 || !listening ||
+        if (fd < 0 || fd > INT_MAX || getsockname((int)fd, (struct sockaddr *)&sa, &len) != 0) {
+            gw_log(m->log, GW_LOG_WARN, "%s: fd %ld is not a socket; ignored", INHERIT_ENV, fd);
+            continue;
+        }
+        if (getsockopt((int)fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &ilen) != 0 || !listening ||
             m->nsocks == MAX_SOCKS) {
-            gw_log(m->log, GW_LOG_WARN, "%s: fd %ld is not a listening socket; ignored",
+            /* a socket the old master passed that we cannot use: not kept
+             * open for the life of this one */
+            gw_log(m->log, GW_LOG_WARN, "%s: fd %ld is not a listening socket we can use; closed",
                    INHERIT_ENV, fd);
+            close((int)fd);
             continue;
         }
         fcntl((int)fd, F_SETFD, FD_CLOEXEC);

@@ -520,7 +520,8 @@ setup(gw_worker_t *w, const int *fds, size_t nfds)
                                .shstate = w->shstate,
                                .lua = w->lua,
                                .nworkers = w->nworkers,
-                               .seed = w->rng};
+                               .seed = w->rng,
+                               .master_pid = getppid()};
         w->admin = gw_admin_start(&aenv, w->admin_fd, err, sizeof(err));
         if (w->admin == NULL) {
             gw_log(w->log, GW_LOG_ERROR, "admin listener: %s", err);

@@ -73,6 +73,14 @@ gw_error_ok($r, 429, 'after ten wrong keys, even the right key');
 ok(($r->{headers}{'retry-after'} // 0) > 0, '429: Retry-After');
 is($adm->get('/routes')->{status}, 200, 'another address is not blocked');
 like(gateway_log($gw), qr/admin: 127\.0\.0\.2 sent 10 wrong keys/, 'the block is logged');
+# a full table of other peers does not push a blocked one out
+my $others = 0;
+for my $i (1 .. 256) {
+    my $from = sprintf '127.0.%d.%d', 1 + int(($i - 1) / 250), 1 + ($i - 1) % 250;
+    $others++ if $adm->get('/routes', key => 'wrong', from => $from)->{status} == 401;
+}
+is($others, 256, '256 other addresses with one wrong key each');
+is($adm->get('/routes', from => '127.0.0.2')->{status}, 429, 'the blocked address is still blocked');
 
 # --- endpoints -------------------------------------------------------------------
 
