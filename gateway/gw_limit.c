@@ -338,15 +338,7 @@ server_error(const redisReply *r)
     static const char *const codes[] = {"LOADING",     "BUSY",       "READONLY", "MASTERDOWN",
                                         "OOM",         "NOAUTH",     "MISCONF",  "TRYAGAIN",
                                         "CLUSTERDOWN", "NOREPLICAS", "NOPERM",   NULL};
-    if (r->str == NULL)
-        return 1;
-    for (int i = 0; codes[i]; i++) {
-        size_t n = strlen(codes[i]);
-        if ((size_t)r->len >= n && memcmp(r->str, codes[i], n) == 0 &&
-            ((size_t)r->len == n || r->str[n] == ' '))
-            return 1;
-    }
-    return 0;
+    return r->str == NULL || gw_rconn_error_is(r, codes);
 }
 
 /* Another program's data under a limiter key: worth a line, not a flood. */

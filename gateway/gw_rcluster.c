@@ -584,13 +584,7 @@ static int
 node_error(const redisReply *r)
 {
     static const char *const codes[] = {"LOADING", "BUSY", "MASTERDOWN", "NOAUTH", "MISCONF", NULL};
-    for (int i = 0; codes[i]; i++) {
-        size_t n = strlen(codes[i]);
-        if ((size_t)r->len >= n && memcmp(r->str, codes[i], n) == 0 &&
-            ((size_t)r->len == n || r->str[n] == ' '))
-            return 1;
-    }
-    return 0;
+    return gw_rconn_error_is(r, codes);
 }
 
 static void

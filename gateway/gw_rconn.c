@@ -788,6 +788,20 @@ gw_rconn_reconnect(gw_rconn_t *cn)
     connect_now(cn);
 }
 
+int
+gw_rconn_error_is(const redisReply *r, const char *const *codes)
+{
+    if (r == NULL || r->str == NULL)
+        return 0;
+    for (int i = 0; codes[i]; i++) {
+        size_t n = strlen(codes[i]);
+        if ((size_t)r->len >= n && memcmp(r->str, codes[i], n) == 0 &&
+            ((size_t)r->len == n || r->str[n] == ' '))
+            return 1;
+    }
+    return 0;
+}
+
 void
 gw_rconn_suspect(gw_rconn_t *cn, const char *why)
 {

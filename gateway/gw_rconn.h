@@ -126,6 +126,10 @@ void gw_rconn_close(gw_rconn_t *cn);
 /* 1 when commands go to Redis now; 0 while connecting, down or suspect. */
 int gw_rconn_ready(const gw_rconn_t *cn);
 
+/* 1 when the error reply R starts with one of CODES (NULL-terminated:
+ * "LOADING", "BUSY", ...) as its whole first word. */
+int gw_rconn_error_is(const redisReply *r, const char *const *codes);
+
 /* Commands sent and not yet answered by Redis (cancelled ones included). */
 size_t gw_rconn_pending(const gw_rconn_t *cn);
 

@@ -237,6 +237,22 @@ on_redis_state(void *arg, int ready)
     gw_metrics_redis(w->metrics, w->slot, ready, 1);
 }
 
+/* The connection to a data node (redis.addr, or the master Sentinel
+ * names): everything but where it goes. */
+static gw_rconn_opts_t
+data_node_opts(gw_worker_t *w)
+{
+    const gw_conf_t *conf = w->conf;
+    return (gw_rconn_opts_t){.password = conf->redis_password,
+                             .db = conf->redis_db,
+                             .timeout_ms = conf->redis_timeout_ms,
+                             .connect_timeout_ms = 1000,
+                             .on_state = on_redis_state,
+                             .state_arg = w,
+                             .on_answer = on_redis_answer,
+                             .answer_arg = w};
+}
+
 static void
 on_sentinel_event(void *arg, gw_sentinel_event_t ev, const char *addr)
 {
@@ -256,14 +272,7 @@ start_sentinel(gw_worker_t *w)
                             .naddrs = conf->nredis_addrs,
                             .master_name = conf->redis_master_name,
                             .sentinel_password = conf->redis_sentinel_password,
-                            .master = {.password = conf->redis_password,
-                                       .db = conf->redis_db,
-                                       .timeout_ms = conf->redis_timeout_ms,
-                                       .connect_timeout_ms = 1000,
-                                       .on_state = on_redis_state,
-                                       .state_arg = w,
-                                       .on_answer = on_redis_answer,
-                                       .answer_arg = w},
+                            .master = data_node_opts(w),
                             .on_event = on_sentinel_event,
                             .event_arg = w};
     gw_metrics_redis(w->metrics, w->slot, 0, 0);
@@ -336,16 +345,9 @@ start_redis(gw_worker_t *w)
         return GW_ERROR;
     memcpy(host, h, hlen);
     host[hlen] = '\0';
-    gw_redis_opts_t o = {.host = host,
-                         .port = atoi(colon + 1),
-                         .password = conf->redis_password,
-                         .db = conf->redis_db,
-                         .timeout_ms = conf->redis_timeout_ms,
-                         .connect_timeout_ms = 1000,
-                         .on_state = on_redis_state,
-                         .state_arg = w,
-                         .on_answer = on_redis_answer,
-                         .answer_arg = w};
+    gw_redis_opts_t o = data_node_opts(w);
+    o.host = host;
+    o.port = atoi(colon + 1);
     gw_metrics_redis(w->metrics, w->slot, 0, 0);
     w->redis = gw_redis_new(w->loop, &o, w->log);
     if (w->redis == NULL) {
