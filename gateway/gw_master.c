@@ -1012,6 +1012,12 @@ gw_master_run(gw_conf_t *conf, const char *version, char **argv)
         return 1;
     }
     gw_log_set_tag(m.log, "master");
+    /* Blocked before the first socket listens: a client (or a supervisor)
+     * that sees the port open may signal at once, and a TERM then must
+     * stop the gateway cleanly, not kill it by the default action. */
+    sigset_t set;
+    block_signals(&set);
+    signal(SIGPIPE, SIG_IGN);
     find_exe(&m, argv);
     log_warnings(conf, m.log);
     socks_inherit(&m);
@@ -1020,17 +1026,26 @@ gw_master_run(gw_conf_t *conf, const char *version, char **argv)
     gen_t *g = gen_new(&m, conf);
     if (g == NULL || gen_bind(&m, g) != 0)
         return 1;
+    /* Written once the sockets are bound, not before: a second start on
+     * the same addresses fails above and leaves the running one's file. */
+    snprintf(m.pid_path, sizeof(m.pid_path), "%s", conf->pid_file);
+    if (write_pid(m.pid_path) != 0) {
+        gw_log(m.log, GW_LOG_ERROR, "pid file %s: %s", m.pid_path, strerror(errno));
+        return 1;
+    }
     socks_sweep(&m, NULL); /* inherited sockets this config does not list */
     m.gens = g;
     g->metrics = gw_metrics_new(conf, g->nworkers);
     m.watchdog = gw_watchdog_new(MAX_PROCS);
     if (g->metrics == NULL || m.watchdog == NULL) {
         gw_log(m.log, GW_LOG_ERROR, "cannot map shared memory (metrics, watchdog)");
+        remove_pid(&m);
         return 1;
     }
     m.disc_shm = gw_disc_shm_new(conf);
     if (m.disc_shm == NULL && gw_disc_source_count(conf) > 0) {
         gw_log(m.log, GW_LOG_ERROR, "cannot map the discovery segment");
+        remove_pid(&m);
         return 1;
     }
     /* for the master's whole life: new generations keep the health and
@@ -1040,16 +1055,9 @@ gw_master_run(gw_conf_t *conf, const char *version, char **argv)
         gw_log(m.log, GW_LOG_WARN, "cannot map the shared state: each worker decides alone");
     if (secret_inherit(&m) != 0 && gw_tls_new_secret(m.tls_secret) != GW_OK) {
         gw_log(m.log, GW_LOG_ERROR, "cannot make the TLS ticket secret");
+        remove_pid(&m);
         return 1;
     }
-    snprintf(m.pid_path, sizeof(m.pid_path), "%s", conf->pid_file);
-    if (write_pid(m.pid_path) != 0) {
-        gw_log(m.log, GW_LOG_ERROR, "pid file %s: %s", m.pid_path, strerror(errno));
-        return 1;
-    }
-    signal(SIGPIPE, SIG_IGN);
-    sigset_t set;
-    block_signals(&set);
     spawn_disc(&m);
     for (int s = 0; s < g->nworkers; s++)
         spawn(&m, g, s);

@@ -210,5 +210,22 @@ sub run_cli {
     }
 }
 
+# --- TERM the moment the port accepts -------------------------------------------------
+# A supervisor may signal as soon as it sees the port open, while the
+# master is still mapping its shared memory and forking: that TERM stops
+# it cleanly (exit 0), it does not kill it by the default action.
+{
+    my $up = start_upstream(name => 'early');
+    for my $i (1 .. 5) {
+        my $gw = start_gateway(config => {
+            gateway => { workers => 2 },
+            upstreams => [{ name => 'u', nodes => ["127.0.0.1:$up->{port}"] }],
+            routes => [{ name => 'r', match => { path => '/*' }, upstream => 'u' }],
+        });
+        is(stop_gateway($gw, no_check => $i < 5), 0, "TERM at once ($i): exit 0")
+            or diag(gateway_log($gw));
+    }
+}
+
 stop_all();
 done_testing();

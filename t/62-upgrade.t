@@ -57,7 +57,8 @@ sub run_cli {
 }
 
 my $old = $gw->{pid};
-is(pid_in($pidfile), $old, 'the pid file names the master');
+ok(wait_for(sub { pid_in($pidfile) == $old }, 5), 'the pid file names the master')
+    or diag(slurp_file($pidfile));
 ok(wait_for(sub { workers_of($old) == 2 }, 10), 'two workers');
 
 # --- upgrade under load, then QUIT to the old master ----------------------------------
