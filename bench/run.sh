@@ -15,6 +15,8 @@
 #   THREADS=1            wrk -t
 #   SCENARIOS="hello:50 hello:200 4k:50"   path:connections pairs
 #   TARGETS="direct direct-own-cpu nginx-proxy nginx-lua haproxy gateway"
+#                        (also nginx-fwd: nginx-proxy sending the request
+#                        headers the gateway's contract adds, not in the default)
 #   BASE_PORT=18080      origin port; the others are BASE_PORT+1..+5
 #   PROXY_CPU=0          CPU for the proxy under test (and direct-own-cpu origin)
 #   LOAD_CPU=1           CPU shared by wrk and the origin
@@ -56,6 +58,7 @@ declare -A PORT=(
     [haproxy]=$((BASE_PORT + 3))
     [gateway]=$GATEWAY_PORT
     [direct-own-cpu]=$((BASE_PORT + 5))
+    [nginx-fwd]=$((BASE_PORT + 6))
 )
 
 die() { echo "run.sh: $*" >&2; exit 1; }
@@ -77,7 +80,7 @@ ncpu=$(nproc --all)
 active=()
 for t in $TARGETS; do
     case $t in
-    direct | direct-own-cpu | nginx-proxy | nginx-lua | haproxy) active+=("$t") ;;
+    direct | direct-own-cpu | nginx-proxy | nginx-fwd | nginx-lua | haproxy) active+=("$t") ;;
     gateway)
         if [ -n "$GATEWAY_CMD" ]; then active+=("$t"); else log "GATEWAY_CMD unset: skipping the gateway row"; fi ;;
     *) die "unknown target: $t" ;;
@@ -222,6 +225,30 @@ $(ngx_proxy_directives)
 }
 EOF
 
+# nginx-proxy plus the request headers the gateway adds to every proxied
+# request (DESIGN section 4: X-Forwarded-For/-Proto/-Host, X-Request-Id,
+# a traceparent started when absent): the same bytes reach the origin, so
+# the origin's share of the load side is the same as behind the gateway.
+cat >"$TMP/nginx-fwd.conf" <<EOF
+$(ngx_common nginx-fwd)
+http {
+$(ngx_http_common nginx-fwd)
+$(ngx_upstream)
+    server {
+        listen 127.0.0.1:${PORT[nginx-fwd]} backlog=4096;
+        location / {
+$(ngx_proxy_directives)
+            proxy_set_header Host \$host;
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto \$scheme;
+            proxy_set_header X-Forwarded-Host \$http_host;
+            proxy_set_header X-Request-Id \$request_id;
+            proxy_set_header traceparent 00-\$request_id-00f067aa0ba902b7-01;
+        }
+    }
+}
+EOF
+
 # The Lua work done per request: read X-API-Key, look it up in a table of
 # 100 consumers, reject (401 JSON) when missing or unknown, and count the
 # request per consumer in a shared dict.
@@ -336,7 +363,7 @@ for t in "${active[@]}"; do
     direct) ;;
     direct-own-cpu)
         start direct-own-cpu "$PROXY_CPU" nginx -p "$TMP" -c "$TMP/origin-own-cpu.conf" -e "$TMP/logs/origin-own-cpu.error.log" ;;
-    nginx-proxy | nginx-lua)
+    nginx-proxy | nginx-fwd | nginx-lua)
         start "$t" "$PROXY_CPU" nginx -p "$TMP" -c "$TMP/$t.conf" -e "$TMP/logs/$t.error.log" ;;
     haproxy)
         start haproxy "$PROXY_CPU" haproxy -db -f "$TMP/haproxy.cfg" ;;

@@ -1245,13 +1245,41 @@ compile_watchdog(cctx_t *c, const ynode_t *gw)
         cerr(c, "gateway.watchdog", "must be at least 100ms (or off)");
 }
 
+/* gateway.loop_nap: "<n>us" up to 1000, or 0/off. Microseconds, not the
+ * millisecond durations of every other key: the nap is far below a
+ * millisecond. */
+static void
+compile_loop_nap(cctx_t *c, const ynode_t *gw)
+{
+    const ynode_t *v = mget(gw, "loop_nap");
+    if (v == NULL)
+        return;
+    const char *msg = "must be a duration in microseconds from 1us to 1000us, or 0 or off";
+    if (v->kind != YN_SCALAR) {
+        cerr(c, "gateway.loop_nap", "%s", msg);
+        return;
+    }
+    if (strcmp(v->str, "off") == 0 || strcmp(v->str, "0") == 0) {
+        c->conf->loop_nap_us = 0;
+        return;
+    }
+    char *end = NULL;
+    errno = 0;
+    unsigned long n = isdigit((unsigned char)v->str[0]) ? strtoul(v->str, &end, 10) : 0;
+    if (end == NULL || errno != 0 || strcmp(end, "us") != 0 || n < 1 || n > 1000) {
+        cerr(c, "gateway.loop_nap", "%s (got \"%s\")", msg, v->str);
+        return;
+    }
+    c->conf->loop_nap_us = (unsigned)n;
+}
+
 static void
 compile_gateway(cctx_t *c, const ynode_t *gw)
 {
-    static const char *const keys[] = {"listen",       "workers",  "status_listen", "admin",
-                                       "timeouts",     "limits",   "access_log",    "error_log",
-                                       "plugin_paths", "pid_file", "tls",           "lua_memory",
-                                       "watchdog",     NULL};
+    static const char *const keys[] = {
+        "listen", "workers",    "status_listen", "admin",        "timeouts",
+        "limits", "access_log", "error_log",     "plugin_paths", "pid_file",
+        "tls",    "lua_memory", "watchdog",      "loop_nap",     NULL};
     static const char *const tkeys[] = {"client_header", "client_body", "keepalive", "drain", NULL};
     static const char *const lkeys[] = {"max_header_size", "max_body_size", "max_connections",
                                         NULL};
@@ -1355,6 +1383,7 @@ compile_gateway(cctx_t *c, const ynode_t *gw)
         conf->lua_memory < 16u * 1024 * 1024)
         cerr(c, "gateway.lua_memory", "must be at least 16m");
     compile_watchdog(c, gw);
+    compile_loop_nap(c, gw);
 }
 
 /* ---- redis, registries ---------------------------------------------------- */
@@ -2958,6 +2987,7 @@ conf_new(void)
     conf->redis_timeout_ms = 50;
     conf->lua_memory = (size_t)512 * 1024 * 1024;
     conf->watchdog_ms = 5000;
+    conf->loop_nap_us = 20;
     return conf;
 }
 

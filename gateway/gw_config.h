@@ -303,6 +303,11 @@ struct gw_conf_s {
      * replaced (gw_master.c); 0 -> off. Default 5s. */
     uint64_t watchdog_ms;
 
+    /* gateway.loop_nap: microseconds a busy worker sleeps between loop
+     * passes instead of blocking in epoll_wait (gw_worker.c); 0 -> off.
+     * Default 20. */
+    unsigned loop_nap_us;
+
     /* redis: the limiters' server (gw_redis.c) */
     int has_redis;
     gw_redis_type_t redis_type; /* redis.type, default node */

@@ -482,6 +482,7 @@ on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             release_rbuf(c);
         return;
     }
+    c->w->nreads++;
     gw_edge_after_read(&c->edge, s, nread, buf->len);
     c->len += (size_t)nread;
     if (c->state == GW_CONN_S_BODY && c->req && !c->req->body_done)
@@ -1193,6 +1194,7 @@ tls_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     if (nread == 0)
         return;
+    c->w->nreads++;
     if (gw_tls_feed(c->tls, buf->base, (size_t)nread) != GW_OK) {
         gw_conn_close(c);
         return;

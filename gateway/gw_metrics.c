@@ -83,6 +83,7 @@ typedef struct {
     hist_t redis_hist;
     counter_t tls_handshakes[GW_METRICS_TLS_NKINDS];
     _Atomic int64_t lua_bytes;
+    _Atomic int64_t loop_naps; /* since the worker started */
     sentinel_stats_t sentinel;
 } slot_head_t;
 
@@ -411,6 +412,7 @@ gw_metrics_worker_reset(gw_metrics_t *m, int slot)
     atomic_store_explicit(&h->running, 0, memory_order_relaxed);
     atomic_store_explicit(&h->redis_up, 0, memory_order_relaxed);
     atomic_store_explicit(&h->lua_bytes, 0, memory_order_relaxed);
+    atomic_store_explicit(&h->loop_naps, 0, memory_order_relaxed);
     gw_metrics_sentinel_master(m, slot, "", 0);
     gw_metrics_rcluster_reset(m, slot);
     for (int s = 0; s < GW_CONN_NSTATES; s++)
@@ -638,6 +640,13 @@ gw_metrics_lua_memory(gw_metrics_t *m, int slot, size_t bytes)
 {
     if (slot_ok(m, slot))
         atomic_store_explicit(&slot_head(m, slot)->lua_bytes, (int64_t)bytes, memory_order_relaxed);
+}
+
+void
+gw_metrics_loop_naps(gw_metrics_t *m, int slot, uint64_t naps)
+{
+    if (slot_ok(m, slot))
+        atomic_store_explicit(&slot_head(m, slot)->loop_naps, (int64_t)naps, memory_order_relaxed);
 }
 
 void
@@ -1171,6 +1180,20 @@ render_lua(sbuf_t *b, gw_metrics_t *m)
 }
 
 static void
+render_loop(sbuf_t *b, gw_metrics_t *m)
+{
+    header(b, "gateway_loop_naps_total", "counter",
+           "Naps a busy worker took between loop passes instead of blocking "
+           "(gateway.loop_nap); published once a second.");
+    for (int s = 0; s < m->nworkers; s++) {
+        slot_head_t *h = slot_head(m, s);
+        if (atomic_load_explicit(&h->running, memory_order_relaxed))
+            sb_printf(b, "gateway_loop_naps_total{worker=\"%d\"} %lld\n", s,
+                      (long long)atomic_load_explicit(&h->loop_naps, memory_order_relaxed));
+    }
+}
+
+static void
 render_tls(sbuf_t *b, gw_metrics_t *m)
 {
     static const char *const kinds[GW_METRICS_TLS_NKINDS] = {"full", "resumed", "failed"};
@@ -1335,6 +1358,7 @@ gw_metrics_render(gw_metrics_t *m, char **out)
     render_sentinel(&b, m);
     render_tls(&b, m);
     render_lua(&b, m);
+    render_loop(&b, m);
     render_rcluster(&b, m);
     render_registries(&b, m);
 

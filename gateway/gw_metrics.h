@@ -170,6 +170,10 @@ void gw_metrics_redis_call(gw_metrics_t *m, int slot, int result, double seconds
  */
 void gw_metrics_lua_memory(gw_metrics_t *m, int slot, size_t bytes);
 
+/** Naps the worker's loop took since it started (gateway_loop_naps_total
+ * {worker="SLOT"}); published once a second. */
+void gw_metrics_loop_naps(gw_metrics_t *m, int slot, uint64_t naps);
+
 /**
  * redis.type: sentinel: the master the worker's limiters use now (ADDR,
  * "host:port", "" for none) for gateway_redis_sentinel_master{addr};

@@ -38,6 +38,7 @@ gw_request_new(gw_worker_t *w, gw_conn_t *c, const gw_conn_ops_t *ops, gw_str_t 
     /* everything before headers[] is per-request state */
     memset(&r->conn, 0, offsetof(gw_request_t, headers) - offsetof(gw_request_t, conn));
     r->w = w;
+    w->nreqs++;
     r->conn = c;
     r->cops = ops;
     r->content_length = -1;
@@ -99,6 +100,7 @@ static void
 request_free(gw_request_t *r)
 {
     gw_worker_t *w = r->w;
+    w->nreqs--;
     drop_upstream(r);
     if (r->node) {
         gw_node_unref(r->node);

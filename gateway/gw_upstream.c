@@ -412,6 +412,7 @@ gw_upstreams_new(const gw_upstreams_env_t *env, char *err, size_t errlen)
     u->loop = env->loop;
     u->log = env->log;
     u->rbufs = env->rbufs;
+    u->reads = env->reads;
     u->sh = env->sh;
     u->n = conf->nupstreams;
     u->ups = calloc(u->n ? u->n : 1, sizeof(gw_upstream_rt_t));
@@ -1260,6 +1261,7 @@ on_up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         up_read_end(u, nread);
         return;
     }
+    (*u->set->reads)++;
     gw_edge_after_read(&u->edge, s, nread, buf->len);
     up_received(u, (size_t)nread);
 }
@@ -1538,6 +1540,7 @@ tls_on_read(gw_upconn_t *u, ssize_t nread, const uv_buf_t *buf)
 {
     int fed = GW_OK;
     if (nread > 0) {
+        (*u->set->reads)++;
         gw_edge_after_read(&u->edge, (uv_stream_t *)&u->tcp, nread, buf->len);
         fed = gw_tlsc_feed(u->tls, buf->base, (size_t)nread);
     }

@@ -44,6 +44,7 @@ typedef struct {
     uint64_t seed;           /* the balancers' and health checks' randomness */
     gw_rbuf_pool_t *rbufs;   /* read buffers, shared with the client side */
     struct gw_shstate_s *sh; /* state shared by the workers; NULL: each its own */
+    uint64_t *reads;         /* bumped per read with bytes: how dense traffic is */
 } gw_upstreams_env_t;
 
 struct gw_target_s {
@@ -83,6 +84,7 @@ struct gw_upstreams_s {
     uv_loop_t *loop;
     gw_log_t *log;
     gw_rbuf_pool_t *rbufs;
+    uint64_t *reads;
     struct gw_tls_stores_s *tls_stores; /* the https upstreams' CA stores, shared */
     int draining;                       /* no connection goes back to a pool any more */
     struct gw_shstate_s *sh;            /* NULL: no shared state */

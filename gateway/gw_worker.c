@@ -51,12 +51,42 @@ gw_worker_now_ns(gw_worker_t *w)
     return w->now_ns;
 }
 
+/*
+ * The loop. A worker that blocks in epoll_wait whenever it runs out of work
+ * has to be woken by whoever sends it the next bytes, and on a virtual
+ * machine that wake-up (an inter-processor interrupt, through the
+ * hypervisor) costs the sending CPU several microseconds: a client or an
+ * upstream on the same host pays it for nearly every request while the
+ * worker is fast enough to be idle between them. So while the worker is
+ * busy, it sleeps a short nap on its own timer instead and then polls
+ * without blocking: bytes that arrive meanwhile wait in their sockets
+ * without waking anyone, and the next pass takes them together.
+ *
+ * Busy means both: NAP_MIN_REQUESTS or more requests alive in this worker
+ * (below that, the added microseconds would be a latency cost a few
+ * concurrent clients see, with nothing queued to batch), and the last
+ * pass read from a socket (so that an idle worker holding many slow
+ * requests goes back to blocking after one empty nap). Otherwise the loop
+ * blocks as libuv's default mode does, and a pass costs nothing more than
+ * this check in the prepare callback, which stops the default mode when
+ * the worker turns busy. docs/performance.md has the measurements.
+ */
+enum { NAP_MIN_REQUESTS = 32 };
+
+/* Before each poll: the cached clock goes stale, the watchdog hears the
+ * loop turn, and a worker that turned busy leaves the default mode for
+ * run_loop's napping one (uv_stop makes this pass poll without waiting). */
 static void
 on_clock_reset(uv_prepare_t *p)
 {
     gw_worker_t *w = p->data;
     w->now_valid = 0;
     gw_watchdog_beat(w->watch);
+    if (w->nreads != w->reads_seen) {
+        w->reads_seen = w->nreads;
+        if (w->nreqs >= NAP_MIN_REQUESTS && w->conf->loop_nap_us != 0)
+            uv_stop(w->loop);
+    }
 }
 
 void
@@ -216,6 +246,7 @@ on_tick(uv_timer_t *t)
     gw_upstreams_tick(w->upstreams);
     push_rcluster_metrics(w);
     gw_metrics_lua_memory(w->metrics, w->slot, gw_lua_memory_used(w->lua));
+    gw_metrics_loop_naps(w->metrics, w->slot, w->naps);
 }
 
 /* Every Redis command of the limiters and gw.redis, for /metrics. */
@@ -464,8 +495,8 @@ setup(gw_worker_t *w, const int *fds, size_t nfds)
         if (w->lua == NULL)
             return GW_ERROR;
     }
-    gw_upstreams_env_t env = {w->loop, w->conf, w->log,    w->metrics,
-                              w->slot, w->rng,  &w->rbufs, w->shstate};
+    gw_upstreams_env_t env = {w->loop, w->conf,   w->log,     w->metrics, w->slot,
+                              w->rng,  &w->rbufs, w->shstate, &w->nreads};
     w->upstreams = gw_upstreams_new(&env, err, sizeof(err));
     if (w->upstreams == NULL) {
         gw_log(w->log, GW_LOG_ERROR, "upstreams: %s", err);
@@ -533,6 +564,37 @@ setup(gw_worker_t *w, const int *fds, size_t nfds)
         w->admin_fd = -1;
     }
     return GW_OK;
+}
+
+static void
+nap(gw_worker_t *w, int timeout_ms)
+{
+    struct timespec ts = {0, (long)w->conf->loop_nap_us * 1000};
+    if (timeout_ms >= 0 && (long)timeout_ms * 1000000 < ts.tv_nsec)
+        ts.tv_nsec = (long)timeout_ms * 1000000; /* a timer due sooner */
+    nanosleep(&ts, NULL);
+    w->naps++;
+}
+
+static void
+run_loop(gw_worker_t *w)
+{
+    /* the default slack (50 us) would stretch every nap to 70 us */
+    if (w->conf->loop_nap_us != 0)
+        prctl(PR_SET_TIMERSLACK, 1000UL);
+    /* the default mode returns when on_clock_reset finds the worker busy */
+    while (uv_run(w->loop, UV_RUN_DEFAULT)) {
+        for (;;) {
+            int timeout = uv_backend_timeout(w->loop); /* 0: callbacks are due now */
+            if (timeout != 0)
+                nap(w, timeout);
+            uint64_t reads = w->nreads;
+            if (!uv_run(w->loop, UV_RUN_NOWAIT))
+                return;
+            if (w->nreads == reads || w->nreqs < NAP_MIN_REQUESTS)
+                break; /* not busy any more: block again */
+        }
+    }
 }
 
 int
@@ -606,7 +668,7 @@ gw_worker_run(const gw_conf_t *conf, int slot, int nworkers, const int *listen_f
         gw_watchdog_set_ready(watch);
         gw_log(log, GW_LOG_INFO, "started (pid %d)", (int)getpid());
     }
-    uv_run(&loop, UV_RUN_DEFAULT);
+    run_loop(&w);
     if (w.access_log) {
         gw_access_log_flush(w.access_log);
         gw_access_log_close(w.access_log);

@@ -77,6 +77,10 @@ struct gw_worker_s {
     uint64_t now_ns;                 /* the clock as the current loop iteration read it */
     int now_valid;
     uint64_t rng;
+    unsigned nreqs;      /* requests alive in this worker: the loop naps only when busy */
+    uint64_t nreads;     /* reads that got bytes, both sides: the loop's sign of traffic */
+    uint64_t reads_seen; /* nreads at the last prepare callback */
+    uint64_t naps;       /* gateway_loop_naps_total */
 };
 
 /* What the master shares with every worker beyond the listeners: the

@@ -258,7 +258,8 @@ test_set_nodes_churn(const char *kind)
     uv_loop_init(&loop);
     gw_rbuf_pool_t rbufs;
     memset(&rbufs, 0, sizeof(rbufs));
-    gw_upstreams_env_t env = {&loop, conf, quiet, NULL, 0, 42, &rbufs, NULL};
+    uint64_t reads = 0;
+    gw_upstreams_env_t env = {&loop, conf, quiet, NULL, 0, 42, &rbufs, NULL, &reads};
     char err[128];
     gw_upstreams_t *u = gw_upstreams_new(&env, err, sizeof(err));
     ok(u != NULL, "%s: upstreams built", kind);
@@ -354,7 +355,8 @@ test_set_nodes_probes(void)
     uv_loop_init(&loop);
     gw_rbuf_pool_t rbufs;
     memset(&rbufs, 0, sizeof(rbufs));
-    gw_upstreams_env_t env = {&loop, conf, quiet, NULL, 0, 7, &rbufs, NULL};
+    uint64_t reads = 0;
+    gw_upstreams_env_t env = {&loop, conf, quiet, NULL, 0, 7, &rbufs, NULL, &reads};
     char err[128];
     gw_upstreams_t *u = gw_upstreams_new(&env, err, sizeof(err));
     ok(u != NULL, "probes: upstreams built");
