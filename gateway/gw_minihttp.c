@@ -204,7 +204,9 @@ on_write(uv_write_t *req, int status)
         close_conn(c);
         return;
     }
-    if (!c->keep_alive) {
+    /* the server started closing after this answer promised keep-alive:
+     * the connection ends here instead of reading a next request */
+    if (!c->keep_alive || c->h->closing) {
         c->sreq.data = c;
         if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, on_shutdown) != 0)
             close_conn(c);

@@ -29,6 +29,7 @@ struct gw_rcluster_cmd_s {
     gw_rconn_cb cb;
     void *arg;
     uint64_t deadline_ms, wake_ms;
+    uint64_t sent_ns; /* uv_hrtime() at gw_rcluster_send: on_answer's latency */
     unsigned slot;
     int redirects;
     int backed_off;
@@ -153,9 +154,7 @@ node_get(gw_rcluster_t *cl, const gw_cluster_addr_t *a)
                          /* a master that comes back is used within 100 ms */
                          .backoff_max_ms = 100,
                          .on_state = on_node_state,
-                         .state_arg = n,
-                         .on_answer = cl->on_answer,
-                         .answer_arg = cl->answer_arg};
+                         .state_arg = n};
     n->conn = gw_rconn_new(cl->loop, &o, cl->log);
     if (n->conn == NULL) {
         free(n);
@@ -378,7 +377,7 @@ try_next(gw_rcluster_t *cl)
         }
         const char *v[2] = {"CLUSTER", "SLOTS"};
         size_t l[2] = {7, 5};
-        gw_rconn_req_t req = {.argc = 2, .argv = v, .lens = l};
+        gw_rconn_req_t req = {.argc = 2, .argv = v, .lens = l, .internal = 1};
         cl->slots_cmd = gw_rconn_send(n->conn, &req, on_slots, cl);
         if (cl->slots_cmd != NULL) {
             cl->stats.slots_asked++;
@@ -412,10 +411,17 @@ unpark(gw_rcluster_cmd_t *c)
     c->wait_node = NULL;
 }
 
+/* The end of a command, however many nodes it went to: on_answer hears
+ * of it once, with the time since it was sent (its redirects, backoff and
+ * waits included), so the Redis metrics count what callers asked for. */
 static void
 cmd_finish(gw_rcluster_cmd_t *c, int err, const redisReply *reply)
 {
     unpark(c);
+    gw_rcluster_t *cl = c->cl;
+    if (cl->on_answer && err != GW_RCONN_ECLOSED)
+        cl->on_answer(cl->answer_arg, err, reply && reply->type == REDIS_REPLY_ERROR,
+                      uv_hrtime() - c->sent_ns);
     gw_rconn_cb cb = c->cb;
     void *arg = c->arg;
     free(c);
@@ -665,6 +671,7 @@ gw_rcluster_send(gw_rcluster_t *cl, const gw_rconn_req_t *req, gw_rconn_cb cb, v
     c->cb = cb;
     c->arg = arg;
     c->slot = slot;
+    c->sent_ns = uv_hrtime();
     c->script = req->script;
     c->nkeys = req->nkeys;
     c->argc = req->argc;

@@ -67,7 +67,9 @@ typedef struct {
     /* told when a node's connection becomes ready (1) or stops being (0) */
     void (*on_node)(void *arg, const gw_cluster_addr_t *addr, int ready);
     void *node_arg;
-    /* optional: every command's answer, as gw_rconn_opts_t's on_answer */
+    /* optional: every command's end, once however many nodes it went to
+     * (redirects and retries are not commands of their own; the slot-map
+     * queries are not told) */
     void (*on_answer)(void *arg, int err, int error_reply, uint64_t ns);
     void *answer_arg;
 } gw_rcluster_opts_t;

@@ -376,7 +376,7 @@ gw_rconn_send(gw_rconn_t *cn, const gw_rconn_req_t *req, gw_rconn_cb cb, void *a
     if (c != NULL && req->partial)
         c->full = 0;
     if (c != NULL)
-        c->owner = 1;
+        c->owner = !req->internal;
     return c;
 }
 

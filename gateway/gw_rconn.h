@@ -66,7 +66,7 @@ typedef struct {
     void (*on_state)(void *arg, int ready);
     void *state_arg;
     /* optional: told of every answer to a command the owner sent (not of
-     * AUTH, probes or cancelled-at-close ones): err as the callback gets
+     * AUTH, probes, internal queries or cancelled-at-close ones): err as the callback gets
      * it, error_reply 1 for a Redis error reply, ns since the send */
     void (*on_answer)(void *arg, int err, int error_reply, uint64_t ns);
     void *answer_arg;
@@ -105,6 +105,7 @@ typedef struct {
     uint64_t deadline_ms; /* uv_now() based; 0: now + opts.timeout_ms */
     int asking;           /* ASKING just before it */
     int partial;          /* the rest of a longer budget: missing it says nothing of this node */
+    int internal;         /* the client's own query (a slot map, a role): on_answer is not told */
 } gw_rconn_req_t;
 
 /* Counters, for metrics (gw_rconn_stats_take). */

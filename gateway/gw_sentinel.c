@@ -239,8 +239,11 @@ send_role(gw_sentinel_t *sn)
 {
     const char *v[1] = {"ROLE"};
     size_t l[1] = {4};
-    gw_rconn_req_t req = {
-        .argc = 1, .argv = v, .lens = l, .deadline_ms = uv_now(sn->loop) + sn->query_ms};
+    gw_rconn_req_t req = {.argc = 1,
+                          .argv = v,
+                          .lens = l,
+                          .deadline_ms = uv_now(sn->loop) + sn->query_ms,
+                          .internal = 1};
     sn->role = gw_rconn_send(sn->mcn, &req, on_role, sn);
     if (sn->role == NULL)
         master_drop_later(sn, ROLE_RETRY_MS);
@@ -452,8 +455,11 @@ ask_next(gw_sentinel_t *sn)
         sentinel_t *s = &sn->s[sn->order[sn->qpos]];
         if (!gw_rconn_ready(s->cn))
             continue;
-        gw_rconn_req_t req = {
-            .argc = 3, .argv = v, .lens = l, .deadline_ms = uv_now(sn->loop) + sn->query_ms};
+        gw_rconn_req_t req = {.argc = 3,
+                              .argv = v,
+                              .lens = l,
+                              .deadline_ms = uv_now(sn->loop) + sn->query_ms,
+                              .internal = 1};
         sn->query = gw_rconn_send(s->cn, &req, on_answer, sn);
         if (sn->query) {
             sn->qidx = sn->order[sn->qpos];

@@ -126,6 +126,9 @@ ok(eval { redis_cmd($set->{master}, 'EXISTS', '{limit:token:tok:u1}.tokens') }
 like(metrics($gw), qr/^gateway_redis_sentinel_master\{addr="127\.0\.0\.1:$m1"\} 1$/m,
     'metrics: the current master');
 like(metrics($gw), qr/^gateway_redis_up 1$/m, 'metrics: redis up');
+like(metrics($gw), qr/^gateway_redis_commands_total 8$/m,
+    'metrics: 8 commands for 8 limited requests (ROLE and the Sentinel queries are not counted)')
+  or diag(join "\n", grep { /^gateway_redis_(commands|errors)/ } split /\n/, metrics($gw));
 
 note(sprintf('%.1f s: answers no real Sentinel gives', time - $t_start));
 # ---- answers no real Sentinel gives ------------------------------------------

@@ -174,7 +174,10 @@ sub cli {
 
     is(redis_cmd($fn, 'MIGRATE', '127.0.0.1', $to, '', 0, 5000, 'KEYS', "$base.ts"), 'OK',
        '  .ts follows');
+    my $cmds = metric('gateway_redis_commands_total');
     is(req('/tm/x', 'mig')->{status}, 200, '  ASK: admitted');
+    is(metric('gateway_redis_commands_total'), $cmds + 1,
+       '  one command in gateway_redis_commands_total, not one per node it went to');
     is(int(cluster_asking($tn, 'GET', "$base.tokens")), 97, '  counted on the new master after ASKING');
     ok(wait_for(sub { metric('gateway_redis_cluster_redirects_total{kind="ask"}') >= 1 }, 3),
        '  ASK counted');
@@ -183,7 +186,9 @@ sub cli {
         my ($p) = $m =~ /:(\d+)$/;
         redis_cmd(cluster_node($cl, $p), 'CLUSTER', 'SETSLOT', $slot, 'NODE', $tid);
     }
+    $cmds = metric('gateway_redis_commands_total');
     is(req('/tm/x', 'mig')->{status}, 200, '  slot handed over: MOVED followed');
+    is(metric('gateway_redis_commands_total'), $cmds + 1, '  one command counted for it');
     is(int(redis_cmd($tn, 'GET', "$base.tokens")), 96, '  counted on the new master');
     ok(wait_for(sub { metric('gateway_redis_cluster_redirects_total{kind="moved"}') >= 1 }, 3),
        '  MOVED counted');

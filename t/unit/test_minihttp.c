@@ -1,7 +1,8 @@
 /* gw_minihttp: the parts the status listener does not use (asked-for
  * headers, bodies and their limit, per-connection data, the peer, an answer
  * given after the request callback, on_close, closing with an answer in
- * flight), with a real loop and a blocking client in a thread. */
+ * flight, a keep-alive answer given as the server closes), with a real
+ * loop and a blocking client in a thread. */
 #include <arpa/inet.h>
 #include <llhttp.h>
 #include <netinet/in.h>
@@ -25,6 +26,8 @@ typedef struct {
     uv_timer_t later;
     gw_minihttp_conn_t *waiting; /* answered by the timer */
     int closes;
+    gw_minihttp_t *h; /* set: "/bye" answers, then closes this server */
+    int bye_closed;
 } server_t;
 
 static int port;
@@ -88,6 +91,8 @@ on_later(uv_timer_t *t)
     s->waiting = NULL;
 }
 
+static void on_closed(void *arg);
+
 static void
 on_request(gw_minihttp_conn_t *c, const gw_minihttp_req_t *req, void *arg)
 {
@@ -95,6 +100,11 @@ on_request(gw_minihttp_conn_t *c, const gw_minihttp_req_t *req, void *arg)
     conn_data_t *d = gw_minihttp_conn_data(c);
     char out[512];
 
+    if (req->url_len == 4 && memcmp(req->url, "/bye", 4) == 0 && s->h != NULL) {
+        answer(c, 200, "bye");
+        gw_minihttp_close(s->h, 1, on_closed, &s->bye_closed);
+        return;
+    }
     if (req->url_len == 6 && memcmp(req->url, "/later", 6) == 0) {
         s->waiting = c;
         gw_minihttp_conn_timeout(c, 5000);
@@ -198,6 +208,12 @@ phase1(void *arg)
 }
 
 static void
+send_str(int fd, const char *str)
+{
+    send(fd, str, strlen(str), MSG_NOSIGNAL);
+}
+
+static void
 on_phase_done(uv_async_t *a)
 {
     uv_stop(a->loop);
@@ -297,6 +313,50 @@ main(void)
     ok(strstr(buf, "HTTP/1.1 200 OK\r\n") == buf, "the answered one got its answer");
     close(answered);
     close(idle);
+
+    /* A keep-alive server that closes while an answer is on its way: the
+     * connection ends after that answer, it does not read a next request. */
+    gw_minihttp_conf_t kconf = conf;
+    kconf.keep_alive = 1;
+    server_t ks = {0};
+    int klfd = make_listener(&port);
+    ks.h = gw_minihttp_start(&loop, klfd, &kconf, &ops, &ks, err, sizeof(err));
+    ok(ks.h != NULL, "a keep-alive server on 127.0.0.1:%d", port);
+    close(klfd);
+    int kfd = client_connect();
+    send_str(kfd, "GET /y HTTP/1.1\r\n\r\n");
+    for (int i = 0; i < 20; i++) {
+        uv_run(&loop, UV_RUN_NOWAIT);
+        usleep(5000);
+    }
+    n = recv(kfd, buf, sizeof(buf) - 1, 0);
+    buf[n > 0 ? n : 0] = '\0';
+    ok(strstr(buf, "Connection: keep-alive\r\n") != NULL, "a first answer keeps the connection");
+    send_str(kfd, "GET /bye HTTP/1.1\r\n\r\n");
+    for (int i = 0; i < 20; i++) {
+        uv_run(&loop, UV_RUN_NOWAIT);
+        usleep(5000);
+    }
+    send_str(kfd, "GET /z HTTP/1.1\r\n\r\n");
+    for (int i = 0; i < 20; i++) {
+        uv_run(&loop, UV_RUN_NOWAIT);
+        usleep(5000);
+    }
+    size_t got = 0;
+    for (ssize_t r;
+         got + 1 < sizeof(buf) && (r = recv(kfd, buf + got, sizeof(buf) - 1 - got, 0)) > 0;)
+        got += (size_t)r;
+    buf[got] = '\0';
+    ok(strstr(buf, "HTTP/1.1 200 OK\r\n") == buf && strstr(buf, "\r\n\r\nbye") != NULL,
+       "the answer given as the server closes arrives");
+    ok(strstr(buf + 1, "HTTP/1.1") == NULL, "no request after it is served: %.60s", buf);
+    close(kfd);
+    for (int i = 0; i < 50 && !ks.bye_closed; i++) {
+        uv_run(&loop, UV_RUN_NOWAIT);
+        usleep(5000);
+    }
+    ok(ks.bye_closed, "the closing server finished");
+
     uv_close((uv_handle_t *)&s.later, NULL);
     uv_close((uv_handle_t *)&phase_done, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
