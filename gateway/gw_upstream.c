@@ -20,6 +20,8 @@ typedef struct {
     gw_link_t idle;
     unsigned nidle;
     gw_tlsc_cache_t tls_cache; /* https: the node's last session, to resume */
+    gw_link_t retired;         /* in its set's retired list: removed, still referenced */
+    gw_node_t *node;
 } node_pool_t;
 
 /* ---- runtime construction ---- */
@@ -151,6 +153,8 @@ node_new(gw_upstream_rt_t *up, const gw_node_conf_t *conf, gw_node_conf_t *own)
     if (node == NULL || pool == NULL)
         goto failed;
     gw_list_init(&pool->idle);
+    gw_list_init(&pool->retired);
+    pool->node = node;
     node->conf = conf;
     node->own = own;
     node->weight = conf->weight > 0 ? conf->weight : 1;
@@ -179,6 +183,9 @@ failed:
 static void
 node_free(gw_node_t *node)
 {
+    node_pool_t *pool = node->pool;
+    if (pool && !gw_list_empty(&pool->retired))
+        gw_list_remove(&pool->retired);
     if (node->pool)
         gw_tlsc_cache_clear(&((node_pool_t *)node->pool)->tls_cache);
     free(node->pool);
@@ -218,9 +225,11 @@ static void up_close(gw_upconn_t *u);
 
 /* Out of the upstream: no balancer sees it any more (the caller refreshed
  * them), its idle connections close, and it is freed when nothing points
- * to it. */
+ * to it. Until then it is on SET's retired list, whose shared slots the
+ * tick keeps touching: a request still out to it updates its own slot, never
+ * one handed to another node after GW_SH_STALE_MS. */
 static void
-node_remove(gw_node_t *node)
+node_remove(gw_upstreams_t *set, gw_node_t *node)
 {
     node_pool_t *pool = node->pool;
     node->removed = 1;
@@ -229,6 +238,8 @@ node_remove(gw_node_t *node)
     node->refs++;        /* held while the idle connections close */
     while (!gw_list_empty(&pool->idle))
         up_close(GW_CONTAINER_OF(pool->idle.next, gw_upconn_t, link));
+    if (node->refs > 1)
+        gw_list_push(&set->retired, &pool->retired);
     gw_node_unref(node);
 }
 
@@ -298,7 +309,7 @@ gw_upstreams_set_nodes(gw_upstreams_t *u, size_t index, const gw_disc_entry_t *e
             continue;
         if (!ok)
             old[i]->refs++; /* a balancer or a health record may still point to it */
-        node_remove(old[i]);
+        node_remove(u, old[i]);
     }
     free(old);
     free(confs);
@@ -414,6 +425,7 @@ gw_upstreams_new(const gw_upstreams_env_t *env, char *err, size_t errlen)
     u->rbufs = env->rbufs;
     u->reads = env->reads;
     u->sh = env->sh;
+    gw_list_init(&u->retired);
     u->n = conf->nupstreams;
     u->ups = calloc(u->n ? u->n : 1, sizeof(gw_upstream_rt_t));
     u->nroutes = conf->nroutes;
@@ -520,6 +532,9 @@ gw_upstreams_free(gw_upstreams_t *u)
     for (size_t r = 0; u->route_breakers && r < u->nroutes; r++)
         route_breakers_free(u->route_breakers[r], &u->w_conf->routes[r]);
     free(u->route_breakers);
+    /* removed nodes something still holds outlive the set: off its list */
+    while (!gw_list_empty(&u->retired))
+        gw_list_remove(u->retired.next);
     for (size_t i = 0; u->ups && i < u->n; i++) {
         gw_upstream_rt_t *up = &u->ups[i];
         target_close(&up->all);
@@ -1355,6 +1370,11 @@ gw_upstreams_tick(gw_upstreams_t *u)
     for (size_t r = 0; r < u->nroutes; r++)
         for (size_t k = 0; u->route_breakers[r] && k <= u->nsplits[r]; k++)
             gw_shstate_touch_breaker(u->route_breakers[r][k]);
+    for (gw_link_t *l = u->retired.next; l != &u->retired; l = l->next) {
+        gw_node_t *node = GW_CONTAINER_OF(l, node_pool_t, retired)->node;
+        gw_shstate_touch_node(node->sh);
+        gw_shstate_touch_breaker(node->breaker);
+    }
 }
 
 void

@@ -85,6 +85,7 @@ struct gw_upstreams_s {
     gw_log_t *log;
     gw_rbuf_pool_t *rbufs;
     uint64_t *reads;
+    gw_link_t retired; /* removed nodes still referenced: their shared slots stay touched */
     struct gw_tls_stores_s *tls_stores; /* the https upstreams' CA stores, shared */
     int draining;                       /* no connection goes back to a pool any more */
     struct gw_shstate_s *sh;            /* NULL: no shared state */

@@ -14,6 +14,7 @@
 /* the writer's functions are static: the test is compiled with them */
 #include "gw_disc.c"
 #include "gw_balancer.h"
+#include "gw_shstate.h"
 #include "gw_upstream.h"
 
 #include "tap.h"
@@ -225,8 +226,10 @@ static const char *const kinds[] = {"round_robin", "weighted_round_robin", "rand
                                     "least_conn",  "consistent_hash",      "p2c"};
 
 /* Random lists, requests that hold nodes across changes: nothing a
- * balancer answers was removed, subsets hold what they select, and
- * (under ASan) no node is used after it was freed or leaked. */
+ * balancer answers was removed, subsets hold what they select, a removed
+ * node still held keeps its shared slots touched (else they could be
+ * handed to another node while its request is out), and (under ASan) no
+ * node is used after it was freed or leaked. */
 static void
 test_set_nodes_churn(const char *kind)
 {
@@ -259,7 +262,8 @@ test_set_nodes_churn(const char *kind)
     gw_rbuf_pool_t rbufs;
     memset(&rbufs, 0, sizeof(rbufs));
     uint64_t reads = 0;
-    gw_upstreams_env_t env = {&loop, conf, quiet, NULL, 0, 42, &rbufs, NULL, &reads};
+    gw_shstate_t *sh = gw_shstate_new(256, 256);
+    gw_upstreams_env_t env = {&loop, conf, quiet, NULL, 0, 42, &rbufs, sh, &reads};
     char err[128];
     gw_upstreams_t *u = gw_upstreams_new(&env, err, sizeof(err));
     ok(u != NULL, "%s: upstreams built", kind);
@@ -300,16 +304,32 @@ test_set_nodes_churn(const char *kind)
             gw_node_ref(nd);
             nd->inflight++;
         }
+        if (round % 100 == 0)
+            gw_upstreams_tick(u);
     }
     is_int(bad_count, 0, "%s: every list applied whole", kind);
     is_int(bad_subset, 0, "%s: targets hold only live nodes of their subset", kind);
     is_int(bad_pick, 0, "%s: no pick of a removed node", kind);
+    uint64_t before = gw_shstate_now_ms();
+    usleep(3000);
+    gw_upstreams_tick(u);
+    int removed_held = 0, untouched = 0;
+    for (int i = 0; i < 32; i++) {
+        if (held[i] == NULL || !held[i]->removed || held[i]->sh == NULL)
+            continue;
+        removed_held++;
+        if (atomic_load(&held[i]->sh->seen_ms) <= before)
+            untouched++;
+    }
+    ok(removed_held > 0, "%s: %d removed nodes still held", kind, removed_held);
+    is_int(untouched, 0, "%s: their shared slots are touched by the tick", kind);
     for (int i = 0; i < 32; i++)
         if (held[i])
             gw_node_unref(held[i]);
     gw_upstreams_close_idle(u);
     uv_run(&loop, UV_RUN_DEFAULT);
     gw_upstreams_free(u);
+    gw_shstate_free(sh);
     uv_loop_close(&loop);
     gw_conf_free(conf);
 }
