@@ -38,6 +38,10 @@
 #   ngx_http_common NAME      the http{} lines every nginx of a run shares:
 #                             no access log, temp paths under $TMP/NAME-*,
 #                             long keep-alive
+#   ngx_common NAME           top of an nginx config: 1 worker, foreground, pid in $TMP
+#   ngx_upstream              upstream "origin" -> 127.0.0.1:$ORIGIN_PORT, keep-alive 512
+#   ngx_proxy_directives      proxy_pass to it over HTTP/1.1 keep-alive
+#   origin_conf NAME PORT     the static origin: /hello (5 bytes) and /4k from $TMP/www
 #
 # The caller sets TMP (after sourcing; cleanup reads it when it runs) and
 # defines die and log. Job control must be off (set +m) for start: setsid
@@ -165,5 +169,52 @@ ngx_http_common() {
     scgi_temp_path $TMP/$1-scgi;
     keepalive_requests 1000000;
     keepalive_timeout 75s;
+EOF
+}
+
+ngx_common() { # NAME
+    cat <<EOF
+worker_processes 1;
+daemon off;
+master_process on;
+pid $TMP/$1.pid;
+events { worker_connections 8192; }
+EOF
+}
+ngx_upstream() {
+    cat <<EOF
+    upstream origin {
+        server 127.0.0.1:$ORIGIN_PORT;
+        keepalive 512;
+        keepalive_requests 1000000;
+        keepalive_timeout 75s;
+    }
+EOF
+}
+ngx_proxy_directives() {
+    cat <<EOF
+            proxy_pass http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+EOF
+}
+
+origin_conf() { # NAME PORT
+    cat <<EOF
+$(ngx_common "$1")
+http {
+$(ngx_http_common "$1")
+    default_type text/plain;
+    sendfile on;
+    tcp_nopush on;
+    open_file_cache max=16 inactive=600s;
+    open_file_cache_valid 600s;
+    server {
+        listen 127.0.0.1:$2 backlog=4096;
+        root $TMP/www;
+        location = /hello { return 200 "hello"; }
+        location = /4k { }
+    }
+}
 EOF
 }

@@ -45,34 +45,26 @@ pids=()
 trap cleanup EXIT
 head -c 4096 /dev/zero | tr '\0' 'x' >"$TMP/www/4k"
 
-origin=$(free_port)
+ORIGIN_PORT=$(free_port)
 ngx=$(free_port)
-ngx_conf() { # NAME PORT LOCATION...
-    cat <<EOF
-worker_processes 1;
-daemon off;
-pid $TMP/$1.pid;
-events { worker_connections 8192; }
+origin_conf origin "$ORIGIN_PORT" >"$TMP/origin.conf"
+# the same nginx-proxy as run.sh's
+cat >"$TMP/nginx.conf" <<EOF
+$(ngx_common nginx)
 http {
-$(ngx_http_common "$1")
-    default_type text/plain;
-    sendfile on;
-    tcp_nopush on;
-    upstream origin { server 127.0.0.1:$origin; keepalive 512; keepalive_requests 1000000; }
+$(ngx_http_common nginx)
+$(ngx_upstream)
     server {
-        listen 127.0.0.1:$2 backlog=4096;
-        root $TMP/www;
-$3
+        listen 127.0.0.1:$ngx backlog=4096;
+        location / {
+$(ngx_proxy_directives)
+        }
     }
 }
 EOF
-}
-ngx_conf origin "$origin" '        location = /hello { return 200 "hello"; }
-        location = /4k { }' >"$TMP/origin.conf"
-ngx_conf nginx "$ngx" '        location / { proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection ""; }' >"$TMP/nginx.conf"
 start origin "$LOAD_CPU" nginx -p "$TMP" -c "$TMP/origin.conf" -e "$TMP/logs/origin.err"
 start nginx "$PROXY_CPU" nginx -p "$TMP" -c "$TMP/nginx.conf" -e "$TMP/logs/nginx.err"
-wait_port "$origin"
+wait_port "$ORIGIN_PORT"
 wait_port "$ngx"
 
 declare -A PORT=([nginx]=$ngx)
@@ -90,7 +82,7 @@ gateway:
   error_log: {path: "$TMP/logs/$name.err", level: warn}
   pid_file: "$TMP/$name.pid"
 upstreams:
-  - {name: origin, nodes: ["127.0.0.1:$origin"], keepalive: {size: 512}}
+  - {name: origin, nodes: ["127.0.0.1:$ORIGIN_PORT"], keepalive: {size: 512}}
 routes:
   - {name: all, match: {path: "/*"}, upstream: origin}
 EOF

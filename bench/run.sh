@@ -161,53 +161,6 @@ speed_probe() {
 
 head -c 4096 /dev/zero | tr '\0' 'x' >"$TMP/www/4k"
 
-ngx_common() { # NAME
-    cat <<EOF
-worker_processes 1;
-daemon off;
-master_process on;
-pid $TMP/$1.pid;
-events { worker_connections 8192; }
-EOF
-}
-ngx_upstream() {
-    cat <<EOF
-    upstream origin {
-        server 127.0.0.1:$ORIGIN_PORT;
-        keepalive 512;
-        keepalive_requests 1000000;
-        keepalive_timeout 75s;
-    }
-EOF
-}
-ngx_proxy_directives() {
-    cat <<EOF
-            proxy_pass http://origin;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-EOF
-}
-
-origin_conf() { # NAME PORT
-    cat <<EOF
-$(ngx_common "$1")
-http {
-$(ngx_http_common "$1")
-    default_type text/plain;
-    sendfile on;
-    tcp_nopush on;
-    open_file_cache max=16 inactive=600s;
-    open_file_cache_valid 600s;
-    server {
-        listen 127.0.0.1:$2 backlog=4096;
-        root $TMP/www;
-        location = /hello { return 200 "hello"; }
-        location = /4k { }
-    }
-}
-EOF
-}
-
 origin_conf origin "$ORIGIN_PORT" >"$TMP/origin.conf"
 origin_conf origin-own-cpu "${PORT[direct-own-cpu]}" >"$TMP/origin-own-cpu.conf"
 

@@ -137,6 +137,20 @@ tell_owner(gw_sentinel_t *sn, int up)
         sn->mopts.on_state(sn->mopts.state_arg, up);
 }
 
+/* The master connection is no longer the confirmed master: a ROLE still
+ * out is dropped and the owner stops using it. */
+static void
+unconfirm(gw_sentinel_t *sn)
+{
+    sn->confirmed = 0;
+    sn->current[0] = '\0';
+    if (sn->role) {
+        gw_rconn_cmd_cancel(sn->role);
+        sn->role = NULL;
+    }
+    tell_owner(sn, 0);
+}
+
 static void
 master_close(gw_sentinel_t *sn)
 {
@@ -146,13 +160,7 @@ master_close(gw_sentinel_t *sn)
     gw_rconn_t *cn = sn->mcn;
     sn->mcn = NULL;
     sn->reconnect = 0;
-    sn->confirmed = 0;
-    sn->current[0] = '\0';
-    if (sn->role) {
-        gw_rconn_cmd_cancel(sn->role);
-        sn->role = NULL;
-    }
-    tell_owner(sn, 0);
+    unconfirm(sn);
     gw_rconn_close(cn);
 }
 
@@ -258,13 +266,7 @@ on_master_state(void *arg, int ready)
     if (sn->closing)
         return;
     if (!ready) {
-        sn->confirmed = 0;
-        sn->current[0] = '\0';
-        if (sn->role) {
-            gw_rconn_cmd_cancel(sn->role);
-            sn->role = NULL;
-        }
-        tell_owner(sn, 0);
+        unconfirm(sn);
         return;
     }
     if (sn->role == NULL)
